@@ -1,0 +1,244 @@
+/*
+ * journal.h - the kjournal journal: a SQLite file that is the single source
+ * of truth for Kyuubi sessions, their events and the reconciler's audit.
+ *
+ * Open a journal, append events in batches, query it:
+ *
+ *     kj_journal *j;
+ *     kj_err err = {0};
+ *     if (kj_journal_open("/var/lib/kjournal/journal.db", 0, &j, &err) < 0)
+ *         die("%s", err.msg);
+ *     kj_append_result res[2];
+ *     kj_journal_append(j, events, 2, res, &err);   // one transaction
+ *     kj_journal_close(j);
+ *
+ * Durability: WAL, synchronous=FULL. When kj_journal_append() returns 0 the
+ * batch is committed and on disk; an ack sent after that is safe.
+ *
+ * Threads: a kj_journal is one SQLite connection; use it from one thread at a
+ * time. Several handles (threads or processes) may share one file: writers
+ * wait for each other up to the busy timeout, readers never block writers.
+ *
+ * Read-only handles (KJ_JOURNAL_READONLY) open the file with mode=ro, never
+ * write, never migrate, and work while kjournald writes. The query functions
+ * below page through results and end their read transaction after every page
+ * (KJ_JOURNAL_PAGE rows), so a slow consumer never starves WAL checkpoints.
+ *
+ * Callbacks receive rows whose strings are valid only during the call. A
+ * callback returns 0 to go on, anything else to stop; the query then returns
+ * that value.
+ */
+#ifndef KJ_JOURNAL_H
+#define KJ_JOURNAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "event.h"
+#include "kj.h"
+
+#define KJ_JOURNAL_PAGE 256
+
+typedef struct kj_journal kj_journal;
+
+enum {
+    KJ_JOURNAL_READONLY = 1 << 0, /* open with mode=ro; the file must exist */
+    KJ_JOURNAL_NOCREATE = 1 << 1, /* fail with KJ_ENOENT rather than create the file */
+};
+
+/*
+ * Opens (and creates, unless NOCREATE or READONLY) the journal at path and
+ * brings its schema up to date. Refuses, without modifying the file:
+ * a file that is not SQLite or a SQLite database that is not a journal
+ * (KJ_ENOTJOURNAL), a journal whose schema is newer than this binary
+ * (KJ_ETOONEW), a damaged file (KJ_ECORRUPT).
+ */
+int kj_journal_open(const char *path, unsigned flags, kj_journal **out, kj_err *err);
+/* Closes j; accepts NULL. */
+void kj_journal_close(kj_journal *j);
+const char *kj_journal_path(const kj_journal *j);
+/* The schema version this binary writes (the last embedded migration). */
+int kj_journal_schema_version(void);
+
+/* --- appending ------------------------------------------------------------ */
+
+typedef enum {
+    KJ_APPEND_STORED = 1,
+    KJ_APPEND_DUPLICATE = 2, /* an event with this event_id is already stored */
+    KJ_APPEND_REJECTED = 3,
+} kj_append_status;
+
+typedef struct kj_append_result {
+    kj_append_status status;
+    const char *code; /* on rejection: static machine-readable code */
+    char message[192];/* on rejection: what was wrong, naming the field */
+} kj_append_result;
+
+/*
+ * Appends n events in one transaction and fills results[0..n). A rejected
+ * event changes nothing; the others still land. Returns 0 once the
+ * transaction is committed and durable, or a negative code when nothing was
+ * committed (results are then meaningless).
+ */
+int kj_journal_append(kj_journal *j, const kj_event *events, size_t n, kj_append_result *results,
+                      kj_err *err);
+
+/* --- sessions ------------------------------------------------------------- */
+
+typedef struct kj_session {
+    const char *session_id;
+    kj_session_state state;
+    const char *instance, *user; /* may be NULL */
+    const char *engine_id;       /* Spark application id, may be NULL */
+    const char *engine_tag;      /* kyuubi-unique-tag, may be NULL */
+    const char *engine_namespace;
+    int64_t created_ms; /* time_ms of the session's first event */
+    int64_t updated_ms; /* time_ms of its latest event */
+    int64_t closed_ms;  /* 0 while open */
+    const char *close_reason;
+    int64_t event_count;
+} kj_session;
+
+typedef struct kj_session_filter {
+    kj_session_state state;  /* KJ_SESSION_NONE: any */
+    const char *user;        /* NULL: any */
+    const char *instance;    /* NULL: any */
+    const char *engine;      /* NULL: any; else equal to engine_tag or engine_id */
+    int64_t since_ms;        /* created_ms >= since_ms; 0: unbounded */
+    int64_t until_ms;        /* created_ms < until_ms; 0: unbounded */
+    int64_t limit;           /* 0: no limit */
+    int reverse;             /* newest first */
+} kj_session_filter;
+
+typedef int (*kj_session_cb)(const kj_session *s, void *ud);
+
+/* Sessions matching f, ordered by created_ms (then insertion order). */
+int kj_journal_sessions(kj_journal *j, const kj_session_filter *f, kj_session_cb cb, void *ud,
+                        kj_err *err);
+/* One session; KJ_ENOENT when there is none. */
+int kj_journal_session_get(kj_journal *j, const char *session_id, kj_session_cb cb, void *ud,
+                           kj_err *err);
+/* The sessions a pod belongs to: engine_tag == tag or engine_id == app_id
+ * (either may be NULL). */
+int kj_journal_sessions_of_pod(kj_journal *j, const char *tag, const char *app_id,
+                               kj_session_cb cb, void *ud, kj_err *err);
+
+/* --- events --------------------------------------------------------------- */
+
+typedef struct kj_event_row {
+    int64_t seq;         /* commit order, increasing */
+    int64_t recorded_ms; /* when the journal stored it */
+    kj_event event;
+} kj_event_row;
+
+typedef struct kj_event_filter {
+    const char *session_id; /* NULL: any */
+    int64_t since_ms;       /* time_ms >= since_ms; 0: unbounded */
+    int64_t until_ms;       /* time_ms < until_ms; 0: unbounded */
+    int64_t limit;          /* 0: no limit */
+    int reverse;            /* newest first */
+} kj_event_filter;
+
+typedef int (*kj_event_cb)(const kj_event_row *row, void *ud);
+
+/* Events matching f, ordered by (time_ms, seq), streamed page by page. */
+int kj_journal_events(kj_journal *j, const kj_event_filter *f, kj_event_cb cb, void *ud,
+                      kj_err *err);
+/* Events with seq > after_seq in commit order (for following a live journal),
+ * at most limit (0: all); *last_seq receives the last seq delivered (or
+ * after_seq when none). */
+int kj_journal_events_after(kj_journal *j, int64_t after_seq, const char *session_id,
+                            int64_t limit, kj_event_cb cb, void *ud, int64_t *last_seq,
+                            kj_err *err);
+/* The highest seq in the journal, 0 when empty. */
+int kj_journal_last_seq(kj_journal *j, int64_t *seq, kj_err *err);
+
+/* --- statistics ----------------------------------------------------------- */
+
+typedef struct kj_journal_stats {
+    int64_t sessions_open, sessions_closed;
+    int64_t events_open, events_close;
+    int64_t oldest_ms, newest_ms; /* event time_ms range; 0 when empty */
+    int64_t runs, actions;
+    int64_t file_bytes, wal_bytes;
+    int schema_version;
+} kj_journal_stats;
+
+int kj_journal_stats_get(kj_journal *j, kj_journal_stats *out, kj_err *err);
+
+typedef int (*kj_count_cb)(const char *key, int64_t open, int64_t closed, void *ud);
+/* Sessions counted by "user" or "instance" (key NULL for sessions without one),
+ * ordered by key. */
+int kj_journal_count_by(kj_journal *j, const char *column, kj_count_cb cb, void *ud,
+                        kj_err *err);
+
+/* --- maintenance ---------------------------------------------------------- */
+
+/* Deletes sessions closed before cutoff_ms, with their events. */
+int kj_journal_prune(kj_journal *j, int64_t cutoff_ms, int64_t *sessions, int64_t *events,
+                     kj_err *err);
+/* Writes a consistent copy to dest (VACUUM INTO); dest must not exist. Safe
+ * while another process writes. Works on a read-only handle. */
+int kj_journal_backup(kj_journal *j, const char *dest, kj_err *err);
+
+typedef int (*kj_problem_cb)(const char *problem, void *ud);
+/*
+ * Checks integrity (PRAGMA integrity_check, foreign keys) and kjournal's
+ * invariants: every session's state, counts and times agree with its events;
+ * no event without a session. Each problem found is passed to cb (may be
+ * NULL). Returns 0 when clean, KJ_ECORRUPT when problems were found (their
+ * number in *problems), another negative code when the check could not run.
+ */
+int kj_journal_verify(kj_journal *j, kj_problem_cb cb, void *ud, int64_t *problems, kj_err *err);
+
+/* --- reconciler audit ----------------------------------------------------- */
+
+typedef struct kj_run {
+    int64_t id;
+    int64_t started_ms, finished_ms; /* finished_ms 0 while running */
+    const char *trigger;             /* "recovery", "close", "resync", "manual" */
+    int dry_run;
+    const char *status;              /* "running", "converged", "failed", ... */
+    int64_t pods_seen, actions_ok, actions_failed;
+} kj_run;
+
+typedef struct kj_action {
+    int64_t id, run_id, time_ms;
+    const char *namespace_, *pod, *uid;  /* the pod acted on */
+    const char *engine_tag, *engine_id;  /* its labels, so sessions find their actions */
+    const char *action;                  /* "release_finalizer", "delete", "close_session", ... */
+    const char *reason;                  /* why, from the reconciliation table */
+    const char *result;                  /* "ok", "gone", "conflict", "failed", "planned" */
+    int http_code;                       /* 0 when no request was made */
+    const char *message;                 /* may be NULL */
+} kj_action;
+
+typedef struct kj_action_filter {
+    int64_t run_id;         /* 0: any */
+    const char *session_id; /* NULL: any; else actions on that session's pods */
+    int64_t limit;          /* 0: no limit */
+    int reverse;
+} kj_action_filter;
+
+typedef int (*kj_run_cb)(const kj_run *r, void *ud);
+typedef int (*kj_action_cb)(const kj_action *a, void *ud);
+
+int kj_journal_run_begin(kj_journal *j, const char *trigger, int dry_run, int64_t *run_id,
+                         kj_err *err);
+int kj_journal_run_end(kj_journal *j, int64_t run_id, const char *status, int64_t pods_seen,
+                       int64_t actions_ok, int64_t actions_failed, kj_err *err);
+/* Records a->*; a->id and a->time_ms are set by the journal when 0. */
+int kj_journal_action_record(kj_journal *j, const kj_action *a, kj_err *err);
+int kj_journal_runs(kj_journal *j, int64_t limit, kj_run_cb cb, void *ud, kj_err *err);
+int kj_journal_actions(kj_journal *j, const kj_action_filter *f, kj_action_cb cb, void *ud,
+                       kj_err *err);
+
+/*
+ * When a pod was first seen terminal, for the retain period when the pod
+ * carries no container finishedAt: the first call for a uid stores now_ms,
+ * every call returns the stored time in *first_ms.
+ */
+int kj_journal_pod_terminal_since(kj_journal *j, const char *uid, int64_t now_ms,
+                                  int64_t *first_ms, kj_err *err);
+
+#endif

@@ -1,0 +1,42 @@
+/* kjournal - the command line: publish events, run recovery, inspect the journal. */
+#include <stdio.h>
+#include <string.h>
+
+#include "cli.h"
+
+/* One line per subcommand; each lives in cmd_<name>.c. */
+static const kj_cli_command commands[] = {
+    {NULL, NULL, NULL},
+};
+
+static void usage(FILE *out)
+{
+    fprintf(out, "usage: kjournal COMMAND [OPTIONS]\n\n"
+                 "kjournal records Kyuubi sessions in a journal and reconciles engine pods.\n\n"
+                 "commands:\n");
+    for (const kj_cli_command *c = commands; c->name; c++)
+        fprintf(out, "  %-10s %s\n", c->name, c->summary);
+    fprintf(out, "\nRun 'kjournal COMMAND --help' for a command's options and examples.\n");
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        usage(stderr);
+        return KJ_EXIT_USAGE;
+    }
+    if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
+        usage(stdout);
+        return KJ_EXIT_OK;
+    }
+    if (!strcmp(argv[1], "--version")) {
+        printf("kjournal %s\n", KJ_VERSION);
+        return KJ_EXIT_OK;
+    }
+    for (const kj_cli_command *c = commands; c->name; c++)
+        if (!strcmp(argv[1], c->name))
+            return c->run(argc - 1, argv + 1);
+    fprintf(stderr, "kjournal: unknown command '%s'\n", argv[1]);
+    usage(stderr);
+    return KJ_EXIT_USAGE;
+}
