@@ -23,8 +23,8 @@
 #include <stdint.h>
 
 /* Limits every producer of events checks (the wire decoder, the journal). */
-#define KJ_EVENT_ID_MAX 128      /* bytes in event_id */
-#define KJ_EVENT_FIELD_MAX 256   /* bytes in any other string field */
+#define KJ_EVENT_ID_MAX 128    /* bytes in event_id */
+#define KJ_EVENT_FIELD_MAX 256 /* bytes in any other string field */
 #define KJ_EVENT_PAYLOAD_MAX 65536
 /* time_ms must lie in [2000-01-01, 2100-01-01). */
 #define KJ_EVENT_TIME_MIN 946684800000LL
@@ -36,10 +36,10 @@ typedef enum {
 } kj_event_type;
 
 typedef struct kj_event {
-    const char *event_id;         /* required: idempotency key, unique in the journal */
-    kj_event_type type;           /* required */
-    const char *session_id;       /* required: Kyuubi session id */
-    const char *instance;         /* Kyuubi server that owns the session (host:port) */
+    const char *event_id;   /* required: idempotency key, unique in the journal */
+    kj_event_type type;     /* required */
+    const char *session_id; /* required: Kyuubi session id */
+    const char *instance;   /* Kyuubi server that owns the session (host:port) */
     const char *user;
     const char *engine_id;        /* Spark application id: pod label spark-app-selector */
     const char *engine_tag;       /* engine ref id: pod label kyuubi-unique-tag */

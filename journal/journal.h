@@ -70,8 +70,8 @@ typedef enum {
 
 typedef struct kj_append_result {
     kj_append_status status;
-    const char *code; /* on rejection: static machine-readable code */
-    char message[192];/* on rejection: what was wrong, naming the field */
+    const char *code;  /* on rejection: static machine-readable code */
+    char message[192]; /* on rejection: what was wrong, naming the field */
 } kj_append_result;
 
 /*
@@ -100,14 +100,14 @@ typedef struct kj_session {
 } kj_session;
 
 typedef struct kj_session_filter {
-    kj_session_state state;  /* KJ_SESSION_NONE: any */
-    const char *user;        /* NULL: any */
-    const char *instance;    /* NULL: any */
-    const char *engine;      /* NULL: any; else equal to engine_tag or engine_id */
-    int64_t since_ms;        /* created_ms >= since_ms; 0: unbounded */
-    int64_t until_ms;        /* created_ms < until_ms; 0: unbounded */
-    int64_t limit;           /* 0: no limit */
-    int reverse;             /* newest first */
+    kj_session_state state; /* KJ_SESSION_NONE: any */
+    const char *user;       /* NULL: any */
+    const char *instance;   /* NULL: any */
+    const char *engine;     /* NULL: any; else equal to engine_tag or engine_id */
+    int64_t since_ms;       /* created_ms >= since_ms; 0: unbounded */
+    int64_t until_ms;       /* created_ms < until_ms; 0: unbounded */
+    int64_t limit;          /* 0: no limit */
+    int reverse;            /* newest first */
 } kj_session_filter;
 
 typedef int (*kj_session_cb)(const kj_session *s, void *ud);
@@ -120,8 +120,8 @@ int kj_journal_session_get(kj_journal *j, const char *session_id, kj_session_cb 
                            kj_err *err);
 /* The sessions a pod belongs to: engine_tag == tag or engine_id == app_id
  * (either may be NULL). */
-int kj_journal_sessions_of_pod(kj_journal *j, const char *tag, const char *app_id,
-                               kj_session_cb cb, void *ud, kj_err *err);
+int kj_journal_sessions_of_pod(kj_journal *j, const char *tag, const char *app_id, kj_session_cb cb,
+                               void *ud, kj_err *err);
 
 /* --- events --------------------------------------------------------------- */
 
@@ -147,9 +147,8 @@ int kj_journal_events(kj_journal *j, const kj_event_filter *f, kj_event_cb cb, v
 /* Events with seq > after_seq in commit order (for following a live journal),
  * at most limit (0: all); *last_seq receives the last seq delivered (or
  * after_seq when none). */
-int kj_journal_events_after(kj_journal *j, int64_t after_seq, const char *session_id,
-                            int64_t limit, kj_event_cb cb, void *ud, int64_t *last_seq,
-                            kj_err *err);
+int kj_journal_events_after(kj_journal *j, int64_t after_seq, const char *session_id, int64_t limit,
+                            kj_event_cb cb, void *ud, int64_t *last_seq, kj_err *err);
 /* The highest seq in the journal, 0 when empty. */
 int kj_journal_last_seq(kj_journal *j, int64_t *seq, kj_err *err);
 
@@ -169,8 +168,7 @@ int kj_journal_stats_get(kj_journal *j, kj_journal_stats *out, kj_err *err);
 typedef int (*kj_count_cb)(const char *key, int64_t open, int64_t closed, void *ud);
 /* Sessions counted by "user" or "instance" (key NULL for sessions without one),
  * ordered by key. */
-int kj_journal_count_by(kj_journal *j, const char *column, kj_count_cb cb, void *ud,
-                        kj_err *err);
+int kj_journal_count_by(kj_journal *j, const char *column, kj_count_cb cb, void *ud, kj_err *err);
 
 /* --- maintenance ---------------------------------------------------------- */
 
@@ -198,19 +196,19 @@ typedef struct kj_run {
     int64_t started_ms, finished_ms; /* finished_ms 0 while running */
     const char *trigger;             /* "recovery", "close", "resync", "manual" */
     int dry_run;
-    const char *status;              /* "running", "converged", "failed", ... */
+    const char *status; /* "running", "converged", "failed", ... */
     int64_t pods_seen, actions_ok, actions_failed;
 } kj_run;
 
 typedef struct kj_action {
     int64_t id, run_id, time_ms;
-    const char *namespace_, *pod, *uid;  /* the pod acted on */
-    const char *engine_tag, *engine_id;  /* its labels, so sessions find their actions */
-    const char *action;                  /* "release_finalizer", "delete", "close_session", ... */
-    const char *reason;                  /* why, from the reconciliation table */
-    const char *result;                  /* "ok", "gone", "conflict", "failed", "planned" */
-    int http_code;                       /* 0 when no request was made */
-    const char *message;                 /* may be NULL */
+    const char *namespace_, *pod, *uid; /* the pod acted on */
+    const char *engine_tag, *engine_id; /* its labels, so sessions find their actions */
+    const char *action;                 /* "release_finalizer", "delete", "close_session", ... */
+    const char *reason;                 /* why, from the reconciliation table */
+    const char *result;                 /* "ok", "gone", "conflict", "failed", "planned" */
+    int http_code;                      /* 0 when no request was made */
+    const char *message;                /* may be NULL */
 } kj_action;
 
 typedef struct kj_action_filter {
@@ -238,7 +236,7 @@ int kj_journal_actions(kj_journal *j, const kj_action_filter *f, kj_action_cb cb
  * carries no container finishedAt: the first call for a uid stores now_ms,
  * every call returns the stored time in *first_ms.
  */
-int kj_journal_pod_terminal_since(kj_journal *j, const char *uid, int64_t now_ms,
-                                  int64_t *first_ms, kj_err *err);
+int kj_journal_pod_terminal_since(kj_journal *j, const char *uid, int64_t now_ms, int64_t *first_ms,
+                                  kj_err *err);
 
 #endif

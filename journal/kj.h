@@ -23,22 +23,22 @@
 
 enum {
     KJ_OK = 0,
-    KJ_EINVAL = -1,       /* bad argument or malformed input */
-    KJ_ENOMEM = -2,       /* out of memory */
-    KJ_EIO = -3,          /* I/O or SQLite failure */
-    KJ_ENOENT = -4,       /* no such file or object */
-    KJ_ENOTJOURNAL = -5,  /* the file is not a kjournal database */
-    KJ_ETOONEW = -6,      /* the journal's schema is newer than this binary */
-    KJ_ECORRUPT = -7,     /* the journal is damaged */
-    KJ_EBUSY = -8,        /* locked by another process for too long */
-    KJ_ETIMEDOUT = -9,    /* a deadline passed */
-    KJ_ECONFLICT = -10,   /* the object changed under us (HTTP 409 / 422) */
-    KJ_EHTTP = -11,       /* an HTTP error that is none of the above */
-    KJ_EPROTO = -12,      /* the peer broke the protocol */
-    KJ_EREADONLY = -13,   /* a write on a read-only journal */
-    KJ_ECANCELED = -14,   /* stopped on request */
-    KJ_EAUTH = -15,       /* authentication or authorization failed */
-    KJ_EUNAVAIL = -16,    /* the peer cannot be reached */
+    KJ_EINVAL = -1,      /* bad argument or malformed input */
+    KJ_ENOMEM = -2,      /* out of memory */
+    KJ_EIO = -3,         /* I/O or SQLite failure */
+    KJ_ENOENT = -4,      /* no such file or object */
+    KJ_ENOTJOURNAL = -5, /* the file is not a kjournal database */
+    KJ_ETOONEW = -6,     /* the journal's schema is newer than this binary */
+    KJ_ECORRUPT = -7,    /* the journal is damaged */
+    KJ_EBUSY = -8,       /* locked by another process for too long */
+    KJ_ETIMEDOUT = -9,   /* a deadline passed */
+    KJ_ECONFLICT = -10,  /* the object changed under us (HTTP 409 / 422) */
+    KJ_EHTTP = -11,      /* an HTTP error that is none of the above */
+    KJ_EPROTO = -12,     /* the peer broke the protocol */
+    KJ_EREADONLY = -13,  /* a write on a read-only journal */
+    KJ_ECANCELED = -14,  /* stopped on request */
+    KJ_EAUTH = -15,      /* authentication or authorization failed */
+    KJ_EUNAVAIL = -16,   /* the peer cannot be reached */
 };
 
 /* A static name for an error code ("not a kjournal database"). */
@@ -51,8 +51,7 @@ typedef struct kj_err {
 
 /* Sets err (if not NULL) to code and a printf-formatted message; returns code,
  * so that `return kj_err_set(err, KJ_EINVAL, "...")` reads naturally. */
-int kj_err_set(kj_err *err, int code, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
+int kj_err_set(kj_err *err, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
 /* Prepends "prefix: " to the message already in err. Returns err->code. */
 int kj_err_prefix(kj_err *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

@@ -1,0 +1,1278 @@
+/*
+ * journal.c - the SQLite journal: open and migrate, append with the session
+ * state machine, queries that page, maintenance and the reconciler's audit.
+ */
+#include "journal.h"
+
+#include <errno.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+struct kj_schema_migration {
+    int version;
+    const char *name;
+    const char *sql;
+};
+extern const struct kj_schema_migration kj_schema_migrations[];
+extern const size_t kj_schema_migration_count;
+
+#define KJ_APPLICATION_ID 1263161934 /* 'KJRN' */
+#define KJ_BUSY_TIMEOUT_MS 10000
+
+/* Statements append() runs for every event, prepared once per handle. */
+enum {
+    ST_FIND_EVENT,
+    ST_FIND_SESSION,
+    ST_INSERT_SESSION,
+    ST_UPDATE_SESSION,
+    ST_INSERT_EVENT,
+    ST_ADD_COUNT,
+    ST_COUNT_
+};
+
+static const char *const append_sql[ST_COUNT_] = {
+    [ST_FIND_EVENT] = "SELECT 1 FROM events WHERE event_id = ?1",
+    [ST_FIND_SESSION] = "SELECT id, state, user, instance FROM sessions WHERE session_id = ?1",
+    [ST_INSERT_SESSION] =
+        "INSERT INTO sessions (session_id, state, instance, user, engine_id, engine_tag,"
+        " engine_namespace, created_ms, updated_ms, closed_ms, close_reason, event_count)"
+        " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8, ?9, ?10, 1)",
+    [ST_UPDATE_SESSION] =
+        "UPDATE sessions SET state = ?2,"
+        " instance = coalesce(?3, instance), user = coalesce(?4, user),"
+        " engine_id = coalesce(?5, engine_id), engine_tag = coalesce(?6, engine_tag),"
+        " engine_namespace = coalesce(?7, engine_namespace),"
+        " created_ms = min(created_ms, ?8), updated_ms = max(updated_ms, ?8),"
+        " closed_ms = CASE WHEN ?9 = 0 THEN closed_ms WHEN closed_ms = 0 THEN ?9"
+        "                  ELSE min(closed_ms, ?9) END,"
+        " close_reason = CASE WHEN ?9 <> 0 AND (closed_ms = 0 OR ?9 < closed_ms)"
+        "                     THEN ?10 ELSE close_reason END,"
+        " event_count = event_count + 1"
+        " WHERE id = ?1",
+    [ST_INSERT_EVENT] =
+        "INSERT INTO events (event_id, session, type, time_ms, recorded_ms, instance, user,"
+        " engine_id, engine_tag, engine_namespace, reason, payload)"
+        " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+    [ST_ADD_COUNT] = "INSERT INTO counts (dim, key, open, closed) VALUES (?1, ?2, ?3, ?4)"
+                     " ON CONFLICT (dim, key) DO UPDATE SET open = open + ?3,"
+                     " closed = closed + ?4",
+};
+
+struct kj_journal {
+    sqlite3 *db;
+    char *path;
+    int readonly;
+    sqlite3_stmt *st[ST_COUNT_];
+};
+
+/* --- errors ----------------------------------------------------------------- */
+
+static int code_of_sqlite(int rc)
+{
+    switch (rc & 0xff) {
+    case SQLITE_NOTADB:
+        return KJ_ENOTJOURNAL;
+    case SQLITE_CORRUPT:
+        return KJ_ECORRUPT;
+    case SQLITE_BUSY:
+    case SQLITE_LOCKED:
+        return KJ_EBUSY;
+    case SQLITE_NOMEM:
+        return KJ_ENOMEM;
+    case SQLITE_READONLY:
+        return KJ_EREADONLY;
+    case SQLITE_CANTOPEN:
+        return KJ_ENOENT;
+    default:
+        return KJ_EIO;
+    }
+}
+
+static int db_err(kj_journal *j, int rc, kj_err *err, const char *what)
+{
+    int code = code_of_sqlite(rc);
+    const char *detail = j && j->db ? sqlite3_errmsg(j->db) : sqlite3_errstr(rc);
+    if (code == KJ_ENOTJOURNAL)
+        detail = "not a kjournal database";
+    else if (code == KJ_ECORRUPT)
+        detail = "the journal file is damaged (run 'kjournal verify')";
+    return kj_err_set(err, code, "journal '%s': %s: %s", j ? j->path : "?", what, detail);
+}
+
+static int exec(kj_journal *j, const char *sql, kj_err *err)
+{
+    char *msg = NULL;
+    int rc = sqlite3_exec(j->db, sql, NULL, NULL, &msg);
+    if (rc != SQLITE_OK) {
+        int code = code_of_sqlite(rc);
+        kj_err_set(err, code, "journal '%s': %s", j->path, msg ? msg : sqlite3_errstr(rc));
+        sqlite3_free(msg);
+        return code;
+    }
+    return 0;
+}
+
+/* One integer from a query (0 when there is no row). */
+static int query_int(kj_journal *j, const char *sql, int64_t *out, kj_err *err)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = sqlite3_prepare_v2(j->db, sql, -1, &st, NULL);
+    if (rc == SQLITE_OK) {
+        rc = sqlite3_step(st);
+        *out = rc == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
+        if (rc == SQLITE_ROW || rc == SQLITE_DONE)
+            rc = SQLITE_OK;
+    }
+    sqlite3_finalize(st);
+    return rc == SQLITE_OK ? 0 : db_err(j, rc, err, "query");
+}
+
+/* --- open and migrate ------------------------------------------------------- */
+
+int kj_journal_schema_version(void)
+{
+    return (int)kj_schema_migration_count;
+}
+
+const char *kj_journal_path(const kj_journal *j)
+{
+    return j ? j->path : NULL;
+}
+
+/* "file:" URI for path, with the characters URIs reserve escaped. */
+static char *path_uri(const char *path, const char *query)
+{
+    size_t n = strlen(path), cap = 5 + 3 * n + strlen(query) + 2;
+    char *uri = malloc(cap), *p = uri;
+    if (!uri)
+        return NULL;
+    p += snprintf(p, cap, "file:");
+    for (const char *s = path; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c == '%' || c == '?' || c == '#' || c <= ' ' || c >= 0x7f)
+            p += snprintf(p, cap - (size_t)(p - uri), "%%%02X", c);
+        else
+            *p++ = (char)c;
+    }
+    snprintf(p, cap - (size_t)(p - uri), "?%s", query);
+    return uri;
+}
+
+/*
+ * Decides what the file is before anything is written to it: a fresh
+ * database (no tables, no application id) is ours to create; anything else
+ * must carry our application id and a version we understand.
+ */
+static int check_identity(kj_journal *j, int64_t *version, int *fresh, kj_err *err)
+{
+    int64_t app = 0, tables = 0;
+    int rc = query_int(j, "PRAGMA application_id", &app, err);
+    if (!rc)
+        rc = query_int(j, "SELECT count(*) FROM sqlite_master", &tables, err);
+    if (!rc)
+        rc = query_int(j, "PRAGMA user_version", version, err);
+    if (rc) {
+        if (rc == KJ_ENOTJOURNAL || rc == KJ_ECORRUPT || rc == KJ_EIO)
+            return kj_err_set(err, rc == KJ_ECORRUPT ? KJ_ECORRUPT : KJ_ENOTJOURNAL,
+                              "journal '%s': not a kjournal database", j->path);
+        return rc;
+    }
+    *fresh = app == 0 && tables == 0 && *version == 0;
+    if (*fresh)
+        return 0;
+    if (app != KJ_APPLICATION_ID)
+        return kj_err_set(err, KJ_ENOTJOURNAL,
+                          "journal '%s': not a kjournal database (a SQLite database of "
+                          "another application)",
+                          j->path);
+    if (*version > kj_journal_schema_version())
+        return kj_err_set(err, KJ_ETOONEW,
+                          "journal '%s': schema version %lld is newer than this kjournal (%d); "
+                          "upgrade kjournal",
+                          j->path, (long long)*version, kj_journal_schema_version());
+    return 0;
+}
+
+static int migrate(kj_journal *j, kj_err *err)
+{
+    for (size_t i = 0; i < kj_schema_migration_count; i++) {
+        const struct kj_schema_migration *m = &kj_schema_migrations[i];
+        int rc = exec(j, "BEGIN IMMEDIATE", err);
+        if (rc)
+            return rc;
+        /* Another process may have migrated while we waited for the lock. */
+        int64_t version = 0;
+        rc = query_int(j, "PRAGMA user_version", &version, err);
+        if (!rc && version < m->version) {
+            char stamp[64];
+            snprintf(stamp, sizeof stamp, "PRAGMA user_version = %d", m->version);
+            rc = exec(j, m->sql, err);
+            if (!rc)
+                rc = exec(j, stamp, err);
+            if (rc)
+                kj_err_prefix(err, "migration %s", m->name);
+        }
+        if (!rc)
+            rc = exec(j, "COMMIT", err);
+        if (rc) {
+            sqlite3_exec(j->db, "ROLLBACK", NULL, NULL, NULL);
+            return rc;
+        }
+    }
+    return 0;
+}
+
+static int prepare_append(kj_journal *j, kj_err *err)
+{
+    for (int i = 0; i < ST_COUNT_; i++) {
+        int rc = sqlite3_prepare_v3(j->db, append_sql[i], -1, SQLITE_PREPARE_PERSISTENT, &j->st[i],
+                                    NULL);
+        if (rc != SQLITE_OK)
+            return db_err(j, rc, err, "prepare");
+    }
+    return 0;
+}
+
+int kj_journal_open(const char *path, unsigned flags, kj_journal **out, kj_err *err)
+{
+    int rc = 0;
+    *out = NULL;
+    if (!path || !*path)
+        return kj_err_set(err, KJ_EINVAL, "journal: no path given");
+    kj_journal *j = calloc(1, sizeof *j);
+    if (!j || !(j->path = strdup(path))) {
+        free(j);
+        return kj_err_set(err, KJ_ENOMEM, "journal: out of memory");
+    }
+    j->readonly = (flags & KJ_JOURNAL_READONLY) != 0;
+
+    struct stat sb;
+    if (stat(path, &sb) != 0) {
+        if (errno != ENOENT || j->readonly || (flags & KJ_JOURNAL_NOCREATE)) {
+            rc = kj_err_set(err, errno == ENOENT ? KJ_ENOENT : KJ_EIO, "journal '%s': %s", path,
+                            strerror(errno));
+            goto out;
+        }
+    } else if (!S_ISREG(sb.st_mode)) {
+        rc = kj_err_set(err, KJ_ENOTJOURNAL, "journal '%s': not a regular file", path);
+        goto out;
+    } else if (j->readonly && sb.st_size == 0) {
+        rc = kj_err_set(err, KJ_ENOTJOURNAL, "journal '%s': not a kjournal database (empty file)",
+                        path);
+        goto out;
+    }
+
+    char *uri = path_uri(path, j->readonly ? "mode=ro" : "mode=rwc");
+    if (!uri) {
+        rc = kj_err_set(err, KJ_ENOMEM, "journal: out of memory");
+        goto out;
+    }
+    int oflags = SQLITE_OPEN_URI | SQLITE_OPEN_NOMUTEX |
+                 (j->readonly ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE);
+    int src = sqlite3_open_v2(uri, &j->db, oflags, NULL);
+    free(uri);
+    if (src != SQLITE_OK) {
+        rc = db_err(j, src, err, "cannot open");
+        goto out;
+    }
+    sqlite3_extended_result_codes(j->db, 1);
+    sqlite3_busy_timeout(j->db, KJ_BUSY_TIMEOUT_MS);
+
+    int64_t version = 0;
+    int fresh = 0;
+    if ((rc = check_identity(j, &version, &fresh, err)))
+        goto out;
+    if (j->readonly) {
+        if (fresh) {
+            rc = kj_err_set(err, KJ_ENOTJOURNAL, "journal '%s': not a kjournal database", path);
+            goto out;
+        }
+        if (version < kj_journal_schema_version()) {
+            rc = kj_err_set(err, KJ_EINVAL,
+                            "journal '%s': schema version %lld is older than this kjournal (%d); "
+                            "open it once read-write (kjournald does) to upgrade it",
+                            path, (long long)version, kj_journal_schema_version());
+            goto out;
+        }
+        rc = exec(j, "PRAGMA query_only = ON", err);
+        goto out;
+    }
+    /* journal_mode=WAL persists in the file; synchronous=FULL makes a commit durable. */
+    if ((rc = exec(j,
+                   "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;"
+                   "PRAGMA foreign_keys = ON",
+                   err)))
+        goto out;
+    if ((rc = migrate(j, err)) || (rc = prepare_append(j, err)))
+        goto out;
+out:
+    if (rc) {
+        kj_journal_close(j);
+        return rc;
+    }
+    *out = j;
+    return 0;
+}
+
+void kj_journal_close(kj_journal *j)
+{
+    if (!j)
+        return;
+    for (int i = 0; i < ST_COUNT_; i++)
+        sqlite3_finalize(j->st[i]);
+    sqlite3_close_v2(j->db);
+    free(j->path);
+    free(j);
+}
+
+/* --- append ----------------------------------------------------------------- */
+
+static void bind_text(sqlite3_stmt *st, int i, const char *s)
+{
+    if (s && *s)
+        sqlite3_bind_text(st, i, s, -1, SQLITE_STATIC);
+    else
+        sqlite3_bind_null(st, i);
+}
+
+/* Count deltas gathered over a batch and written once at its end. */
+typedef struct count_delta {
+    char dim[12];
+    char *key;
+    int64_t open, closed;
+} count_delta;
+
+typedef struct count_batch {
+    count_delta *d;
+    size_t n, cap;
+} count_batch;
+
+static int count_add(count_batch *b, const char *dim, const char *key, int64_t open, int64_t closed)
+{
+    if (!key)
+        key = "";
+    for (size_t i = 0; i < b->n; i++)
+        if (!strcmp(b->d[i].dim, dim) && !strcmp(b->d[i].key, key)) {
+            b->d[i].open += open;
+            b->d[i].closed += closed;
+            return 0;
+        }
+    if (b->n == b->cap) {
+        size_t cap = b->cap ? b->cap * 2 : 16;
+        count_delta *d = realloc(b->d, cap * sizeof *d);
+        if (!d)
+            return KJ_ENOMEM;
+        b->d = d;
+        b->cap = cap;
+    }
+    count_delta *c = &b->d[b->n];
+    snprintf(c->dim, sizeof c->dim, "%s", dim);
+    if (!(c->key = strdup(key)))
+        return KJ_ENOMEM;
+    c->open = open;
+    c->closed = closed;
+    b->n++;
+    return 0;
+}
+
+static void count_free(count_batch *b)
+{
+    for (size_t i = 0; i < b->n; i++)
+        free(b->d[i].key);
+    free(b->d);
+}
+
+/* Session totals move when a session appears or closes: by state, user, instance. */
+static int count_session(count_batch *b, const char *user, const char *instance, int64_t open,
+                         int64_t closed)
+{
+    int rc = count_add(b, "state", "all", open, closed);
+    if (!rc)
+        rc = count_add(b, "user", user, open, closed);
+    if (!rc)
+        rc = count_add(b, "instance", instance, open, closed);
+    return rc;
+}
+
+static int step_done(sqlite3_stmt *st)
+{
+    int rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    return rc == SQLITE_DONE ? SQLITE_OK : rc;
+}
+
+static void reject(kj_append_result *r, const char *code, const char *fmt, const char *arg)
+{
+    r->status = KJ_APPEND_REJECTED;
+    r->code = code;
+    snprintf(r->message, sizeof r->message, fmt, arg);
+}
+
+/* Applies one event inside the batch's transaction. Returns a SQLite code;
+ * anything but SQLITE_OK aborts the whole batch. */
+static int append_one(kj_journal *j, const kj_event *ev, int64_t now, kj_append_result *r,
+                      count_batch *counts)
+{
+    const char *code = NULL;
+    memset(r, 0, sizeof *r);
+    if (kj_event_validate(ev, &code, r->message, sizeof r->message) < 0) {
+        r->status = KJ_APPEND_REJECTED;
+        r->code = code;
+        return SQLITE_OK;
+    }
+
+    sqlite3_stmt *st = j->st[ST_FIND_EVENT];
+    bind_text(st, 1, ev->event_id);
+    int rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    if (rc == SQLITE_ROW) {
+        r->status = KJ_APPEND_DUPLICATE;
+        return SQLITE_OK;
+    }
+    if (rc != SQLITE_DONE)
+        return rc;
+
+    int64_t sid = 0;
+    kj_session_state from = KJ_SESSION_NONE;
+    char *old_user = NULL, *old_instance = NULL;
+    st = j->st[ST_FIND_SESSION];
+    bind_text(st, 1, ev->session_id);
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        sid = sqlite3_column_int64(st, 0);
+        from = (kj_session_state)sqlite3_column_int(st, 1);
+        const unsigned char *u = sqlite3_column_text(st, 2), *in = sqlite3_column_text(st, 3);
+        old_user = u ? strdup((const char *)u) : NULL;
+        old_instance = in ? strdup((const char *)in) : NULL;
+        rc = SQLITE_OK;
+    } else if (rc == SQLITE_DONE) {
+        rc = SQLITE_OK;
+    }
+    sqlite3_reset(st);
+    if (rc != SQLITE_OK)
+        goto out;
+
+    kj_session_state to = kj_session_next(from, ev->type, &code);
+    if (to == KJ_SESSION_NONE) {
+        reject(r, code, "session '%s' is already closed", ev->session_id);
+        goto out;
+    }
+
+    int64_t closed_ms = ev->type == KJ_EVENT_SESSION_CLOSE ? ev->time_ms : 0;
+    st = j->st[sid ? ST_UPDATE_SESSION : ST_INSERT_SESSION];
+    if (sid)
+        sqlite3_bind_int64(st, 1, sid);
+    else
+        bind_text(st, 1, ev->session_id);
+    sqlite3_bind_int(st, 2, to);
+    bind_text(st, 3, ev->instance);
+    bind_text(st, 4, ev->user);
+    bind_text(st, 5, ev->engine_id);
+    bind_text(st, 6, ev->engine_tag);
+    bind_text(st, 7, ev->engine_namespace);
+    sqlite3_bind_int64(st, 8, ev->time_ms);
+    sqlite3_bind_int64(st, 9, closed_ms);
+    bind_text(st, 10, closed_ms ? (ev->reason && *ev->reason ? ev->reason : "unknown") : NULL);
+    if ((rc = step_done(st)) != SQLITE_OK)
+        goto out;
+    if (!sid)
+        sid = sqlite3_last_insert_rowid(j->db);
+
+    st = j->st[ST_INSERT_EVENT];
+    bind_text(st, 1, ev->event_id);
+    sqlite3_bind_int64(st, 2, sid);
+    sqlite3_bind_int(st, 3, ev->type);
+    sqlite3_bind_int64(st, 4, ev->time_ms);
+    sqlite3_bind_int64(st, 5, now);
+    bind_text(st, 6, ev->instance);
+    bind_text(st, 7, ev->user);
+    bind_text(st, 8, ev->engine_id);
+    bind_text(st, 9, ev->engine_tag);
+    bind_text(st, 10, ev->engine_namespace);
+    bind_text(st, 11, ev->reason);
+    bind_text(st, 12, ev->payload);
+    if ((rc = step_done(st)) != SQLITE_OK)
+        goto out;
+    r->status = KJ_APPEND_STORED;
+
+    /* Totals: a new session counts under the user and instance it arrived
+     * with; an open session keeps the ones it was first counted under. */
+    int cerr = 0;
+    if (from == KJ_SESSION_NONE)
+        cerr = count_session(counts, ev->user, ev->instance, to == KJ_SESSION_OPEN,
+                             to == KJ_SESSION_CLOSED);
+    else if (from == KJ_SESSION_OPEN && to == KJ_SESSION_CLOSED)
+        cerr = count_session(counts, old_user, old_instance, -1, 1);
+    if (!cerr)
+        cerr = count_add(counts, "events", "all", ev->type == KJ_EVENT_SESSION_OPEN,
+                         ev->type == KJ_EVENT_SESSION_CLOSE);
+    if (cerr)
+        rc = SQLITE_NOMEM;
+out:
+    free(old_user);
+    free(old_instance);
+    return rc;
+}
+
+int kj_journal_append(kj_journal *j, const kj_event *events, size_t n, kj_append_result *results,
+                      kj_err *err)
+{
+    if (j->readonly)
+        return kj_err_set(err, KJ_EREADONLY, "journal '%s': opened read-only", j->path);
+    if (n == 0)
+        return 0;
+    int rc = sqlite3_exec(j->db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
+    if (rc != SQLITE_OK)
+        return db_err(j, rc, err, "begin");
+    count_batch counts = {0};
+    int64_t now = kj_now_ms();
+    for (size_t i = 0; i < n && rc == SQLITE_OK; i++)
+        rc = append_one(j, &events[i], now, &results[i], &counts);
+    for (size_t i = 0; i < counts.n && rc == SQLITE_OK; i++) {
+        sqlite3_stmt *st = j->st[ST_ADD_COUNT];
+        sqlite3_bind_text(st, 1, counts.d[i].dim, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 2, counts.d[i].key, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 3, counts.d[i].open);
+        sqlite3_bind_int64(st, 4, counts.d[i].closed);
+        rc = step_done(st);
+    }
+    count_free(&counts);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_exec(j->db, "COMMIT", NULL, NULL, NULL);
+    if (rc != SQLITE_OK) {
+        int code = db_err(j, rc, err, "append");
+        sqlite3_exec(j->db, "ROLLBACK", NULL, NULL, NULL);
+        return code;
+    }
+    return 0;
+}
+
+/* --- paged queries ------------------------------------------------------------ */
+
+/*
+ * A query that pages by keyset: sql has a "%s" where the page condition goes
+ * (or "1" on the first page) and ends with ORDER BY ... LIMIT. Each page is
+ * one statement run in its own implicit read transaction.
+ */
+typedef struct pager {
+    char sql[1536];
+    const char *first; /* condition on the first page */
+    const char *next;  /* condition on the next pages, using ?20 and ?21 */
+} pager;
+
+static const char *col_text(sqlite3_stmt *st, int i)
+{
+    return (const char *)sqlite3_column_text(st, i);
+}
+
+/* --- sessions --- */
+
+#define SESSION_COLUMNS                                                                            \
+    "session_id, state, instance, user, engine_id, engine_tag, engine_namespace, created_ms,"      \
+    " updated_ms, closed_ms, close_reason, event_count, id"
+
+static void row_session(sqlite3_stmt *st, kj_session *s)
+{
+    s->session_id = col_text(st, 0);
+    s->state = (kj_session_state)sqlite3_column_int(st, 1);
+    s->instance = col_text(st, 2);
+    s->user = col_text(st, 3);
+    s->engine_id = col_text(st, 4);
+    s->engine_tag = col_text(st, 5);
+    s->engine_namespace = col_text(st, 6);
+    s->created_ms = sqlite3_column_int64(st, 7);
+    s->updated_ms = sqlite3_column_int64(st, 8);
+    s->closed_ms = sqlite3_column_int64(st, 9);
+    s->close_reason = col_text(st, 10);
+    s->event_count = sqlite3_column_int64(st, 11);
+}
+
+/* Binds the values every session query shares (?1..?6). */
+static void bind_session_filter(sqlite3_stmt *st, const kj_session_filter *f)
+{
+    sqlite3_bind_int(st, 1, f->state);
+    bind_text(st, 2, f->user);
+    bind_text(st, 3, f->instance);
+    bind_text(st, 4, f->engine);
+    sqlite3_bind_int64(st, 5, f->since_ms);
+    sqlite3_bind_int64(st, 6, f->until_ms ? f->until_ms : INT64_MAX);
+}
+
+int kj_journal_sessions(kj_journal *j, const kj_session_filter *f, kj_session_cb cb, void *ud,
+                        kj_err *err)
+{
+    static const kj_session_filter all = {0};
+    if (!f)
+        f = &all;
+    /* Conditions are written so SQLite picks the index that fits the filter. */
+    char where[512];
+    snprintf(where, sizeof where, "%s%s%s%s created_ms >= ?5 AND created_ms < ?6",
+             f->state == KJ_SESSION_OPEN     ? " state = 1 AND"
+             : f->state == KJ_SESSION_CLOSED ? " state = 2 AND"
+                                             : "",
+             f->user ? " user = ?2 AND" : "", f->instance ? " instance = ?3 AND" : "",
+             f->engine ? " (engine_tag = ?4 OR engine_id = ?4) AND" : "");
+    const char *dir = f->reverse ? "DESC" : "ASC";
+    const char *cmp = f->reverse ? "<" : ">";
+    int64_t left = f->limit > 0 ? f->limit : INT64_MAX;
+    int64_t last_t = 0, last_id = 0;
+    int first = 1, rc = 0;
+    while (left > 0) {
+        char keyset[64] = "", sql[1024];
+        if (!first)
+            snprintf(keyset, sizeof keyset, " AND (created_ms, id) %s (?7, ?8)", cmp);
+        snprintf(sql, sizeof sql,
+                 "SELECT " SESSION_COLUMNS " FROM sessions WHERE%s%s"
+                 " ORDER BY created_ms %s, id %s LIMIT %d",
+                 where, keyset, dir, dir, left < KJ_JOURNAL_PAGE ? (int)left : KJ_JOURNAL_PAGE);
+        sqlite3_stmt *st = NULL;
+        int src = sqlite3_prepare_v2(j->db, sql, -1, &st, NULL);
+        if (src != SQLITE_OK)
+            return db_err(j, src, err, "sessions");
+        bind_session_filter(st, f);
+        if (!first) {
+            sqlite3_bind_int64(st, 7, last_t);
+            sqlite3_bind_int64(st, 8, last_id);
+        }
+        int rows = 0;
+        while ((src = sqlite3_step(st)) == SQLITE_ROW) {
+            kj_session s;
+            row_session(st, &s);
+            last_t = s.created_ms;
+            last_id = sqlite3_column_int64(st, 12);
+            rows++;
+            left--;
+            if ((rc = cb(&s, ud)))
+                break;
+        }
+        if (src != SQLITE_ROW && src != SQLITE_DONE)
+            rc = db_err(j, src, err, "sessions");
+        sqlite3_finalize(st);
+        if (rc || rows < KJ_JOURNAL_PAGE)
+            break;
+        first = 0;
+    }
+    return rc;
+}
+
+/* Runs sql (binding text a and b to ?1 and ?2) and passes each session row to cb. */
+static int sessions_where(kj_journal *j, const char *cond, const char *a, const char *b,
+                          kj_session_cb cb, void *ud, int *found, kj_err *err)
+{
+    char sql[512];
+    snprintf(sql, sizeof sql, "SELECT " SESSION_COLUMNS " FROM sessions WHERE %s ORDER BY id",
+             cond);
+    sqlite3_stmt *st = NULL;
+    int src = sqlite3_prepare_v2(j->db, sql, -1, &st, NULL), rc = 0;
+    if (src != SQLITE_OK)
+        return db_err(j, src, err, "sessions");
+    bind_text(st, 1, a);
+    bind_text(st, 2, b);
+    while ((src = sqlite3_step(st)) == SQLITE_ROW) {
+        kj_session s;
+        row_session(st, &s);
+        ++*found;
+        if ((rc = cb(&s, ud)))
+            break;
+    }
+    if (!rc && src != SQLITE_DONE)
+        rc = db_err(j, src, err, "sessions");
+    sqlite3_finalize(st);
+    return rc;
+}
+
+int kj_journal_session_get(kj_journal *j, const char *session_id, kj_session_cb cb, void *ud,
+                           kj_err *err)
+{
+    int found = 0;
+    int rc = sessions_where(j, "session_id = ?1", session_id, NULL, cb, ud, &found, err);
+    if (!rc && !found)
+        return kj_err_set(err, KJ_ENOENT, "no session '%s' in journal '%s'", session_id, j->path);
+    return rc;
+}
+
+int kj_journal_sessions_of_pod(kj_journal *j, const char *tag, const char *app_id, kj_session_cb cb,
+                               void *ud, kj_err *err)
+{
+    int found = 0;
+    if (!(tag && *tag) && !(app_id && *app_id))
+        return 0;
+    return sessions_where(j, "engine_tag = ?1 OR engine_id = ?2", tag, app_id, cb, ud, &found, err);
+}
+
+/* --- events --- */
+
+#define EVENT_COLUMNS                                                                              \
+    "e.seq, e.recorded_ms, e.event_id, e.type, s.session_id, e.instance, e.user, e.engine_id,"     \
+    " e.engine_tag, e.engine_namespace, e.time_ms, e.reason, e.payload"
+
+static void row_event(sqlite3_stmt *st, kj_event_row *r)
+{
+    memset(r, 0, sizeof *r);
+    r->seq = sqlite3_column_int64(st, 0);
+    r->recorded_ms = sqlite3_column_int64(st, 1);
+    r->event.event_id = col_text(st, 2);
+    r->event.type = (kj_event_type)sqlite3_column_int(st, 3);
+    r->event.session_id = col_text(st, 4);
+    r->event.instance = col_text(st, 5);
+    r->event.user = col_text(st, 6);
+    r->event.engine_id = col_text(st, 7);
+    r->event.engine_tag = col_text(st, 8);
+    r->event.engine_namespace = col_text(st, 9);
+    r->event.time_ms = sqlite3_column_int64(st, 10);
+    r->event.reason = col_text(st, 11);
+    r->event.payload = col_text(st, 12);
+}
+
+/*
+ * Streams events page by page. order is "time" (by time_ms, seq) or "seq";
+ * the keyset of the last row delivered bounds the next page.
+ */
+static int events_paged(kj_journal *j, const kj_event_filter *f, int by_seq, int64_t after_seq,
+                        kj_event_cb cb, void *ud, int64_t *last_seq, kj_err *err)
+{
+    const char *cmp = f->reverse ? "<" : ">";
+    int64_t left = f->limit > 0 ? f->limit : INT64_MAX;
+    int64_t last_t = 0, last_s = after_seq;
+    int first = 1, rc = 0;
+    if (last_seq)
+        *last_seq = after_seq;
+    while (left > 0) {
+        char keyset[96] = "", sql[1024];
+        if (by_seq)
+            snprintf(keyset, sizeof keyset, " AND e.seq %s ?4", cmp);
+        else if (!first)
+            snprintf(keyset, sizeof keyset, " AND (e.time_ms, e.seq) %s (?5, ?4)", cmp);
+        snprintf(sql, sizeof sql,
+                 "SELECT " EVENT_COLUMNS " FROM events e JOIN sessions s ON s.id = e.session"
+                 " WHERE e.time_ms >= ?1 AND e.time_ms < ?2%s%s"
+                 " ORDER BY %s LIMIT %d",
+                 f->session_id ? " AND e.session = (SELECT id FROM sessions WHERE session_id = ?3)"
+                               : "",
+                 keyset,
+                 by_seq ? (f->reverse ? "e.seq DESC" : "e.seq ASC")
+                        : (f->reverse ? "e.time_ms DESC, e.seq DESC" : "e.time_ms ASC, e.seq ASC"),
+                 left < KJ_JOURNAL_PAGE ? (int)left : KJ_JOURNAL_PAGE);
+        sqlite3_stmt *st = NULL;
+        int src = sqlite3_prepare_v2(j->db, sql, -1, &st, NULL);
+        if (src != SQLITE_OK)
+            return db_err(j, src, err, "events");
+        sqlite3_bind_int64(st, 1, f->since_ms);
+        sqlite3_bind_int64(st, 2, f->until_ms ? f->until_ms : INT64_MAX);
+        bind_text(st, 3, f->session_id);
+        sqlite3_bind_int64(st, 4, last_s);
+        sqlite3_bind_int64(st, 5, last_t);
+        int rows = 0;
+        while ((src = sqlite3_step(st)) == SQLITE_ROW) {
+            kj_event_row r;
+            row_event(st, &r);
+            last_t = r.event.time_ms;
+            last_s = r.seq;
+            if (last_seq)
+                *last_seq = r.seq;
+            rows++;
+            left--;
+            if ((rc = cb(&r, ud)))
+                break;
+        }
+        if (src != SQLITE_ROW && src != SQLITE_DONE)
+            rc = db_err(j, src, err, "events");
+        sqlite3_finalize(st);
+        if (rc || rows < KJ_JOURNAL_PAGE)
+            break;
+        first = 0;
+    }
+    return rc;
+}
+
+int kj_journal_events(kj_journal *j, const kj_event_filter *f, kj_event_cb cb, void *ud,
+                      kj_err *err)
+{
+    static const kj_event_filter all = {0};
+    return events_paged(j, f ? f : &all, 0, 0, cb, ud, NULL, err);
+}
+
+int kj_journal_events_after(kj_journal *j, int64_t after_seq, const char *session_id, int64_t limit,
+                            kj_event_cb cb, void *ud, int64_t *last_seq, kj_err *err)
+{
+    kj_event_filter f = {.session_id = session_id, .limit = limit};
+    return events_paged(j, &f, 1, after_seq, cb, ud, last_seq, err);
+}
+
+int kj_journal_last_seq(kj_journal *j, int64_t *seq, kj_err *err)
+{
+    return query_int(j, "SELECT coalesce(max(seq), 0) FROM events", seq, err);
+}
+
+/* --- statistics ------------------------------------------------------------- */
+
+static int64_t file_size(const char *path, const char *suffix)
+{
+    char p[4096];
+    struct stat sb;
+    snprintf(p, sizeof p, "%s%s", path, suffix);
+    return stat(p, &sb) == 0 ? (int64_t)sb.st_size : 0;
+}
+
+int kj_journal_stats_get(kj_journal *j, kj_journal_stats *out, kj_err *err)
+{
+    memset(out, 0, sizeof *out);
+    sqlite3_stmt *st = NULL;
+    /* One statement, so every figure comes from the same snapshot. */
+    const char *sql =
+        "SELECT (SELECT open FROM counts WHERE dim = 'state' AND key = 'all'),"
+        " (SELECT closed FROM counts WHERE dim = 'state' AND key = 'all'),"
+        " (SELECT open FROM counts WHERE dim = 'events' AND key = 'all'),"
+        " (SELECT closed FROM counts WHERE dim = 'events' AND key = 'all'),"
+        " (SELECT min(time_ms) FROM events), (SELECT max(time_ms) FROM events),"
+        " (SELECT count(*) FROM reconcile_runs), (SELECT max(id) FROM reconcile_actions)";
+    int rc = sqlite3_prepare_v2(j->db, sql, -1, &st, NULL);
+    if (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+        int64_t *v[] = {&out->sessions_open, &out->sessions_closed, &out->events_open,
+                        &out->events_close,  &out->oldest_ms,       &out->newest_ms,
+                        &out->runs,          &out->actions};
+        for (int i = 0; i < 8; i++)
+            *v[i] = sqlite3_column_int64(st, i);
+        rc = SQLITE_OK;
+    }
+    sqlite3_finalize(st);
+    if (rc != SQLITE_OK)
+        return db_err(j, rc, err, "stats");
+    int64_t version = 0;
+    if ((rc = query_int(j, "PRAGMA user_version", &version, err)))
+        return rc;
+    out->schema_version = (int)version;
+    out->file_bytes = file_size(j->path, "");
+    out->wal_bytes = file_size(j->path, "-wal");
+    return 0;
+}
+
+int kj_journal_count_by(kj_journal *j, const char *column, kj_count_cb cb, void *ud, kj_err *err)
+{
+    if (!column || (strcmp(column, "user") && strcmp(column, "instance")))
+        return kj_err_set(err, KJ_EINVAL, "journal: cannot count sessions by '%s'",
+                          column ? column : "(null)");
+    sqlite3_stmt *st = NULL;
+    int src = sqlite3_prepare_v2(j->db,
+                                 "SELECT key, open, closed FROM counts WHERE dim = ?1"
+                                 " AND (open <> 0 OR closed <> 0) ORDER BY key",
+                                 -1, &st, NULL),
+        rc = 0;
+    if (src != SQLITE_OK)
+        return db_err(j, src, err, "count");
+    sqlite3_bind_text(st, 1, column, -1, SQLITE_STATIC);
+    while ((src = sqlite3_step(st)) == SQLITE_ROW) {
+        const char *key = col_text(st, 0);
+        if ((rc = cb(key && *key ? key : NULL, sqlite3_column_int64(st, 1),
+                     sqlite3_column_int64(st, 2), ud)))
+            break;
+    }
+    if (!rc && src != SQLITE_DONE)
+        rc = db_err(j, src, err, "count");
+    sqlite3_finalize(st);
+    return rc;
+}
+
+/* --- maintenance ------------------------------------------------------------ */
+
+int kj_journal_prune(kj_journal *j, int64_t cutoff_ms, int64_t *sessions, int64_t *events,
+                     kj_err *err)
+{
+    *sessions = *events = 0;
+    if (j->readonly)
+        return kj_err_set(err, KJ_EREADONLY, "journal '%s': opened read-only", j->path);
+    /* Chunks keep each write transaction short, so ingest is never held up long. */
+    for (;;) {
+        int rc = exec(j,
+                      "BEGIN IMMEDIATE;"
+                      "CREATE TEMP TABLE IF NOT EXISTS prune_batch (id INTEGER PRIMARY KEY,"
+                      " user TEXT, instance TEXT, n INTEGER);"
+                      "DELETE FROM prune_batch",
+                      err);
+        sqlite3_stmt *st = NULL;
+        if (!rc) {
+            int src = sqlite3_prepare_v2(
+                j->db,
+                "INSERT INTO prune_batch SELECT id, coalesce(user, ''), coalesce(instance, ''),"
+                " event_count FROM sessions WHERE state = 2 AND closed_ms < ?1 LIMIT 5000",
+                -1, &st, NULL);
+            if (src == SQLITE_OK) {
+                sqlite3_bind_int64(st, 1, cutoff_ms);
+                src = step_done(st);
+            }
+            sqlite3_finalize(st);
+            if (src != SQLITE_OK)
+                rc = db_err(j, src, err, "prune");
+        }
+        int64_t n = 0, ev = 0;
+        if (!rc)
+            rc = query_int(j, "SELECT count(*) FROM prune_batch", &n, err);
+        if (!rc)
+            rc = query_int(j, "SELECT coalesce(sum(n), 0) FROM prune_batch", &ev, err);
+        if (!rc && n > 0)
+            rc = exec(j,
+                      "UPDATE counts SET closed = closed - (SELECT count(*) FROM prune_batch)"
+                      " WHERE dim = 'state' AND key = 'all';"
+                      "UPDATE counts SET closed = closed - (SELECT count(*) FROM prune_batch b"
+                      " WHERE b.user = counts.key) WHERE dim = 'user'"
+                      " AND key IN (SELECT user FROM prune_batch);"
+                      "UPDATE counts SET closed = closed - (SELECT count(*) FROM prune_batch b"
+                      " WHERE b.instance = counts.key) WHERE dim = 'instance'"
+                      " AND key IN (SELECT instance FROM prune_batch);"
+                      "UPDATE counts SET"
+                      " open = open - (SELECT count(*) FROM events WHERE type = 1"
+                      "   AND session IN (SELECT id FROM prune_batch)),"
+                      " closed = closed - (SELECT count(*) FROM events WHERE type = 2"
+                      "   AND session IN (SELECT id FROM prune_batch))"
+                      " WHERE dim = 'events' AND key = 'all';"
+                      "DELETE FROM sessions WHERE id IN (SELECT id FROM prune_batch);"
+                      "DELETE FROM counts WHERE dim IN ('user', 'instance')"
+                      " AND open = 0 AND closed = 0",
+                      err);
+        if (!rc)
+            rc = exec(j, "COMMIT", err);
+        if (rc) {
+            sqlite3_exec(j->db, "ROLLBACK", NULL, NULL, NULL);
+            return rc;
+        }
+        *sessions += n;
+        *events += ev;
+        if (n < 5000)
+            return 0;
+    }
+}
+
+int kj_journal_backup(kj_journal *j, const char *dest, kj_err *err)
+{
+    struct stat sb;
+    if (!dest || !*dest)
+        return kj_err_set(err, KJ_EINVAL, "backup: no destination given");
+    if (stat(dest, &sb) == 0)
+        return kj_err_set(err, KJ_EINVAL, "backup: '%s' already exists; refusing to overwrite it",
+                          dest);
+    sqlite3_stmt *st = NULL;
+    int rc = sqlite3_prepare_v2(j->db, "VACUUM INTO ?1", -1, &st, NULL);
+    if (rc == SQLITE_OK) {
+        sqlite3_bind_text(st, 1, dest, -1, SQLITE_STATIC);
+        rc = step_done(st);
+    }
+    sqlite3_finalize(st);
+    if (rc != SQLITE_OK)
+        return kj_err_set(err, code_of_sqlite(rc), "backup of '%s' to '%s': %s", j->path, dest,
+                          sqlite3_errmsg(j->db));
+    return 0;
+}
+
+typedef struct verify_ctx {
+    kj_problem_cb cb;
+    void *ud;
+    int64_t problems;
+    int stopped;
+} verify_ctx;
+
+static void problem(verify_ctx *v, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void problem(verify_ctx *v, const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    v->problems++;
+    if (v->cb && !v->stopped && v->cb(msg, v->ud))
+        v->stopped = 1;
+}
+
+/* Runs a check query; every row is one problem, described by its text columns. */
+static int check_rows(kj_journal *j, verify_ctx *v, const char *what, const char *sql, kj_err *err)
+{
+    sqlite3_stmt *st = NULL;
+    int src = sqlite3_prepare_v2(j->db, sql, -1, &st, NULL), reported = 0;
+    if (src != SQLITE_OK)
+        return db_err(j, src, err, what);
+    while ((src = sqlite3_step(st)) == SQLITE_ROW) {
+        if (++reported > 100) {
+            problem(v, "%s: more problems not listed", what);
+            src = SQLITE_DONE;
+            break;
+        }
+        const char *a = col_text(st, 0);
+        const char *b = sqlite3_column_count(st) > 1 ? col_text(st, 1) : NULL;
+        problem(v, "%s: %s%s%s", what, a ? a : "?", b ? ": " : "", b ? b : "");
+    }
+    sqlite3_finalize(st);
+    if (src != SQLITE_DONE) {
+        if (code_of_sqlite(src) == KJ_ECORRUPT) {
+            problem(v, "%s: %s", what, sqlite3_errstr(src));
+            return 0;
+        }
+        return db_err(j, src, err, what);
+    }
+    return 0;
+}
+
+int kj_journal_verify(kj_journal *j, kj_problem_cb cb, void *ud, int64_t *problems, kj_err *err)
+{
+    verify_ctx v = {.cb = cb, .ud = ud};
+    int rc = 0;
+    sqlite3_stmt *st = NULL;
+    int src = sqlite3_prepare_v2(j->db, "PRAGMA integrity_check(100)", -1, &st, NULL);
+    if (src == SQLITE_OK) {
+        while ((src = sqlite3_step(st)) == SQLITE_ROW) {
+            const char *msg = col_text(st, 0);
+            if (msg && strcmp(msg, "ok"))
+                problem(&v, "integrity: %s", msg);
+        }
+    }
+    sqlite3_finalize(st);
+    if (src != SQLITE_DONE && src != SQLITE_OK) {
+        problem(&v, "integrity: %s", sqlite3_errstr(src));
+        goto out; /* the invariants cannot be trusted on a file SQLite cannot read */
+    }
+    if (v.problems)
+        goto out;
+
+    /* One read transaction for all the invariants, so they see one snapshot. */
+    if ((rc = exec(j, "BEGIN", err)))
+        goto out;
+    const struct {
+        const char *what, *sql;
+    } checks[] = {
+        {"foreign key", "SELECT \"table\" || ' row ' || rowid, 'references a missing '"
+                        " || parent FROM pragma_foreign_key_check"},
+        {"event without session",
+         "SELECT 'event ' || event_id, 'session row ' || session || ' does not exist'"
+         " FROM events WHERE session NOT IN (SELECT id FROM sessions)"},
+        {"session disagrees with its events",
+         "SELECT 'session ' || s.session_id,"
+         " CASE WHEN e.n IS NULL THEN 'has no events'"
+         "  WHEN s.event_count <> e.n THEN 'event_count ' || s.event_count || ' but '"
+         "       || e.n || ' events'"
+         "  WHEN s.state <> (CASE WHEN e.cl IS NULL THEN 1 ELSE 2 END) THEN 'state '"
+         "       || s.state || ' disagrees with its events'"
+         "  WHEN s.closed_ms <> coalesce(e.cl, 0) THEN 'closed_ms disagrees with its events'"
+         "  WHEN s.created_ms <> e.mn OR s.updated_ms <> e.mx THEN 'created/updated times"
+         " disagree with its events' END"
+         " FROM sessions s LEFT JOIN (SELECT session, count(*) n, min(time_ms) mn,"
+         "  max(time_ms) mx, min(CASE WHEN type = 2 THEN time_ms END) cl"
+         "  FROM events GROUP BY session) e ON e.session = s.id"
+         " WHERE e.n IS NULL OR s.event_count <> e.n"
+         "  OR s.state <> (CASE WHEN e.cl IS NULL THEN 1 ELSE 2 END)"
+         "  OR s.closed_ms <> coalesce(e.cl, 0) OR s.created_ms <> e.mn OR s.updated_ms <> e.mx"},
+        {"totals disagree with the journal",
+         "SELECT 'count ' || c.dim || '/' || c.key, 'recorded ' || c.open || ' open, '"
+         " || c.closed || ' closed; found ' || coalesce(a.open, 0) || ' open, '"
+         " || coalesce(a.closed, 0) || ' closed'"
+         " FROM counts c LEFT JOIN ("
+         "  SELECT 'state' dim, 'all' key, sum(state = 1) open, sum(state = 2) closed"
+         "   FROM sessions"
+         "  UNION ALL SELECT 'events', 'all', sum(type = 1), sum(type = 2) FROM events"
+         "  UNION ALL SELECT 'user', coalesce(user, ''), sum(state = 1), sum(state = 2)"
+         "   FROM sessions GROUP BY 2"
+         " ) a ON a.dim = c.dim AND a.key = c.key"
+         " WHERE c.dim <> 'instance' AND (coalesce(a.open, 0) <> c.open"
+         "  OR coalesce(a.closed, 0) <> c.closed)"},
+    };
+    for (size_t i = 0; i < sizeof checks / sizeof checks[0] && !rc; i++)
+        rc = check_rows(j, &v, checks[i].what, checks[i].sql, err);
+    sqlite3_exec(j->db, "COMMIT", NULL, NULL, NULL);
+out:
+    if (problems)
+        *problems = v.problems;
+    if (rc)
+        return rc;
+    return v.problems ? kj_err_set(err, KJ_ECORRUPT, "journal '%s': %lld problem(s) found", j->path,
+                                   (long long)v.problems)
+                      : 0;
+}
+
+/* --- reconciler audit ------------------------------------------------------- */
+
+int kj_journal_run_begin(kj_journal *j, const char *trigger, int dry_run, int64_t *run_id,
+                         kj_err *err)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = sqlite3_prepare_v2(j->db,
+                                "INSERT INTO reconcile_runs (started_ms, trigger, dry_run)"
+                                " VALUES (?1, ?2, ?3)",
+                                -1, &st, NULL);
+    if (rc == SQLITE_OK) {
+        sqlite3_bind_int64(st, 1, kj_now_ms());
+        bind_text(st, 2, trigger ? trigger : "manual");
+        sqlite3_bind_int(st, 3, dry_run != 0);
+        rc = step_done(st);
+    }
+    sqlite3_finalize(st);
+    if (rc != SQLITE_OK)
+        return db_err(j, rc, err, "record run");
+    *run_id = sqlite3_last_insert_rowid(j->db);
+    return 0;
+}
+
+int kj_journal_run_end(kj_journal *j, int64_t run_id, const char *status, int64_t pods_seen,
+                       int64_t actions_ok, int64_t actions_failed, kj_err *err)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = sqlite3_prepare_v2(j->db,
+                                "UPDATE reconcile_runs SET finished_ms = ?2, status = ?3,"
+                                " pods_seen = ?4, actions_ok = ?5, actions_failed = ?6"
+                                " WHERE id = ?1",
+                                -1, &st, NULL);
+    if (rc == SQLITE_OK) {
+        sqlite3_bind_int64(st, 1, run_id);
+        sqlite3_bind_int64(st, 2, kj_now_ms());
+        bind_text(st, 3, status ? status : "converged");
+        sqlite3_bind_int64(st, 4, pods_seen);
+        sqlite3_bind_int64(st, 5, actions_ok);
+        sqlite3_bind_int64(st, 6, actions_failed);
+        rc = step_done(st);
+    }
+    sqlite3_finalize(st);
+    return rc == SQLITE_OK ? 0 : db_err(j, rc, err, "record run");
+}
+
+int kj_journal_action_record(kj_journal *j, const kj_action *a, kj_err *err)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = sqlite3_prepare_v2(j->db,
+                                "INSERT INTO reconcile_actions (run, time_ms, namespace, pod, uid,"
+                                " engine_tag, engine_id, action, reason, result, http_code,"
+                                " message) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11,"
+                                " ?12)",
+                                -1, &st, NULL);
+    if (rc == SQLITE_OK) {
+        sqlite3_bind_int64(st, 1, a->run_id);
+        sqlite3_bind_int64(st, 2, a->time_ms ? a->time_ms : kj_now_ms());
+        bind_text(st, 3, a->namespace_);
+        bind_text(st, 4, a->pod);
+        bind_text(st, 5, a->uid);
+        bind_text(st, 6, a->engine_tag);
+        bind_text(st, 7, a->engine_id);
+        bind_text(st, 8, a->action);
+        bind_text(st, 9, a->reason);
+        bind_text(st, 10, a->result ? a->result : "ok");
+        sqlite3_bind_int(st, 11, a->http_code);
+        bind_text(st, 12, a->message);
+        rc = step_done(st);
+    }
+    sqlite3_finalize(st);
+    return rc == SQLITE_OK ? 0 : db_err(j, rc, err, "record action");
+}
+
+int kj_journal_runs(kj_journal *j, int64_t limit, kj_run_cb cb, void *ud, kj_err *err)
+{
+    sqlite3_stmt *st = NULL;
+    int src = sqlite3_prepare_v2(j->db,
+                                 "SELECT id, started_ms, finished_ms, trigger, dry_run, status,"
+                                 " pods_seen, actions_ok, actions_failed FROM reconcile_runs"
+                                 " ORDER BY id DESC LIMIT ?1",
+                                 -1, &st, NULL),
+        rc = 0;
+    if (src != SQLITE_OK)
+        return db_err(j, src, err, "runs");
+    sqlite3_bind_int64(st, 1, limit > 0 ? limit : INT64_MAX);
+    while ((src = sqlite3_step(st)) == SQLITE_ROW) {
+        kj_run r = {
+            .id = sqlite3_column_int64(st, 0),
+            .started_ms = sqlite3_column_int64(st, 1),
+            .finished_ms = sqlite3_column_int64(st, 2),
+            .trigger = col_text(st, 3),
+            .dry_run = sqlite3_column_int(st, 4),
+            .status = col_text(st, 5),
+            .pods_seen = sqlite3_column_int64(st, 6),
+            .actions_ok = sqlite3_column_int64(st, 7),
+            .actions_failed = sqlite3_column_int64(st, 8),
+        };
+        if ((rc = cb(&r, ud)))
+            break;
+    }
+    if (!rc && src != SQLITE_DONE)
+        rc = db_err(j, src, err, "runs");
+    sqlite3_finalize(st);
+    return rc;
+}
+
+int kj_journal_actions(kj_journal *j, const kj_action_filter *f, kj_action_cb cb, void *ud,
+                       kj_err *err)
+{
+    static const kj_action_filter all = {0};
+    if (!f)
+        f = &all;
+    const char *cmp = f->reverse ? "<" : ">", *dir = f->reverse ? "DESC" : "ASC";
+    int64_t left = f->limit > 0 ? f->limit : INT64_MAX;
+    int64_t last_id = f->reverse ? INT64_MAX : 0;
+    int rc = 0;
+    while (left > 0) {
+        char sql[1024];
+        snprintf(sql, sizeof sql,
+                 "SELECT id, run, time_ms, namespace, pod, uid, engine_tag, engine_id, action,"
+                 " reason, result, http_code, message FROM reconcile_actions a"
+                 " WHERE id %s ?1%s%s ORDER BY id %s LIMIT %d",
+                 cmp, f->run_id ? " AND run = ?2" : "",
+                 f->session_id ? " AND EXISTS (SELECT 1 FROM sessions s WHERE s.session_id = ?3"
+                                 " AND (s.engine_tag = a.engine_tag OR s.engine_id = a.engine_id))"
+                               : "",
+                 dir, left < KJ_JOURNAL_PAGE ? (int)left : KJ_JOURNAL_PAGE);
+        sqlite3_stmt *st = NULL;
+        int src = sqlite3_prepare_v2(j->db, sql, -1, &st, NULL);
+        if (src != SQLITE_OK)
+            return db_err(j, src, err, "actions");
+        sqlite3_bind_int64(st, 1, last_id);
+        sqlite3_bind_int64(st, 2, f->run_id);
+        bind_text(st, 3, f->session_id);
+        int rows = 0;
+        while ((src = sqlite3_step(st)) == SQLITE_ROW) {
+            kj_action a = {
+                .id = sqlite3_column_int64(st, 0),
+                .run_id = sqlite3_column_int64(st, 1),
+                .time_ms = sqlite3_column_int64(st, 2),
+                .namespace_ = col_text(st, 3),
+                .pod = col_text(st, 4),
+                .uid = col_text(st, 5),
+                .engine_tag = col_text(st, 6),
+                .engine_id = col_text(st, 7),
+                .action = col_text(st, 8),
+                .reason = col_text(st, 9),
+                .result = col_text(st, 10),
+                .http_code = sqlite3_column_int(st, 11),
+                .message = col_text(st, 12),
+            };
+            last_id = a.id;
+            rows++;
+            left--;
+            if ((rc = cb(&a, ud)))
+                break;
+        }
+        if (src != SQLITE_ROW && src != SQLITE_DONE)
+            rc = db_err(j, src, err, "actions");
+        sqlite3_finalize(st);
+        if (rc || rows < KJ_JOURNAL_PAGE)
+            break;
+    }
+    return rc;
+}
+
+int kj_journal_pod_terminal_since(kj_journal *j, const char *uid, int64_t now_ms, int64_t *first_ms,
+                                  kj_err *err)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = sqlite3_prepare_v2(j->db,
+                                "INSERT INTO pod_terminal (uid, first_seen_ms) VALUES (?1, ?2)"
+                                " ON CONFLICT (uid) DO UPDATE SET first_seen_ms = first_seen_ms"
+                                " RETURNING first_seen_ms",
+                                -1, &st, NULL);
+    if (rc == SQLITE_OK) {
+        bind_text(st, 1, uid);
+        sqlite3_bind_int64(st, 2, now_ms);
+        rc = sqlite3_step(st);
+        if (rc == SQLITE_ROW) {
+            *first_ms = sqlite3_column_int64(st, 0);
+            rc = SQLITE_OK;
+        }
+    }
+    sqlite3_finalize(st);
+    return rc == SQLITE_OK ? 0 : db_err(j, rc, err, "pod terminal time");
+}
