@@ -1,0 +1,364 @@
+/*
+ * kube.h - the reconciler's Kubernetes API client: configuration like
+ * client-go, the few calls kjournal makes (pods, leases), and an async engine
+ * over libcurl's multi interface with bounded concurrency, a client-side rate
+ * limit and retries.
+ *
+ * Configuration. Fill a kj_kube_flags from argv (kj_kube_flags_parse() is the
+ * shared option parser of `kjournal recover` and `kjournald`), then resolve it:
+ *
+ *     kj_kube_flags fl;
+ *     kj_kube_flags_init(&fl);
+ *     ... for each argv[i]: kj_kube_flags_parse(&fl, argc, argv, &i, &err) ...
+ *     kj_kube_config *cfg;
+ *     int rc = kj_kube_config_load(&fl, &cfg, &err);
+ *     if (rc == KJ_ENOENT) ... no configuration at all: run without reconciling
+ *     else if (rc < 0)     ... configuration broken: err.msg says what
+ *
+ * Sources, like client-go: explicit flags win field by field; under them the
+ * kubeconfig (--kubeconfig, else $KUBECONFIG, a ':'-separated list merged
+ * first-wins, else ~/.kube/config); without a kubeconfig, in-cluster config
+ * (KUBERNETES_SERVICE_HOST/_PORT and the service-account directory). With none
+ * of these, and no --server, kj_kube_config_load() returns KJ_ENOENT; every
+ * other failure (a named file missing, bad YAML, unknown context, ...) is
+ * KJ_EINVAL: "configuration broken".
+ *
+ * Calls. A kj_kube client runs requests; the synchronous wrappers
+ * (kj_kube_get_pod() ...) run one request to completion. For many requests,
+ * submit them and drive the engine:
+ *
+ *     kj_kube *k;
+ *     kj_kube_new(cfg, &k, &err);
+ *     for (...) {
+ *         kj_kube_req r = KJ_KUBE_REQ_INIT;
+ *         r.op = KJ_KUBE_DELETE_POD; r.name = ...; r.precondition_uid = ...;
+ *         kj_kube_submit(k, &r, done_cb, ud);   // copies r
+ *     }
+ *     kj_kube_run(k, 120000);                    // until all done or 120 s
+ *     kj_kube_free(k);
+ *
+ * At most max_in_flight requests are on the wire, and requests start no faster
+ * than the token bucket (qps, burst) allows; the rest wait in a FIFO queue.
+ * done_cb is called exactly once per submitted request, from inside
+ * kj_kube_run()/kj_kube_poll(); it may submit follow-up requests (re-read and
+ * re-plan after a 409/422). It must not call the synchronous wrappers nor
+ * kj_kube_free() (they return KJ_EINVAL when called from a callback).
+ *
+ * Retries (all within the request's deadline, counted from its first attempt):
+ *   - 429 always, and 503 with a Retry-After header: wait Retry-After (capped
+ *     at KJ_KUBE_RETRY_AFTER_MAX_MS; garbage or absurd values are clamped), for
+ *     every call: the server did not execute the request.
+ *   - other 5xx and connection errors: exponential backoff with jitter, only
+ *     for calls that are safe to repeat: GET, list, DELETE with a uid or
+ *     resourceVersion precondition (a repeat hits the same object or answers
+ *     404/409), JSON Patch that contains a `test` op, lease update (it carries
+ *     a resourceVersion) and lease create (a repeat answers 409 AlreadyExists).
+ *     Why a JSON Patch with `test` is safe: if the first attempt never reached
+ *     the server, the repeat is the first application; if it was applied and
+ *     only the answer was lost, the object changed under the test (the
+ *     removed finalizer is no longer at that index, the resourceVersion
+ *     moved), so the repeat fails with 422 and the caller re-reads, which it
+ *     must do for a 422 anyway. A patch without `test` is not repeated.
+ *   - 401: the token file is read again; if the token changed the request is
+ *     repeated once (it was not executed), otherwise KJ_EAUTH.
+ *   - 409 and 422 are never repeated: they go back to the caller.
+ * When the deadline leaves no room for the next attempt the request fails at
+ * once with KJ_ETIMEDOUT (its message names the last error).
+ *
+ * Errors: HTTP failures are parsed from the Status object into kj_kube_status
+ * and mapped: 404 KJ_ENOENT, 409/422 KJ_ECONFLICT, 401/403 KJ_EAUTH,
+ * 410 KJ_EHTTP (reason Expired; list handles it), 429/502/503/504 and
+ * connection errors KJ_EUNAVAIL, TLS verification failures KJ_EAUTH, deadline
+ * KJ_ETIMEDOUT, unparseable bodies KJ_EPROTO, other HTTP codes KJ_EHTTP.
+ *
+ * Secrets: tokens, keys and certificates never reach a log line or an error
+ * message; inline -data is handed to libcurl as in-memory blobs, never written
+ * to temporary files.
+ *
+ * Threads: a kj_kube is driven by one thread at a time. Configs are immutable
+ * after loading and may be shared.
+ */
+#ifndef KJ_KUBE_H
+#define KJ_KUBE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "journal/kj.h"
+
+/* ---- flags and configuration ------------------------------------------ */
+
+#define KJ_KUBE_DEFAULT_QPS 50.0
+#define KJ_KUBE_DEFAULT_BURST 100
+#define KJ_KUBE_DEFAULT_IN_FLIGHT 32
+#define KJ_KUBE_DEFAULT_SA_DIR "/var/run/secrets/kubernetes.io/serviceaccount"
+#define KJ_KUBE_RETRY_AFTER_MAX_MS 10000
+
+/*
+ * What the command line said. Strings are borrowed (argv or literals) and must
+ * outlive kj_kube_config_load(); NULL means "not given".
+ */
+typedef struct kj_kube_flags {
+    const char *server;      /* --server URL */
+    const char *token_file;  /* --token-file */
+    const char *ca_file;     /* --certificate-authority */
+    const char *client_cert; /* --client-certificate */
+    const char *client_key;  /* --client-key */
+    int insecure;            /* --insecure-skip-tls-verify: 1 only when asked */
+    const char *kubeconfig;  /* --kubeconfig */
+    const char *context;     /* --context */
+    const char *namespace_;  /* overrides the context's namespace (no flag; callers may set) */
+    double qps;              /* --qps; <= 0 means no rate limit */
+    int burst;               /* --burst */
+    int max_in_flight;       /* requests on the wire at once */
+    /* Service-account directory for in-cluster config; NULL means
+     * $KJ_KUBE_SA_DIR, else KJ_KUBE_DEFAULT_SA_DIR. For tests. */
+    const char *sa_dir;
+} kj_kube_flags;
+
+/* Sets the defaults: all NULL, qps/burst/in-flight defaults. */
+void kj_kube_flags_init(kj_kube_flags *f);
+
+/*
+ * Parses the kube option at argv[*i] (`--flag value` or `--flag=value`).
+ * Returns 1 and advances *i past its value when it was a kube flag, 0 when
+ * argv[*i] is something else (*i unchanged), KJ_EINVAL when a value is missing
+ * or malformed. Values are borrowed from argv.
+ */
+int kj_kube_flags_parse(kj_kube_flags *f, int argc, char **argv, int *i, kj_err *err);
+
+/* Help text for the kube flags, one option per line, indented by two spaces. */
+extern const char kj_kube_flags_help[];
+
+typedef struct kj_kube_config kj_kube_config;
+
+/*
+ * Resolves flags (NULL = defaults) into a config. KJ_ENOENT: no configuration
+ * found at all. KJ_EINVAL: configuration found but broken (err says what and
+ * where; never a secret). KJ_ENOMEM.
+ * Files named by the config (token, CA, client cert and key) are read here, so
+ * a missing or unreadable file is reported at load time; the token file is
+ * read again later by the client.
+ */
+int kj_kube_config_load(const kj_kube_flags *f, kj_kube_config **out, kj_err *err);
+void kj_kube_config_free(kj_kube_config *c);
+
+/* Accessors; strings belong to the config. */
+const char *kj_kube_config_server(const kj_kube_config *c);
+const char *kj_kube_config_namespace(const kj_kube_config *c); /* "default" if none */
+/* "flags", "kubeconfig <path>" or "in-cluster": for log lines. */
+const char *kj_kube_config_source(const kj_kube_config *c);
+/* The context used from the kubeconfig, or NULL. */
+const char *kj_kube_config_context(const kj_kube_config *c);
+int kj_kube_config_insecure(const kj_kube_config *c);
+/* 1 when the client authenticates with a token, a certificate or both (bit 0 token, bit 1 cert). */
+int kj_kube_config_auth(const kj_kube_config *c);
+
+/* ---- objects ----------------------------------------------------------- */
+
+/*
+ * A pod, reduced to what the reconciler needs. Every string is owned by the
+ * pod and freed by kj_pod_free()/kj_pod_clear(); a missing field is NULL
+ * (labels, node_name, phase) and a missing time is 0.
+ */
+typedef struct kj_pod {
+    char *namespace_;
+    char *name;
+    char *uid;
+    char *resource_version;
+    char *unique_tag;   /* label kyuubi-unique-tag */
+    char *app_selector; /* label spark-app-selector */
+    char *spark_role;   /* label spark-role */
+    char **finalizers;  /* n_finalizers strings */
+    size_t n_finalizers;
+    char *phase;     /* Pending, Running, Succeeded, Failed, Unknown; NULL if none */
+    char *node_name; /* spec.nodeName */
+    int64_t created_ms;
+    int64_t deletion_ms;       /* metadata.deletionTimestamp; 0 = not being deleted */
+    int64_t deletion_grace_s;  /* metadata.deletionGracePeriodSeconds; -1 if unset */
+    int64_t finished_ms;       /* latest containerStatuses[*].state.terminated.finishedAt; 0 if none */
+} kj_pod;
+
+/* Parses a Pod JSON object (a GET/PATCH/DELETE answer, or a list item). */
+int kj_pod_parse(const char *json, size_t len, kj_pod **out, kj_err *err);
+/* Frees the pod's strings and the pod; accepts NULL. */
+void kj_pod_free(kj_pod *p);
+/* Frees the pod's strings, leaves *p zeroed (for pods in an array). */
+void kj_pod_clear(kj_pod *p);
+/* 1 if name is in p's finalizers; its index in *index if not NULL. */
+int kj_pod_has_finalizer(const kj_pod *p, const char *name, size_t *index);
+
+/* A coordination.k8s.io/v1 Lease. Fixed-size fields: no ownership to track. */
+typedef struct kj_lease {
+    char namespace_[64];
+    char name[254];
+    char uid[64];
+    char resource_version[64]; /* required by update, ignored by create */
+    char holder[254];          /* spec.holderIdentity; "" = nobody */
+    int duration_s;            /* spec.leaseDurationSeconds */
+    int64_t acquire_ms;        /* spec.acquireTime; 0 = unset */
+    int64_t renew_ms;          /* spec.renewTime; 0 = unset */
+    int transitions;           /* spec.leaseTransitions */
+} kj_lease;
+
+int kj_lease_parse(const char *json, size_t len, kj_lease *out, kj_err *err);
+
+/* An API error, from a Status object (or what could be made of the body). */
+typedef struct kj_kube_status {
+    int http;         /* HTTP status code; 0 if no answer */
+    char reason[64];  /* Status.reason: NotFound, Conflict, Invalid, Expired, ... */
+    char message[512];/* Status.message, or a sanitized snippet of a non-JSON body */
+    char continue_token[1024]; /* Status.metadata.continue (410 Expired); "" if none */
+} kj_kube_status;
+
+/*
+ * Parses an error body into st; st->http = http. Never fails: a body that is
+ * not a Status leaves reason "" and a printable snippet in message. Returns
+ * the KJ_E code http maps to (0 for 2xx).
+ */
+int kj_kube_status_parse(int http, const char *body, size_t len, kj_kube_status *st);
+/* KJ_E code for an HTTP status (see the table at the top); 0 for 2xx. */
+int kj_kube_http_error(int http);
+/*
+ * Milliseconds to wait for a Retry-After header value (delta-seconds or an
+ * HTTP-date); clamped to [0, KJ_KUBE_RETRY_AFTER_MAX_MS]; garbage or a
+ * negative number gives 1000.
+ */
+int64_t kj_kube_retry_after_ms(const char *value, int64_t now_ms);
+/* RFC 3339 ("2026-11-29T05:40:39Z", fractions and offsets allowed) to epoch ms; -1 if malformed. */
+int64_t kj_kube_parse_time(const char *s);
+
+/* ---- the client -------------------------------------------------------- */
+
+typedef struct kj_kube kj_kube;
+
+/* Creates a client; cfg is copied (the caller may free it afterwards). */
+int kj_kube_new(const kj_kube_config *cfg, kj_kube **out, kj_err *err);
+/* Cancels what is still pending (callbacks run with KJ_ECANCELED), frees; accepts NULL. */
+void kj_kube_free(kj_kube *k);
+/* Changes the rate limit and the bound on requests in flight (qps <= 0: unlimited). */
+void kj_kube_set_limits(kj_kube *k, double qps, int burst, int max_in_flight);
+
+typedef enum kj_kube_op {
+    KJ_KUBE_GET_POD = 1,
+    KJ_KUBE_PATCH_POD,    /* body: a JSON Patch array */
+    KJ_KUBE_DELETE_POD,   /* DeleteOptions from the req fields */
+    KJ_KUBE_LIST_PODS,    /* pages go to on_page */
+    KJ_KUBE_GET_LEASE,
+    KJ_KUBE_CREATE_LEASE, /* lease */
+    KJ_KUBE_UPDATE_LEASE, /* lease, with resource_version */
+    KJ_KUBE_RAW,          /* method + path + body as given; never retried except 429 (for tests, tools) */
+} kj_kube_op;
+
+/*
+ * One page of a list, valid during the callback. restarted is 1 on the first
+ * page of a list started again from scratch (a 410 without a continue token):
+ * pods delivered before may come again. Return 0 to go on, anything else to
+ * stop the list (it then completes with rc KJ_ECANCELED).
+ */
+typedef int (*kj_kube_page_fn)(const kj_pod *pods, size_t n, int restarted, void *ud);
+
+typedef struct kj_kube_req {
+    kj_kube_op op;
+    const char *namespace_; /* NULL: the config's namespace */
+    const char *name;       /* pod or lease name */
+    const char *body;       /* PATCH_POD: the JSON Patch; RAW: the body (or NULL) */
+    /* DELETE_POD */
+    const char *precondition_uid;
+    const char *precondition_rv;
+    int64_t grace_period_s; /* -1: not sent */
+    const char *propagation; /* "Background", "Foreground", "Orphan" or NULL */
+    /* LIST_PODS */
+    const char *label_selector;
+    const char *field_selector;
+    int limit;               /* page size; 0: 500 */
+    kj_kube_page_fn on_page;
+    /* CREATE_LEASE / UPDATE_LEASE */
+    const kj_lease *lease;
+    /* RAW */
+    const char *method;
+    const char *path; /* starting with '/', with the query string */
+    /* Deadline for the whole operation (all pages, all retries), counted from
+     * its first attempt; 0: 30 s (list: 120 s). */
+    int64_t timeout_ms;
+} kj_kube_req;
+
+#define KJ_KUBE_REQ_INIT {.grace_period_s = -1}
+
+/*
+ * What a request came to, valid during the done callback. rc is 0 or a KJ_E
+ * code; status holds the parsed Status of the last HTTP failure (status.http 0
+ * if none); body/body_len the last response body (the object for GET, PATCH,
+ * DELETE, lease calls; NULL for lists); pod is parsed for pod calls that
+ * answered 2xx with a pod (else NULL), lease for lease calls that succeeded.
+ * err.msg explains a failure and never carries a secret.
+ */
+typedef struct kj_kube_result {
+    int rc;
+    int attempts; /* HTTP attempts made, all pages together */
+    int pages;    /* list pages delivered */
+    kj_kube_status status;
+    const char *body;
+    size_t body_len;
+    const kj_pod *pod;
+    const kj_lease *lease;
+    kj_err err;
+} kj_kube_result;
+
+typedef void (*kj_kube_done_fn)(kj_kube *k, const kj_kube_result *res, void *ud);
+
+/* Queues a request (strings are copied). done may be NULL. 0 or KJ_EINVAL/KJ_ENOMEM. */
+int kj_kube_submit(kj_kube *k, const kj_kube_req *req, kj_kube_done_fn done, void *ud);
+/*
+ * Drives the engine for at most timeout_ms (< 0: no limit) or until nothing is
+ * pending. Returns 0 when nothing is pending, KJ_ETIMEDOUT when time ran out
+ * first (requests stay queued; call again or kj_kube_cancel()).
+ */
+int kj_kube_run(kj_kube *k, int64_t timeout_ms);
+/* One step: waits up to timeout_ms for progress; returns the number pending. */
+int kj_kube_poll(kj_kube *k, int timeout_ms);
+int kj_kube_pending(const kj_kube *k);
+/* Fails every pending request with KJ_ECANCELED (callbacks run). */
+void kj_kube_cancel(kj_kube *k);
+
+/* Counters since kj_kube_new(). */
+typedef struct kj_kube_stats {
+    uint64_t requests; /* HTTP attempts started */
+    uint64_t retries;
+    uint64_t completed; /* operations finished (ok or not) */
+    uint64_t failed;
+    uint64_t token_reloads;
+    int max_in_flight_seen;
+} kj_kube_stats;
+void kj_kube_get_stats(const kj_kube *k, kj_kube_stats *out);
+
+/*
+ * Synchronous wrappers: run one request to completion (other queued requests
+ * progress meanwhile). st (may be NULL) receives the Status of a failure.
+ * Pods returned through out belong to the caller (kj_pod_free()).
+ * ns NULL: the config's namespace.
+ */
+int kj_kube_get_pod(kj_kube *k, const char *ns, const char *name, kj_pod **out,
+                    kj_kube_status *st, kj_err *err);
+int kj_kube_patch_pod(kj_kube *k, const char *ns, const char *name, const char *json_patch,
+                      kj_pod **out, kj_kube_status *st, kj_err *err);
+typedef struct kj_kube_delete_opts {
+    const char *uid;         /* preconditions.uid, or NULL */
+    const char *resource_version; /* preconditions.resourceVersion, or NULL */
+    int64_t grace_period_s;  /* -1: not sent */
+    const char *propagation; /* or NULL */
+} kj_kube_delete_opts;
+int kj_kube_delete_pod(kj_kube *k, const char *ns, const char *name, const kj_kube_delete_opts *o,
+                       kj_pod **out, kj_kube_status *st, kj_err *err);
+/* Lists pods page by page (limit 0: 500); on_page sees one page at a time. */
+int kj_kube_list_pods(kj_kube *k, const char *ns, const char *label_selector,
+                      const char *field_selector, int limit, kj_kube_page_fn on_page, void *ud,
+                      kj_kube_status *st, kj_err *err);
+int kj_kube_get_lease(kj_kube *k, const char *ns, const char *name, kj_lease *out,
+                      kj_kube_status *st, kj_err *err);
+int kj_kube_create_lease(kj_kube *k, const kj_lease *in, kj_lease *out, kj_kube_status *st,
+                         kj_err *err);
+int kj_kube_update_lease(kj_kube *k, const kj_lease *in, kj_lease *out, kj_kube_status *st,
+                         kj_err *err);
+
+#endif
