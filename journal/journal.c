@@ -953,6 +953,10 @@ int kj_journal_backup(kj_journal *j, const char *dest, kj_err *err)
     if (stat(dest, &sb) == 0)
         return kj_err_set(err, KJ_EINVAL, "backup: '%s' already exists; refusing to overwrite it",
                           dest);
+    /* query_only forbids VACUUM INTO even though it writes only dest; a
+     * read-only handle still has mode=ro, so the journal stays untouched. */
+    if (j->readonly)
+        sqlite3_exec(j->db, "PRAGMA query_only = OFF", NULL, NULL, NULL);
     sqlite3_stmt *st = NULL;
     int rc = sqlite3_prepare_v2(j->db, "VACUUM INTO ?1", -1, &st, NULL);
     if (rc == SQLITE_OK) {
@@ -960,6 +964,8 @@ int kj_journal_backup(kj_journal *j, const char *dest, kj_err *err)
         rc = step_done(st);
     }
     sqlite3_finalize(st);
+    if (j->readonly)
+        sqlite3_exec(j->db, "PRAGMA query_only = ON", NULL, NULL, NULL);
     if (rc != SQLITE_OK)
         return kj_err_set(err, code_of_sqlite(rc), "backup of '%s' to '%s': %s", j->path, dest,
                           sqlite3_errmsg(j->db));

@@ -1,0 +1,189 @@
+/*
+ * Opening files: an empty path becomes a current journal; a journal from the
+ * future, a file that is not SQLite and another application's SQLite database
+ * are refused, and none of them is modified.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+
+#include <cmocka.h>
+#include <sqlite3.h>
+#include <sys/stat.h>
+
+#include "testutil.h"
+
+/* The whole file, to compare before and after. */
+static char *slurp(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return NULL;
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *buf = malloc((size_t)n + 1);
+    *len = fread(buf, 1, (size_t)n, f);
+    fclose(f);
+    return buf;
+}
+
+static int exists(const char *path)
+{
+    struct stat sb;
+    return stat(path, &sb) == 0;
+}
+
+static void raw_exec(const char *path, const char *sql)
+{
+    sqlite3 *db = NULL;
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+}
+
+/* Opening must fail with want, mention want_text, and leave the file as it was. */
+static void expect_refused(const char *path, unsigned flags, int want, const char *want_text)
+{
+    size_t n0 = 0, n1 = 0;
+    char *before = slurp(path, &n0);
+    char wal[600];
+    snprintf(wal, sizeof wal, "%s-wal", path);
+    int had_wal = exists(wal);
+    kj_journal *j = NULL;
+    kj_err err = {0};
+    int rc = kj_journal_open(path, flags, &j, &err);
+    if (rc != want)
+        fail_msg("open %s: %d (%s), want %d", path, rc, err.msg, want);
+    assert_null(j);
+    if (!strstr(err.msg, want_text))
+        fail_msg("message '%s' does not say '%s'", err.msg, want_text);
+    char *after = slurp(path, &n1);
+    assert_int_equal(n0, n1);
+    if (n0)
+        assert_memory_equal(before, after, n0);
+    assert_int_equal(exists(wal), had_wal);
+    free(before);
+    free(after);
+}
+
+static void test_new_file_gets_current_schema(void **state)
+{
+    (void)state;
+    char *dir = test_dir(), *path = path_in(dir, "new.db");
+    kj_journal *j = NULL;
+    kj_err err = {0};
+    assert_int_equal(kj_journal_open(path, 0, &j, &err), 0);
+    kj_journal_stats st;
+    assert_int_equal(kj_journal_stats_get(j, &st, &err), 0);
+    assert_int_equal(st.schema_version, kj_journal_schema_version());
+    assert_true(kj_journal_schema_version() >= 1);
+    kj_journal_close(j);
+    /* Reopening an up-to-date journal, read-write and read-only, changes nothing. */
+    assert_int_equal(kj_journal_open(path, 0, &j, &err), 0);
+    kj_journal_close(j);
+    assert_int_equal(kj_journal_open(path, KJ_JOURNAL_READONLY, &j, &err), 0);
+    kj_journal_close(j);
+    free(path);
+    rm_tree(dir);
+}
+
+static void test_future_version_refused(void **state)
+{
+    (void)state;
+    char *dir = test_dir(), *path = path_in(dir, "future.db");
+    kj_journal *j = NULL;
+    kj_err err = {0};
+    assert_int_equal(kj_journal_open(path, 0, &j, &err), 0);
+    kj_journal_close(j);
+    raw_exec(path, "PRAGMA journal_mode = DELETE; PRAGMA user_version = 999");
+    expect_refused(path, 0, KJ_ETOONEW, "newer than this kjournal");
+    expect_refused(path, KJ_JOURNAL_READONLY, KJ_ETOONEW, "999");
+    free(path);
+    rm_tree(dir);
+}
+
+static void test_not_sqlite_refused(void **state)
+{
+    (void)state;
+    char *dir = test_dir(), *path = path_in(dir, "text.db");
+    FILE *f = fopen(path, "w");
+    for (int i = 0; i < 200; i++)
+        fputs("this is not a database, just some text that someone pointed us at\n", f);
+    fclose(f);
+    expect_refused(path, 0, KJ_ENOTJOURNAL, "not a kjournal database");
+    expect_refused(path, KJ_JOURNAL_READONLY, KJ_ENOTJOURNAL, "not a kjournal database");
+    free(path);
+    rm_tree(dir);
+}
+
+static void test_foreign_sqlite_refused(void **state)
+{
+    (void)state;
+    char *dir = test_dir(), *path = path_in(dir, "foreign.db");
+    raw_exec(path, "CREATE TABLE photos (id INTEGER PRIMARY KEY, name TEXT);"
+                   "INSERT INTO photos (name) VALUES ('cat.jpg')");
+    expect_refused(path, 0, KJ_ENOTJOURNAL, "another application");
+    expect_refused(path, KJ_JOURNAL_READONLY, KJ_ENOTJOURNAL, "not a kjournal database");
+    free(path);
+    rm_tree(dir);
+}
+
+static void test_missing_and_odd_paths(void **state)
+{
+    (void)state;
+    char *dir = test_dir(), *path = path_in(dir, "absent.db");
+    kj_journal *j = NULL;
+    kj_err err = {0};
+    assert_int_equal(kj_journal_open(path, KJ_JOURNAL_READONLY, &j, &err), KJ_ENOENT);
+    assert_int_equal(kj_journal_open(path, KJ_JOURNAL_NOCREATE, &j, &err), KJ_ENOENT);
+    assert_false(exists(path));
+    assert_int_equal(kj_journal_open(dir, 0, &j, &err), KJ_ENOTJOURNAL);
+    assert_int_equal(kj_journal_open("", 0, &j, &err), KJ_EINVAL);
+    /* Characters that mean something in a URI are part of the name. */
+    char *odd = path_in(dir, "we?ird#name%20.db");
+    assert_int_equal(kj_journal_open(odd, 0, &j, &err), 0);
+    kj_journal_close(j);
+    assert_true(exists(odd));
+    assert_int_equal(kj_journal_open(odd, KJ_JOURNAL_READONLY, &j, &err), 0);
+    kj_journal_close(j);
+    free(odd);
+    free(path);
+    rm_tree(dir);
+}
+
+static void test_readonly_never_writes(void **state)
+{
+    (void)state;
+    char *dir = test_dir(), *path = path_in(dir, "ro.db");
+    kj_journal *j = NULL;
+    kj_err err = {0};
+    assert_int_equal(kj_journal_open(path, 0, &j, &err), 0);
+    kj_event e = ev_open("e1", "s1", T0);
+    kj_append_result res;
+    assert_int_equal(kj_journal_append(j, &e, 1, &res, &err), 0);
+    kj_journal_close(j);
+    assert_int_equal(kj_journal_open(path, KJ_JOURNAL_READONLY, &j, &err), 0);
+    e = ev_open("e2", "s2", T0);
+    assert_int_equal(kj_journal_append(j, &e, 1, &res, &err), KJ_EREADONLY);
+    int64_t s = 0, ev = 0;
+    assert_int_equal(kj_journal_prune(j, T0 * 2, &s, &ev, &err), KJ_EREADONLY);
+    int64_t run = 0;
+    assert_true(kj_journal_run_begin(j, "manual", 0, &run, &err) < 0);
+    kj_journal_close(j);
+    free(path);
+    rm_tree(dir);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_new_file_gets_current_schema),
+        cmocka_unit_test(test_future_version_refused),
+        cmocka_unit_test(test_not_sqlite_refused),
+        cmocka_unit_test(test_foreign_sqlite_refused),
+        cmocka_unit_test(test_missing_and_odd_paths),
+        cmocka_unit_test(test_readonly_never_writes),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
