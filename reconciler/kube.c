@@ -70,6 +70,7 @@ struct kj_kube {
     int64_t token_read_at;
     int in_callback;
     int canceling;
+    int saw_h2;
     uint64_t rng;
     kj_kube_stats stats;
 };
@@ -543,7 +544,9 @@ static int start_attempt(kj_kube *k, op *o, int64_t now, kj_err *err)
     curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)left);
     curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long)(left < 10000 ? left : 10000));
     curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2TLS);
-    curl_easy_setopt(e, CURLOPT_PIPEWAIT, 1L);
+    /* Wait for a stream on an existing connection only once the server has
+     * shown it multiplexes (HTTP/2): over HTTP/1.1 PIPEWAIT serializes. */
+    curl_easy_setopt(e, CURLOPT_PIPEWAIT, k->saw_h2 ? 1L : 0L);
     curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
     curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING, "");
     curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
@@ -775,6 +778,9 @@ static void complete(kj_kube *k, op *o, CURLcode cc)
     char what[700];
     kj_err err = {0};
     curl_easy_getinfo(o->easy, CURLINFO_RESPONSE_CODE, &http);
+    long ver = 0;
+    if (curl_easy_getinfo(o->easy, CURLINFO_HTTP_VERSION, &ver) == CURLE_OK)
+        k->saw_h2 = ver == CURL_HTTP_VERSION_2_0 || ver == CURL_HTTP_VERSION_3;
     unlink_active(k, o);
     curl_multi_remove_handle(k->multi, o->easy);
     curl_easy_cleanup(o->easy);
