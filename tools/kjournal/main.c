@@ -3,9 +3,12 @@
 #include <string.h>
 
 #include "cli.h"
+#include "commands.h"
 
 /* One line per subcommand; each lives in cmd_<name>.c. */
 static const kj_cli_command commands[] = {
+    {"publish", "send JSON events (native or Kyuubi) to kjournald", kj_cmd_publish},
+    {"keygen", "write a CURVE key pair for kjournald or a publisher", kj_cmd_keygen},
     {NULL, NULL, NULL},
 };
 

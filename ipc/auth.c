@@ -1,0 +1,217 @@
+/*
+ * auth.c - CURVE keys and the in-process ZAP handler.
+ *
+ * Without a ZAP handler libzmq admits any CURVE client that knows the server's
+ * public key; the handler here admits only the keys in the allow directory.
+ * It runs on its own thread so handshakes go on while a commit waits on disk.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <zmq.h>
+
+#include "ipc.h"
+#include "ipc_internal.h"
+
+int kj_ipc_read_key(const char *path, char z85[41], kj_err *err)
+{
+    char buf[128];
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return kj_err_set(err, errno == ENOENT ? KJ_ENOENT : KJ_EIO, "cannot read key '%s': %s",
+                          path, strerror(errno));
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = 0;
+    while (n && strchr(" \t\r\n", buf[n - 1]))
+        buf[--n] = 0;
+    const char *s = buf;
+    while (*s && strchr(" \t\r\n", *s))
+        s++;
+    uint8_t bin[32];
+    if (strlen(s) != 40 || !zmq_z85_decode(bin, s))
+        return kj_err_set(err, KJ_EINVAL, "key file '%s' does not hold a 40-character Z85 key",
+                          path);
+    memcpy(z85, s, 41);
+    return 0;
+}
+
+static int write_key(const char *path, const char *key, mode_t mode, int force, kj_err *err)
+{
+    int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC | (force ? O_TRUNC : O_EXCL), mode);
+    if (fd < 0)
+        return kj_err_set(err, errno == EEXIST ? KJ_EINVAL : KJ_EIO, "cannot write '%s': %s%s",
+                          path, strerror(errno), errno == EEXIST ? " (use --force)" : "");
+    char line[48];
+    int len = snprintf(line, sizeof line, "%s\n", key);
+    int rc = 0;
+    if (fchmod(fd, mode) < 0 || write(fd, line, (size_t)len) != len || fsync(fd) < 0)
+        rc = kj_err_set(err, KJ_EIO, "cannot write '%s': %s", path, strerror(errno));
+    close(fd);
+    return rc;
+}
+
+int kj_ipc_keygen(const char *prefix, int force, char public_out[41], kj_err *err)
+{
+    char pub[41], sec[41], path[4096];
+    if (zmq_curve_keypair(pub, sec) < 0)
+        return kj_err_set(err, KJ_EIO, "cannot generate a key pair: %s", zmq_strerror(errno));
+    snprintf(path, sizeof path, "%s.key", prefix);
+    int rc = write_key(path, sec, 0600, force, err);
+    memset(sec, 0, sizeof sec);
+    if (rc < 0)
+        return rc;
+    snprintf(path, sizeof path, "%s.pub", prefix);
+    if ((rc = write_key(path, pub, 0644, force, err)) < 0)
+        return rc;
+    if (public_out)
+        memcpy(public_out, pub, 41);
+    return 0;
+}
+
+struct kj_zap {
+    void *sock;
+    pthread_t thread;
+    atomic_int stop;
+    size_t n;
+    uint8_t (*keys)[32];
+};
+
+static int load_allow_dir(kj_zap *z, const char *dir, kj_err *err)
+{
+    DIR *d = opendir(dir);
+    if (!d)
+        return kj_err_set(err, KJ_ENOENT, "cannot open CURVE allow directory '%s': %s", dir,
+                          strerror(errno));
+    int rc = 0;
+    struct dirent *de;
+    while ((de = readdir(d))) {
+        size_t len = strlen(de->d_name);
+        if (de->d_name[0] == '.' || len < 5 || strcmp(de->d_name + len - 4, ".pub"))
+            continue;
+        char path[4096], z85[41];
+        snprintf(path, sizeof path, "%s/%s", dir, de->d_name);
+        if ((rc = kj_ipc_read_key(path, z85, err)) < 0)
+            break;
+        void *p = realloc(z->keys, (z->n + 1) * sizeof *z->keys);
+        if (!p) {
+            rc = kj_err_set(err, KJ_ENOMEM, "out of memory");
+            break;
+        }
+        z->keys = p;
+        zmq_z85_decode(z->keys[z->n++], z85);
+    }
+    closedir(d);
+    return rc;
+}
+
+static int allowed(const kj_zap *z, const uint8_t *key)
+{
+    for (size_t i = 0; i < z->n; i++)
+        if (!memcmp(z->keys[i], key, 32))
+            return 1;
+    return 0;
+}
+
+/* ZAP (RFC 27): version, request id, domain, address, identity, mechanism,
+ * credentials... -> version, request id, status code, text, user id, metadata. */
+static void *zap_main(void *arg)
+{
+    kj_zap *z = arg;
+    while (!atomic_load(&z->stop)) {
+        zmq_pollitem_t pi = {z->sock, 0, ZMQ_POLLIN, 0};
+        if (zmq_poll(&pi, 1, 100) <= 0)
+            continue;
+        zmq_msg_t f[8];
+        int nf = 0, more = 1;
+        while (more) {
+            zmq_msg_t m;
+            zmq_msg_init(&m);
+            if (zmq_msg_recv(&m, z->sock, 0) < 0) {
+                zmq_msg_close(&m);
+                break;
+            }
+            more = zmq_msg_more(&m);
+            if (nf < 8)
+                f[nf++] = m;
+            else
+                zmq_msg_close(&m);
+        }
+        const char *status = "400", *text = "denied";
+        char user[41] = "";
+        if (nf >= 6) {
+            const char *mech = zmq_msg_data(&f[5]);
+            size_t ml = zmq_msg_size(&f[5]);
+            if (ml == 5 && !memcmp(mech, "CURVE", 5) && nf >= 7 && zmq_msg_size(&f[6]) == 32 &&
+                allowed(z, zmq_msg_data(&f[6]))) {
+                status = "200", text = "OK";
+                zmq_z85_encode(user, zmq_msg_data(&f[6]), 32);
+            } else {
+                kj_log(KJ_LOG_WARN, "client refused", "mechanism=%.*s", (int)(ml < 16 ? ml : 16),
+                       mech);
+            }
+        }
+        if (nf >= 2) {
+            zmq_send(z->sock, "1.0", 3, ZMQ_SNDMORE);
+            zmq_send(z->sock, zmq_msg_data(&f[1]), zmq_msg_size(&f[1]), ZMQ_SNDMORE);
+            zmq_send(z->sock, status, 3, ZMQ_SNDMORE);
+            zmq_send(z->sock, text, strlen(text), ZMQ_SNDMORE);
+            zmq_send(z->sock, user, strlen(user), ZMQ_SNDMORE);
+            zmq_send(z->sock, "", 0, 0);
+        }
+        for (int i = 0; i < nf; i++)
+            zmq_msg_close(&f[i]);
+    }
+    return NULL;
+}
+
+int kj_zap_start(void *ctx, const char *allow_dir, kj_zap **out, kj_err *err)
+{
+    kj_zap *z = calloc(1, sizeof *z);
+    if (!z)
+        return kj_err_set(err, KJ_ENOMEM, "out of memory");
+    int rc = load_allow_dir(z, allow_dir, err);
+    if (rc < 0)
+        goto fail;
+    if (z->n == 0)
+        kj_log(KJ_LOG_WARN, "no CURVE keys allowed", "dir=%s hint=\"put clients' *.pub files there\"",
+               allow_dir);
+    z->sock = zmq_socket(ctx, ZMQ_REP);
+    int linger = 0;
+    if (!z->sock || zmq_setsockopt(z->sock, ZMQ_LINGER, &linger, sizeof linger) < 0 ||
+        zmq_bind(z->sock, "inproc://zeromq.zap.01") < 0) {
+        rc = kj_err_set(err, KJ_EIO, "cannot start the ZAP handler: %s", zmq_strerror(errno));
+        goto fail;
+    }
+    if (pthread_create(&z->thread, NULL, zap_main, z)) {
+        rc = kj_err_set(err, KJ_EIO, "cannot start the ZAP thread");
+        goto fail;
+    }
+    kj_log(KJ_LOG_INFO, "curve allow list loaded", "keys=%zu", z->n);
+    *out = z;
+    return 0;
+fail:
+    if (z->sock)
+        zmq_close(z->sock);
+    free(z->keys);
+    free(z);
+    return rc;
+}
+
+void kj_zap_stop(kj_zap *z)
+{
+    if (!z)
+        return;
+    atomic_store(&z->stop, 1);
+    pthread_join(z->thread, NULL);
+    zmq_close(z->sock);
+    free(z->keys);
+    free(z);
+}

@@ -1,0 +1,602 @@
+/*
+ * wire.c - the v1 wire format (schema/PROTOCOL.md): decode a request frame
+ * into normalized events, encode the reply.
+ *
+ * Whole-frame checks (size, UTF-8, NUL bytes, nesting depth) run in one pass
+ * before cJSON sees the bytes: cJSON accepts invalid UTF-8, recurses on
+ * nesting, and silently cuts strings at "\u0000".
+ */
+#include <cjson/cJSON.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ipc.h"
+#include "ipc_internal.h"
+
+struct kj_wire_request {
+    cJSON *root;
+    char *raw; /* the frame, NUL-terminated: the payload of a single event */
+    const char *request_id;
+    size_t n;
+    kj_wire_item *items;
+};
+
+static int werr_set(kj_wire_error *e, const char *code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static int werr_set(kj_wire_error *e, const char *code, const char *fmt, ...)
+{
+    if (e) {
+        e->code = code;
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(e->message, sizeof e->message, fmt, ap);
+        va_end(ap);
+    }
+    return KJ_EPROTO;
+}
+
+static int reject(kj_wire_item *it, const char *code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static int reject(kj_wire_item *it, const char *code, const char *fmt, ...)
+{
+    it->res.status = KJ_APPEND_REJECTED;
+    it->res.code = code;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(it->res.message, sizeof it->res.message, fmt, ap);
+    va_end(ap);
+    return KJ_EINVAL;
+}
+
+/* UTF-8 well-formedness (no overlongs, no surrogates), no NUL, no "\u0000",
+ * and the nesting depth, in one pass. */
+static int prescan(const unsigned char *s, size_t n, int max_depth, kj_wire_error *e)
+{
+    int depth = 0, in_str = 0;
+    size_t i = 0;
+    while (i < n) {
+        unsigned char c = s[i];
+        if (c == 0)
+            return werr_set(e, "bad_json", "request contains a NUL byte at offset %zu", i);
+        if (c < 0x80) {
+            if (in_str) {
+                if (c == '\\') {
+                    if (i + 5 < n && s[i + 1] == 'u' && !memcmp(s + i + 2, "0000", 4))
+                        return werr_set(e, "bad_value",
+                                        "request contains a \\u0000 escape at offset %zu", i);
+                    i += 2;
+                    continue;
+                }
+                if (c == '"')
+                    in_str = 0;
+            } else if (c == '"') {
+                in_str = 1;
+            } else if (c == '{' || c == '[') {
+                if (++depth > max_depth)
+                    return werr_set(e, "too_deep", "request nests deeper than %d levels",
+                                    max_depth);
+            } else if (c == '}' || c == ']') {
+                depth--;
+            }
+            i++;
+            continue;
+        }
+        size_t len;
+        uint32_t cp;
+        if ((c & 0xE0) == 0xC0) {
+            len = 2;
+            cp = c & 0x1F;
+        } else if ((c & 0xF0) == 0xE0) {
+            len = 3;
+            cp = c & 0x0F;
+        } else if ((c & 0xF8) == 0xF0) {
+            len = 4;
+            cp = c & 0x07;
+        } else {
+            goto bad;
+        }
+        if (i + len > n)
+            goto bad;
+        for (size_t k = 1; k < len; k++) {
+            if ((s[i + k] & 0xC0) != 0x80)
+                goto bad;
+            cp = (cp << 6) | (s[i + k] & 0x3F);
+        }
+        if ((len == 2 && cp < 0x80) || (len == 3 && cp < 0x800) ||
+            (len == 4 && (cp < 0x10000 || cp > 0x10FFFF)) || (cp >= 0xD800 && cp <= 0xDFFF))
+            goto bad;
+        i += len;
+    }
+    return 0;
+bad:
+    return werr_set(e, "invalid_utf8", "request is not valid UTF-8 (offset %zu)", i);
+}
+
+static const char *json_type_name(const cJSON *v)
+{
+    if (cJSON_IsString(v))
+        return "a string";
+    if (cJSON_IsNumber(v))
+        return "a number";
+    if (cJSON_IsBool(v))
+        return "a boolean";
+    if (cJSON_IsArray(v))
+        return "an array";
+    if (cJSON_IsObject(v))
+        return "an object";
+    return "null";
+}
+
+/* An optional or required string field; JSON null and "" count as absent. */
+static int str_field(kj_wire_item *it, const cJSON *o, const char *key, const char *name,
+                     int required, const char **out)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+    *out = NULL;
+    if (!v || cJSON_IsNull(v) || (cJSON_IsString(v) && !*v->valuestring)) {
+        if (required)
+            return reject(it, "missing_field", "field '%s' is required", name);
+        return 0;
+    }
+    if (!cJSON_IsString(v))
+        return reject(it, "wrong_type", "field '%s' must be a string, got %s", name,
+                      json_type_name(v));
+    *out = v->valuestring;
+    return 0;
+}
+
+/* An integral epoch-ms time; *present = 0 when absent or null. */
+static int time_field(kj_wire_item *it, const cJSON *o, const char *key, int64_t *out,
+                      int *present)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+    *present = 0;
+    *out = 0;
+    if (!v || cJSON_IsNull(v))
+        return 0;
+    if (!cJSON_IsNumber(v))
+        return reject(it, "wrong_type", "field '%s' must be an integer (epoch ms), got %s", key,
+                      json_type_name(v));
+    double d = v->valuedouble;
+    if (!(d > -9.2e18 && d < 9.2e18) || (double)(int64_t)d != d)
+        return reject(it, "bad_time", "field '%s' must be an integer number of epoch ms", key);
+    *out = (int64_t)d;
+    *present = 1;
+    return 0;
+}
+
+static int check_time_range(kj_wire_item *it, const char *name, int64_t t)
+{
+    if (t < KJ_EVENT_TIME_MIN || t >= KJ_EVENT_TIME_MAX)
+        return reject(it, "bad_time", "field '%s' is %lld, outside years 2000..2099", name,
+                      (long long)t);
+    return 0;
+}
+
+static const char *const native_keys[] = {"event_id", "type",    "session_id", "instance",
+                                          "user",     "engine",  "time_ms",    "reason",
+                                          "v",        "request_id", NULL};
+static const char *const engine_keys[] = {"id", "tag", "namespace", NULL};
+
+/* Unknown or repeated keys are errors in the native form: a typo must not
+ * silently drop a field. top: whether "v" and "request_id" may appear. */
+static int check_keys(kj_wire_item *it, const cJSON *o, const char *const *allowed, int n_allowed,
+                      const char *where)
+{
+    for (const cJSON *c = o->child; c; c = c->next) {
+        int ok = 0;
+        for (int k = 0; k < n_allowed && allowed[k]; k++)
+            if (!strcmp(c->string, allowed[k]))
+                ok = 1;
+        if (!ok)
+            return reject(it, "unknown_field", "unknown field '%s%.64s'", where, c->string);
+        for (const cJSON *d = c->next; d; d = d->next)
+            if (!strcmp(c->string, d->string))
+                return reject(it, "duplicate_field", "field '%s%.64s' appears twice", where,
+                              c->string);
+    }
+    return 0;
+}
+
+static int decode_native(kj_wire_item *it, const cJSON *o, int top)
+{
+    kj_event *ev = &it->ev;
+    const char *type = NULL;
+    int present;
+    const cJSON *eid = cJSON_GetObjectItemCaseSensitive(o, "event_id");
+    if (cJSON_IsString(eid) && *eid->valuestring)
+        it->event_id = eid->valuestring;
+    if (check_keys(it, o, native_keys, top ? 10 : 8, "") ||
+        str_field(it, o, "event_id", "event_id", 1, &ev->event_id) ||
+        str_field(it, o, "type", "type", 1, &type) ||
+        str_field(it, o, "session_id", "session_id", 1, &ev->session_id) ||
+        str_field(it, o, "instance", "instance", 0, &ev->instance) ||
+        str_field(it, o, "user", "user", 0, &ev->user) ||
+        str_field(it, o, "reason", "reason", 0, &ev->reason) ||
+        time_field(it, o, "time_ms", &ev->time_ms, &present))
+        return KJ_EINVAL;
+    if (kj_event_type_parse(type, &ev->type) < 0)
+        return reject(it, "unknown_event_type",
+                      "field 'type' is '%.64s', expected session_open or session_close", type);
+    if (!present)
+        return reject(it, "missing_field", "field 'time_ms' is required");
+    if (check_time_range(it, "time_ms", ev->time_ms))
+        return KJ_EINVAL;
+    const cJSON *eng = cJSON_GetObjectItemCaseSensitive(o, "engine");
+    if (eng && !cJSON_IsNull(eng)) {
+        if (!cJSON_IsObject(eng))
+            return reject(it, "wrong_type", "field 'engine' must be an object, got %s",
+                          json_type_name(eng));
+        if (check_keys(it, eng, engine_keys, 3, "engine.") ||
+            str_field(it, eng, "id", "engine.id", 0, &ev->engine_id) ||
+            str_field(it, eng, "tag", "engine.tag", 0, &ev->engine_tag) ||
+            str_field(it, eng, "namespace", "engine.namespace", 0, &ev->engine_namespace))
+            return KJ_EINVAL;
+    }
+    return 0;
+}
+
+/*
+ * Kyuubi's KyuubiSessionEvent. The phase, not eventTime (repeated unchanged on
+ * every post of a session), names the event, so reposts of a phase dedupe.
+ * Unknown fields are Kyuubi's business and are kept in the payload only.
+ */
+static int decode_kyuubi(kj_wire_item *it, const cJSON *o)
+{
+    kj_event *ev = &it->ev;
+    const char *et = NULL, *engine_name = NULL;
+    int64_t start, opened, end, evtime;
+    int p_start, p_opened, p_end, p_evtime;
+    if (str_field(it, o, "eventType", "eventType", 1, &et))
+        return KJ_EINVAL;
+    if (strcmp(et, "kyuubi_session"))
+        return reject(it, "unknown_event_type",
+                      "field 'eventType' is '%.64s', only kyuubi_session is accepted", et);
+    if (str_field(it, o, "sessionId", "sessionId", 1, &ev->session_id) ||
+        str_field(it, o, "user", "user", 0, &ev->user) ||
+        str_field(it, o, "serverIP", "serverIP", 0, &ev->instance) ||
+        str_field(it, o, "engineId", "engineId", 0, &ev->engine_id) ||
+        str_field(it, o, "engineName", "engineName", 0, &engine_name) ||
+        time_field(it, o, "startTime", &start, &p_start) ||
+        time_field(it, o, "openedTime", &opened, &p_opened) ||
+        time_field(it, o, "endTime", &end, &p_end) ||
+        time_field(it, o, "eventTime", &evtime, &p_evtime))
+        return KJ_EINVAL;
+    const cJSON *exc = cJSON_GetObjectItemCaseSensitive(o, "exception");
+    int failed = exc && !cJSON_IsNull(exc);
+    const char *phase, *tname;
+    int64_t t;
+    int tp;
+    if (p_end && end > 0) {
+        phase = "closed", tname = "endTime", t = end, tp = 1;
+        ev->type = KJ_EVENT_SESSION_CLOSE;
+        ev->reason = failed ? "exception" : "client";
+    } else if (failed) {
+        phase = "failed", tname = "eventTime", t = evtime, tp = p_evtime;
+        ev->type = KJ_EVENT_SESSION_OPEN;
+    } else if (p_opened && opened > 0) {
+        phase = "opened", tname = "openedTime", t = opened, tp = 1;
+        ev->type = KJ_EVENT_SESSION_OPEN;
+    } else {
+        phase = "created", tname = "startTime", t = start, tp = p_start;
+        ev->type = KJ_EVENT_SESSION_OPEN;
+    }
+    if (!tp)
+        return reject(it, "missing_field", "field '%s' is required for the %s phase", tname,
+                      phase);
+    if (check_time_range(it, tname, t))
+        return KJ_EINVAL;
+    ev->time_ms = t;
+    int len = snprintf(it->id_buf, sizeof it->id_buf, "kyuubi:%s:%s", ev->session_id, phase);
+    if (len < 0 || (size_t)len >= sizeof it->id_buf)
+        return reject(it, "field_too_long", "field 'sessionId' is too long for an event id");
+    ev->event_id = it->event_id = it->id_buf;
+    /* engineName ends with the engine ref id, the pod's kyuubi-unique-tag. */
+    if (engine_name) {
+        const char *us = strrchr(engine_name, '_');
+        const char *tag = us ? us + 1 : engine_name;
+        if (*tag) {
+            snprintf(it->tag_buf, sizeof it->tag_buf, "%s", tag);
+            if (strlen(tag) >= sizeof it->tag_buf)
+                return reject(it, "field_too_long", "field 'engineName' is too long");
+            ev->engine_tag = it->tag_buf;
+        }
+    }
+    return 0;
+}
+
+static void decode_item(kj_wire_item *it, const cJSON *o, int top, const char *payload)
+{
+    memset(it, 0, sizeof *it);
+    if (!cJSON_IsObject(o)) {
+        reject(it, "not_object", "an event must be a JSON object, got %s", json_type_name(o));
+        return;
+    }
+    int kyuubi = cJSON_GetObjectItemCaseSensitive(o, "eventType") != NULL;
+    it->form = kyuubi ? KJ_WIRE_KYUUBI : KJ_WIRE_NATIVE;
+    if ((kyuubi ? decode_kyuubi(it, o) : decode_native(it, o, top)) < 0)
+        return;
+    if (!payload)
+        payload = it->payload_owned = cJSON_PrintUnformatted(o);
+    /* An oversized raw event (a Kyuubi stack trace) is stored without its
+     * payload rather than rejected: losing a close is worse. */
+    it->ev.payload = payload && strlen(payload) <= KJ_EVENT_PAYLOAD_MAX ? payload : NULL;
+    const char *code = NULL;
+    if (kj_event_validate(&it->ev, &code, it->res.message, sizeof it->res.message) < 0) {
+        it->res.status = KJ_APPEND_REJECTED;
+        it->res.code = code;
+    }
+}
+
+int kj_wire_decode(const void *data, size_t len, const kj_wire_limits *lim, kj_wire_request **out,
+                   kj_wire_error *werr)
+{
+    size_t max_message = lim && lim->max_message ? lim->max_message : KJ_IPC_MAX_MESSAGE;
+    size_t max_events = lim && lim->max_events ? lim->max_events : KJ_IPC_MAX_EVENTS;
+    int max_depth = lim && lim->max_depth ? lim->max_depth : KJ_IPC_MAX_DEPTH;
+    *out = NULL;
+    if (len == 0)
+        return werr_set(werr, "empty_request", "request frame is empty");
+    if (len > max_message)
+        return werr_set(werr, "too_large", "request is %zu bytes, the limit is %zu", len,
+                        max_message);
+    int rc = prescan(data, len, max_depth, werr);
+    if (rc < 0)
+        return rc;
+    kj_wire_request *r = calloc(1, sizeof *r);
+    if (!r || !(r->raw = malloc(len + 1))) {
+        free(r);
+        return werr_set(werr, "internal", "out of memory");
+    }
+    memcpy(r->raw, data, len);
+    r->raw[len] = 0;
+    const char *end = NULL;
+    r->root = cJSON_ParseWithLengthOpts(r->raw, len, &end, 0);
+    if (!r->root) {
+        rc = werr_set(werr, "bad_json", "request is not valid JSON (near offset %zu)",
+                      end ? (size_t)(end - r->raw) : (size_t)0);
+        goto out;
+    }
+    for (const char *p = end; p && p < r->raw + len; p++)
+        if (!strchr(" \t\r\n", *p)) {
+            rc = werr_set(werr, "bad_json", "trailing data after the JSON value at offset %zu",
+                          (size_t)(p - r->raw));
+            goto out;
+        }
+    if (!cJSON_IsObject(r->root)) {
+        rc = werr_set(werr, "bad_request", "request must be a JSON object, got %s",
+                      json_type_name(r->root));
+        goto out;
+    }
+    const cJSON *rid = cJSON_GetObjectItemCaseSensitive(r->root, "request_id");
+    if (rid && !cJSON_IsNull(rid)) {
+        if (!cJSON_IsString(rid) || strlen(rid->valuestring) > KJ_EVENT_ID_MAX) {
+            rc = werr_set(werr, "bad_request", "field 'request_id' must be a string of at most %d bytes",
+                          KJ_EVENT_ID_MAX);
+            goto out;
+        }
+        r->request_id = rid->valuestring;
+    }
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(r->root, "v");
+    if (v && !(cJSON_IsNumber(v) && v->valuedouble == 1)) {
+        rc = werr_set(werr, "unsupported_version", "field 'v' must be 1, the only protocol version");
+        goto out;
+    }
+    const cJSON *events = cJSON_GetObjectItemCaseSensitive(r->root, "events");
+    if (!events) {
+        r->n = 1;
+        if (!(r->items = malloc(sizeof *r->items))) {
+            rc = werr_set(werr, "internal", "out of memory");
+            goto out;
+        }
+        decode_item(&r->items[0], r->root, 1, r->raw);
+        goto out;
+    }
+    for (const cJSON *c = r->root->child; c; c = c->next)
+        if (strcmp(c->string, "events") && strcmp(c->string, "request_id") &&
+            strcmp(c->string, "v")) {
+            rc = werr_set(werr, "bad_request", "unknown field '%.64s' in a batch request",
+                          c->string);
+            goto out;
+        }
+    if (!cJSON_IsArray(events)) {
+        rc = werr_set(werr, "bad_request", "field 'events' must be an array, got %s",
+                      json_type_name(events));
+        goto out;
+    }
+    size_t n = (size_t)cJSON_GetArraySize(events);
+    if (n == 0) {
+        rc = werr_set(werr, "empty_batch", "field 'events' is empty");
+        goto out;
+    }
+    if (n > max_events) {
+        rc = werr_set(werr, "too_many_events", "request holds %zu events, the limit is %zu", n,
+                      max_events);
+        goto out;
+    }
+    if (!(r->items = malloc(n * sizeof *r->items))) {
+        rc = werr_set(werr, "internal", "out of memory");
+        goto out;
+    }
+    r->n = 0;
+    for (const cJSON *c = events->child; c; c = c->next)
+        decode_item(&r->items[r->n++], c, 0, NULL);
+out:
+    if (rc < 0) {
+        kj_wire_request_free(r);
+        return rc;
+    }
+    *out = r;
+    return 0;
+}
+
+void kj_wire_request_free(kj_wire_request *r)
+{
+    if (!r)
+        return;
+    for (size_t i = 0; r->items && i < r->n; i++)
+        cJSON_free(r->items[i].payload_owned);
+    free(r->items);
+    cJSON_Delete(r->root);
+    free(r->raw);
+    free(r);
+}
+
+size_t kj_wire_count(const kj_wire_request *r)
+{
+    return r->n;
+}
+
+kj_wire_item *kj_wire_item_at(kj_wire_request *r, size_t i)
+{
+    return i < r->n ? &r->items[i] : NULL;
+}
+
+const char *kj_wire_request_id(const kj_wire_request *r)
+{
+    return r->request_id;
+}
+
+const char *kj_append_status_name(kj_append_status s)
+{
+    switch (s) {
+    case KJ_APPEND_STORED:
+        return "stored";
+    case KJ_APPEND_DUPLICATE:
+        return "duplicate";
+    case KJ_APPEND_REJECTED:
+        return "rejected";
+    }
+    return NULL;
+}
+
+/* --- reply encoding ------------------------------------------------------------ */
+
+int kj_buf_grow(kj_buf *b, size_t more)
+{
+    if (b->oom)
+        return -1;
+    if (b->len + more + 1 <= b->cap)
+        return 0;
+    size_t cap = b->cap ? b->cap * 2 : 256;
+    while (cap < b->len + more + 1)
+        cap *= 2;
+    char *p = realloc(b->s, cap);
+    if (!p) {
+        b->oom = 1;
+        return -1;
+    }
+    b->s = p;
+    b->cap = cap;
+    return 0;
+}
+
+void kj_buf_add(kj_buf *b, const char *s, size_t n)
+{
+    if (kj_buf_grow(b, n) < 0)
+        return;
+    memcpy(b->s + b->len, s, n);
+    b->len += n;
+    b->s[b->len] = 0;
+}
+
+void kj_buf_str(kj_buf *b, const char *s)
+{
+    kj_buf_add(b, s, strlen(s));
+}
+
+/* A JSON string literal; input is valid UTF-8 (checked on the way in). */
+void kj_buf_json(kj_buf *b, const char *s)
+{
+    kj_buf_add(b, "\"", 1);
+    for (const char *p = s; *p; p++) {
+        unsigned char c = (unsigned char)*p;
+        if (c == '"' || c == '\\') {
+            char e[2] = {'\\', (char)c};
+            kj_buf_add(b, e, 2);
+        } else if (c < 0x20) {
+            char e[8];
+            snprintf(e, sizeof e, "\\u%04x", c);
+            kj_buf_str(b, e);
+        } else if (c < 0x80) {
+            kj_buf_add(b, p, 1);
+        } else {
+            /* A message may quote a field cut in the middle of a character. */
+            size_t len = (c & 0xE0) == 0xC0 ? 2 : (c & 0xF0) == 0xE0 ? 3 : (c & 0xF8) == 0xF0 ? 4 : 0;
+            size_t k = 1;
+            while (len && k < len && ((unsigned char)p[k] & 0xC0) == 0x80)
+                k++;
+            if (len && k == len) {
+                kj_buf_add(b, p, len);
+                p += len - 1;
+            } else {
+                kj_buf_str(b, "\\ufffd");
+                p += k - 1;
+            }
+        }
+    }
+    kj_buf_add(b, "\"", 1);
+}
+
+char *kj_wire_reply(const kj_wire_request *r)
+{
+    kj_buf b = {0};
+    kj_buf_str(&b, "{\"ok\":true,");
+    if (r->request_id) {
+        kj_buf_str(&b, "\"request_id\":");
+        kj_buf_json(&b, r->request_id);
+        kj_buf_str(&b, ",");
+    }
+    kj_buf_str(&b, "\"results\":[");
+    for (size_t i = 0; i < r->n; i++) {
+        const kj_wire_item *it = &r->items[i];
+        kj_buf_str(&b, i ? ",{" : "{");
+        if (it->event_id) {
+            kj_buf_str(&b, "\"event_id\":");
+            kj_buf_json(&b, it->event_id);
+            kj_buf_str(&b, ",");
+        }
+        const char *st = kj_append_status_name(it->res.status);
+        kj_buf_str(&b, "\"status\":");
+        kj_buf_json(&b, st ? st : "rejected");
+        if (it->res.status == KJ_APPEND_REJECTED || !st) {
+            kj_buf_str(&b, ",\"error\":{\"code\":");
+            kj_buf_json(&b, it->res.code ? it->res.code : "internal");
+            kj_buf_str(&b, ",\"message\":");
+            kj_buf_json(&b, st ? it->res.message : "no answer from the journal");
+            kj_buf_str(&b, "}");
+        }
+        kj_buf_str(&b, "}");
+    }
+    kj_buf_str(&b, "]}");
+    if (b.oom) {
+        free(b.s);
+        return NULL;
+    }
+    return b.s;
+}
+
+char *kj_wire_error_reply(const kj_wire_error *e, const char *request_id, int retry)
+{
+    kj_buf b = {0};
+    kj_buf_str(&b, "{\"ok\":false,");
+    if (request_id) {
+        kj_buf_str(&b, "\"request_id\":");
+        kj_buf_json(&b, request_id);
+        kj_buf_str(&b, ",");
+    }
+    if (retry)
+        kj_buf_str(&b, "\"retry\":true,");
+    kj_buf_str(&b, "\"error\":{\"code\":");
+    kj_buf_json(&b, e->code ? e->code : "internal");
+    kj_buf_str(&b, ",\"message\":");
+    kj_buf_json(&b, e->message);
+    kj_buf_str(&b, "}}");
+    if (b.oom) {
+        free(b.s);
+        return NULL;
+    }
+    return b.s;
+}

@@ -1,0 +1,221 @@
+/*
+ * cmd_publish.c - kjournal publish: send JSON events, one per line, to
+ * kjournald and print what became of each.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "commands.h"
+#include "ipc/ipc.h"
+
+static void publish_usage(FILE *out)
+{
+    fprintf(out,
+            "usage: kjournal publish [--endpoint E] [OPTIONS] [FILE|-]\n"
+            "\n"
+            "Sends JSON events, one per line (native events or Kyuubi's KyuubiSessionEvent\n"
+            "lines as they are), to kjournald, and prints one result line per event:\n"
+            "  line N: stored|duplicate EVENT_ID\n"
+            "  line N: rejected [EVENT_ID] CODE: MESSAGE\n"
+            "  line N: unacknowledged CODE: MESSAGE\n"
+            "A timed-out request is sent again with the same event ids (the journal\n"
+            "deduplicates). Blank lines are skipped. Reads stdin without FILE or with '-'.\n"
+            "\n"
+            "options:\n"
+            "  --endpoint E            kjournald's endpoint (default $KJOURNAL_ENDPOINT or\n"
+            "                          " KJ_IPC_DEFAULT_ENDPOINT ")\n"
+            "  --timeout MS            wait per attempt (default 2500)\n"
+            "  --retries N             attempts after the first (default 3)\n"
+            "  --window N              requests in flight (default 16)\n"
+            "  --batch N               events per request (default 1, at most %d)\n"
+            "  --curve-server-key FILE kjournald's public key (enables CURVE)\n"
+            "  --curve-secret-key FILE our secret key (from 'kjournal keygen')\n"
+            "  --quiet                 print only rejected and unacknowledged events\n"
+            "\n"
+            "exit codes: 0 every event stored or duplicate, 1 some were rejected,\n"
+            "2 usage error, 3 no such FILE, 8 some were never acknowledged.\n"
+            "\n"
+            "example:\n"
+            "  kjournal publish --endpoint tcp://127.0.0.1:5680 kyuubi_session.json\n",
+            KJ_IPC_MAX_EVENTS);
+}
+
+static int num(const char *flag, const char *s, long min, long max, long *out)
+{
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || end == s || *end || v < min || v > max) {
+        fprintf(stderr, "kjournal publish: %s '%s': expected a number in %ld..%ld\n", flag, s,
+                min, max);
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+int kj_cmd_publish(int argc, char **argv)
+{
+    enum { O_EP = 256, O_TO, O_RET, O_WIN, O_BATCH, O_SK, O_CK, O_QUIET, O_HELP };
+    static const struct option opts[] = {
+        {"endpoint", 1, 0, O_EP},          {"timeout", 1, 0, O_TO},
+        {"retries", 1, 0, O_RET},          {"window", 1, 0, O_WIN},
+        {"batch", 1, 0, O_BATCH},          {"curve-server-key", 1, 0, O_SK},
+        {"curve-secret-key", 1, 0, O_CK},  {"quiet", 0, 0, O_QUIET},
+        {"help", 0, 0, O_HELP},            {0, 0, 0, 0}};
+    const char *env = getenv("KJOURNAL_ENDPOINT");
+    const char *endpoint = env && *env ? env : KJ_IPC_DEFAULT_ENDPOINT;
+    kj_publisher_opts po = kj_publisher_defaults();
+    int quiet = 0, o;
+    long v;
+    optind = 1;
+    opterr = 1;
+    while ((o = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        switch (o) {
+        case O_EP:
+            endpoint = optarg;
+            break;
+        case O_TO:
+            if (num("--timeout", optarg, 1, 3600000, &v) < 0)
+                return KJ_EXIT_USAGE;
+            po.timeout_ms = (int)v;
+            break;
+        case O_RET:
+            if (num("--retries", optarg, 0, 1000, &v) < 0)
+                return KJ_EXIT_USAGE;
+            po.retries = (int)v;
+            break;
+        case O_WIN:
+            if (num("--window", optarg, 1, 10000, &v) < 0)
+                return KJ_EXIT_USAGE;
+            po.window = (int)v;
+            break;
+        case O_BATCH:
+            if (num("--batch", optarg, 1, KJ_IPC_MAX_EVENTS, &v) < 0)
+                return KJ_EXIT_USAGE;
+            po.batch = (size_t)v;
+            break;
+        case O_SK:
+            po.curve_server_key = optarg;
+            break;
+        case O_CK:
+            po.curve_secret_key = optarg;
+            break;
+        case O_QUIET:
+            quiet = 1;
+            break;
+        case O_HELP:
+        case 'h':
+            publish_usage(stdout);
+            return KJ_EXIT_OK;
+        default:
+            publish_usage(stderr);
+            return KJ_EXIT_USAGE;
+        }
+    }
+    if (argc - optind > 1) {
+        fprintf(stderr, "kjournal publish: expected at most one FILE\n");
+        return KJ_EXIT_USAGE;
+    }
+    const char *path = optind < argc ? argv[optind] : "-";
+    FILE *in = strcmp(path, "-") ? fopen(path, "r") : stdin;
+    if (!in) {
+        fprintf(stderr, "kjournal publish: cannot open '%s': %s\n", path, strerror(errno));
+        return errno == ENOENT ? KJ_EXIT_NOFILE : KJ_EXIT_FAILURE;
+    }
+
+    int code = KJ_EXIT_OK;
+    char **lines = NULL, *line = NULL;
+    size_t *lineno = NULL, n = 0, cap = 0, lsize = 0, no = 0;
+    kj_publish_result *res = NULL;
+    kj_publisher *p = NULL;
+    kj_err err = {0};
+    ssize_t len;
+    while ((len = getline(&line, &lsize, in)) >= 0) {
+        no++;
+        while (len && (line[len - 1] == '\n' || line[len - 1] == '\r'))
+            line[--len] = 0;
+        if (strspn(line, " \t") == (size_t)len)
+            continue;
+        if (n == cap) {
+            cap = cap ? cap * 2 : 64;
+            char **nl = realloc(lines, cap * sizeof *lines);
+            size_t *nn = realloc(lineno, cap * sizeof *lineno);
+            if (nl)
+                lines = nl;
+            if (nn)
+                lineno = nn;
+            if (!nl || !nn)
+                goto oom;
+        }
+        if (!(lines[n] = strdup(line)))
+            goto oom;
+        lineno[n++] = no;
+    }
+    if (in != stdin)
+        fclose(in);
+    in = NULL;
+    if (n == 0)
+        goto out;
+    if (!(res = calloc(n, sizeof *res)))
+        goto oom;
+    if (kj_publisher_new(endpoint, &po, &p, &err) < 0) {
+        fprintf(stderr, "kjournal publish: %s\n", err.msg);
+        code = err.code == KJ_ENOENT ? KJ_EXIT_NOFILE : KJ_EXIT_USAGE;
+        goto out;
+    }
+    int rc = kj_publisher_publish(p, (const char *const *)lines, n, res, &err);
+    if (rc < 0 && rc != KJ_ETIMEDOUT) {
+        fprintf(stderr, "kjournal publish: %s\n", err.msg);
+        code = KJ_EXIT_FAILURE;
+    }
+    size_t stored = 0, dup = 0, rej = 0, unacked = 0;
+    for (size_t i = 0; i < n; i++) {
+        const kj_publish_result *r = &res[i];
+        switch (r->status) {
+        case KJ_APPEND_STORED:
+        case KJ_APPEND_DUPLICATE:
+            stored += r->status == KJ_APPEND_STORED;
+            dup += r->status == KJ_APPEND_DUPLICATE;
+            if (!quiet)
+                printf("line %zu: %s %s\n", lineno[i], kj_append_status_name(r->status),
+                       r->event_id);
+            break;
+        case KJ_APPEND_REJECTED:
+            rej++;
+            printf("line %zu: rejected %s%s%s: %s\n", lineno[i], r->event_id,
+                   r->event_id[0] ? " " : "", r->code[0] ? r->code : "rejected", r->message);
+            break;
+        default:
+            unacked++;
+            printf("line %zu: unacknowledged %s: %s\n", lineno[i],
+                   r->code[0] ? r->code : "timeout",
+                   r->message[0] ? r->message : "no acknowledgement from kjournald");
+        }
+    }
+    fprintf(stderr, "kjournal publish: %zu stored, %zu duplicate, %zu rejected, %zu unacknowledged\n",
+            stored, dup, rej, unacked);
+    if (unacked)
+        code = KJ_EXIT_UNAVAILABLE;
+    else if (rej && code == KJ_EXIT_OK)
+        code = KJ_EXIT_FAILURE;
+    goto out;
+oom:
+    fprintf(stderr, "kjournal publish: out of memory\n");
+    code = KJ_EXIT_FAILURE;
+out:
+    if (in && in != stdin)
+        fclose(in);
+    kj_publisher_destroy(p);
+    for (size_t i = 0; i < n; i++)
+        free(lines[i]);
+    free(lines);
+    free(lineno);
+    free(line);
+    free(res);
+    return code;
+}

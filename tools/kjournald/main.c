@@ -1,0 +1,279 @@
+/*
+ * kjournald - the kjournal daemon: receives Kyuubi session events over
+ * ZeroMQ and appends them to the journal (schema/PROTOCOL.md).
+ *
+ * main() only wires modules together: options -> journal -> ipc server
+ * (-> metrics) -> run until SIGTERM. The reconciler joins in on_committed():
+ * it runs on its own thread and is told of every committed close event.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ipc/ipc.h"
+#include "metrics.h"
+
+#define KJD_DEFAULT_JOURNAL "/var/lib/kjournal/journal.db"
+#define KJD_MAX_LISTEN 16
+
+/* Exit codes (documented in --help). */
+enum {
+    KJD_EXIT_OK = 0,
+    KJD_EXIT_FAILURE = 1,
+    KJD_EXIT_USAGE = 2,
+    KJD_EXIT_NOFILE = 3,
+    KJD_EXIT_NOTJOURNAL = 4,
+    KJD_EXIT_TOONEW = 5,
+    KJD_EXIT_CORRUPT = 6,
+    KJD_EXIT_UNAVAILABLE = 8,
+};
+
+typedef struct config {
+    const char *journal;
+    const char *listen[KJD_MAX_LISTEN];
+    size_t n_listen;
+    kj_ipc_server_opts srv;
+    const char *metrics;
+    kj_log_level level;
+} config;
+
+static kj_ipc_server *g_server;
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "usage: kjournald [--journal PATH] [--listen ENDPOINT]... [OPTIONS]\n"
+            "\n"
+            "Receives Kyuubi session events over ZeroMQ (native events or Kyuubi's\n"
+            "KyuubiSessionEvent JSON), appends them to the journal in group commits, and\n"
+            "acknowledges each event once it is on disk. Protocol: schema/PROTOCOL.md.\n"
+            "\n"
+            "options:\n"
+            "  --journal PATH          journal file, created if missing\n"
+            "                          (default " KJD_DEFAULT_JOURNAL ")\n"
+            "  --listen ENDPOINT       tcp://HOST:PORT or ipc://PATH; repeat for several\n"
+            "                          (default " KJ_IPC_DEFAULT_ENDPOINT "). An ipc:// socket is\n"
+            "                          created mode 0600; its directory is created 0700\n"
+            "  --batch-max N           events per commit (default %d)\n"
+            "  --batch-window-ms N     when the queue runs dry, wait up to N ms for more\n"
+            "                          before committing (default 0: commit what is there)\n"
+            "  --max-message BYTES     largest request frame answered (default %d);\n"
+            "                          libzmq drops connections sending > BYTES+64KiB\n"
+            "  --max-events N          events per request (default %d)\n"
+            "  --hwm N                 messages queued per peer each way (default %d)\n"
+            "  --curve-secret-key FILE enable CURVE with this server secret key (Z85,\n"
+            "                          as written by 'kjournal keygen')\n"
+            "  --curve-allow DIR       with CURVE: admit only clients whose public key is\n"
+            "                          in a DIR/*.pub file (read at start)\n"
+            "  --metrics ADDR:PORT     serve /healthz, /readyz, /metrics (Prometheus)\n"
+            "  --log-level LEVEL       debug, info, warn or error (default info)\n"
+            "  --help, --version\n"
+            "\n"
+            "Logs go to stderr, one logfmt record per line. SIGTERM or SIGINT: stop\n"
+            "reading, commit and acknowledge the batch in hand, exit 0.\n"
+            "\n"
+            "exit codes: 0 stopped cleanly, 1 runtime failure, 2 usage error,\n"
+            "3 journal cannot be opened or created, 4 not a kjournal database,\n"
+            "5 journal newer than this binary, 6 journal damaged, 8 cannot listen.\n",
+            KJ_IPC_BATCH_MAX, KJ_IPC_MAX_MESSAGE, KJ_IPC_MAX_EVENTS, KJ_IPC_HWM);
+}
+
+static int parse_num(const char *flag, const char *s, long min, long max, long *out)
+{
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || end == s || *end || v < min || v > max) {
+        fprintf(stderr, "kjournald: %s '%s': expected a number in %ld..%ld\n", flag, s, min, max);
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+static int parse_args(int argc, char **argv, config *c)
+{
+    enum { O_JOURNAL = 256, O_LISTEN, O_BMAX, O_BWIN, O_MAXMSG, O_MAXEV, O_HWM, O_CSK, O_CALLOW,
+           O_METRICS, O_LOG, O_HELP, O_VERSION };
+    static const struct option opts[] = {
+        {"journal", 1, 0, O_JOURNAL},     {"listen", 1, 0, O_LISTEN},
+        {"batch-max", 1, 0, O_BMAX},      {"batch-window-ms", 1, 0, O_BWIN},
+        {"max-message", 1, 0, O_MAXMSG},  {"max-events", 1, 0, O_MAXEV},
+        {"hwm", 1, 0, O_HWM},             {"curve-secret-key", 1, 0, O_CSK},
+        {"curve-allow", 1, 0, O_CALLOW},  {"metrics", 1, 0, O_METRICS},
+        {"log-level", 1, 0, O_LOG},       {"help", 0, 0, O_HELP},
+        {"version", 0, 0, O_VERSION},     {0, 0, 0, 0}};
+    c->journal = KJD_DEFAULT_JOURNAL;
+    c->srv = kj_ipc_server_defaults();
+    c->level = KJ_LOG_INFO;
+    int o;
+    long v;
+    while ((o = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        switch (o) {
+        case O_JOURNAL:
+            c->journal = optarg;
+            break;
+        case O_LISTEN:
+            if (c->n_listen == KJD_MAX_LISTEN) {
+                fprintf(stderr, "kjournald: at most %d --listen endpoints\n", KJD_MAX_LISTEN);
+                return -1;
+            }
+            c->listen[c->n_listen++] = optarg;
+            break;
+        case O_BMAX:
+            if (parse_num("--batch-max", optarg, 1, 100000, &v) < 0)
+                return -1;
+            c->srv.batch_max = (size_t)v;
+            break;
+        case O_BWIN:
+            if (parse_num("--batch-window-ms", optarg, 0, 1000, &v) < 0)
+                return -1;
+            c->srv.batch_window_ms = (int)v;
+            break;
+        case O_MAXMSG:
+            if (parse_num("--max-message", optarg, 1024, 64 << 20, &v) < 0)
+                return -1;
+            c->srv.max_message = (size_t)v;
+            break;
+        case O_MAXEV:
+            if (parse_num("--max-events", optarg, 1, 100000, &v) < 0)
+                return -1;
+            c->srv.max_events = (size_t)v;
+            break;
+        case O_HWM:
+            if (parse_num("--hwm", optarg, 1, 10000000, &v) < 0)
+                return -1;
+            c->srv.hwm = (int)v;
+            break;
+        case O_CSK:
+            c->srv.curve_secret_key = optarg;
+            break;
+        case O_CALLOW:
+            c->srv.curve_allow_dir = optarg;
+            break;
+        case O_METRICS:
+            c->metrics = optarg;
+            break;
+        case O_LOG:
+            if (kj_log_parse_level(optarg, &c->level) < 0) {
+                fprintf(stderr, "kjournald: --log-level '%s': expected debug, info, warn or error\n",
+                        optarg);
+                return -1;
+            }
+            break;
+        case O_HELP:
+        case 'h':
+            usage(stdout);
+            exit(KJD_EXIT_OK);
+        case O_VERSION:
+            printf("kjournald %s\n", KJ_VERSION);
+            exit(KJD_EXIT_OK);
+        default:
+            return -1;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "kjournald: unexpected argument '%s'\n", argv[optind]);
+        return -1;
+    }
+    if (!!c->srv.curve_secret_key != !!c->srv.curve_allow_dir) {
+        fprintf(stderr, "kjournald: --curve-secret-key and --curve-allow go together\n");
+        return -1;
+    }
+    if (!c->n_listen)
+        c->listen[c->n_listen++] = KJ_IPC_DEFAULT_ENDPOINT;
+    c->srv.endpoints = c->listen;
+    c->srv.n_endpoints = c->n_listen;
+    return 0;
+}
+
+/* After every commit, on the server thread, once the acks are out. The
+ * reconciler will be handed the committed close events here. */
+static void on_committed(const kj_event *events, const kj_append_result *res, size_t n, void *ud)
+{
+    (void)ud;
+    for (size_t i = 0; i < n; i++)
+        if (res[i].status == KJ_APPEND_STORED && events[i].type == KJ_EVENT_SESSION_CLOSE)
+            kj_log(KJ_LOG_DEBUG, "session closed", "session=%s", events[i].session_id);
+}
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    if (g_server)
+        kj_ipc_server_stop(g_server);
+}
+
+static int exit_code_of(int rc)
+{
+    switch (rc) {
+    case KJ_ENOENT:
+    case KJ_EIO:
+    case KJ_EREADONLY:
+        return KJD_EXIT_NOFILE;
+    case KJ_ENOTJOURNAL:
+        return KJD_EXIT_NOTJOURNAL;
+    case KJ_ETOONEW:
+        return KJD_EXIT_TOONEW;
+    case KJ_ECORRUPT:
+        return KJD_EXIT_CORRUPT;
+    default:
+        return KJD_EXIT_FAILURE;
+    }
+}
+
+int main(int argc, char **argv)
+{
+    config c = {0};
+    if (parse_args(argc, argv, &c) < 0)
+        return KJD_EXIT_USAGE;
+    kj_log_set_level(c.level);
+    signal(SIGPIPE, SIG_IGN);
+
+    kj_err err = {0};
+    kj_journal *j = NULL;
+    kjd_metrics *m = NULL;
+    int code = KJD_EXIT_OK, rc;
+    char q[4200];
+    if ((rc = kj_journal_open(c.journal, 0, &j, &err)) < 0) {
+        kj_log(KJ_LOG_ERROR, "cannot open journal", "error=%s", kj_logq(q, sizeof q, err.msg));
+        return exit_code_of(rc);
+    }
+    kj_log(KJ_LOG_INFO, "journal opened", "path=%s", kj_logq(q, sizeof q, c.journal));
+    c.srv.on_committed = on_committed;
+    if (kj_ipc_server_new(j, &c.srv, &g_server, &err) < 0) {
+        kj_log(KJ_LOG_ERROR, "cannot start", "error=%s", kj_logq(q, sizeof q, err.msg));
+        code = err.code == KJ_EUNAVAIL ? KJD_EXIT_UNAVAILABLE
+               : err.code == KJ_EINVAL ? KJD_EXIT_USAGE
+                                       : KJD_EXIT_FAILURE;
+        goto out;
+    }
+    struct sigaction sa = {0};
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    if (c.metrics && kjd_metrics_start(c.metrics, g_server, c.journal, &m, &err) < 0) {
+        kj_log(KJ_LOG_ERROR, "cannot start metrics", "error=%s", kj_logq(q, sizeof q, err.msg));
+        code = err.code == KJ_EUNAVAIL ? KJD_EXIT_UNAVAILABLE : KJD_EXIT_USAGE;
+        goto out;
+    }
+    kj_log(KJ_LOG_INFO, "serving", "batch_max=%zu batch_window_ms=%d max_message=%zu",
+           c.srv.batch_max, c.srv.batch_window_ms, c.srv.max_message);
+    if (kj_ipc_server_run(g_server, &err) < 0) {
+        kj_log(KJ_LOG_ERROR, "ingest failed", "error=%s", kj_logq(q, sizeof q, err.msg));
+        code = KJD_EXIT_FAILURE;
+    }
+    kj_log(KJ_LOG_INFO, "stopping", "reason=%s", code ? "error" : "signal");
+out:
+    kjd_metrics_stop(m);
+    kj_ipc_server_destroy(g_server);
+    g_server = NULL;
+    kj_journal_close(j);
+    if (code == KJD_EXIT_OK)
+        kj_log(KJ_LOG_INFO, "stopped", "code=%d", code);
+    return code;
+}
