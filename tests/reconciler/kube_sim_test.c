@@ -1,0 +1,862 @@
+/*
+ * The Kubernetes client against kube-sim ($KJ_BUILD_DIR/tools/kube-sim/kube-sim)
+ * over TLS with a bearer token: every call, kubeconfig variants, in-cluster
+ * files, a wrong CA, a rotated token, and faults injected at run time
+ * (429/500/503, dropped connections, latency, expired continue tokens), with
+ * the request count taken from /_sim/stats. Skipped when kube-sim is not built.
+ *
+ * The certificate is generated here with openssl (EC P-256, CN=localhost,
+ * SAN IP:127.0.0.1); a second one plays the wrong CA.
+ */
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cjson/cJSON.h>
+#include <cmocka.h>
+
+#include "reconciler/kube_internal.h"
+
+#define TOKEN1 "sim-token-one-secret"
+#define TOKEN2 "sim-token-two-secret"
+
+static struct {
+    char bin[1024];
+    char dir[128];
+    char cert[256], key[256], wrong[256], wrongkey[256], tokfile[256];
+    pid_t pid;
+    int port;
+    char server[64];
+} sim;
+
+static void path_in(char *out, size_t n, const char *name)
+{
+    snprintf(out, n, "%s/%s", sim.dir, name);
+}
+
+static void write_file(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs(text, f);
+    fclose(f);
+}
+
+static char *read_all(const char *path)
+{
+    char *b = NULL;
+    size_t n;
+    kj_err err = {0};
+    if (kj_kube_read_file(path, 1 << 20, &b, &n, &err) < 0)
+        fail_msg("%s", err.msg);
+    return b;
+}
+
+static char *b64(const char *s)
+{
+    static const char t[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    size_t n = strlen(s), o = 0;
+    char *r = malloc(n * 4 / 3 + 8);
+    for (size_t i = 0; i < n; i += 3) {
+        unsigned v = (unsigned char)s[i] << 16;
+        if (i + 1 < n)
+            v |= (unsigned char)s[i + 1] << 8;
+        if (i + 2 < n)
+            v |= (unsigned char)s[i + 2];
+        r[o++] = t[(v >> 18) & 63];
+        r[o++] = t[(v >> 12) & 63];
+        r[o++] = i + 1 < n ? t[(v >> 6) & 63] : '=';
+        r[o++] = i + 2 < n ? t[v & 63] : '=';
+    }
+    r[o] = 0;
+    return r;
+}
+
+static int free_port(void)
+{
+    int s = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    bind(s, (struct sockaddr *)&a, sizeof(a));
+    socklen_t al = sizeof(a);
+    getsockname(s, (struct sockaddr *)&a, &al);
+    close(s);
+    return ntohs(a.sin_port);
+}
+
+static int port_open(int port)
+{
+    int s = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    int ok = connect(s, (struct sockaddr *)&a, sizeof(a)) == 0;
+    close(s);
+    return ok;
+}
+
+static void sim_stop(void)
+{
+    if (sim.pid > 0) {
+        kill(sim.pid, SIGTERM);
+        int st;
+        waitpid(sim.pid, &st, 0);
+        sim.pid = 0;
+    }
+}
+
+/* Starts kube-sim on sim.port (a new one if 0) with token; extra: NULL-terminated args. */
+static void sim_start(const char *token, ...)
+{
+    char listen[64], logp[300];
+    const char *argv[32];
+    int n = 0;
+    if (!sim.port)
+        sim.port = free_port();
+    snprintf(listen, sizeof(listen), "127.0.0.1:%d", sim.port);
+    snprintf(sim.server, sizeof(sim.server), "https://127.0.0.1:%d", sim.port);
+    argv[n++] = sim.bin;
+    argv[n++] = "--listen";
+    argv[n++] = listen;
+    argv[n++] = "--token";
+    argv[n++] = token;
+    argv[n++] = "--tls-cert";
+    argv[n++] = sim.cert;
+    argv[n++] = "--tls-key";
+    argv[n++] = sim.key;
+    va_list ap;
+    va_start(ap, token);
+    const char *a;
+    while ((a = va_arg(ap, const char *)) && n < 30)
+        argv[n++] = a;
+    va_end(ap);
+    argv[n] = NULL;
+    path_in(logp, sizeof(logp), "kube-sim.log");
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        FILE *lf = fopen(logp, "a");
+        if (lf) {
+            dup2(fileno(lf), 2);
+            dup2(fileno(lf), 1);
+        }
+        execv(sim.bin, (char *const *)argv);
+        _exit(127);
+    }
+    sim.pid = pid;
+    for (int i = 0; i < 500; i++) {
+        if (port_open(sim.port))
+            return;
+        int st;
+        if (waitpid(pid, &st, WNOHANG) == pid) {
+            sim.pid = 0;
+            fail_msg("kube-sim exited before listening (see %s)", logp);
+        }
+        usleep(10000);
+    }
+    fail_msg("kube-sim does not listen on %d", sim.port);
+}
+
+static int group_setup(void **state)
+{
+    (void)state;
+    const char *b = getenv("KJ_BUILD_DIR");
+    snprintf(sim.bin, sizeof(sim.bin), "%s/tools/kube-sim/kube-sim", b ? b : ".");
+    if (access(sim.bin, X_OK) != 0) {
+        fprintf(stderr, "kube-sim not built at %s: skipping\n", sim.bin);
+        return 0;
+    }
+    snprintf(sim.dir, sizeof(sim.dir), "/tmp/kj-kubesim-XXXXXX");
+    if (!mkdtemp(sim.dir))
+        return -1;
+    path_in(sim.cert, sizeof(sim.cert), "cert.pem");
+    path_in(sim.key, sizeof(sim.key), "key.pem");
+    path_in(sim.wrong, sizeof(sim.wrong), "wrong.pem");
+    path_in(sim.wrongkey, sizeof(sim.wrongkey), "wrongkey.pem");
+    path_in(sim.tokfile, sizeof(sim.tokfile), "token");
+    char cmd[2048];
+    const char *pairs[2][2] = {{sim.cert, sim.key}, {sim.wrong, sim.wrongkey}};
+    for (int i = 0; i < 2; i++) {
+        snprintf(cmd, sizeof(cmd),
+                 "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes "
+                 "-keyout '%s' -out '%s' -days 2 -subj /CN=localhost "
+                 "-addext subjectAltName=IP:127.0.0.1,DNS:localhost 2>/dev/null",
+                 pairs[i][1], pairs[i][0]);
+        if (system(cmd) != 0)
+            return -1;
+    }
+    write_file(sim.tokfile, TOKEN1 "\n");
+    unsetenv("KUBECONFIG");
+    unsetenv("KUBERNETES_SERVICE_HOST");
+    unsetenv("KUBERNETES_SERVICE_PORT");
+    setenv("HOME", sim.dir, 1);
+    sim_start(TOKEN1, NULL);
+    return 0;
+}
+
+static int group_teardown(void **state)
+{
+    (void)state;
+    sim_stop();
+    if (sim.dir[0]) {
+        char cmd[300];
+        snprintf(cmd, sizeof(cmd), "rm -rf '%s'", sim.dir);
+        if (system(cmd) != 0)
+            return -1;
+    }
+    return 0;
+}
+
+static int need_sim(void **state)
+{
+    (void)state;
+    if (access(sim.bin, X_OK) != 0)
+        skip();
+    return 0;
+}
+
+/* A client from flags: the server, the token file and the CA. */
+static kj_kube *client_flags(const char *ca, int insecure, int inflight, double qps)
+{
+    kj_kube_flags f;
+    kj_kube_flags_init(&f);
+    f.server = sim.server;
+    f.token_file = sim.tokfile;
+    f.ca_file = ca;
+    f.insecure = insecure;
+    f.namespace_ = "kyuubi";
+    f.qps = qps;
+    f.burst = 100;
+    f.max_in_flight = inflight;
+    kj_kube_config *cfg;
+    kj_err err = {0};
+    if (kj_kube_config_load(&f, &cfg, &err) < 0)
+        fail_msg("%s", err.msg);
+    kj_kube *k;
+    assert_int_equal(kj_kube_new(cfg, &k, &err), 0);
+    kj_kube_config_free(cfg);
+    return k;
+}
+
+/* ---- raw helpers: seeding, faults, stats ------------------------------- */
+
+typedef struct rawres {
+    int done, rc, http;
+    char *body;
+} rawres;
+
+static void on_raw(kj_kube *k, const kj_kube_result *r, void *ud)
+{
+    (void)k;
+    rawres *x = ud;
+    x->done = 1;
+    x->rc = r->rc;
+    x->http = r->status.http;
+    free(x->body);
+    x->body = r->body ? strndup(r->body, r->body_len) : NULL;
+}
+
+static int raw(kj_kube *k, const char *method, const char *path, const char *body, char **out)
+{
+    kj_kube_req r = KJ_KUBE_REQ_INIT;
+    rawres x = {0};
+    r.op = KJ_KUBE_RAW;
+    r.method = method;
+    r.path = path;
+    r.body = body;
+    assert_int_equal(kj_kube_submit(k, &r, on_raw, &x), 0);
+    while (!x.done)
+        kj_kube_poll(k, 1000);
+    if (out)
+        *out = x.body;
+    else
+        free(x.body);
+    return x.rc;
+}
+
+static void create_pod(kj_kube *k, const char *name, const char *tag, const char *phase,
+                       const char *finalizer)
+{
+    char body[2048], path[256];
+    snprintf(body, sizeof(body),
+             "{\"apiVersion\":\"v1\",\"kind\":\"Pod\",\"metadata\":{\"name\":\"%s\",\"labels\":{"
+             "\"kyuubi-unique-tag\":\"%s\",\"spark-app-selector\":\"spark-%s\",\"spark-role\":"
+             "\"driver\"}%s%s%s},\"spec\":{\"nodeName\":\"node-1\",\"containers\":[{\"name\":\"c\","
+             "\"image\":\"apache/spark:3.5.1\"}]}}",
+             name, tag, tag, finalizer ? ",\"finalizers\":[\"" : "", finalizer ? finalizer : "",
+             finalizer ? "\"]" : "");
+    int rc = raw(k, "POST", "/api/v1/namespaces/kyuubi/pods", body, NULL);
+    if (rc != 0)
+        fail_msg("create pod %s: %d", name, rc);
+    if (phase) {
+        snprintf(path, sizeof(path), "/api/v1/namespaces/kyuubi/pods/%s/status", name);
+        snprintf(body, sizeof(body),
+                 "{\"status\":{\"phase\":\"%s\",\"containerStatuses\":[{\"name\":\"c\",\"state\":{"
+                 "\"terminated\":{\"exitCode\":0,\"finishedAt\":\"2026-11-29T05:40:39Z\"}}}]}}",
+                 phase);
+        assert_int_equal(raw(k, "PATCH", path, body, NULL), 0);
+    }
+}
+
+static int collect_names(const kj_pod *pods, size_t n, int restarted, void *ud)
+{
+    (void)restarted;
+    char (*names)[64] = ud;
+    for (size_t i = 0; i < n; i++)
+        for (int j = 0; j < 256; j++)
+            if (!names[j][0]) {
+                snprintf(names[j], 64, "%s", pods[i].name);
+                break;
+            }
+    return 0;
+}
+
+/* Removes every pod of the namespace at once (test pods carry no finalizer by then). */
+static void delete_all(kj_kube *k)
+{
+    static char names[256][64];
+    memset(names, 0, sizeof(names));
+    kj_kube_status st;
+    kj_err err = {0};
+    assert_int_equal(kj_kube_list_pods(k, NULL, NULL, NULL, 0, collect_names, names, &st, &err), 0);
+    kj_kube_delete_opts d = {.grace_period_s = 0};
+    for (int j = 0; j < 256 && names[j][0]; j++) {
+        int rc = kj_kube_delete_pod(k, NULL, names[j], &d, NULL, &st, &err);
+        assert_true(rc == 0 || rc == KJ_ENOENT);
+    }
+}
+
+static void faults(kj_kube *k, const char *json)
+{
+    int rc = raw(k, "POST", "/_sim/faults", json, NULL);
+    if (rc != 0)
+        fail_msg("POST /_sim/faults %s: %d", json, rc);
+}
+
+/* Total requests kube-sim has served outside /_sim/ (from /_sim/stats). */
+static long sim_requests(kj_kube *k)
+{
+    char *body = NULL;
+    assert_int_equal(raw(k, "GET", "/_sim/stats", NULL, &body), 0);
+    cJSON *j = cJSON_Parse(body);
+    free(body);
+    assert_non_null(j);
+    long n = -1;
+    const char *keys[] = {"requests", "total", "requests_total"};
+    for (size_t i = 0; i < 3 && n < 0; i++) {
+        cJSON *v = cJSON_GetObjectItem(j, keys[i]);
+        if (cJSON_IsNumber(v))
+            n = (long)v->valuedouble;
+        else if (cJSON_IsObject(v) && cJSON_IsNumber(cJSON_GetObjectItem(v, "total")))
+            n = (long)cJSON_GetObjectItem(v, "total")->valuedouble;
+    }
+    cJSON_Delete(j);
+    assert_true(n >= 0);
+    return n;
+}
+
+/* ---- tests ------------------------------------------------------------- */
+
+typedef struct seen_pods {
+    int pages, pods, restarted;
+    char names[64][64];
+    int n;
+    int sleep_first_ms;
+} seen_pods;
+
+static int collect(const kj_pod *pods, size_t n, int restarted, void *ud)
+{
+    seen_pods *s = ud;
+    s->pages++;
+    s->restarted += restarted;
+    for (size_t i = 0; i < n; i++) {
+        int dup = 0;
+        for (int j = 0; j < s->n; j++)
+            dup |= !strcmp(s->names[j], pods[i].name);
+        if (!dup && s->n < 64)
+            snprintf(s->names[s->n++], 64, "%s", pods[i].name);
+        s->pods++;
+    }
+    if (s->sleep_first_ms && s->pages == 1)
+        usleep((useconds_t)s->sleep_first_ms * 1000);
+    return 0;
+}
+
+static void test_every_call(void **state)
+{
+    (void)state;
+    kj_kube *k = client_flags(sim.cert, 0, 8, 0);
+    kj_err err = {0};
+    kj_kube_status st;
+    kj_pod *p = NULL;
+    const char *fin = "kyuubi.apache.org/pod-cleanup";
+    delete_all(k);
+    for (int i = 0; i < 5; i++) {
+        char name[32], tag[32];
+        snprintf(name, sizeof(name), "drv-%d", i);
+        snprintf(tag, sizeof(tag), "tag-%d", i);
+        create_pod(k, name, tag, i == 0 ? "Failed" : NULL, NULL);
+    }
+    /* list: label selector, pages of 2 */
+    seen_pods s = {0};
+    assert_int_equal(kj_kube_list_pods(k, NULL, "kyuubi-unique-tag", NULL, 2, collect, &s, &st, &err),
+                     0);
+    assert_int_equal(s.pods, 5);
+    assert_int_equal(s.n, 5);
+    assert_int_equal(s.pages, 3);
+    /* field selectors */
+    memset(&s, 0, sizeof(s));
+    assert_int_equal(kj_kube_list_pods(k, "kyuubi", "kyuubi-unique-tag in (tag-0,tag-1)",
+                                       "status.phase=Failed", 0, collect, &s, &st, &err),
+                     0);
+    assert_int_equal(s.pods, 1);
+    assert_string_equal(s.names[0], "drv-0");
+    assert_int_equal(kj_kube_list_pods(k, NULL, NULL, "spec.bogus=x", 0, collect, &s, &st, &err),
+                     KJ_EHTTP);
+    assert_int_equal(st.http, 400);
+    assert_non_null(strstr(st.message, "field label not supported"));
+    /* get */
+    assert_int_equal(kj_kube_get_pod(k, NULL, "drv-0", &p, &st, &err), 0);
+    assert_string_equal(p->phase, "Failed");
+    assert_string_equal(p->unique_tag, "tag-0");
+    assert_string_equal(p->app_selector, "spark-tag-0");
+    assert_string_equal(p->node_name, "node-1");
+    assert_true(p->created_ms > 0);
+    assert_int_equal(p->finished_ms, kj_kube_parse_time("2026-11-29T05:40:39Z"));
+    char uid[64];
+    snprintf(uid, sizeof(uid), "%s", p->uid);
+    kj_pod_free(p);
+    assert_int_equal(kj_kube_get_pod(k, NULL, "no-such-pod", &p, &st, &err), KJ_ENOENT);
+    assert_string_equal(st.reason, "NotFound");
+    /* patch: add our finalizer, a failing test, remove it guarded by test */
+    char patch[512];
+    snprintf(patch, sizeof(patch),
+             "[{\"op\":\"add\",\"path\":\"/metadata/finalizers\",\"value\":[\"%s\"]}]", fin);
+    assert_int_equal(kj_kube_patch_pod(k, NULL, "drv-1", patch, &p, &st, &err), 0);
+    assert_true(kj_pod_has_finalizer(p, fin, NULL));
+    char uid1[64];
+    snprintf(uid1, sizeof(uid1), "%s", p->uid);
+    kj_pod_free(p);
+    assert_int_equal(kj_kube_patch_pod(k, NULL, "drv-1",
+                                       "[{\"op\":\"test\",\"path\":\"/metadata/finalizers/0\","
+                                       "\"value\":\"someone.else/f\"},{\"op\":\"remove\",\"path\":"
+                                       "\"/metadata/finalizers/0\"}]",
+                                       &p, &st, &err),
+                     KJ_ECONFLICT);
+    assert_int_equal(st.http, 422);
+    assert_string_equal(st.reason, "Invalid");
+    assert_null(p);
+    /* delete: wrong uid, then the right one (the finalizer keeps it) */
+    kj_kube_delete_opts d = {.uid = "00000000-0000-0000-0000-000000000000", .grace_period_s = 0,
+                             .propagation = "Background"};
+    assert_int_equal(kj_kube_delete_pod(k, NULL, "drv-1", &d, &p, &st, &err), KJ_ECONFLICT);
+    assert_int_equal(st.http, 409);
+    d.uid = uid1;
+    assert_int_equal(kj_kube_delete_pod(k, NULL, "drv-1", &d, &p, &st, &err), 0);
+    assert_non_null(p);
+    assert_true(p->deletion_ms > 0);
+    assert_int_equal(p->deletion_grace_s, 0);
+    kj_pod_free(p);
+    snprintf(patch, sizeof(patch),
+             "[{\"op\":\"test\",\"path\":\"/metadata/finalizers/0\",\"value\":\"%s\"},"
+             "{\"op\":\"remove\",\"path\":\"/metadata/finalizers/0\"}]",
+             fin);
+    assert_int_equal(kj_kube_patch_pod(k, NULL, "drv-1", patch, &p, &st, &err), 0);
+    assert_int_equal(p->n_finalizers, 0);
+    kj_pod_free(p);
+    assert_int_equal(kj_kube_get_pod(k, NULL, "drv-1", &p, &st, &err), KJ_ENOENT);
+    /* delete by uid without finalizers: gone; again: 404 */
+    d.uid = uid;
+    d.grace_period_s = -1;
+    d.propagation = NULL;
+    assert_int_equal(kj_kube_delete_pod(k, NULL, "drv-0", &d, NULL, &st, &err), 0);
+    assert_int_equal(kj_kube_delete_pod(k, NULL, "drv-0", &d, NULL, &st, &err), KJ_ENOENT);
+
+    /* leases */
+    kj_lease l = {0}, got, upd;
+    assert_int_equal(kj_kube_get_lease(k, NULL, "kjournal-reconciler", &got, &st, &err), KJ_ENOENT);
+    snprintf(l.name, sizeof(l.name), "kjournal-reconciler");
+    snprintf(l.holder, sizeof(l.holder), "kjournald-0");
+    l.duration_s = 15;
+    l.acquire_ms = l.renew_ms = kj_now_ms();
+    assert_int_equal(kj_kube_create_lease(k, &l, &got, &st, &err), 0);
+    assert_string_equal(got.holder, "kjournald-0");
+    assert_string_equal(got.namespace_, "kyuubi");
+    assert_true(got.resource_version[0]);
+    assert_int_equal(kj_kube_create_lease(k, &l, &upd, &st, &err), KJ_ECONFLICT);
+    assert_string_equal(st.reason, "AlreadyExists");
+    kj_lease stale = got;
+    got.renew_ms += 5000;
+    snprintf(got.holder, sizeof(got.holder), "kjournald-1");
+    got.transitions = 1;
+    assert_int_equal(kj_kube_update_lease(k, &got, &upd, &st, &err), 0);
+    assert_string_equal(upd.holder, "kjournald-1");
+    assert_int_equal(upd.transitions, 1);
+    assert_string_not_equal(upd.resource_version, stale.resource_version);
+    assert_int_equal(kj_kube_update_lease(k, &stale, &upd, &st, &err), KJ_ECONFLICT);
+    assert_int_equal(st.http, 409);
+    assert_int_equal(kj_kube_get_lease(k, NULL, "kjournal-reconciler", &got, &st, &err), 0);
+    assert_string_equal(got.holder, "kjournald-1");
+    raw(k, "DELETE", "/apis/coordination.k8s.io/v1/namespaces/kyuubi/leases/kjournal-reconciler",
+        NULL, NULL);
+    delete_all(k);
+    kj_kube_free(k);
+}
+
+/* kubeconfig variants: file paths and inline -data, token and client cert, contexts. */
+static void test_kubeconfig_variants(void **state)
+{
+    (void)state;
+    char *ca = read_all(sim.cert), *cert = read_all(sim.wrong), *key = read_all(sim.wrongkey);
+    char *ca64 = b64(ca), *cert64 = b64(cert), *key64 = b64(key);
+    char kc[300], text[16384];
+    path_in(kc, sizeof(kc), "kubeconfig");
+    const char *ctxs = "contexts:\n"
+                       "- name: main\n  context: {cluster: sim, user: u, namespace: kyuubi}\n"
+                       "- name: other\n  context: {cluster: sim, user: u, namespace: elsewhere}\n";
+    struct {
+        const char *what;
+        const char *cluster_extra;
+        const char *user;
+        const char *context;
+        const char *want_ns;
+    } v[4];
+    char c_file[400], c_data[4096], u_tokfile[400], u_cert[12288];
+    snprintf(c_file, sizeof(c_file), "    certificate-authority: %s\n", sim.cert);
+    snprintf(c_data, sizeof(c_data), "    certificate-authority-data: %s\n", ca64);
+    snprintf(u_tokfile, sizeof(u_tokfile), "    tokenFile: %s\n", sim.tokfile);
+    snprintf(u_cert, sizeof(u_cert),
+             "    token: " TOKEN1 "\n    client-certificate-data: %s\n    client-key-data: %s\n",
+             cert64, key64);
+    v[0].what = "CA file, token file";
+    v[0].cluster_extra = c_file;
+    v[0].user = u_tokfile;
+    v[0].context = NULL;
+    v[0].want_ns = "kyuubi";
+    v[1].what = "inline CA, inline token";
+    v[1].cluster_extra = c_data;
+    v[1].user = "    token: " TOKEN1 "\n";
+    v[1].context = NULL;
+    v[1].want_ns = "kyuubi";
+    v[2].what = "inline CA, client certificate data";
+    v[2].cluster_extra = c_data;
+    v[2].user = u_cert;
+    v[2].context = NULL;
+    v[2].want_ns = "kyuubi";
+    v[3].what = "--context other";
+    v[3].cluster_extra = c_file;
+    v[3].user = u_tokfile;
+    v[3].context = "other";
+    v[3].want_ns = "elsewhere";
+    for (int i = 0; i < 4; i++) {
+        snprintf(text, sizeof(text),
+                 "apiVersion: v1\nkind: Config\ncurrent-context: main\nclusters:\n- name: sim\n"
+                 "  cluster:\n    server: %s\n%susers:\n- name: u\n  user:\n%s%s",
+                 sim.server, v[i].cluster_extra, v[i].user, ctxs);
+        write_file(kc, text);
+        kj_kube_flags f;
+        kj_kube_flags_init(&f);
+        f.kubeconfig = kc;
+        f.context = v[i].context;
+        kj_kube_config *cfg;
+        kj_err err = {0};
+        if (kj_kube_config_load(&f, &cfg, &err) < 0)
+            fail_msg("%s: %s", v[i].what, err.msg);
+        assert_string_equal(kj_kube_config_namespace(cfg), v[i].want_ns);
+        kj_kube *k;
+        assert_int_equal(kj_kube_new(cfg, &k, &err), 0);
+        kj_kube_config_free(cfg);
+        seen_pods s = {0};
+        kj_kube_status st;
+        int rc = kj_kube_list_pods(k, NULL, NULL, NULL, 0, collect, &s, &st, &err);
+        if (rc != 0)
+            fail_msg("%s: %d %s", v[i].what, rc, err.msg);
+        assert_int_equal(s.pages, 1);
+        kj_kube_free(k);
+    }
+    free(ca);
+    free(cert);
+    free(key);
+    free(ca64);
+    free(cert64);
+    free(key64);
+    unlink(kc);
+}
+
+static void test_in_cluster(void **state)
+{
+    (void)state;
+    char sa[300], p[400], port[16];
+    path_in(sa, sizeof(sa), "sa");
+    mkdir(sa, 0700);
+    snprintf(p, sizeof(p), "%s/token", sa);
+    write_file(p, TOKEN1);
+    snprintf(p, sizeof(p), "%s/ca.crt", sa);
+    char *ca = read_all(sim.cert);
+    write_file(p, ca);
+    free(ca);
+    snprintf(p, sizeof(p), "%s/namespace", sa);
+    write_file(p, "kyuubi");
+    snprintf(port, sizeof(port), "%d", sim.port);
+    setenv("KUBERNETES_SERVICE_HOST", "127.0.0.1", 1);
+    setenv("KUBERNETES_SERVICE_PORT", port, 1);
+    kj_kube_flags f;
+    kj_kube_flags_init(&f);
+    f.sa_dir = sa;
+    kj_kube_config *cfg;
+    kj_err err = {0};
+    assert_int_equal(kj_kube_config_load(&f, &cfg, &err), 0);
+    assert_string_equal(kj_kube_config_source(cfg), "in-cluster");
+    assert_string_equal(kj_kube_config_server(cfg), sim.server);
+    kj_kube *k;
+    assert_int_equal(kj_kube_new(cfg, &k, &err), 0);
+    kj_kube_config_free(cfg);
+    kj_kube_status st;
+    kj_lease l;
+    assert_int_equal(kj_kube_get_lease(k, NULL, "none", &l, &st, &err), KJ_ENOENT);
+    kj_kube_free(k);
+    unsetenv("KUBERNETES_SERVICE_HOST");
+    unsetenv("KUBERNETES_SERVICE_PORT");
+}
+
+typedef struct cap {
+    int done, rc, attempts;
+    kj_kube_status st;
+    char msg[512];
+} cap;
+
+static void on_cap(kj_kube *k, const kj_kube_result *r, void *ud)
+{
+    (void)k;
+    cap *c = ud;
+    c->done++;
+    c->rc = r->rc;
+    c->attempts = r->attempts;
+    c->st = r->status;
+    snprintf(c->msg, sizeof(c->msg), "%s", r->err.msg);
+}
+
+static void test_wrong_ca(void **state)
+{
+    (void)state;
+    const char *cas[] = {sim.wrong, NULL /* system store */};
+    for (int i = 0; i < 2; i++) {
+        kj_kube *k = client_flags(cas[i], 0, 4, 0);
+        cap c = {0};
+        kj_kube_req r = KJ_KUBE_REQ_INIT;
+        r.op = KJ_KUBE_GET_POD;
+        r.name = "x";
+        assert_int_equal(kj_kube_submit(k, &r, on_cap, &c), 0);
+        int64_t t0 = kj_mono_ms();
+        assert_int_equal(kj_kube_run(k, 10000), 0);
+        assert_int_equal(c.rc, KJ_EAUTH);
+        assert_int_equal(c.attempts, 1);
+        assert_true(kj_mono_ms() - t0 < 2000);
+        assert_non_null(strstr(c.msg, "TLS"));
+        assert_null(strstr(c.msg, "secret"));
+        kj_kube_free(k);
+    }
+    /* insecure, asked for explicitly: accepted */
+    kj_kube *k = client_flags(sim.wrong, 1, 4, 0);
+    kj_err err = {0};
+    kj_kube_status st;
+    kj_lease l;
+    assert_int_equal(kj_kube_get_lease(k, NULL, "none", &l, &st, &err), KJ_ENOENT);
+    kj_kube_free(k);
+}
+
+/* The server's token changes (kube-sim restarted with another); the file is
+ * rewritten; the client reads it again after the 401 and goes on. */
+static void test_token_rotation(void **state)
+{
+    (void)state;
+    write_file(sim.tokfile, TOKEN1 "\n");
+    kj_kube *k = client_flags(sim.cert, 0, 4, 0);
+    kj_err err = {0};
+    kj_kube_status st;
+    kj_lease l;
+    assert_int_equal(kj_kube_get_lease(k, NULL, "none", &l, &st, &err), KJ_ENOENT);
+    sim_stop();
+    sim_start(TOKEN2, NULL);
+    /* file not yet rotated: 401 -> KJ_EAUTH, no loop */
+    assert_int_equal(kj_kube_get_lease(k, NULL, "none", &l, &st, &err), KJ_EAUTH);
+    assert_int_equal(st.http, 401);
+    assert_null(strstr(err.msg, "secret"));
+    write_file(sim.tokfile, TOKEN2 "\n");
+    assert_int_equal(kj_kube_get_lease(k, NULL, "none", &l, &st, &err), KJ_ENOENT);
+    kj_kube_stats stats;
+    kj_kube_get_stats(k, &stats);
+    assert_true(stats.token_reloads >= 2);
+    kj_kube_free(k);
+    write_file(sim.tokfile, TOKEN1 "\n");
+    sim_stop();
+    sim_start(TOKEN1, NULL);
+}
+
+typedef struct many {
+    int done, ok, rcs[20], other;
+    int64_t worst_ms;
+} many;
+
+static void on_many(kj_kube *k, const kj_kube_result *r, void *ud)
+{
+    (void)k;
+    many *m = ud;
+    m->done++;
+    if (r->rc == 0)
+        m->ok++;
+    else if (r->rc < 0 && r->rc > -20)
+        m->rcs[-r->rc]++;
+    else
+        m->other++;
+}
+
+static void submit_gets(kj_kube *k, int n, int64_t timeout_ms, many *m)
+{
+    for (int i = 0; i < n; i++) {
+        kj_kube_req r = KJ_KUBE_REQ_INIT;
+        char name[32];
+        snprintf(name, sizeof(name), "load-%d", i % 20);
+        r.op = KJ_KUBE_GET_POD;
+        r.name = name;
+        r.timeout_ms = timeout_ms;
+        assert_int_equal(kj_kube_submit(k, &r, on_many, m), 0);
+    }
+}
+
+static void test_faults(void **state)
+{
+    (void)state;
+    kj_kube *k = client_flags(sim.cert, 0, 32, 0);
+    delete_all(k);
+    for (int i = 0; i < 20; i++) {
+        char name[32];
+        snprintf(name, sizeof(name), "load-%d", i);
+        create_pod(k, name, "load", NULL, NULL);
+    }
+    /* 30% of requests answered 429 (Retry-After), 500 or 503 */
+    faults(k, "{\"error_rate\":30,\"latency_ms\":0,\"drop_rate\":0}");
+    long before = sim_requests(k);
+    many m = {0};
+    int64_t t0 = kj_mono_ms();
+    submit_gets(k, 200, 20000, &m);
+    assert_int_equal(kj_kube_run(k, 30000), 0);
+    long used = sim_requests(k) - before;
+    fprintf(stderr, "errors 30%%: %d ok of 200 in %lld ms, %ld requests\n", m.ok,
+            (long long)(kj_mono_ms() - t0), used);
+    assert_int_equal(m.done, 200);
+    assert_int_equal(m.ok + m.rcs[-KJ_ETIMEDOUT] + m.rcs[-KJ_EUNAVAIL], 200);
+    assert_true(m.ok >= 190);
+    assert_true(used <= 200 * 3);
+
+    /* dropped connections: idempotent calls go through */
+    faults(k, "{\"error_rate\":0,\"drop_rate\":20}");
+    before = sim_requests(k);
+    memset(&m, 0, sizeof(m));
+    submit_gets(k, 200, 20000, &m);
+    assert_int_equal(kj_kube_run(k, 30000), 0);
+    used = sim_requests(k) - before;
+    fprintf(stderr, "drops 20%%: %d ok of 200, %ld requests\n", m.ok, used);
+    assert_true(m.ok >= 195);
+    assert_true(used <= 200 * 3);
+
+    /* latency beyond the deadline: KJ_ETIMEDOUT in time */
+    faults(k, "{\"drop_rate\":0,\"latency_ms\":800}");
+    memset(&m, 0, sizeof(m));
+    t0 = kj_mono_ms();
+    submit_gets(k, 10, 300, &m);
+    assert_int_equal(kj_kube_run(k, 5000), 0);
+    int64_t el = kj_mono_ms() - t0;
+    assert_int_equal(m.rcs[-KJ_ETIMEDOUT], 10);
+    assert_true(el < 700);
+    faults(k, "{\"latency_ms\":0,\"error_rate\":0,\"drop_rate\":0}");
+    delete_all(k);
+    kj_kube_free(k);
+}
+
+/* An expired continue token mid-list (kube-sim with a short --continue-ttl). */
+static void test_expired_continue(void **state)
+{
+    (void)state;
+    sim_stop();
+    sim_start(TOKEN1, "--continue-ttl", "1", NULL);
+    kj_kube *k = client_flags(sim.cert, 0, 8, 0);
+    for (int i = 0; i < 6; i++) {
+        char name[32];
+        snprintf(name, sizeof(name), "exp-%d", i);
+        create_pod(k, name, "exp", NULL, NULL);
+    }
+    seen_pods s = {0};
+    s.sleep_first_ms = 2100;
+    kj_kube_status st;
+    kj_err err = {0};
+    assert_int_equal(kj_kube_list_pods(k, NULL, "kyuubi-unique-tag=exp", NULL, 2, collect, &s, &st,
+                                       &err),
+                     0);
+    assert_int_equal(s.n, 6); /* every pod seen, at least once */
+    assert_true(s.pages >= 3);
+    delete_all(k);
+    kj_kube_free(k);
+    sim_stop();
+    sim_start(TOKEN1, NULL);
+}
+
+/* Throughput: many GETs and patches with N in flight. */
+static void test_throughput(void **state)
+{
+    (void)state;
+    int inflights[] = {1, 8, 32};
+    kj_kube *k = client_flags(sim.cert, 0, 32, 0);
+    for (int i = 0; i < 20; i++) {
+        char name[32];
+        snprintf(name, sizeof(name), "load-%d", i);
+        create_pod(k, name, "load", NULL, NULL);
+    }
+    for (size_t j = 0; j < sizeof(inflights) / sizeof(inflights[0]); j++) {
+        kj_kube_set_limits(k, 0, 1, inflights[j]);
+        many m = {0};
+        int n = inflights[j] == 1 ? 300 : 2000;
+        int64_t t0 = kj_mono_ms();
+        submit_gets(k, n, 30000, &m);
+        assert_int_equal(kj_kube_run(k, 60000), 0);
+        int64_t el = kj_mono_ms() - t0;
+        assert_int_equal(m.ok, n);
+        fprintf(stderr, "throughput: %d GETs, %d in flight: %lld ms, %.0f req/s\n", n,
+                inflights[j], (long long)el, n * 1000.0 / (double)(el ? el : 1));
+    }
+    /* rate limit: 100 qps, burst 10: 200 requests take about 1.9 s */
+    kj_kube_set_limits(k, 100, 10, 32);
+    many m = {0};
+    int64_t t0 = kj_mono_ms();
+    submit_gets(k, 200, 30000, &m);
+    assert_int_equal(kj_kube_run(k, 60000), 0);
+    int64_t el = kj_mono_ms() - t0;
+    fprintf(stderr, "rate limited 100 qps: 200 GETs in %lld ms\n", (long long)el);
+    assert_true(el >= 1700 && el < 4000);
+    delete_all(k);
+    kj_kube_free(k);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup(test_every_call, need_sim),
+        cmocka_unit_test_setup(test_kubeconfig_variants, need_sim),
+        cmocka_unit_test_setup(test_in_cluster, need_sim),
+        cmocka_unit_test_setup(test_wrong_ca, need_sim),
+        cmocka_unit_test_setup(test_token_rotation, need_sim),
+        cmocka_unit_test_setup(test_faults, need_sim),
+        cmocka_unit_test_setup(test_expired_continue, need_sim),
+        cmocka_unit_test_setup(test_throughput, need_sim),
+    };
+    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}
