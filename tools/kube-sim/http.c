@@ -1,0 +1,1052 @@
+/*
+ * kube-sim's HTTP side, on libmicrohttpd (one thread per connection, so a
+ * slow watch or an injected latency holds only its own connection).
+ *
+ * A request goes: collect the body (3 MiB limit, as the apiserver) -> route ->
+ * /_sim/ endpoints (never faulted, no token needed) -> bearer token (401) ->
+ * fault injection (scripted Nth-request faults, drops, random 429/500/503,
+ * latency) -> the store -> stats.
+ */
+#include "sim.h"
+
+#include <microhttpd.h>
+#include <netdb.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define MAX_BODY (3 * 1024 * 1024)
+
+enum { V_GET, V_LIST, V_WATCH, V_CREATE, V_UPDATE, V_PATCH, V_DELETE, V_OTHER, V_COUNT };
+static const char *const verb_names[V_COUNT] = {"get",    "list",  "watch",  "create",
+                                                "update", "patch", "delete", "other"};
+enum { P_PODS, P_PODS_STATUS, P_LEASES, P_DISCOVERY, P_NAMESPACES, P_OTHER, P_COUNT };
+static const char *const kind_names[P_COUNT] = {"pods",      "pods/status", "leases",
+                                                "discovery", "namespaces",  "other"};
+
+typedef struct {
+    long requests, mutations, reaped;
+    long by_verb[V_COUNT];
+    long by_kind[P_COUNT];
+    long by_code[600];
+    long combo[V_COUNT][P_COUNT][600];
+    long del_removed, del_marked, del_noop, del_not_found, del_rejected;
+    long fault_codes[600];
+    long dropped, failnth_fired, delayed;
+} stats;
+
+struct ks_server {
+    struct MHD_Daemon *d;
+    ks_store *store;
+    ks_config cfg;
+    pthread_mutex_t mu; /* faults, fail-nth, stats */
+    stats st;
+    atomic_int stopping;
+    pthread_t reaper;
+    int reaper_started;
+};
+
+typedef struct {
+    ks_buf body;
+    int too_large;
+} conn_ctx;
+
+/* ---- responses ---- */
+
+static enum MHD_Result reply(struct MHD_Connection *c, int code, char *body, const char *ctype,
+                             int retry_after)
+{
+    struct MHD_Response *r =
+        MHD_create_response_from_buffer(strlen(body), body, MHD_RESPMEM_MUST_FREE);
+    MHD_add_response_header(r, "Content-Type", ctype ? ctype : "application/json");
+    MHD_add_response_header(r, "Cache-Control", "no-cache, private");
+    if (retry_after > 0) {
+        char ra[16];
+        snprintf(ra, sizeof ra, "%d", retry_after);
+        MHD_add_response_header(r, "Retry-After", ra);
+    }
+    enum MHD_Result rc = MHD_queue_response(c, (unsigned)code, r);
+    MHD_destroy_response(r);
+    return rc;
+}
+
+static char *status_simple(int code, const char *reason, const char *msg)
+{
+    return ks_status_json(code, reason, msg, NULL);
+}
+
+/* ---- fail-nth ---- */
+
+int ks_failnth_parse(const char *spec, ks_failnth *out, char **err)
+{
+    char verb[16];
+    char code[16];
+    long n;
+    memset(out, 0, sizeof *out);
+    if (sscanf(spec, "%15[^:]:%ld:%15s", verb, &n, code) != 3 || n < 1) {
+        *err = ks_xstrdup("want VERB:N:CODE, e.g. delete:3:500 or patch:1:drop");
+        return -1;
+    }
+    int ok = !strcmp(verb, "any");
+    for (int i = 0; i < V_COUNT; i++)
+        ok |= !strcmp(verb, verb_names[i]);
+    if (!ok) {
+        *err =
+            ks_xstrdup("verb must be one of get, list, watch, create, update, patch, delete, any");
+        return -1;
+    }
+    if (!strcmp(code, "drop")) {
+        out->code = 0;
+    } else {
+        char *end;
+        long c = strtol(code, &end, 10);
+        if (*end || c < 400 || c > 599) {
+            *err = ks_xstrdup("code must be 400-599 or drop");
+            return -1;
+        }
+        out->code = (int)c;
+    }
+    snprintf(out->verb, sizeof out->verb, "%s", verb);
+    out->n = n;
+    return 0;
+}
+
+/* ---- /_sim ---- */
+
+static cJSON *faults_json(ks_server *srv)
+{
+    cJSON *o = cJSON_CreateObject();
+    ks_faults *f = &srv->cfg.faults;
+    cJSON_AddNumberToObject(o, "latency_ms", f->latency_ms);
+    cJSON_AddNumberToObject(o, "jitter_ms", f->jitter_ms);
+    cJSON_AddNumberToObject(o, "error_rate", f->error_rate);
+    cJSON *codes = cJSON_AddArrayToObject(o, "error_codes");
+    for (int i = 0; i < f->n_error_codes; i++)
+        cJSON_AddItemToArray(codes, cJSON_CreateNumber(f->error_codes[i]));
+    cJSON_AddNumberToObject(o, "retry_after", f->retry_after);
+    cJSON_AddNumberToObject(o, "drop_rate", f->drop_rate);
+    cJSON_AddNumberToObject(o, "continue_ttl", ks_store_continue_ttl(srv->store));
+    cJSON *fn = cJSON_AddArrayToObject(o, "fail_nth");
+    for (int i = 0; i < srv->cfg.n_failnth; i++) {
+        ks_failnth *r = &srv->cfg.failnth[i];
+        cJSON *e = cJSON_CreateObject();
+        cJSON_AddStringToObject(e, "verb", r->verb);
+        cJSON_AddNumberToObject(e, "n", (double)r->n);
+        if (r->code)
+            cJSON_AddNumberToObject(e, "code", r->code);
+        else
+            cJSON_AddStringToObject(e, "code", "drop");
+        cJSON_AddNumberToObject(e, "seen", (double)r->seen);
+        cJSON_AddBoolToObject(e, "fired", r->fired);
+        cJSON_AddItemToArray(fn, e);
+    }
+    return o;
+}
+
+static int num_field(const cJSON *o, const char *k, double lo, double hi, double *out, char **err)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
+    if (!v)
+        return 0;
+    if (!cJSON_IsNumber(v) || v->valuedouble < lo || v->valuedouble > hi) {
+        char msg[200];
+        snprintf(msg, sizeof msg, "%s: want a number from %g to %g", k, lo, hi);
+        *err = ks_xstrdup(msg);
+        return -1;
+    }
+    *out = v->valuedouble;
+    return 1;
+}
+
+/* applies a /_sim/faults body; all or nothing */
+static int set_faults(ks_server *srv, const char *body, size_t n, char **err)
+{
+    cJSON *o = NULL;
+    int rc = -1;
+    char *gerr = ks_go_json_error(body, n);
+    if (gerr) {
+        *err = gerr;
+        return -1;
+    }
+    o = cJSON_ParseWithLength(body, n);
+    if (!cJSON_IsObject(o)) {
+        *err = ks_xstrdup("want a JSON object");
+        goto out;
+    }
+    static const char *const known[] = {"latency_ms",   "jitter_ms",   "error_rate",
+                                        "error_codes",  "retry_after", "drop_rate",
+                                        "continue_ttl", "fail_nth",    NULL};
+    const cJSON *it;
+    cJSON_ArrayForEach(it, o)
+    {
+        int ok = 0;
+        for (int i = 0; known[i]; i++)
+            ok |= !strcmp(known[i], it->string);
+        if (!ok) {
+            char msg[200];
+            snprintf(msg, sizeof msg, "unknown fault \"%s\"", it->string);
+            *err = ks_xstrdup(msg);
+            goto out;
+        }
+    }
+    ks_faults f;
+    ks_failnth fn[KS_MAX_FAILNTH];
+    int nfn;
+    pthread_mutex_lock(&srv->mu);
+    f = srv->cfg.faults;
+    nfn = srv->cfg.n_failnth;
+    memcpy(fn, srv->cfg.failnth, sizeof fn);
+    pthread_mutex_unlock(&srv->mu);
+    double v, ttl = -1;
+    if (num_field(o, "latency_ms", 0, 600000, &v, err) < 0)
+        goto out;
+    else if (cJSON_GetObjectItemCaseSensitive(o, "latency_ms"))
+        f.latency_ms = (int)v;
+    if (num_field(o, "jitter_ms", 0, 600000, &v, err) < 0)
+        goto out;
+    else if (cJSON_GetObjectItemCaseSensitive(o, "jitter_ms"))
+        f.jitter_ms = (int)v;
+    if (num_field(o, "error_rate", 0, 100, &v, err) < 0)
+        goto out;
+    else if (cJSON_GetObjectItemCaseSensitive(o, "error_rate"))
+        f.error_rate = v;
+    if (num_field(o, "drop_rate", 0, 100, &v, err) < 0)
+        goto out;
+    else if (cJSON_GetObjectItemCaseSensitive(o, "drop_rate"))
+        f.drop_rate = v;
+    if (num_field(o, "retry_after", 0, 3600, &v, err) < 0)
+        goto out;
+    else if (cJSON_GetObjectItemCaseSensitive(o, "retry_after"))
+        f.retry_after = (int)v;
+    if (num_field(o, "continue_ttl", 0, 86400, &ttl, err) < 0)
+        goto out;
+    const cJSON *codes = cJSON_GetObjectItemCaseSensitive(o, "error_codes");
+    if (codes) {
+        if (!cJSON_IsArray(codes) || cJSON_GetArraySize(codes) < 1 ||
+            cJSON_GetArraySize(codes) > 8) {
+            *err = ks_xstrdup("error_codes: want an array of 1 to 8 codes");
+            goto out;
+        }
+        f.n_error_codes = 0;
+        cJSON_ArrayForEach(it, codes)
+        {
+            if (!cJSON_IsNumber(it) || it->valuedouble < 400 || it->valuedouble > 599) {
+                *err = ks_xstrdup("error_codes: codes must be 400-599");
+                goto out;
+            }
+            f.error_codes[f.n_error_codes++] = (int)it->valuedouble;
+        }
+    }
+    const cJSON *rules = cJSON_GetObjectItemCaseSensitive(o, "fail_nth");
+    if (rules) {
+        if (!cJSON_IsArray(rules) || cJSON_GetArraySize(rules) > KS_MAX_FAILNTH) {
+            *err = ks_xstrdup("fail_nth: want an array of rules");
+            goto out;
+        }
+        nfn = 0;
+        cJSON_ArrayForEach(it, rules)
+        {
+            char spec[64];
+            if (cJSON_IsString(it)) {
+                snprintf(spec, sizeof spec, "%s", it->valuestring);
+            } else if (cJSON_IsObject(it)) {
+                const cJSON *c = cJSON_GetObjectItemCaseSensitive(it, "code");
+                const cJSON *nn = cJSON_GetObjectItemCaseSensitive(it, "n");
+                char cs[16];
+                if (cJSON_IsNumber(c))
+                    snprintf(cs, sizeof cs, "%d", (int)c->valuedouble);
+                else
+                    snprintf(cs, sizeof cs, "%s", cJSON_IsString(c) ? c->valuestring : "?");
+                snprintf(spec, sizeof spec, "%s:%ld:%s",
+                         ks_jstr(it, "verb") ? ks_jstr(it, "verb") : "?",
+                         cJSON_IsNumber(nn) ? (long)nn->valuedouble : 0L, cs);
+            } else {
+                *err = ks_xstrdup(
+                    "fail_nth: each rule is \"VERB:N:CODE\" or {\"verb\",\"n\",\"code\"}");
+                goto out;
+            }
+            char *e2 = NULL;
+            if (ks_failnth_parse(spec, &fn[nfn], &e2)) {
+                char msg[300];
+                snprintf(msg, sizeof msg, "fail_nth: %s: %s", spec, e2);
+                free(e2);
+                *err = ks_xstrdup(msg);
+                goto out;
+            }
+            nfn++;
+        }
+    }
+    pthread_mutex_lock(&srv->mu);
+    srv->cfg.faults = f;
+    srv->cfg.n_failnth = nfn;
+    memcpy(srv->cfg.failnth, fn, sizeof fn);
+    pthread_mutex_unlock(&srv->mu);
+    if (ttl >= 0)
+        ks_store_set_continue_ttl(srv->store, (int)ttl);
+    rc = 0;
+out:
+    cJSON_Delete(o);
+    return rc;
+}
+
+static char *stats_json(ks_server *srv)
+{
+    cJSON *o = cJSON_CreateObject();
+    char k[96];
+    pthread_mutex_lock(&srv->mu);
+    stats *s = &srv->st;
+    cJSON_AddNumberToObject(o, "requests", (double)s->requests);
+    cJSON_AddNumberToObject(o, "mutations", (double)s->mutations);
+    cJSON *bv = cJSON_AddObjectToObject(o, "by_verb");
+    for (int i = 0; i < V_COUNT; i++)
+        if (s->by_verb[i])
+            cJSON_AddNumberToObject(bv, verb_names[i], (double)s->by_verb[i]);
+    cJSON *bk = cJSON_AddObjectToObject(o, "by_kind");
+    for (int i = 0; i < P_COUNT; i++)
+        if (s->by_kind[i])
+            cJSON_AddNumberToObject(bk, kind_names[i], (double)s->by_kind[i]);
+    cJSON *bc = cJSON_AddObjectToObject(o, "by_code");
+    for (int i = 0; i < 600; i++)
+        if (s->by_code[i]) {
+            snprintf(k, sizeof k, "%d", i);
+            cJSON_AddNumberToObject(bc, k, (double)s->by_code[i]);
+        }
+    cJSON *combo = cJSON_AddObjectToObject(o, "by_verb_kind_code");
+    for (int v = 0; v < V_COUNT; v++)
+        for (int p = 0; p < P_COUNT; p++)
+            for (int c = 0; c < 600; c++)
+                if (s->combo[v][p][c]) {
+                    snprintf(k, sizeof k, "%s %s %d", verb_names[v], kind_names[p], c);
+                    cJSON_AddNumberToObject(combo, k, (double)s->combo[v][p][c]);
+                }
+    cJSON *d = cJSON_AddObjectToObject(o, "deletes");
+    cJSON_AddNumberToObject(d, "removed", (double)s->del_removed);
+    cJSON_AddNumberToObject(d, "marked", (double)s->del_marked);
+    cJSON_AddNumberToObject(d, "noop", (double)s->del_noop);
+    cJSON_AddNumberToObject(d, "not_found", (double)s->del_not_found);
+    cJSON_AddNumberToObject(d, "rejected", (double)s->del_rejected);
+    cJSON_AddNumberToObject(o, "reaped", (double)s->reaped);
+    cJSON *f = cJSON_AddObjectToObject(o, "faults");
+    cJSON *fe = cJSON_AddObjectToObject(f, "errors");
+    for (int i = 0; i < 600; i++)
+        if (s->fault_codes[i]) {
+            snprintf(k, sizeof k, "%d", i);
+            cJSON_AddNumberToObject(fe, k, (double)s->fault_codes[i]);
+        }
+    cJSON_AddNumberToObject(f, "dropped", (double)s->dropped);
+    cJSON_AddNumberToObject(f, "fail_nth", (double)s->failnth_fired);
+    cJSON_AddNumberToObject(f, "delayed", (double)s->delayed);
+    pthread_mutex_unlock(&srv->mu);
+    snprintf(k, sizeof k, "%llu", (unsigned long long)ks_store_rv(srv->store));
+    cJSON_AddStringToObject(o, "resource_version", k);
+    cJSON *objs = cJSON_AddObjectToObject(o, "objects");
+    cJSON_AddNumberToObject(objs, "pods", (double)ks_store_count(srv->store, KS_POD));
+    cJSON_AddNumberToObject(objs, "leases", (double)ks_store_count(srv->store, KS_LEASE));
+    char *out = cJSON_PrintUnformatted(o);
+    cJSON_Delete(o);
+    return out;
+}
+
+static enum MHD_Result handle_sim(ks_server *srv, struct MHD_Connection *c, const char *what,
+                                  const char *method, conn_ctx *cc)
+{
+    char *err = NULL;
+    const char *body = cc->body.buf ? cc->body.buf : "";
+    if (!strcmp(what, "faults")) {
+        if (!strcmp(method, "POST") || !strcmp(method, "PUT")) {
+            if (set_faults(srv, body, cc->body.len, &err)) {
+                char *st = status_simple(400, "BadRequest", err);
+                free(err);
+                return reply(c, 400, st, NULL, 0);
+            }
+            ks_log("info", "faults set", NULL);
+        } else if (!strcmp(method, "DELETE")) {
+            pthread_mutex_lock(&srv->mu);
+            srv->cfg.faults.latency_ms = srv->cfg.faults.jitter_ms = 0;
+            srv->cfg.faults.error_rate = srv->cfg.faults.drop_rate = 0;
+            srv->cfg.n_failnth = 0;
+            pthread_mutex_unlock(&srv->mu);
+        }
+        pthread_mutex_lock(&srv->mu);
+        cJSON *fj = faults_json(srv);
+        pthread_mutex_unlock(&srv->mu);
+        char *out = cJSON_PrintUnformatted(fj);
+        cJSON_Delete(fj);
+        return reply(c, 200, out, NULL, 0);
+    }
+    if (!strcmp(what, "stats")) {
+        if (!strcmp(method, "DELETE") || !strcmp(method, "POST")) {
+            pthread_mutex_lock(&srv->mu);
+            memset(&srv->st, 0, sizeof srv->st);
+            pthread_mutex_unlock(&srv->mu);
+        }
+        return reply(c, 200, stats_json(srv), NULL, 0);
+    }
+    if (!strcmp(what, "state"))
+        return reply(c, 200, ks_store_dump(srv->store), NULL, 0);
+    if (!strcmp(what, "reset") && !strcmp(method, "POST")) {
+        ks_store_reset(srv->store);
+        pthread_mutex_lock(&srv->mu);
+        memset(&srv->st, 0, sizeof srv->st);
+        pthread_mutex_unlock(&srv->mu);
+        return reply(c, 200, ks_xstrdup("{\"ok\":true}"), NULL, 0);
+    }
+    if (!strcmp(what, "seed") && !strcmp(method, "POST")) {
+        int n = ks_store_seed(srv->store, body, cc->body.len, &err);
+        if (n < 0) {
+            char *st = status_simple(400, "BadRequest", err);
+            free(err);
+            return reply(c, 400, st, NULL, 0);
+        }
+        char out[64];
+        snprintf(out, sizeof out, "{\"ok\":true,\"loaded\":%d}", n);
+        return reply(c, 200, ks_xstrdup(out), NULL, 0);
+    }
+    return reply(c, 404, status_simple(404, "NotFound", "no such /_sim endpoint"), NULL, 0);
+}
+
+/* ---- discovery ---- */
+
+static const char *discovery(const char *path)
+{
+    if (!strcmp(path, "/version") || !strcmp(path, "/version/"))
+        return "{\"major\":\"1\",\"minor\":\"20\",\"gitVersion\":\"v1.20.2\",\"gitCommit\":"
+               "\"kube-sim\",\"gitTreeState\":\"clean\",\"buildDate\":\"2021-01-13T13:20:00Z\","
+               "\"goVersion\":\"go1.15.5\",\"compiler\":\"gc\",\"platform\":\"linux/amd64\"}";
+    if (!strcmp(path, "/api") || !strcmp(path, "/api/"))
+        return "{\"kind\":\"APIVersions\",\"versions\":[\"v1\"],\"serverAddressByClientCIDRs\":[{"
+               "\"clientCIDR\":\"0.0.0.0/0\",\"serverAddress\":\"127.0.0.1:6443\"}]}";
+    if (!strcmp(path, "/apis") || !strcmp(path, "/apis/"))
+        return "{\"kind\":\"APIGroupList\",\"apiVersion\":\"v1\",\"groups\":[{\"name\":"
+               "\"coordination.k8s.io\",\"versions\":[{\"groupVersion\":\"coordination.k8s.io/"
+               "v1\",\"version\":\"v1\"}],\"preferredVersion\":{\"groupVersion\":"
+               "\"coordination.k8s.io/v1\",\"version\":\"v1\"}}]}";
+    if (!strcmp(path, "/apis/coordination.k8s.io") || !strcmp(path, "/apis/coordination.k8s.io/"))
+        return "{\"kind\":\"APIGroup\",\"apiVersion\":\"v1\",\"name\":\"coordination.k8s.io\","
+               "\"versions\":[{\"groupVersion\":\"coordination.k8s.io/v1\",\"version\":\"v1\"}],"
+               "\"preferredVersion\":{\"groupVersion\":\"coordination.k8s.io/v1\",\"version\":"
+               "\"v1\"}}";
+    /* enough OpenAPI v3 for kubectl to see that the server validates fields
+     * itself (fieldValidation on PATCH), so it skips client-side validation */
+    if (!strcmp(path, "/openapi/v3"))
+        return "{\"paths\":{\"api/v1\":{\"serverRelativeURL\":\"/openapi/v3/api/v1?hash=K\"},"
+               "\"apis/coordination.k8s.io/v1\":{\"serverRelativeURL\":"
+               "\"/openapi/v3/apis/coordination.k8s.io/v1?hash=K\"}}}";
+    if (!strcmp(path, "/openapi/v3/api/v1"))
+        return "{\"openapi\":\"3.0.0\",\"info\":{\"title\":\"Kubernetes\",\"version\":"
+               "\"v1.20.2\"},\"paths\":{\"/api/v1/namespaces/{namespace}/pods/{name}\":{\"patch\":"
+               "{\"x-kubernetes-group-version-kind\":{\"group\":\"\",\"version\":\"v1\",\"kind\":"
+               "\"Pod\"},\"parameters\":[{\"name\":\"fieldValidation\",\"in\":\"query\","
+               "\"schema\":{\"type\":\"string\"}}],\"responses\":{}}}},\"components\":{}}";
+    if (!strcmp(path, "/openapi/v3/apis/coordination.k8s.io/v1"))
+        return "{\"openapi\":\"3.0.0\",\"info\":{\"title\":\"Kubernetes\",\"version\":"
+               "\"v1.20.2\"},\"paths\":{\"/apis/coordination.k8s.io/v1/namespaces/{namespace}/"
+               "leases/{name}\":{\"patch\":{\"x-kubernetes-group-version-kind\":{\"group\":"
+               "\"coordination.k8s.io\",\"version\":\"v1\",\"kind\":\"Lease\"},\"parameters\":"
+               "[{\"name\":\"fieldValidation\",\"in\":\"query\",\"schema\":{\"type\":"
+               "\"string\"}}],\"responses\":{}}}},\"components\":{}}";
+    if (!strcmp(path, "/api/v1") || !strcmp(path, "/api/v1/"))
+        return "{\"kind\":\"APIResourceList\",\"groupVersion\":\"v1\",\"resources\":["
+               "{\"name\":\"namespaces\",\"singularName\":\"namespace\",\"namespaced\":false,"
+               "\"kind\":\"Namespace\",\"verbs\":[\"get\"],\"shortNames\":[\"ns\"]},"
+               "{\"name\":\"pods\",\"singularName\":\"pod\",\"namespaced\":true,\"kind\":\"Pod\","
+               "\"verbs\":[\"create\",\"delete\",\"get\",\"list\",\"patch\",\"update\",\"watch\"],"
+               "\"shortNames\":[\"po\"],\"categories\":[\"all\"]},"
+               "{\"name\":\"pods/status\",\"singularName\":\"\",\"namespaced\":true,\"kind\":"
+               "\"Pod\",\"verbs\":[\"get\",\"patch\",\"update\"]}]}";
+    if (!strcmp(path, "/apis/coordination.k8s.io/v1") ||
+        !strcmp(path, "/apis/coordination.k8s.io/v1/"))
+        return "{\"kind\":\"APIResourceList\",\"apiVersion\":\"v1\",\"groupVersion\":"
+               "\"coordination.k8s.io/v1\",\"resources\":[{\"name\":\"leases\",\"singularName\":"
+               "\"lease\",\"namespaced\":true,\"kind\":\"Lease\",\"verbs\":[\"create\",\"delete\","
+               "\"get\",\"list\",\"patch\",\"update\",\"watch\"]}]}";
+    return NULL;
+}
+
+/* ---- routing ---- */
+
+typedef struct {
+    int pkind; /* P_* */
+    ks_kind kind;
+    char ns[256];
+    char name[256];
+    int has_ns, has_name, status;
+    int ok; /* a resource path */
+} route;
+
+static int split(const char *url, char seg[][256], int max)
+{
+    int n = 0;
+    const char *p = url;
+    while (*p == '/')
+        p++;
+    while (*p && n < max) {
+        const char *e = strchr(p, '/');
+        size_t len = e ? (size_t)(e - p) : strlen(p);
+        if (len >= 256)
+            return -1;
+        memcpy(seg[n], p, len);
+        seg[n][len] = '\0';
+        n++;
+        if (!e)
+            break;
+        p = e + 1;
+        if (!*p)
+            break;
+    }
+    if (*p && n == max && strchr(p, '/'))
+        return -1;
+    return n;
+}
+
+static void parse_route(const char *url, route *r)
+{
+    char seg[10][256];
+    memset(r, 0, sizeof *r);
+    r->pkind = P_OTHER;
+    int n = split(url, seg, 10);
+    if (n < 0)
+        return;
+    int base;
+    if (n >= 3 && !strcmp(seg[0], "api") && !strcmp(seg[1], "v1")) {
+        base = 2;
+        r->kind = KS_POD;
+    } else if (n >= 4 && !strcmp(seg[0], "apis") && !strcmp(seg[1], "coordination.k8s.io") &&
+               !strcmp(seg[2], "v1")) {
+        base = 3;
+        r->kind = KS_LEASE;
+    } else {
+        return;
+    }
+    int i = base;
+    if (!strcmp(seg[i], "namespaces") && n > i + 1) {
+        snprintf(r->ns, sizeof r->ns, "%s", seg[i + 1]);
+        r->has_ns = 1;
+        i += 2;
+        if (i == n && r->kind == KS_POD) {
+            r->pkind = P_NAMESPACES;
+            r->ok = 1;
+            return;
+        }
+    }
+    if (i >= n)
+        return;
+    const char *res = seg[i];
+    if ((r->kind == KS_POD && strcmp(res, "pods")) ||
+        (r->kind == KS_LEASE && strcmp(res, "leases")))
+        return;
+    r->pkind = r->kind == KS_POD ? P_PODS : P_LEASES;
+    i++;
+    if (i < n) {
+        snprintf(r->name, sizeof r->name, "%s", seg[i]);
+        r->has_name = 1;
+        i++;
+    }
+    if (i < n) {
+        if (r->kind != KS_POD || strcmp(seg[i], "status") || i + 1 != n)
+            return;
+        r->status = 1;
+        r->pkind = P_PODS_STATUS;
+        i++;
+    }
+    if (i != n || (r->has_name && !r->has_ns))
+        return;
+    r->ok = 1;
+}
+
+static int truthy(const char *v)
+{
+    return v && (!strcmp(v, "1") || !strcmp(v, "true") || !strcmp(v, "True"));
+}
+
+/* ---- watch ---- */
+
+typedef struct {
+    ks_server *srv;
+    ks_watch *w;
+    ks_buf buf;
+    size_t off;
+    int64_t deadline_ms;
+} watch_ctx;
+
+static ssize_t watch_reader(void *cls, uint64_t pos, char *out, size_t max)
+{
+    (void)pos;
+    watch_ctx *wc = cls;
+    for (;;) {
+        if (wc->off < wc->buf.len) {
+            size_t n = wc->buf.len - wc->off;
+            if (n > max)
+                n = max;
+            memcpy(out, wc->buf.buf + wc->off, n);
+            wc->off += n;
+            if (wc->off == wc->buf.len) {
+                wc->off = 0;
+                wc->buf.len = 0;
+            }
+            return (ssize_t)n;
+        }
+        int64_t now = ks_now_ms();
+        if (atomic_load(&wc->srv->stopping) || now >= wc->deadline_ms)
+            return MHD_CONTENT_READER_END_OF_STREAM;
+        int64_t wait = wc->deadline_ms - now;
+        if (ks_watch_next(wc->w, &wc->buf, wait > 200 ? 200 : (int)wait) < 0 && wc->buf.len == 0)
+            return MHD_CONTENT_READER_END_OF_STREAM;
+    }
+}
+
+static void watch_free(void *cls)
+{
+    watch_ctx *wc = cls;
+    ks_watch_close(wc->w);
+    ks_buf_free(&wc->buf);
+    free(wc);
+}
+
+/* ---- the handler ---- */
+
+static const char *arg(struct MHD_Connection *c, const char *k)
+{
+    return MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, k);
+}
+
+static void count(ks_server *srv, int verb, int pkind, int code, const ks_result *res)
+{
+    pthread_mutex_lock(&srv->mu);
+    stats *s = &srv->st;
+    if (code < 0 || code >= 600)
+        code = 0;
+    s->requests++;
+    s->by_verb[verb]++;
+    s->by_kind[pkind]++;
+    s->by_code[code]++;
+    s->combo[verb][pkind][code]++;
+    if (res && res->effect != KS_EFFECT_NONE)
+        s->mutations++;
+    if (verb == V_DELETE) {
+        if (code == 404)
+            s->del_not_found++;
+        else if (code >= 400)
+            s->del_rejected++;
+        else if (res && res->effect == KS_EFFECT_REMOVED)
+            s->del_removed++;
+        else if (res && res->effect == KS_EFFECT_MARKED)
+            s->del_marked++;
+        else
+            s->del_noop++;
+    }
+    pthread_mutex_unlock(&srv->mu);
+}
+
+typedef enum { F_NONE, F_DROP, F_ERROR } fault_kind;
+
+/* decides the fault for this request (under the lock); sleeps outside it */
+static fault_kind pick_fault(ks_server *srv, int verb, int *code, int *retry_after)
+{
+    fault_kind fk = F_NONE;
+    int sleep_ms = 0;
+    pthread_mutex_lock(&srv->mu);
+    ks_config *cfg = &srv->cfg;
+    for (int i = 0; i < cfg->n_failnth; i++) {
+        ks_failnth *r = &cfg->failnth[i];
+        if (r->fired || (strcmp(r->verb, "any") && strcmp(r->verb, verb_names[verb])))
+            continue;
+        if (++r->seen == r->n) {
+            r->fired = 1;
+            srv->st.failnth_fired++;
+            if (fk == F_NONE) {
+                fk = r->code ? F_ERROR : F_DROP;
+                *code = r->code;
+            }
+        }
+    }
+    double roll = (double)(ks_rand() % 1000000) / 10000.0;
+    if (fk == F_NONE && cfg->faults.drop_rate > 0 && roll < cfg->faults.drop_rate)
+        fk = F_DROP;
+    roll = (double)(ks_rand() % 1000000) / 10000.0;
+    if (fk == F_NONE && cfg->faults.error_rate > 0 && roll < cfg->faults.error_rate) {
+        fk = F_ERROR;
+        int n = cfg->faults.n_error_codes;
+        *code = n ? cfg->faults.error_codes[ks_rand() % (uint64_t)n] : 503;
+    }
+    *retry_after = cfg->faults.retry_after;
+    if (fk == F_DROP)
+        srv->st.dropped++;
+    if (fk == F_ERROR)
+        srv->st.fault_codes[*code]++;
+    if (cfg->faults.latency_ms > 0 || cfg->faults.jitter_ms > 0) {
+        sleep_ms = cfg->faults.latency_ms;
+        if (cfg->faults.jitter_ms > 0)
+            sleep_ms += (int)(ks_rand() % (uint64_t)(cfg->faults.jitter_ms + 1));
+        srv->st.delayed++;
+    }
+    pthread_mutex_unlock(&srv->mu);
+    if (sleep_ms > 0)
+        usleep((useconds_t)sleep_ms * 1000);
+    return fk;
+}
+
+static enum MHD_Result fault_reply(struct MHD_Connection *c, int code, int retry_after)
+{
+    if (code == 429)
+        return reply(c, 429, ks_xstrdup("Too many requests, please try again later.\n"),
+                     "text/plain; charset=utf-8", retry_after > 0 ? retry_after : 1);
+    if (code == 503)
+        return reply(c, 503,
+                     status_simple(503, "ServiceUnavailable",
+                                   "the server is currently unable to handle the request"),
+                     NULL, retry_after > 0 ? retry_after : 1);
+    if (code == 500)
+        return reply(c, 500,
+                     status_simple(500, "InternalError",
+                                   "Internal error occurred: kube-sim: injected fault"),
+                     NULL, 0);
+    if (code == 504)
+        return reply(c, 504,
+                     status_simple(504, "Timeout",
+                                   "Timeout: request did not complete within the allotted timeout"),
+                     NULL, 0);
+    if (code == 409)
+        return reply(c, 409, status_simple(409, "Conflict", "kube-sim: injected conflict"), NULL,
+                     0);
+    char msg[64];
+    snprintf(msg, sizeof msg, "kube-sim: injected fault %d", code);
+    return reply(c, code, status_simple(code, "InternalError", msg), NULL, 0);
+}
+
+static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *url,
+                               const char *method, const char *version, const char *upload_data,
+                               size_t *upload_data_size, void **con_cls)
+{
+    (void)version;
+    ks_server *srv = cls;
+    conn_ctx *cc = *con_cls;
+    if (!cc) {
+        cc = calloc(1, sizeof *cc);
+        if (!cc)
+            return MHD_NO;
+        *con_cls = cc;
+        return MHD_YES;
+    }
+    if (*upload_data_size) {
+        if (!cc->too_large) {
+            if (cc->body.len + *upload_data_size > MAX_BODY) {
+                cc->too_large = 1;
+                ks_buf_free(&cc->body);
+            } else {
+                ks_buf_add(&cc->body, upload_data, *upload_data_size);
+            }
+        }
+        *upload_data_size = 0;
+        return MHD_YES;
+    }
+
+    if (srv->cfg.verbose)
+        ks_log("info", "request", "method=%s path=\"%s\"", method, url);
+
+    if (!strncmp(url, "/_sim/", 6))
+        return handle_sim(srv, c, url + 6, method, cc);
+
+    route rt;
+    parse_route(url, &rt);
+    int verb = V_OTHER;
+    int is_get = !strcmp(method, "GET") || !strcmp(method, "HEAD");
+    if (rt.ok && rt.pkind != P_NAMESPACES) {
+        if (is_get)
+            verb = rt.has_name ? V_GET : (truthy(arg(c, "watch")) ? V_WATCH : V_LIST);
+        else if (!strcmp(method, "POST"))
+            verb = V_CREATE;
+        else if (!strcmp(method, "PUT"))
+            verb = V_UPDATE;
+        else if (!strcmp(method, "PATCH"))
+            verb = V_PATCH;
+        else if (!strcmp(method, "DELETE"))
+            verb = V_DELETE;
+    } else if (rt.ok && is_get) {
+        verb = V_GET;
+    }
+    const char *disc = is_get ? discovery(url) : NULL;
+    int pkind = disc ? P_DISCOVERY : rt.pkind;
+
+    if (srv->cfg.token) {
+        const char *auth = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization");
+        int ok = auth && !strncmp(auth, "Bearer ", 7) && !strcmp(auth + 7, srv->cfg.token);
+        if (!ok) {
+            count(srv, verb, pkind, 401, NULL);
+            return reply(c, 401, status_simple(401, "Unauthorized", "Unauthorized"), NULL, 0);
+        }
+    }
+
+    int fcode = 0, retry_after = 0;
+    fault_kind fk = pick_fault(srv, verb, &fcode, &retry_after);
+    if (fk == F_DROP) {
+        count(srv, verb, pkind, 0, NULL);
+        return MHD_NO;
+    }
+    if (fk == F_ERROR) {
+        count(srv, verb, pkind, fcode, NULL);
+        return fault_reply(c, fcode, retry_after);
+    }
+
+    if (cc->too_large) {
+        count(srv, verb, pkind, 413, NULL);
+        return reply(c, 413,
+                     status_simple(413, "RequestEntityTooLarge",
+                                   "Request entity too large: limit is 3145728"),
+                     NULL, 0);
+    }
+
+    if (disc) {
+        count(srv, verb, pkind, 200, NULL);
+        return reply(c, 200, ks_xstrdup(disc), NULL, 0);
+    }
+    if (!strcmp(url, "/healthz") || !strcmp(url, "/livez") || !strcmp(url, "/readyz")) {
+        count(srv, verb, P_OTHER, 200, NULL);
+        return reply(c, 200, ks_xstrdup("ok"), "text/plain; charset=utf-8", 0);
+    }
+    if (!rt.ok) {
+        count(srv, verb, P_OTHER, 404, NULL);
+        if (!strncmp(url, "/api/", 5) || !strncmp(url, "/apis/", 6))
+            return reply(c, 404,
+                         ks_status_json(404, "NotFound",
+                                        "the server could not find the requested resource",
+                                        &(ks_details){0}),
+                         NULL, 0);
+        return reply(c, 404, ks_xstrdup("404 page not found\n"), "text/plain; charset=utf-8", 0);
+    }
+    if (rt.pkind == P_NAMESPACES) {
+        if (!is_get) {
+            count(srv, verb, pkind, 405, NULL);
+            return reply(c, 405,
+                         status_simple(405, "MethodNotAllowed",
+                                       "the server does not allow this method on the requested "
+                                       "resource"),
+                         NULL, 0);
+        }
+        char body[700];
+        snprintf(body, sizeof body,
+                 "{\"kind\":\"Namespace\",\"apiVersion\":\"v1\",\"metadata\":{\"name\":\"%s\"},"
+                 "\"spec\":{\"finalizers\":[\"kubernetes\"]},\"status\":{\"phase\":\"Active\"}}",
+                 rt.ns);
+        count(srv, verb, pkind, 200, NULL);
+        return reply(c, 200, ks_xstrdup(body), NULL, 0);
+    }
+
+    const char *dry = arg(c, "dryRun");
+    ks_request req = {
+        .kind = rt.kind,
+        .ns = rt.has_ns ? rt.ns : NULL,
+        .name = rt.has_name ? rt.name : NULL,
+        .status_sub = rt.status,
+        .body = cc->body.buf,
+        .body_len = cc->body.len,
+        .content_type = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Type"),
+        .label_selector = arg(c, "labelSelector"),
+        .field_selector = arg(c, "fieldSelector"),
+        .limit = arg(c, "limit"),
+        .cont = arg(c, "continue"),
+        .grace_param = arg(c, "gracePeriodSeconds"),
+        .resource_version = arg(c, "resourceVersion"),
+        .dry_run = dry && !strcmp(dry, "All"),
+    };
+    ks_result res = {0};
+    int allowed = 1;
+    switch (verb) {
+    case V_GET:
+        ks_store_get(srv->store, &req, &res);
+        break;
+    case V_LIST:
+        if (rt.status)
+            allowed = 0;
+        else
+            ks_store_list(srv->store, &req, &res);
+        break;
+    case V_WATCH: {
+        ks_watch *w = NULL;
+        if (ks_watch_open(srv->store, &req, &w, &res) == 0) {
+            watch_ctx *wc = calloc(1, sizeof *wc);
+            if (!wc)
+                abort();
+            wc->srv = srv;
+            wc->w = w;
+            const char *ts = arg(c, "timeoutSeconds");
+            long t = ts ? strtol(ts, NULL, 10) : 1800;
+            if (t <= 0 || t > 86400)
+                t = 1800;
+            wc->deadline_ms = ks_now_ms() + t * 1000;
+            struct MHD_Response *r = MHD_create_response_from_callback(
+                MHD_SIZE_UNKNOWN, 32 * 1024, watch_reader, wc, watch_free);
+            MHD_add_response_header(r, "Content-Type", "application/json");
+            MHD_add_response_header(r, "Cache-Control", "no-cache, private");
+            enum MHD_Result rc = MHD_queue_response(c, 200, r);
+            MHD_destroy_response(r);
+            count(srv, verb, pkind, 200, NULL);
+            return rc;
+        }
+        break;
+    }
+    case V_CREATE:
+        if (rt.has_name)
+            allowed = 0;
+        else if (!rt.has_ns)
+            allowed = 0;
+        else
+            ks_store_create(srv->store, &req, &res);
+        break;
+    case V_UPDATE:
+        if (!rt.has_name)
+            allowed = 0;
+        else
+            ks_store_update(srv->store, &req, &res);
+        break;
+    case V_PATCH:
+        if (!rt.has_name)
+            allowed = 0;
+        else
+            ks_store_patch(srv->store, &req, &res);
+        break;
+    case V_DELETE:
+        if (!rt.has_name || rt.status)
+            allowed = 0;
+        else
+            ks_store_delete(srv->store, &req, &res);
+        break;
+    default:
+        allowed = 0;
+    }
+    if (!allowed) {
+        count(srv, verb, pkind, 405, NULL);
+        return reply(
+            c, 405,
+            status_simple(405, "MethodNotAllowed",
+                          "the server does not allow this method on the requested resource"),
+            NULL, 0);
+    }
+    count(srv, verb, pkind, res.code, &res);
+    if (srv->cfg.verbose)
+        ks_log("info", "response", "method=%s path=\"%s\" code=%d", method, url, res.code);
+    return reply(c, res.code, res.body, NULL, 0);
+}
+
+static void completed(void *cls, struct MHD_Connection *c, void **con_cls,
+                      enum MHD_RequestTerminationCode toe)
+{
+    (void)cls;
+    (void)c;
+    (void)toe;
+    conn_ctx *cc = *con_cls;
+    if (cc) {
+        ks_buf_free(&cc->body);
+        free(cc);
+        *con_cls = NULL;
+    }
+}
+
+static void *reaper_main(void *arg)
+{
+    ks_server *srv = arg;
+    while (!atomic_load(&srv->stopping)) {
+        usleep(100 * 1000);
+        int n = ks_store_tick(srv->store);
+        if (n) {
+            pthread_mutex_lock(&srv->mu);
+            srv->st.reaped += n;
+            pthread_mutex_unlock(&srv->mu);
+        }
+    }
+    return NULL;
+}
+
+static void mhd_log(void *cls, const char *fmt, va_list ap)
+{
+    (void)cls;
+    char msg[512];
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    size_t n = strlen(msg);
+    while (n && (msg[n - 1] == '\n' || msg[n - 1] == '"'))
+        msg[--n] = '\0';
+    for (char *p = msg; *p; p++)
+        if (*p == '"')
+            *p = '\'';
+    ks_log("debug", "libmicrohttpd", "detail=\"%s\"", msg);
+}
+
+ks_server *ks_server_start(const ks_config *cfg, ks_store *store, char **err)
+{
+    ks_server *srv = calloc(1, sizeof *srv);
+    struct addrinfo hints = {0}, *ai = NULL;
+    char port[16], msg[300];
+    if (!srv)
+        abort();
+    srv->cfg = *cfg;
+    srv->store = store;
+    pthread_mutex_init(&srv->mu, NULL);
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+    snprintf(port, sizeof port, "%d", cfg->port);
+    int gai = getaddrinfo(cfg->host, port, &hints, &ai);
+    if (gai) {
+        snprintf(msg, sizeof msg, "cannot resolve '%s': %s", cfg->host, gai_strerror(gai));
+        *err = ks_xstrdup(msg);
+        goto fail;
+    }
+    unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL;
+    if (ai->ai_family == AF_INET6)
+        flags |= MHD_USE_IPv6;
+    if (cfg->tls_cert)
+        flags |= MHD_USE_TLS;
+    if (cfg->verbose)
+        flags |= MHD_USE_ERROR_LOG;
+    struct MHD_OptionItem opts[] = {
+        {MHD_OPTION_SOCK_ADDR, 0, ai->ai_addr},
+        {MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)completed, NULL},
+        {MHD_OPTION_CONNECTION_LIMIT, 4096, NULL},
+        {MHD_OPTION_CONNECTION_TIMEOUT, 300, NULL},
+        {MHD_OPTION_CONNECTION_MEMORY_LIMIT, 256 * 1024, NULL},
+        {MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024, NULL},
+        {MHD_OPTION_EXTERNAL_LOGGER, (intptr_t)mhd_log, NULL},
+        {cfg->tls_cert ? MHD_OPTION_HTTPS_MEM_CERT : MHD_OPTION_END, 0, (void *)cfg->tls_cert},
+        {cfg->tls_key ? MHD_OPTION_HTTPS_MEM_KEY : MHD_OPTION_END, 0, (void *)cfg->tls_key},
+        {MHD_OPTION_END, 0, NULL},
+    };
+    srv->d = MHD_start_daemon(flags, (uint16_t)cfg->port, NULL, NULL, handler, srv,
+                              MHD_OPTION_ARRAY, opts, MHD_OPTION_END);
+    freeaddrinfo(ai);
+    if (!srv->d) {
+        snprintf(msg, sizeof msg,
+                 "cannot listen on %s:%d (port in use, bad address or bad TLS key/cert)", cfg->host,
+                 cfg->port);
+        *err = ks_xstrdup(msg);
+        goto fail;
+    }
+    if (pthread_create(&srv->reaper, NULL, reaper_main, srv) == 0)
+        srv->reaper_started = 1;
+    return srv;
+fail:
+    pthread_mutex_destroy(&srv->mu);
+    free(srv);
+    return NULL;
+}
+
+int ks_server_port(ks_server *srv)
+{
+    const union MHD_DaemonInfo *i = MHD_get_daemon_info(srv->d, MHD_DAEMON_INFO_BIND_PORT);
+    return i ? i->port : -1;
+}
+
+void ks_server_stop(ks_server *srv)
+{
+    if (!srv)
+        return;
+    atomic_store(&srv->stopping, 1);
+    ks_store_wake_watchers(srv->store);
+    if (srv->reaper_started)
+        pthread_join(srv->reaper, NULL);
+    MHD_stop_daemon(srv->d);
+    pthread_mutex_destroy(&srv->mu);
+    free(srv);
+}
