@@ -1,0 +1,327 @@
+/* test_wire.c - the wire decoder: both event forms, the Kyuubi fixtures, a
+ * table of bad requests, and the reply encoding. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cjson/cJSON.h>
+#include <cmocka.h>
+
+#include "ipc/ipc.h"
+
+static const char *shared_dir(void)
+{
+    const char *d = getenv("KJ_SHARED_DIR");
+    static char buf[4096];
+    snprintf(buf, sizeof buf, "%s/fixtures/kyuubi/README.md", d ? d : "");
+    FILE *f = d ? fopen(buf, "r") : NULL;
+    if (f) {
+        fclose(f);
+        return d;
+    }
+    return "/work/shared";
+}
+
+static kj_wire_request *decode_ok(const char *s)
+{
+    kj_wire_request *r = NULL;
+    kj_wire_error we = {0};
+    int rc = kj_wire_decode(s, strlen(s), NULL, &r, &we);
+    if (rc < 0)
+        fprintf(stderr, "unexpected error %s: %s\n", we.code, we.message);
+    assert_int_equal(rc, 0);
+    return r;
+}
+
+static void test_native(void **state)
+{
+    (void)state;
+    kj_wire_request *r = decode_ok(
+        "{\"event_id\":\"e1\",\"type\":\"session_close\",\"session_id\":\"s1\",\"instance\":\"h:1\","
+        "\"user\":\"u\",\"engine\":{\"id\":\"spark-1\",\"tag\":\"t1\",\"namespace\":\"ns\"},"
+        "\"time_ms\":1764391200000,\"reason\":\"idle_timeout\",\"request_id\":\"r9\",\"v\":1}");
+    assert_int_equal(kj_wire_count(r), 1);
+    kj_wire_item *it = kj_wire_item_at(r, 0);
+    assert_int_equal(it->res.status, 0);
+    assert_int_equal(it->form, KJ_WIRE_NATIVE);
+    assert_string_equal(it->ev.event_id, "e1");
+    assert_int_equal(it->ev.type, KJ_EVENT_SESSION_CLOSE);
+    assert_string_equal(it->ev.engine_id, "spark-1");
+    assert_string_equal(it->ev.engine_tag, "t1");
+    assert_string_equal(it->ev.engine_namespace, "ns");
+    assert_string_equal(it->ev.reason, "idle_timeout");
+    assert_true(it->ev.time_ms == 1764391200000LL);
+    assert_non_null(strstr(it->ev.payload, "idle_timeout"));
+    assert_string_equal(kj_wire_request_id(r), "r9");
+    it->res.status = KJ_APPEND_STORED;
+    char *reply = kj_wire_reply(r);
+    assert_string_equal(reply, "{\"ok\":true,\"request_id\":\"r9\",\"results\":[{\"event_id\":\"e1\","
+                               "\"status\":\"stored\"}]}");
+    free(reply);
+    kj_wire_request_free(r);
+}
+
+static void test_batch(void **state)
+{
+    (void)state;
+    kj_wire_request *r = decode_ok(
+        "{\"events\":[{\"event_id\":\"a\",\"type\":\"session_open\",\"session_id\":\"s\","
+        "\"time_ms\":1764391200000},{\"event_id\":\"b\",\"type\":\"session_gone\",\"session_id\":"
+        "\"s\",\"time_ms\":1764391200000},[1],{\"event_id\":\"c\",\"type\":\"session_open\","
+        "\"session_id\":\"s\",\"time_ms\":12}]}");
+    assert_int_equal(kj_wire_count(r), 4);
+    assert_int_equal(kj_wire_item_at(r, 0)->res.status, 0);
+    assert_string_equal(kj_wire_item_at(r, 0)->ev.payload,
+                        "{\"event_id\":\"a\",\"type\":\"session_open\",\"session_id\":\"s\","
+                        "\"time_ms\":1764391200000}");
+    assert_string_equal(kj_wire_item_at(r, 1)->res.code, "unknown_event_type");
+    assert_string_equal(kj_wire_item_at(r, 2)->res.code, "not_object");
+    assert_string_equal(kj_wire_item_at(r, 3)->res.code, "bad_time");
+    assert_non_null(strstr(kj_wire_item_at(r, 3)->res.message, "time_ms"));
+    kj_wire_item_at(r, 0)->res.status = KJ_APPEND_DUPLICATE;
+    char *reply = kj_wire_reply(r);
+    cJSON *j = cJSON_Parse(reply);
+    assert_non_null(j);
+    assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItem(j, "results")), 4);
+    cJSON_Delete(j);
+    free(reply);
+    kj_wire_request_free(r);
+}
+
+/* Every fixture line decodes; the phases and derived fields are as the
+ * fixtures' README says. */
+typedef struct expect {
+    const char *file;
+    int line;
+    const char *event_id;
+    kj_event_type type;
+    long long time;
+    const char *engine_id, *tag, *reason;
+} expect;
+
+static const expect fixtures[] = {
+    {"session-connection.jsonl", 1, "kyuubi:0f6c4a5e-2d4b-4c1e-9a7f-3b8e2d1c5a90:created",
+     KJ_EVENT_SESSION_OPEN, 1764391200318LL, NULL, NULL, NULL},
+    {"session-connection.jsonl", 2, "kyuubi:0f6c4a5e-2d4b-4c1e-9a7f-3b8e2d1c5a90:opened",
+     KJ_EVENT_SESSION_OPEN, 1764391241877LL, "spark-9d2f4be0c31a4e6f8b57a0c2e1d3f4a5",
+     "0f6c4a5e-2d4b-4c1e-9a7f-3b8e2d1c5a90", NULL},
+    {"session-connection.jsonl", 3, "kyuubi:0f6c4a5e-2d4b-4c1e-9a7f-3b8e2d1c5a90:closed",
+     KJ_EVENT_SESSION_CLOSE, 1764391525064LL, "spark-9d2f4be0c31a4e6f8b57a0c2e1d3f4a5",
+     "0f6c4a5e-2d4b-4c1e-9a7f-3b8e2d1c5a90", "client"},
+    {"session-client-disconnected.jsonl", 3, "kyuubi:c3d4e5f6-a7b8-4c9d-8e0f-1a2b3c4d5e6f:closed",
+     KJ_EVENT_SESSION_CLOSE, 1764393090000LL, "spark-5f6e7d8c9b0a41b2c3d4e5f6a7b8c9d0",
+     "c3d4e5f6-a7b8-4c9d-8e0f-1a2b3c4d5e6f", "exception"},
+    {"session-engine-launch-failed.jsonl", 2, "kyuubi:d4e5f6a7-b8c9-4d0e-9f1a-2b3c4d5e6f7a:failed",
+     KJ_EVENT_SESSION_OPEN, 1764394000000LL, NULL, NULL, NULL},
+    {"session-engine-launch-failed.jsonl", 3, "kyuubi:d4e5f6a7-b8c9-4d0e-9f1a-2b3c4d5e6f7a:closed",
+     KJ_EVENT_SESSION_CLOSE, 1764394180500LL, NULL, NULL, "exception"},
+    /* the second session of a shared USER engine: the tag names the first */
+    {"sessions-shared-engine.jsonl", 4, "kyuubi:a9b8c7d6-e5f4-4a3b-9c2d-1e0f9a8b7c6d:opened",
+     KJ_EVENT_SESSION_OPEN, 1764392100950LL, "spark-1a2b3c4d5e6f47a8b9c0d1e2f3a4b5c6",
+     "7b1e2c3d-4f5a-4b6c-8d7e-9f0a1b2c3d4e", NULL},
+};
+
+static char *read_line(const char *file, int want)
+{
+    char path[4200];
+    snprintf(path, sizeof path, "%s/fixtures/kyuubi/%s", shared_dir(), file);
+    FILE *f = fopen(path, "r");
+    assert_non_null(f);
+    char *line = NULL;
+    size_t cap = 0;
+    for (int n = 1; getline(&line, &cap, f) >= 0; n++)
+        if (n == want)
+            break;
+    fclose(f);
+    return line;
+}
+
+static void test_kyuubi_fixtures(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < sizeof fixtures / sizeof fixtures[0]; i++) {
+        const expect *x = &fixtures[i];
+        char *line = read_line(x->file, x->line);
+        kj_wire_request *r = decode_ok(line);
+        kj_wire_item *it = kj_wire_item_at(r, 0);
+        assert_int_equal(it->res.status, 0);
+        assert_int_equal(it->form, KJ_WIRE_KYUUBI);
+        assert_string_equal(it->ev.event_id, x->event_id);
+        assert_int_equal(it->ev.type, x->type);
+        assert_true(it->ev.time_ms == x->time);
+        assert_string_equal(it->ev.instance, "10.244.1.23:10009");
+        if (x->engine_id)
+            assert_string_equal(it->ev.engine_id, x->engine_id);
+        else
+            assert_null(it->ev.engine_id);
+        if (x->tag)
+            assert_string_equal(it->ev.engine_tag, x->tag);
+        else
+            assert_null(it->ev.engine_tag);
+        if (x->reason)
+            assert_string_equal(it->ev.reason, x->reason);
+        assert_string_equal(it->ev.payload, line); /* the raw line, untouched */
+        kj_wire_request_free(r);
+        free(line);
+    }
+}
+
+/* Request-level errors: (name, input, length or -1 for strlen, code). */
+typedef struct bad {
+    const char *name;
+    const char *in;
+    int len;
+    const char *code;
+} bad;
+
+static const bad bad_requests[] = {
+    {"empty", "", 0, "empty_request"},
+    {"not json", "hello", -1, "bad_json"},
+    {"array", "[1,2]", -1, "bad_request"},
+    {"string", "\"x\"", -1, "bad_request"},
+    {"trailing", "{} {}", -1, "bad_json"},
+    {"nul byte", "{\"a\":1}\0", 8, "bad_json"},
+    {"invalid utf8", "{\"event_id\":\"\xff\"}", -1, "invalid_utf8"},
+    {"overlong utf8", "{\"event_id\":\"\xc0\xaf\"}", -1, "invalid_utf8"},
+    {"surrogate utf8", "{\"event_id\":\"\xed\xa0\x80\"}", -1, "invalid_utf8"},
+    {"truncated utf8", "{\"event_id\":\"\xe2\x82\"}", -1, "invalid_utf8"},
+    {"nul escape", "{\"event_id\":\"a\\u0000b\"}", -1, "bad_value"},
+    {"deep", "{\"a\":[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]}", -1,
+     "too_deep"},
+    {"events not array", "{\"events\":{}}", -1, "bad_request"},
+    {"events empty", "{\"events\":[]}", -1, "empty_batch"},
+    {"batch unknown key", "{\"events\":[{}],\"x\":1}", -1, "bad_request"},
+    {"bad version", "{\"v\":2,\"events\":[{}]}", -1, "unsupported_version"},
+    {"bad request_id", "{\"request_id\":5,\"events\":[{}]}", -1, "bad_request"},
+};
+
+static void test_bad_requests(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < sizeof bad_requests / sizeof bad_requests[0]; i++) {
+        const bad *b = &bad_requests[i];
+        kj_wire_request *r = NULL;
+        kj_wire_error we = {0};
+        size_t len = b->len < 0 ? strlen(b->in) : (size_t)b->len;
+        int rc = kj_wire_decode(b->in, len, NULL, &r, &we);
+        if (rc != KJ_EPROTO || strcmp(we.code, b->code))
+            fail_msg("%s: rc %d code %s (%s), expected %s", b->name, rc, we.code ? we.code : "-",
+                     we.message, b->code);
+        assert_null(r);
+        assert_true(we.message[0]);
+        char *reply = kj_wire_error_reply(&we, NULL, 0);
+        cJSON *j = cJSON_Parse(reply);
+        assert_non_null(j);
+        assert_true(cJSON_IsFalse(cJSON_GetObjectItem(j, "ok")));
+        cJSON_Delete(j);
+        free(reply);
+    }
+}
+
+static void test_limits(void **state)
+{
+    (void)state;
+    kj_wire_limits lim = {.max_message = 64, .max_events = 2};
+    kj_wire_request *r = NULL;
+    kj_wire_error we = {0};
+    char big[100];
+    memset(big, ' ', sizeof big);
+    big[0] = '{', big[98] = '}';
+    assert_int_equal(kj_wire_decode(big, 99, &lim, &r, &we), KJ_EPROTO);
+    assert_string_equal(we.code, "too_large");
+    const char *three = "{\"events\":[{},{},{}]}";
+    assert_int_equal(kj_wire_decode(three, strlen(three), &lim, &r, &we), KJ_EPROTO);
+    assert_string_equal(we.code, "too_many_events");
+}
+
+/* Per-event errors: every violation names its field. */
+typedef struct bad_event {
+    const char *in;
+    const char *code;
+    const char *field;
+} bad_event;
+
+#define EV(rest) "{\"event_id\":\"e\",\"type\":\"session_open\",\"session_id\":\"s\"" rest "}"
+static const bad_event bad_events[] = {
+    {EV(""), "missing_field", "time_ms"},
+    {"{\"type\":\"session_open\",\"session_id\":\"s\",\"time_ms\":1764391200000}", "missing_field",
+     "event_id"},
+    {EV(",\"time_ms\":\"1764391200000\""), "wrong_type", "time_ms"},
+    {EV(",\"time_ms\":1e300"), "bad_time", "time_ms"},
+    {EV(",\"time_ms\":1764391200000.5"), "bad_time", "time_ms"},
+    {EV(",\"time_ms\":-1"), "bad_time", "time_ms"},
+    {EV(",\"time_ms\":99999999999999"), "bad_time", "time_ms"},
+    {EV(",\"time_ms\":1764391200000,\"user\":7"), "wrong_type", "user"},
+    {EV(",\"time_ms\":1764391200000,\"engine\":\"x\""), "wrong_type", "engine"},
+    {EV(",\"time_ms\":1764391200000,\"engine\":{\"pod\":\"x\"}"), "unknown_field", "engine.pod"},
+    {EV(",\"time_ms\":1764391200000,\"engine\":{\"id\":[]}"), "wrong_type", "engine.id"},
+    {EV(",\"time_ms\":1764391200000,\"sesion\":\"x\""), "unknown_field", "sesion"},
+    {EV(",\"time_ms\":1764391200000,\"user\":\"a\",\"user\":\"b\""), "duplicate_field", "user"},
+    {EV(",\"time_ms\":1764391200000,\"user\":\"a\\nb\""), "bad_value", "user"},
+    {"{\"event_id\":\"e\",\"type\":\"open\",\"session_id\":\"s\",\"time_ms\":1764391200000}",
+     "unknown_event_type", "type"},
+    {"{\"event_id\":\"e\",\"type\":1,\"session_id\":\"s\",\"time_ms\":1764391200000}", "wrong_type",
+     "type"},
+    {"{\"eventType\":\"kyuubi_operation\",\"sessionId\":\"s\"}", "unknown_event_type", "eventType"},
+    {"{\"eventType\":\"kyuubi_session\",\"startTime\":1764391200000}", "missing_field",
+     "sessionId"},
+    {"{\"eventType\":\"kyuubi_session\",\"sessionId\":\"s\",\"startTime\":-1}", "bad_time",
+     "startTime"},
+    {"{\"eventType\":\"kyuubi_session\",\"sessionId\":\"s\",\"endTime\":\"x\"}", "wrong_type",
+     "endTime"},
+    {"{\"eventType\":\"kyuubi_session\",\"sessionId\":\"s\",\"exception\":{}}", "missing_field",
+     "eventTime"},
+};
+
+static void test_bad_events(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < sizeof bad_events / sizeof bad_events[0]; i++) {
+        const bad_event *b = &bad_events[i];
+        kj_wire_request *r = decode_ok(b->in);
+        kj_wire_item *it = kj_wire_item_at(r, 0);
+        if (it->res.status != KJ_APPEND_REJECTED || strcmp(it->res.code, b->code) ||
+            !strstr(it->res.message, b->field))
+            fail_msg("%s: status %d code %s message '%s', expected %s naming %s", b->in,
+                     it->res.status, it->res.code ? it->res.code : "-", it->res.message, b->code,
+                     b->field);
+        kj_wire_request_free(r);
+    }
+}
+
+static void test_long_fields(void **state)
+{
+    (void)state;
+    char buf[2048], id[300];
+    memset(id, 'x', sizeof id - 1);
+    id[sizeof id - 1] = 0;
+    snprintf(buf, sizeof buf,
+             "{\"event_id\":\"%s\",\"type\":\"session_open\",\"session_id\":\"s\","
+             "\"time_ms\":1764391200000}",
+             id);
+    kj_wire_request *r = decode_ok(buf);
+    assert_string_equal(kj_wire_item_at(r, 0)->res.code, "field_too_long");
+    assert_non_null(strstr(kj_wire_item_at(r, 0)->res.message, "event_id"));
+    kj_wire_request_free(r);
+    snprintf(buf, sizeof buf,
+             "{\"eventType\":\"kyuubi_session\",\"sessionId\":\"%s\",\"startTime\":1764391200000}",
+             id);
+    r = decode_ok(buf);
+    assert_string_equal(kj_wire_item_at(r, 0)->res.code, "field_too_long");
+    assert_non_null(strstr(kj_wire_item_at(r, 0)->res.message, "sessionId"));
+    kj_wire_request_free(r);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_native),         cmocka_unit_test(test_batch),
+        cmocka_unit_test(test_kyuubi_fixtures), cmocka_unit_test(test_bad_requests),
+        cmocka_unit_test(test_limits),         cmocka_unit_test(test_bad_events),
+        cmocka_unit_test(test_long_fields),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
