@@ -1,0 +1,111 @@
+"""Helpers for the ingest end-to-end tests: run kjournald, talk to it with
+pyzmq (a ZeroMQ implementation we did not write), read the journal read-only."""
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+import kjtest  # noqa: E402
+
+import zmq  # noqa: E402  (Debian python3-zmq)
+
+T0 = 1764391200000
+
+
+def shared_dir():
+    d = kjtest.SHARED
+    if os.path.isdir(os.path.join(d, "fixtures", "kyuubi")):
+        return d
+    return "/work/shared"
+
+
+def fixture_lines(name):
+    with open(os.path.join(shared_dir(), "fixtures", "kyuubi", name), "rb") as f:
+        return [l.rstrip(b"\n") for l in f if l.strip()]
+
+
+def event(eid, session, typ="session_open", t=T0, **kw):
+    ev = {"event_id": eid, "type": typ, "session_id": session, "time_ms": t}
+    ev.update(kw)
+    return ev
+
+
+class Daemon:
+    """kjournald as a real process on a free tcp port."""
+
+    def __init__(self, workdir, extra=(), journal=None, port=None):
+        self.dir = workdir
+        self.journal = journal or os.path.join(workdir, "journal.db")
+        self.port = port or kjtest.free_port()
+        self.endpoint = "tcp://127.0.0.1:%d" % self.port
+        self.extra = list(extra)
+        self.log = os.path.join(workdir, "kjournald.log")
+        self.proc = None
+
+    def start(self, wait=True):
+        args = [kjtest.program("kjournald"), "--journal", self.journal,
+                "--listen", self.endpoint] + self.extra
+        self.proc = kjtest.start(args, self.log)
+        if wait:
+            kjtest.wait_port(self.port, self.proc)
+        return self
+
+    def stop(self, sig=signal.SIGTERM):
+        return kjtest.stop(self.proc, sig)
+
+    def kill(self):
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait()
+
+    def alive(self):
+        return self.proc.poll() is None
+
+
+def connect(endpoint, kind=zmq.REQ, timeout_ms=5000, ctx=None, **curve):
+    ctx = ctx or zmq.Context.instance()
+    s = ctx.socket(kind)
+    s.setsockopt(zmq.LINGER, 0)
+    s.setsockopt(zmq.RCVTIMEO, timeout_ms)
+    s.setsockopt(zmq.SNDTIMEO, timeout_ms)
+    for k, v in curve.items():
+        s.setsockopt(getattr(zmq, k.upper()), v)
+    s.connect(endpoint)
+    return s
+
+
+def request(sock, body):
+    """One REQ round trip; body is bytes or a JSON-able object."""
+    if not isinstance(body, (bytes, bytearray)):
+        body = json.dumps(body).encode()
+    sock.send(body)
+    return json.loads(sock.recv())
+
+
+def journal_rows(path, sql, args=()):
+    if not os.path.exists(path):
+        return []
+    con = sqlite3.connect("file:%s?mode=ro" % path, uri=True, timeout=10)
+    try:
+        return con.execute(sql, args).fetchall()
+    finally:
+        con.close()
+
+
+def last_seq(path):
+    rows = journal_rows(path, "SELECT coalesce(max(seq), 0), count(*) FROM events")
+    return tuple(rows[0]) if rows else (0, 0)
+
+
+def verify(path):
+    """Runs the journal's own verify (kj_journal_verify) through journal_check."""
+    exe = os.path.join(kjtest.BUILD, "tests", "e2e", "journal_check")
+    r = subprocess.run([exe, path], capture_output=True, text=True, timeout=60)
+    return r.returncode, r.stdout + r.stderr
+
+
+def check(cond, what):
+    kjtest.check(cond, what)
