@@ -21,6 +21,7 @@ extern const size_t kj_schema_migration_count;
 
 #define KJ_APPLICATION_ID 1263161934 /* 'KJRN' */
 #define KJ_BUSY_TIMEOUT_MS 10000
+#define KJ_CACHE_KIB "-65536" /* 64 MiB of page cache per writer */
 
 /* Statements append() runs for every event, prepared once per handle. */
 enum {
@@ -300,10 +301,13 @@ int kj_journal_open(const char *path, unsigned flags, kj_journal **out, kj_err *
         rc = exec(j, "PRAGMA query_only = ON", err);
         goto out;
     }
-    /* journal_mode=WAL persists in the file; synchronous=FULL makes a commit durable. */
+    /* journal_mode=WAL persists in the file; synchronous=FULL makes a commit
+     * durable. The cache holds the hot index pages of a busy journal (random
+     * event and session ids scatter inserts over every index). */
     if ((rc = exec(j,
                    "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;"
-                   "PRAGMA foreign_keys = ON",
+                   "PRAGMA foreign_keys = ON; PRAGMA cache_size = " KJ_CACHE_KIB ";"
+                   "PRAGMA wal_autocheckpoint = 4000",
                    err)))
         goto out;
     if ((rc = migrate(j, err)) || (rc = prepare_append(j, err)))
@@ -590,6 +594,13 @@ static void row_session(sqlite3_stmt *st, kj_session *s)
     s->event_count = sqlite3_column_int64(st, 11);
 }
 
+/* Ids of the sessions whose engine has tag TAG or application id APP, each
+ * branch written so that it uses its index (see sessions_by_engine_tag). */
+#define ENGINE_MATCH(TAG, APP)                                                                     \
+    "SELECT id FROM sessions WHERE session_id = " TAG " AND engine_tag = " TAG                     \
+    " UNION SELECT id FROM sessions WHERE engine_tag = " TAG " AND engine_tag IS NOT NULL"         \
+    " AND engine_tag <> session_id UNION SELECT id FROM sessions WHERE engine_id = " APP
+
 /* Binds the values every session query shares (?1..?6). */
 static void bind_session_filter(sqlite3_stmt *st, const kj_session_filter *f)
 {
@@ -614,7 +625,7 @@ int kj_journal_sessions(kj_journal *j, const kj_session_filter *f, kj_session_cb
              : f->state == KJ_SESSION_CLOSED ? " state = 2 AND"
                                              : "",
              f->user ? " user = ?2 AND" : "", f->instance ? " instance = ?3 AND" : "",
-             f->engine ? " (engine_tag = ?4 OR engine_id = ?4) AND" : "");
+             f->engine ? " id IN (" ENGINE_MATCH("?4", "?4") ") AND" : "");
     const char *dir = f->reverse ? "DESC" : "ASC";
     const char *cmp = f->reverse ? "<" : ">";
     int64_t left = f->limit > 0 ? f->limit : INT64_MAX;
@@ -700,7 +711,8 @@ int kj_journal_sessions_of_pod(kj_journal *j, const char *tag, const char *app_i
     int found = 0;
     if (!(tag && *tag) && !(app_id && *app_id))
         return 0;
-    return sessions_where(j, "engine_tag = ?1 OR engine_id = ?2", tag, app_id, cb, ud, &found, err);
+    return sessions_where(j, "id IN (" ENGINE_MATCH("?1", "?2") ")", tag, app_id, cb, ud, &found,
+                          err);
 }
 
 /* --- events --- */
@@ -897,7 +909,8 @@ int kj_journal_prune(kj_journal *j, int64_t cutoff_ms, int64_t *sessions, int64_
             int src = sqlite3_prepare_v2(
                 j->db,
                 "INSERT INTO prune_batch SELECT id, coalesce(user, ''), coalesce(instance, ''),"
-                " event_count FROM sessions WHERE state = 2 AND closed_ms < ?1 LIMIT 5000",
+                " event_count FROM sessions WHERE created_ms < ?1 AND state = 2 AND closed_ms < ?1"
+                " LIMIT 5000",
                 -1, &st, NULL);
             if (src == SQLITE_OK) {
                 sqlite3_bind_int64(st, 1, cutoff_ms);
@@ -1168,35 +1181,84 @@ int kj_journal_action_record(kj_journal *j, const kj_action *a, kj_err *err)
     return rc == SQLITE_OK ? 0 : db_err(j, rc, err, "record action");
 }
 
+#define RUN_COLUMNS                                                                                \
+    "id, started_ms, finished_ms, trigger, dry_run, status, pods_seen, actions_ok,"                \
+    " actions_failed"
+
+static void row_run(sqlite3_stmt *st, kj_run *r)
+{
+    r->id = sqlite3_column_int64(st, 0);
+    r->started_ms = sqlite3_column_int64(st, 1);
+    r->finished_ms = sqlite3_column_int64(st, 2);
+    r->trigger = col_text(st, 3);
+    r->dry_run = sqlite3_column_int(st, 4);
+    r->status = col_text(st, 5);
+    r->pods_seen = sqlite3_column_int64(st, 6);
+    r->actions_ok = sqlite3_column_int64(st, 7);
+    r->actions_failed = sqlite3_column_int64(st, 8);
+}
+
+int kj_journal_runs_list(kj_journal *j, int64_t limit, int reverse, kj_run_cb cb, void *ud,
+                         kj_err *err)
+{
+    const char *cmp = reverse ? "<" : ">", *dir = reverse ? "DESC" : "ASC";
+    int64_t left = limit > 0 ? limit : INT64_MAX;
+    int64_t last_id = reverse ? INT64_MAX : 0;
+    int rc = 0;
+    while (left > 0) {
+        char sql[512];
+        snprintf(sql, sizeof sql,
+                 "SELECT " RUN_COLUMNS " FROM reconcile_runs WHERE id %s ?1 ORDER BY id %s"
+                 " LIMIT %d",
+                 cmp, dir, left < KJ_JOURNAL_PAGE ? (int)left : KJ_JOURNAL_PAGE);
+        sqlite3_stmt *st = NULL;
+        int src = sqlite3_prepare_v2(j->db, sql, -1, &st, NULL), rows = 0;
+        if (src != SQLITE_OK)
+            return db_err(j, src, err, "runs");
+        sqlite3_bind_int64(st, 1, last_id);
+        while ((src = sqlite3_step(st)) == SQLITE_ROW) {
+            kj_run r;
+            row_run(st, &r);
+            last_id = r.id;
+            rows++;
+            left--;
+            if ((rc = cb(&r, ud)))
+                break;
+        }
+        if (src != SQLITE_ROW && src != SQLITE_DONE)
+            rc = db_err(j, src, err, "runs");
+        sqlite3_finalize(st);
+        if (rc || rows < KJ_JOURNAL_PAGE)
+            break;
+    }
+    return rc;
+}
+
 int kj_journal_runs(kj_journal *j, int64_t limit, kj_run_cb cb, void *ud, kj_err *err)
 {
+    return kj_journal_runs_list(j, limit, 1, cb, ud, err);
+}
+
+int kj_journal_run_get(kj_journal *j, int64_t run_id, kj_run_cb cb, void *ud, kj_err *err)
+{
     sqlite3_stmt *st = NULL;
-    int src = sqlite3_prepare_v2(j->db,
-                                 "SELECT id, started_ms, finished_ms, trigger, dry_run, status,"
-                                 " pods_seen, actions_ok, actions_failed FROM reconcile_runs"
-                                 " ORDER BY id DESC LIMIT ?1",
+    int src = sqlite3_prepare_v2(j->db, "SELECT " RUN_COLUMNS " FROM reconcile_runs WHERE id = ?1",
                                  -1, &st, NULL),
         rc = 0;
     if (src != SQLITE_OK)
-        return db_err(j, src, err, "runs");
-    sqlite3_bind_int64(st, 1, limit > 0 ? limit : INT64_MAX);
-    while ((src = sqlite3_step(st)) == SQLITE_ROW) {
-        kj_run r = {
-            .id = sqlite3_column_int64(st, 0),
-            .started_ms = sqlite3_column_int64(st, 1),
-            .finished_ms = sqlite3_column_int64(st, 2),
-            .trigger = col_text(st, 3),
-            .dry_run = sqlite3_column_int(st, 4),
-            .status = col_text(st, 5),
-            .pods_seen = sqlite3_column_int64(st, 6),
-            .actions_ok = sqlite3_column_int64(st, 7),
-            .actions_failed = sqlite3_column_int64(st, 8),
-        };
-        if ((rc = cb(&r, ud)))
-            break;
+        return db_err(j, src, err, "run");
+    sqlite3_bind_int64(st, 1, run_id);
+    src = sqlite3_step(st);
+    if (src == SQLITE_ROW) {
+        kj_run r;
+        row_run(st, &r);
+        rc = cb(&r, ud);
+    } else if (src == SQLITE_DONE) {
+        rc = kj_err_set(err, KJ_ENOENT, "no reconcile run %lld in journal '%s'", (long long)run_id,
+                        j->path);
+    } else {
+        rc = db_err(j, src, err, "run");
     }
-    if (!rc && src != SQLITE_DONE)
-        rc = db_err(j, src, err, "runs");
     sqlite3_finalize(st);
     return rc;
 }

@@ -227,7 +227,13 @@ int kj_journal_run_end(kj_journal *j, int64_t run_id, const char *status, int64_
                        int64_t actions_ok, int64_t actions_failed, kj_err *err);
 /* Records a->*; a->id and a->time_ms are set by the journal when 0. */
 int kj_journal_action_record(kj_journal *j, const kj_action *a, kj_err *err);
+/* The last limit runs (0: all), newest first. */
 int kj_journal_runs(kj_journal *j, int64_t limit, kj_run_cb cb, void *ud, kj_err *err);
+/* Runs in id order (newest first when reverse), paged like the other queries. */
+int kj_journal_runs_list(kj_journal *j, int64_t limit, int reverse, kj_run_cb cb, void *ud,
+                         kj_err *err);
+/* One run; KJ_ENOENT when there is none. */
+int kj_journal_run_get(kj_journal *j, int64_t run_id, kj_run_cb cb, void *ud, kj_err *err);
 int kj_journal_actions(kj_journal *j, const kj_action_filter *f, kj_action_cb cb, void *ud,
                        kj_err *err);
 

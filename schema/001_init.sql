@@ -25,9 +25,12 @@ CREATE TABLE sessions (
 CREATE INDEX sessions_by_created ON sessions (created_ms);
 CREATE INDEX sessions_open ON sessions (created_ms) WHERE state = 1;
 CREATE INDEX sessions_by_user ON sessions (user, created_ms);
-CREATE INDEX sessions_by_engine_tag ON sessions (engine_tag) WHERE engine_tag IS NOT NULL;
+-- A CONNECTION engine's tag is its own session's id, found through the
+-- session_id index; only tags of other sessions (shared engines) need this
+-- one, which keeps random keys out of it for the common case.
+CREATE INDEX sessions_by_engine_tag ON sessions (engine_tag)
+    WHERE engine_tag IS NOT NULL AND engine_tag <> session_id;
 CREATE INDEX sessions_by_engine_id ON sessions (engine_id) WHERE engine_id IS NOT NULL;
-CREATE INDEX sessions_closed ON sessions (closed_ms) WHERE state = 2;
 
 CREATE TABLE events (
     seq              INTEGER PRIMARY KEY,  -- commit order

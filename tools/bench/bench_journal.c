@@ -4,7 +4,7 @@
  * (one prepared INSERT, UNIQUE event_id, same columns, WAL, synchronous=FULL).
  * Prints events/s for both at each batch size and the ratio.
  *
- * usage: bench_journal [--dir DIR] [--events N] [--rounds R]
+ * usage: bench_journal [--dir DIR] [--events N] [--rounds R] [--batch 1|64|1024]
  */
 #include <getopt.h>
 #include <sqlite3.h>
@@ -20,19 +20,23 @@
 typedef struct workload {
     size_t n;
     kj_event *ev;
-    char (*ids)[40];
-    char (*sessions)[40];
+    char (*ids)[64];
+    char (*sessions)[64];
+    char (*apps)[64];
     char payload[PAYLOAD_BYTES + 1];
 } workload;
 
-/* n events: sessions opened and closed in pairs, like Kyuubi's traffic. */
+/* n events: sessions opened and closed in pairs, each on its own engine
+ * (Kyuubi's CONNECTION share level: the engine tag is the session id, the
+ * Spark application id is new), so every index sees random keys. */
 static int workload_make(workload *w, size_t n, const char *tag)
 {
     w->n = n;
     w->ev = calloc(n, sizeof *w->ev);
     w->ids = calloc(n, sizeof *w->ids);
     w->sessions = calloc(n, sizeof *w->sessions);
-    if (!w->ev || !w->ids || !w->sessions)
+    w->apps = calloc(n, sizeof *w->apps);
+    if (!w->ev || !w->ids || !w->sessions || !w->apps)
         return -1;
     memset(w->payload, 'x', PAYLOAD_BYTES);
     w->payload[PAYLOAD_BYTES] = '\0';
@@ -42,13 +46,14 @@ static int workload_make(workload *w, size_t n, const char *tag)
         unsigned long long h = (s + 1) * 0x9E3779B97F4A7C15ULL;
         snprintf(w->sessions[i], sizeof w->sessions[i], "%s-%016llx", tag, h);
         snprintf(w->ids[i], sizeof w->ids[i], "%s-%016llx-%s", tag, h, i % 2 ? "close" : "open");
+        snprintf(w->apps[i], sizeof w->apps[i], "spark-%016llx", h * 31);
         w->ev[i] = (kj_event){
             .event_id = w->ids[i],
             .type = i % 2 ? KJ_EVENT_SESSION_CLOSE : KJ_EVENT_SESSION_OPEN,
             .session_id = w->sessions[i],
             .instance = "10.244.1.23:10009",
             .user = s % 7 ? "alice" : "bob",
-            .engine_id = "spark-9d2f4be0c31a4e6f8b57a0c2e1d3f4a5",
+            .engine_id = w->apps[i],
             .engine_tag = w->sessions[i],
             .engine_namespace = "kyuubi",
             .time_ms = 1764391200000LL + (int64_t)i,
@@ -64,6 +69,7 @@ static void workload_free(workload *w)
     free(w->ev);
     free(w->ids);
     free(w->sessions);
+    free(w->apps);
 }
 
 static double run_journal(const char *path, const workload *w, size_t batch)
@@ -108,6 +114,7 @@ static double run_plain(const char *path, const workload *w, size_t batch)
     must(sqlite3_open(path, &db), db, "open");
     must(sqlite3_exec(db,
                       "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;"
+                      "PRAGMA cache_size = -65536; PRAGMA wal_autocheckpoint = 4000;"
                       "CREATE TABLE IF NOT EXISTS events (seq INTEGER PRIMARY KEY,"
                       " event_id TEXT NOT NULL UNIQUE, session_id TEXT NOT NULL,"
                       " type INTEGER NOT NULL, time_ms INTEGER NOT NULL,"
@@ -169,7 +176,7 @@ static void remove_db(const char *path)
 
 static void usage(FILE *out)
 {
-    fprintf(out, "usage: bench_journal [--dir DIR] [--events N] [--rounds R]\n"
+    fprintf(out, "usage: bench_journal [--dir DIR] [--events N] [--rounds R] [--batch 1|64|1024]\n"
                  "Appends N events (default 200000; batch 1 uses N/50) to a kjournal journal\n"
                  "and to a plain SQLite table in DIR (default: the current directory), at\n"
                  "batch sizes 1, 64 and 1024, alternating the two R times (default 3), and\n"
@@ -181,18 +188,31 @@ int main(int argc, char **argv)
     const char *dir = ".";
     size_t events = 200000;
     int rounds = 3;
-    static const struct option opts[] = {{"dir", required_argument, NULL, 'd'},
-                                         {"events", required_argument, NULL, 'n'},
-                                         {"rounds", required_argument, NULL, 'r'},
-                                         {"help", no_argument, NULL, 'h'},
-                                         {NULL, 0, NULL, 0}};
-    for (int c; (c = getopt_long(argc, argv, "d:n:r:h", opts, NULL)) != -1;) {
+    size_t only_batch = 0;
+    static const struct option opts[] = {
+        {"dir", required_argument, NULL, 'd'},    {"events", required_argument, NULL, 'n'},
+        {"rounds", required_argument, NULL, 'r'}, {"batch", required_argument, NULL, 'b'},
+        {"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0}};
+    for (int c; (c = getopt_long(argc, argv, "d:n:r:b:h", opts, NULL)) != -1;) {
         switch (c) {
-        case 'd': dir = optarg; break;
-        case 'n': events = strtoul(optarg, NULL, 10); break;
-        case 'r': rounds = atoi(optarg); break;
-        case 'h': usage(stdout); return 0;
-        default: usage(stderr); return 2;
+        case 'd':
+            dir = optarg;
+            break;
+        case 'n':
+            events = strtoul(optarg, NULL, 10);
+            break;
+        case 'r':
+            rounds = atoi(optarg);
+            break;
+        case 'b':
+            only_batch = strtoul(optarg, NULL, 10);
+            break;
+        case 'h':
+            usage(stdout);
+            return 0;
+        default:
+            usage(stderr);
+            return 2;
         }
     }
     if (events < 1000 || rounds < 1) {
@@ -203,9 +223,10 @@ int main(int argc, char **argv)
     snprintf(jpath, sizeof jpath, "%s/bench-journal.db", dir);
     snprintf(ppath, sizeof ppath, "%s/bench-plain.db", dir);
     const size_t batches[] = {1, 64, 1024};
-    printf("%-6s %10s %14s %14s %7s\n", "batch", "events", "journal ev/s", "sqlite ev/s",
-           "ratio");
+    printf("%-6s %10s %14s %14s %7s\n", "batch", "events", "journal ev/s", "sqlite ev/s", "ratio");
     for (size_t b = 0; b < 3; b++) {
+        if (only_batch && batches[b] != only_batch)
+            continue;
         size_t n = batches[b] == 1 ? events / 50 : events;
         double best_j = 0, best_p = 0;
         for (int r = 0; r < rounds; r++) {
