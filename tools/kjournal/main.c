@@ -9,6 +9,14 @@
 static const kj_cli_command commands[] = {
     {"publish", "send JSON events (native or Kyuubi) to kjournald", kj_cmd_publish},
     {"keygen", "write a CURVE key pair for kjournald or a publisher", kj_cmd_keygen},
+    {"sessions", "list sessions (filter by state, user, instance, engine, time)", kj_cmd_sessions},
+    {"show", "show a session, its events and the reconcile actions on its pods", kj_cmd_show},
+    {"events", "list events by time; -f follows new events", kj_cmd_events},
+    {"stats", "sessions by state, user and instance; events; sizes", kj_cmd_stats},
+    {"actions", "the reconciler's audit: actions, or runs with --runs", kj_cmd_actions},
+    {"verify", "check the journal's integrity and invariants", kj_cmd_verify},
+    {"backup", "write a consistent copy of the journal while it is written", kj_cmd_backup},
+    {"prune", "delete sessions closed longer ago than a duration", kj_cmd_prune},
     {NULL, NULL, NULL},
 };
 

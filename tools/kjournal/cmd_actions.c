@@ -1,0 +1,177 @@
+/* cmd_actions.c - kjournal actions: the reconciler's audit, actions and runs. */
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "cli.h"
+#include "commands.h"
+
+static const char help[] =
+    "usage: kjournal actions [OPTIONS]\n"
+    "\n"
+    "Lists what the reconciler did to engine pods (finalizers released, pods\n"
+    "deleted, sessions closed), why, and what the Kubernetes API answered, oldest\n"
+    "first. With --runs, lists the reconcile runs instead. Empty until the\n"
+    "reconciler has run. The journal is opened read-only.\n"
+    "\n"
+    "options:\n"
+    "  --run ID        only the actions of this run\n"
+    "  --session ID    only the actions on this session's engine pods\n"
+    "  --runs          list the runs (newest first with -r)\n"
+    "  -n, --lines N   the last N ('all': every one)\n"
+    "  -r, --reverse   newest first\n";
+
+static const char examples[] = "\nexamples:\n"
+                               "  kjournal actions --runs -n 5\n"
+                               "  kjournal actions --run 42\n"
+                               "  kjournal actions --session 8e9f1c2a-41d7-4b1e-9b0e-3f1c2a41d74b\n";
+
+typedef struct ctx {
+    kj_out *o;
+    kj_rowbuf *held;
+    int found;
+} ctx;
+
+static void emit(ctx *x, const kj_val *v)
+{
+    if (x->held)
+        kj_rowbuf_push(x->held, v);
+    else
+        kj_out_row(x->o, v);
+}
+
+static int on_action(const kj_action *a, void *ud)
+{
+    kj_val v[KJ_VALS_MAX];
+    kj_action_vals(a, v);
+    emit(ud, v);
+    return kj_out_closed(((ctx *)ud)->o);
+}
+
+static int on_run(const kj_run *r, void *ud)
+{
+    kj_val v[KJ_VALS_MAX];
+    kj_run_vals(r, v);
+    emit(ud, v);
+    return kj_out_closed(((ctx *)ud)->o);
+}
+
+static int found_run(const kj_run *r, void *ud)
+{
+    (void)r;
+    ((ctx *)ud)->found = 1;
+    return 0;
+}
+
+static int found_session(const kj_session *s, void *ud)
+{
+    (void)s;
+    ((ctx *)ud)->found = 1;
+    return 0;
+}
+
+int kj_cmd_actions(int argc, char **argv)
+{
+    static const struct option longopts[] = {
+        {"run", required_argument, NULL, 'R'},
+        {"session", required_argument, NULL, 's'},
+        {"runs", no_argument, NULL, 'L'},
+        {"lines", required_argument, NULL, 'n'},
+        {"reverse", no_argument, NULL, 'r'},
+        KJ_CLI_COMMON_LONGOPTS,
+        {NULL, 0, NULL, 0},
+    };
+    kj_cli_common c;
+    kj_cli_common_init(&c, argv);
+    kj_action_filter f = {0};
+    int opt, rc, runs = 0;
+    while ((opt = getopt_long(argc, argv, ":" KJ_CLI_COMMON_SHORTOPTS "n:r", longopts, NULL)) !=
+           -1) {
+        switch (opt) {
+        case 'R': {
+            char *end = NULL;
+            errno = 0;
+            f.run_id = strtoll(optarg, &end, 10);
+            if (errno || *end || end == optarg || f.run_id <= 0)
+                return kj_cli_fail(&c, KJ_EXIT_USAGE, "bad run id '%s'", optarg);
+            break;
+        }
+        case 's':
+            f.session_id = optarg;
+            break;
+        case 'L':
+            runs = 1;
+            break;
+        case 'n':
+            if (kj_cli_parse_count(optarg, &f.limit))
+                return kj_cli_fail(&c, KJ_EXIT_USAGE, "bad count '%s' for -n", optarg);
+            break;
+        case 'r':
+            f.reverse = 1;
+            break;
+        case 'h':
+            fputs(help, stdout);
+            kj_cli_help_common(stdout);
+            fputs(examples, stdout);
+            kj_cli_help_exit_codes(stdout, 1);
+            return KJ_EXIT_OK;
+        default:
+            if ((rc = kj_cli_common_opt(&c, opt, optarg)))
+                return rc;
+        }
+    }
+    if (optind < argc)
+        return kj_cli_fail(&c, KJ_EXIT_USAGE, "unexpected argument '%s'", argv[optind]);
+    if (runs && (f.run_id || f.session_id))
+        return kj_cli_fail(&c, KJ_EXIT_USAGE, "--runs lists every run; it takes no --run or "
+                                              "--session");
+    kj_cli_common_done(&c);
+
+    kj_journal *j = NULL;
+    if ((rc = kj_cli_open(&c, KJ_JOURNAL_READONLY, &j)))
+        return rc;
+    kj_err err = {0};
+    ctx x = {0};
+    int qrc = 0;
+    if (f.run_id) {
+        qrc = kj_journal_run_get(j, f.run_id, found_run, &x, &err);
+        if (qrc == KJ_ENOENT)
+            rc = kj_cli_fail(&c, KJ_EXIT_NOTFOUND, "no reconcile run %lld in journal '%s'",
+                             (long long)f.run_id, c.journal);
+    }
+    if (!qrc && f.session_id) {
+        qrc = kj_journal_session_get(j, f.session_id, found_session, &x, &err);
+        if (qrc == KJ_ENOENT)
+            rc = kj_cli_fail(&c, KJ_EXIT_NOTFOUND, "no session '%s' in journal '%s'",
+                             f.session_id, c.journal);
+    }
+    if (qrc) {
+        if (qrc != KJ_ENOENT)
+            rc = kj_cli_fail_err(&c, &err);
+        kj_journal_close(j);
+        return rc;
+    }
+    x.o = kj_out_new(&c);
+    if (f.limit && !f.reverse) {
+        x.held = kj_rowbuf_new(runs ? kj_run_nfields : kj_action_nfields);
+        f.reverse = 1;
+    }
+    if (runs) {
+        kj_out_begin_list(x.o, "runs", "-- no reconcile runs --", kj_run_fields, kj_run_nfields);
+        qrc = kj_journal_runs_list(j, f.limit, f.reverse, on_run, &x, &err);
+    } else {
+        kj_out_begin_list(x.o, "actions", "-- no reconcile actions --", kj_action_fields,
+                          kj_action_nfields);
+        qrc = kj_journal_actions(j, &f, on_action, &x, &err);
+    }
+    if (x.held)
+        kj_rowbuf_emit_reverse(x.held, x.o);
+    kj_out_end_list(x.o);
+    rc = kj_out_free(x.o);
+    kj_rowbuf_free(x.held);
+    if (qrc < 0)
+        rc = kj_cli_fail_err(&c, &err);
+    kj_journal_close(j);
+    return rc;
+}

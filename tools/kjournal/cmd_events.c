@@ -1,0 +1,215 @@
+/* cmd_events.c - kjournal events: the event log, and -f to follow it. */
+#include <errno.h>
+#include <getopt.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "commands.h"
+
+#define FOLLOW_POLL_MS 200
+#define FOLLOW_DEFAULT_LINES 10
+
+static const char help[] =
+    "usage: kjournal events [OPTIONS]\n"
+    "\n"
+    "Lists events in the order they happened (by event time, then commit order).\n"
+    "The journal is opened read-only and read page by page, so kjournald keeps\n"
+    "writing and checkpointing while a long listing streams.\n"
+    "\n"
+    "options:\n"
+    "  --session ID      only this session's events\n"
+    "  --since TIME      only events at or after TIME\n"
+    "  --until TIME      only events before TIME\n"
+    "  -n, --lines N     the last N events ('all': every one)\n"
+    "  -r, --reverse     newest first\n"
+    "  -f, --follow      after the last events (10 unless -n), print new events as they\n"
+    "                    are committed, in commit order, until interrupted (Ctrl-C)\n";
+
+static const char examples[] =
+    "\nexamples:\n"
+    "  kjournal events --since -1h\n"
+    "  kjournal events --session 8e9f1c2a-41d7-4b1e-9b0e-3f1c2a41d74b\n"
+    "  kjournal events --since today --until -10m -o csv > today.csv\n"
+    "  kjournal events -f -o json | jq .session_id\n";
+
+static volatile sig_atomic_t stop;
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    stop = 1;
+}
+
+typedef struct ctx {
+    kj_out *o;
+    kj_rowbuf *held;
+    int64_t max_seq;         /* print only events committed up to here (0: any) */
+    int64_t since, until;    /* while following: the time window */
+} ctx;
+
+static int on_event(const kj_event_row *r, void *ud)
+{
+    ctx *x = ud;
+    if (x->max_seq && r->seq > x->max_seq)
+        return 0;
+    if ((x->since && r->event.time_ms < x->since) || (x->until && r->event.time_ms >= x->until))
+        return 0;
+    kj_val v[KJ_VALS_MAX];
+    kj_event_vals(r, v);
+    if (x->held)
+        kj_rowbuf_push(x->held, v);
+    else
+        kj_out_row(x->o, v);
+    return kj_out_closed(x->o) || stop;
+}
+
+static int ignore_session(const kj_session *s, void *ud)
+{
+    (void)s;
+    (void)ud;
+    return 0;
+}
+
+/* Waits up to ms for a signal or for stdout to go away (a pipe whose reader
+ * closed reports POLLERR); returns non-zero when it is time to stop. */
+static int follow_wait(int ms)
+{
+    struct pollfd p = {.fd = STDOUT_FILENO, .events = 0};
+    int n = poll(&p, 1, ms);
+    if (stop)
+        return 1;
+    return n > 0 && (p.revents & (POLLERR | POLLHUP | POLLNVAL));
+}
+
+static int follow(kj_journal *j, ctx *x, const char *session, int64_t after, kj_err *err)
+{
+    struct sigaction sa = {.sa_handler = on_signal};
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGHUP, &sa, NULL);
+    x->max_seq = 0;
+    while (!stop && !kj_out_closed(x->o)) {
+        kj_out_flush(x->o);
+        if (follow_wait(FOLLOW_POLL_MS))
+            break;
+        int rc = kj_journal_events_after(j, after, session, 0, on_event, x, &after, err);
+        if (rc < 0)
+            return rc;
+    }
+    return 0;
+}
+
+int kj_cmd_events(int argc, char **argv)
+{
+    static const struct option longopts[] = {
+        {"session", required_argument, NULL, 's'},
+        {"since", required_argument, NULL, 'S'},
+        {"until", required_argument, NULL, 'U'},
+        {"lines", required_argument, NULL, 'n'},
+        {"reverse", no_argument, NULL, 'r'},
+        {"follow", no_argument, NULL, 'f'},
+        KJ_CLI_COMMON_LONGOPTS,
+        {NULL, 0, NULL, 0},
+    };
+    kj_cli_common c;
+    kj_cli_common_init(&c, argv);
+    kj_event_filter f = {0};
+    const char *since = NULL, *until = NULL;
+    int opt, rc, follow_mode = 0, lines_given = 0;
+    while ((opt = getopt_long(argc, argv, ":" KJ_CLI_COMMON_SHORTOPTS "n:rf", longopts, NULL)) !=
+           -1) {
+        switch (opt) {
+        case 's':
+            f.session_id = optarg;
+            break;
+        case 'S':
+            since = optarg;
+            break;
+        case 'U':
+            until = optarg;
+            break;
+        case 'n':
+            if (kj_cli_parse_count(optarg, &f.limit))
+                return kj_cli_fail(&c, KJ_EXIT_USAGE, "bad count '%s' for -n", optarg);
+            lines_given = 1;
+            break;
+        case 'r':
+            f.reverse = 1;
+            break;
+        case 'f':
+            follow_mode = 1;
+            break;
+        case 'h':
+            fputs(help, stdout);
+            kj_cli_help_common(stdout);
+            kj_cli_help_times(stdout);
+            fputs(examples, stdout);
+            kj_cli_help_exit_codes(stdout, 1);
+            return KJ_EXIT_OK;
+        default:
+            if ((rc = kj_cli_common_opt(&c, opt, optarg)))
+                return rc;
+        }
+    }
+    if (optind < argc)
+        return kj_cli_fail(&c, KJ_EXIT_USAGE, "unexpected argument '%s'", argv[optind]);
+    if (follow_mode && f.reverse)
+        return kj_cli_fail(&c, KJ_EXIT_USAGE, "-f and -r cannot be used together");
+    kj_cli_common_done(&c);
+    if (since && (rc = kj_cli_time_opt(&c, "--since", since, &f.since_ms)))
+        return rc;
+    if (until && (rc = kj_cli_time_opt(&c, "--until", until, &f.until_ms)))
+        return rc;
+    if (follow_mode && !lines_given)
+        f.limit = FOLLOW_DEFAULT_LINES;
+
+    kj_journal *j = NULL;
+    if ((rc = kj_cli_open(&c, KJ_JOURNAL_READONLY, &j)))
+        return rc;
+    kj_err err = {0};
+    int qrc = 0;
+    /* An unknown session is an error, unless following: it may yet appear. */
+    if (f.session_id && !follow_mode) {
+        qrc = kj_journal_session_get(j, f.session_id, ignore_session, NULL, &err);
+        if (qrc == KJ_ENOENT) {
+            kj_journal_close(j);
+            return kj_cli_fail(&c, KJ_EXIT_NOTFOUND, "no session '%s' in journal '%s'",
+                               f.session_id, c.journal);
+        }
+    }
+    ctx x = {.o = kj_out_new(&c)};
+    /* Following starts after the last event committed now; the first listing
+     * leaves out anything committed later, which following prints. */
+    int64_t last = 0;
+    if (!qrc && follow_mode)
+        qrc = kj_journal_last_seq(j, &last, &err);
+    x.max_seq = last;
+    if (f.limit && !f.reverse) {
+        x.held = kj_rowbuf_new(kj_event_nfields);
+        f.reverse = 1;
+    }
+    kj_out_begin_list(x.o, "events", follow_mode ? NULL : "-- no events --", kj_event_fields,
+                      kj_event_nfields);
+    if (!qrc && !(follow_mode && last == 0))
+        qrc = kj_journal_events(j, &f, on_event, &x, &err);
+    if (x.held)
+        kj_rowbuf_emit_reverse(x.held, x.o);
+    kj_rowbuf_free(x.held);
+    x.held = NULL;
+    if (qrc >= 0 && follow_mode) {
+        x.since = f.since_ms;
+        x.until = f.until_ms;
+        qrc = follow(j, &x, f.session_id, last, &err);
+    }
+    kj_out_end_list(x.o);
+    rc = kj_out_free(x.o);
+    if (qrc < 0)
+        rc = kj_cli_fail_err(&c, &err);
+    kj_journal_close(j);
+    return rc;
+}

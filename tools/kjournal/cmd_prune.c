@@ -1,0 +1,88 @@
+/* cmd_prune.c - kjournal prune: retention, the one journal command that writes. */
+#include <getopt.h>
+#include <stdio.h>
+
+#include "cli.h"
+#include "commands.h"
+
+static const char help[] =
+    "usage: kjournal prune [OPTIONS] --older-than DURATION\n"
+    "\n"
+    "Deletes the sessions closed more than DURATION ago, with their events, and\n"
+    "says what it removed. Open sessions are never pruned. This is the only\n"
+    "journal command that writes: it opens the journal read-write (never creating\n"
+    "it) and deletes in short transactions, so kjournald keeps appending. The\n"
+    "file does not shrink; its free pages are reused (a backup is compacted).\n"
+    "\n"
+    "options:\n"
+    "  --older-than DURATION   30d, 12h, 1w, 1d12h, 90m (units ms, s, m, min, h, d, w)\n";
+
+static const char examples[] = "\nexamples:\n"
+                               "  kjournal prune --older-than 30d\n"
+                               "  kjournal prune --older-than 1w -o json\n";
+
+static const kj_field fields[] = {
+    {"journal", "journal", 0},
+    {"closed_before", "closed before", KJ_F_TIME},
+    {"sessions_removed", "sessions removed", KJ_F_NUM},
+    {"events_removed", "events removed", KJ_F_NUM},
+};
+
+int kj_cmd_prune(int argc, char **argv)
+{
+    static const struct option longopts[] = {
+        {"older-than", required_argument, NULL, 'O'},
+        KJ_CLI_COMMON_LONGOPTS,
+        {NULL, 0, NULL, 0},
+    };
+    kj_cli_common c;
+    kj_cli_common_init(&c, argv);
+    const char *older = NULL;
+    int opt, rc;
+    while ((opt = getopt_long(argc, argv, ":" KJ_CLI_COMMON_SHORTOPTS, longopts, NULL)) != -1) {
+        if (opt == 'O') {
+            older = optarg;
+        } else if (opt == 'h') {
+            fputs(help, stdout);
+            kj_cli_help_common(stdout);
+            fputs(examples, stdout);
+            kj_cli_help_exit_codes(stdout, 0);
+            return KJ_EXIT_OK;
+        } else if ((rc = kj_cli_common_opt(&c, opt, optarg))) {
+            return rc;
+        }
+    }
+    if (optind < argc)
+        return kj_cli_fail(&c, KJ_EXIT_USAGE, "unexpected argument '%s'", argv[optind]);
+    if (!older)
+        return kj_cli_fail(&c, KJ_EXIT_USAGE, "how old? give --older-than DURATION");
+    int64_t age = 0;
+    char msg[128];
+    if (kj_cli_parse_duration(older, &age, msg, sizeof msg))
+        return kj_cli_fail(&c, KJ_EXIT_USAGE, "bad duration '%s' for --older-than: %s", older,
+                           msg);
+    kj_cli_common_done(&c);
+
+    kj_journal *j = NULL;
+    if ((rc = kj_cli_open(&c, KJ_JOURNAL_NOCREATE, &j)))
+        return rc;
+    kj_err err = {0};
+    int64_t cutoff = kj_now_ms() - age, sessions = 0, events = 0;
+    int qrc = kj_journal_prune(j, cutoff, &sessions, &events, &err);
+    kj_journal_close(j);
+    if (qrc < 0) {
+        rc = kj_cli_fail_err(&c, &err);
+        if (sessions)
+            fprintf(stderr, "kjournal prune: %lld sessions (%lld events) were removed before "
+                    "the failure\n", (long long)sessions, (long long)events);
+        return rc;
+    }
+    kj_out *o = kj_out_new(&c);
+    kj_out_begin_object(o, NULL);
+    kj_out_value(o, &fields[0], KJ_S(c.journal));
+    kj_out_value(o, &fields[1], KJ_N(cutoff));
+    kj_out_value(o, &fields[2], KJ_N(sessions));
+    kj_out_value(o, &fields[3], KJ_N(events));
+    kj_out_end_object(o);
+    return kj_out_free(o);
+}

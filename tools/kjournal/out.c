@@ -1,0 +1,649 @@
+/*
+ * out.c - the -o formats of the journal commands: short (aligned, for people),
+ * json, json-pretty and csv (for programs). See cli.h for the model: objects
+ * and lists, streamed, with at most KJ_OUT_ALIGN rows held for alignment.
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+
+#define MAX_DEPTH 8
+
+enum { L_OBJECT = 1, L_LIST };
+
+typedef struct level {
+    int kind;
+    int top;       /* a list at the top: its rows are separate JSON documents */
+    size_t count;  /* items written, for JSON commas */
+    const kj_field *fields;
+    size_t n;
+    const char *name, *empty;
+    size_t rows; /* rows of a list seen so far */
+} level;
+
+/* What short and csv hold back: the values of an object (printed when it
+ * ends or a list begins inside it) and up to KJ_OUT_ALIGN rows of a table. */
+typedef struct held {
+    const kj_field **fields;
+    char **cells;
+    size_t n, cap;
+} held;
+
+struct kj_out {
+    kj_fmt fmt;
+    int utc, color;
+    FILE *f;
+    level st[MAX_DEPTH];
+    int depth;
+    size_t blocks; /* tables and objects printed so far (short, csv) */
+    held obj;      /* short/csv: pending object values */
+    char **cells;  /* short: pending table rows, row-major */
+    size_t rows, rows_cap;
+    size_t *width; /* short: column widths of the current table, only grow */
+    int header_done;
+    int closed, failed;
+};
+
+/* --- writing ---------------------------------------------------------------- */
+
+static void check_stream(kj_out *o)
+{
+    if (!o->closed && ferror(o->f)) {
+        if (errno == EPIPE)
+            o->closed = 1;
+        else
+            o->failed = 1;
+    }
+}
+
+static void put(kj_out *o, const char *s)
+{
+    if (!o->closed)
+        fputs(s, o->f);
+}
+
+static void putf(kj_out *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void putf(kj_out *o, const char *fmt, ...)
+{
+    if (o->closed)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vfprintf(o->f, fmt, ap);
+    va_end(ap);
+}
+
+static void put_json_string(kj_out *o, const char *s)
+{
+    if (o->closed)
+        return;
+    FILE *f = o->f;
+    putc('"', f);
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        switch (*p) {
+        case '"':
+            fputs("\\\"", f);
+            break;
+        case '\\':
+            fputs("\\\\", f);
+            break;
+        case '\n':
+            fputs("\\n", f);
+            break;
+        case '\r':
+            fputs("\\r", f);
+            break;
+        case '\t':
+            fputs("\\t", f);
+            break;
+        default:
+            if (*p < 0x20)
+                fprintf(f, "\\u%04x", *p);
+            else
+                putc(*p, f);
+        }
+    }
+    putc('"', f);
+}
+
+static void put_csv_cell(kj_out *o, const char *s)
+{
+    if (!strpbrk(s, ",\"\r\n")) {
+        put(o, s);
+        return;
+    }
+    put(o, "\"");
+    for (const char *p = s; *p; p++) {
+        if (*p == '"')
+            put(o, "\"\"");
+        else
+            putf(o, "%c", *p);
+    }
+    put(o, "\"");
+}
+
+/* The text of v in short ("-" for none) or csv ("" for none). */
+static char *cell_text(const kj_out *o, const kj_field *f, kj_val v)
+{
+    char buf[64];
+    const char *none = o->fmt == KJ_FMT_SHORT ? "-" : "";
+    if (f->flags & KJ_F_TIME) {
+        if (!v.n)
+            return strdup(none);
+        return strdup(kj_format_time(v.n, o->utc, buf, sizeof buf));
+    }
+    if (f->flags & KJ_F_BOOL) {
+        if (o->fmt == KJ_FMT_SHORT)
+            return strdup(v.n ? "yes" : "no");
+        return strdup(v.n ? "true" : "false");
+    }
+    if ((f->flags & KJ_F_BYTES) && o->fmt == KJ_FMT_SHORT) {
+        static const char *const units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+        double x = (double)v.n;
+        size_t u = 0;
+        while (x >= 1024 && u < 4) {
+            x /= 1024;
+            u++;
+        }
+        if (u)
+            snprintf(buf, sizeof buf, "%.1f %s", x, units[u]);
+        else
+            snprintf(buf, sizeof buf, "%lld B", (long long)v.n);
+        return strdup(buf);
+    }
+    if (f->flags & (KJ_F_NUM | KJ_F_BYTES)) {
+        snprintf(buf, sizeof buf, "%lld", (long long)v.n);
+        return strdup(buf);
+    }
+    return strdup(v.s && *v.s ? v.s : none);
+}
+
+static const char *color_of(const char *value)
+{
+    static const struct {
+        const char *value, *color;
+    } colors[] = {
+        {"open", "\033[32m"},      {"session_open", "\033[32m"}, {"ok", "\033[32m"},
+        {"converged", "\033[32m"}, {"running", "\033[33m"},      {"planned", "\033[33m"},
+        {"conflict", "\033[33m"},  {"failed", "\033[31m"},       {"problem", "\033[31m"},
+    };
+    for (size_t i = 0; i < sizeof colors / sizeof colors[0]; i++)
+        if (!strcmp(value, colors[i].value))
+            return colors[i].color;
+    return NULL;
+}
+
+static void put_colored(kj_out *o, const kj_field *f, const char *text)
+{
+    const char *c = o->color && (f->flags & KJ_F_STATE) ? color_of(text) : NULL;
+    if (c)
+        putf(o, "%s%s\033[0m", c, text);
+    else
+        put(o, text);
+}
+
+static void put_padded(kj_out *o, const kj_field *f, const char *text, size_t width, int last)
+{
+    size_t len = strlen(text);
+    size_t pad = width > len ? width - len : 0;
+    if (f->flags & KJ_F_NUM)
+        putf(o, "%*s", (int)pad, "");
+    put_colored(o, f, text);
+    if (!(f->flags & KJ_F_NUM) && !last)
+        putf(o, "%*s", (int)pad, "");
+}
+
+/* --- JSON ------------------------------------------------------------------- */
+
+static int pretty(const kj_out *o)
+{
+    return o->fmt == KJ_FMT_JSON_PRETTY;
+}
+
+/* Indents for the levels below depth; a top-level list adds none (its rows
+ * are documents of their own). */
+static void indent(kj_out *o, int depth)
+{
+    if (!pretty(o))
+        return;
+    int n = 0;
+    for (int i = 0; i < depth; i++)
+        n += !o->st[i].top;
+    putf(o, "\n%*s", n * 2, "");
+}
+
+/* Before an item inside the current level: a comma and, pretty, a new line. */
+static void json_sep(kj_out *o)
+{
+    if (!o->depth)
+        return;
+    level *l = &o->st[o->depth - 1];
+    if (l->top)
+        return;
+    if (l->count++)
+        put(o, ",");
+    if (pretty(o))
+        indent(o, o->depth);
+    else if (l->count > 1)
+        put(o, " ");
+}
+
+static void json_key(kj_out *o, const char *key)
+{
+    put_json_string(o, key);
+    put(o, ": ");
+}
+
+static void json_value(kj_out *o, const kj_field *f, kj_val v)
+{
+    char buf[64];
+    if (f->flags & KJ_F_TIME) {
+        if (v.n)
+            put_json_string(o, kj_format_time(v.n, o->utc, buf, sizeof buf));
+        else
+            put(o, "null");
+    } else if (f->flags & KJ_F_BOOL) {
+        put(o, v.n ? "true" : "false");
+    } else if (f->flags & (KJ_F_NUM | KJ_F_BYTES)) {
+        putf(o, "%lld", (long long)v.n);
+    } else if (v.s) {
+        put_json_string(o, v.s);
+    } else {
+        put(o, "null");
+    }
+}
+
+/* --- short and csv: held objects and tables --------------------------------- */
+
+static void separate_block(kj_out *o)
+{
+    if (o->blocks++)
+        put(o, "\n");
+}
+
+static void held_add(held *h, const kj_field *f, char *cell)
+{
+    if (h->n == h->cap) {
+        size_t cap = h->cap ? h->cap * 2 : 16;
+        const kj_field **fs = realloc(h->fields, cap * sizeof *fs);
+        char **cs = fs ? realloc(h->cells, cap * sizeof *cs) : NULL;
+        if (fs)
+            h->fields = fs;
+        if (!cs) {
+            free(cell);
+            return;
+        }
+        h->cells = cs;
+        h->cap = cap;
+    }
+    h->fields[h->n] = f;
+    h->cells[h->n++] = cell;
+}
+
+/* Prints the object values held so far (short: "title  value" lines; csv:
+ * a header and a row). */
+static void flush_object(kj_out *o)
+{
+    held *h = &o->obj;
+    if (!h->n)
+        return;
+    separate_block(o);
+    if (o->fmt == KJ_FMT_SHORT) {
+        size_t w = 0;
+        for (size_t i = 0; i < h->n; i++)
+            if (strlen(h->fields[i]->title) > w)
+                w = strlen(h->fields[i]->title);
+        for (size_t i = 0; i < h->n; i++) {
+            putf(o, "%-*s  ", (int)w, h->fields[i]->title);
+            put_colored(o, h->fields[i], h->cells[i]);
+            put(o, "\n");
+        }
+    } else {
+        for (size_t i = 0; i < h->n; i++) {
+            put(o, i ? "," : "");
+            put_csv_cell(o, h->fields[i]->key);
+        }
+        put(o, "\n");
+        for (size_t i = 0; i < h->n; i++) {
+            put(o, i ? "," : "");
+            put_csv_cell(o, h->cells[i]);
+        }
+        put(o, "\n");
+    }
+    for (size_t i = 0; i < h->n; i++)
+        free(h->cells[i]);
+    h->n = 0;
+}
+
+static int shown(const kj_out *o, const kj_field *f)
+{
+    if (o->fmt == KJ_FMT_SHORT)
+        return !(f->flags & KJ_F_NOSHORT);
+    return !(f->flags & KJ_F_SHORT);
+}
+
+/* Prints the rows short holds, with the header before the first ones. */
+static void flush_table(kj_out *o)
+{
+    level *l = &o->st[o->depth - 1];
+    if (!o->rows)
+        return;
+    size_t last = 0;
+    for (size_t i = 0; i < l->n; i++)
+        if (shown(o, &l->fields[i]))
+            last = i;
+    for (size_t r = 0; r < o->rows; r++)
+        for (size_t i = 0; i < l->n; i++) {
+            size_t len = strlen(o->cells[r * l->n + i]);
+            if (len > o->width[i])
+                o->width[i] = len;
+        }
+    if (!o->header_done) {
+        o->header_done = 1;
+        if (o->color)
+            put(o, "\033[1m");
+        for (size_t i = 0; i < l->n; i++) {
+            if (!shown(o, &l->fields[i]))
+                continue;
+            kj_field plain = {l->fields[i].key, l->fields[i].title, l->fields[i].flags & KJ_F_NUM};
+            put_padded(o, &plain, l->fields[i].title, o->width[i], i == last);
+            if (i != last)
+                put(o, "  ");
+        }
+        put(o, o->color ? "\033[0m\n" : "\n");
+    }
+    for (size_t r = 0; r < o->rows; r++) {
+        for (size_t i = 0; i < l->n; i++) {
+            char *cell = o->cells[r * l->n + i];
+            if (shown(o, &l->fields[i])) {
+                put_padded(o, &l->fields[i], cell, o->width[i], i == last);
+                if (i != last)
+                    put(o, "  ");
+            }
+            free(cell);
+        }
+        put(o, "\n");
+    }
+    o->rows = 0;
+}
+
+/* --- the API ---------------------------------------------------------------- */
+
+kj_out *kj_out_new(const kj_cli_common *c)
+{
+    kj_out *o = calloc(1, sizeof *o);
+    if (!o) {
+        fprintf(stderr, "kjournal %s: out of memory\n", c->cmd);
+        exit(KJ_EXIT_FAILURE);
+    }
+    o->fmt = c->fmt;
+    o->utc = c->utc;
+    o->color = c->color && c->fmt == KJ_FMT_SHORT;
+    o->f = stdout;
+    /* A reader that goes away (| head) ends the output, quietly. */
+    signal(SIGPIPE, SIG_IGN);
+    return o;
+}
+
+int kj_out_free(kj_out *o)
+{
+    if (!o)
+        return KJ_EXIT_OK;
+    kj_out_flush(o);
+    if (!o->closed && fflush(o->f) != 0)
+        check_stream(o);
+    check_stream(o);
+    int rc = o->failed ? KJ_EXIT_FAILURE : KJ_EXIT_OK;
+    if (o->failed)
+        fprintf(stderr, "kjournal: cannot write the output: %s\n", strerror(errno));
+    for (size_t i = 0; i < o->obj.n; i++)
+        free(o->obj.cells[i]);
+    free(o->obj.cells);
+    free(o->obj.fields);
+    free(o->cells);
+    free(o->width);
+    free(o);
+    return rc;
+}
+
+int kj_out_closed(const kj_out *o)
+{
+    return o->closed || o->failed;
+}
+
+void kj_out_flush(kj_out *o)
+{
+    if (o->fmt == KJ_FMT_SHORT && o->depth && o->st[o->depth - 1].kind == L_LIST)
+        flush_table(o);
+    if (!o->closed && fflush(o->f) != 0)
+        check_stream(o);
+}
+
+static level *push(kj_out *o, int kind)
+{
+    if (o->depth == MAX_DEPTH) {
+        fprintf(stderr, "kjournal: output nested too deep\n");
+        abort();
+    }
+    level *l = &o->st[o->depth++];
+    memset(l, 0, sizeof *l);
+    l->kind = kind;
+    return l;
+}
+
+void kj_out_begin_object(kj_out *o, const char *name)
+{
+    if (o->fmt == KJ_FMT_JSON || o->fmt == KJ_FMT_JSON_PRETTY) {
+        json_sep(o);
+        if (name && o->depth && o->st[o->depth - 1].kind == L_OBJECT)
+            json_key(o, name);
+        put(o, "{");
+    } else {
+        flush_object(o);
+    }
+    level *l = push(o, L_OBJECT);
+    l->name = name;
+}
+
+void kj_out_value(kj_out *o, const kj_field *f, kj_val v)
+{
+    if (!shown(o, f))
+        return;
+    if (o->fmt == KJ_FMT_JSON || o->fmt == KJ_FMT_JSON_PRETTY) {
+        json_sep(o);
+        json_key(o, f->key);
+        json_value(o, f, v);
+        return;
+    }
+    held_add(&o->obj, f, cell_text(o, f, v));
+}
+
+void kj_out_end_object(kj_out *o)
+{
+    level *l = &o->st[--o->depth];
+    if (o->fmt == KJ_FMT_JSON || o->fmt == KJ_FMT_JSON_PRETTY) {
+        if (l->count)
+            indent(o, o->depth);
+        put(o, "}");
+        if (!o->depth || o->st[o->depth - 1].top)
+            put(o, "\n");
+        check_stream(o);
+        return;
+    }
+    flush_object(o);
+    check_stream(o);
+}
+
+void kj_out_begin_list(kj_out *o, const char *name, const char *empty, const kj_field *fields,
+                       size_t n)
+{
+    int json = o->fmt == KJ_FMT_JSON || o->fmt == KJ_FMT_JSON_PRETTY;
+    int top = o->depth == 0;
+    if (json && !top) {
+        json_sep(o);
+        json_key(o, name);
+        put(o, "[");
+    }
+    if (!json) {
+        flush_object(o);
+        separate_block(o);
+        if (o->fmt == KJ_FMT_SHORT && !top && name) {
+            for (const char *p = name; *p; p++)
+                putf(o, "%c", *p == '_' ? ' ' : *p);
+            put(o, ":\n");
+        }
+    }
+    level *l = push(o, L_LIST);
+    l->top = top;
+    l->fields = fields;
+    l->n = n;
+    l->name = name;
+    l->empty = empty;
+    if (o->fmt == KJ_FMT_CSV) {
+        int first = 1;
+        for (size_t i = 0; i < n; i++) {
+            if (!shown(o, &fields[i]))
+                continue;
+            put(o, first ? "" : ",");
+            put_csv_cell(o, fields[i].key);
+            first = 0;
+        }
+        put(o, "\n");
+    }
+    if (o->fmt == KJ_FMT_SHORT) {
+        free(o->width);
+        free(o->cells);
+        o->cells = NULL;
+        o->rows_cap = 0;
+        o->width = calloc(n ? n : 1, sizeof *o->width);
+        for (size_t i = 0; o->width && i < n; i++)
+            o->width[i] = strlen(fields[i].title);
+        o->rows = 0;
+        o->header_done = 0;
+        if (!o->width) {
+            fprintf(stderr, "kjournal: out of memory\n");
+            exit(KJ_EXIT_FAILURE);
+        }
+    }
+}
+
+void kj_out_row(kj_out *o, const kj_val *vals)
+{
+    level *l = &o->st[o->depth - 1];
+    l->rows++;
+    if (o->fmt == KJ_FMT_JSON || o->fmt == KJ_FMT_JSON_PRETTY) {
+        kj_out_begin_object(o, NULL);
+        for (size_t i = 0; i < l->n; i++)
+            kj_out_value(o, &l->fields[i], vals[i]);
+        kj_out_end_object(o);
+        return;
+    }
+    if (o->fmt == KJ_FMT_CSV) {
+        int first = 1;
+        for (size_t i = 0; i < l->n; i++) {
+            if (!shown(o, &l->fields[i]))
+                continue;
+            char *cell = cell_text(o, &l->fields[i], vals[i]);
+            put(o, first ? "" : ",");
+            put_csv_cell(o, cell ? cell : "");
+            free(cell);
+            first = 0;
+        }
+        put(o, "\n");
+        check_stream(o);
+        return;
+    }
+    if (o->rows == o->rows_cap) {
+        size_t cap = o->rows_cap ? o->rows_cap * 2 : 16;
+        char **cells = realloc(o->cells, cap * l->n * sizeof *cells);
+        if (!cells) {
+            fprintf(stderr, "kjournal: out of memory\n");
+            exit(KJ_EXIT_FAILURE);
+        }
+        o->cells = cells;
+        o->rows_cap = cap;
+    }
+    for (size_t i = 0; i < l->n; i++) {
+        char *cell = cell_text(o, &l->fields[i], vals[i]);
+        o->cells[o->rows * l->n + i] = cell ? cell : strdup("");
+    }
+    if (++o->rows >= KJ_OUT_ALIGN)
+        flush_table(o);
+    check_stream(o);
+}
+
+void kj_out_end_list(kj_out *o)
+{
+    level *l = &o->st[o->depth - 1];
+    int json = o->fmt == KJ_FMT_JSON || o->fmt == KJ_FMT_JSON_PRETTY;
+    if (o->fmt == KJ_FMT_SHORT) {
+        flush_table(o);
+        if (!l->rows && l->empty)
+            putf(o, "%s\n", l->empty);
+    }
+    o->depth--;
+    if (json && !l->top) {
+        if (l->count)
+            indent(o, o->depth);
+        put(o, "]");
+    }
+    check_stream(o);
+}
+
+/* --- rows held back --------------------------------------------------------- */
+
+struct kj_rowbuf {
+    size_t nfields, rows, cap;
+    kj_val *vals; /* row-major; strings owned */
+};
+
+kj_rowbuf *kj_rowbuf_new(size_t nfields)
+{
+    kj_rowbuf *b = calloc(1, sizeof *b);
+    if (!b) {
+        fprintf(stderr, "kjournal: out of memory\n");
+        exit(KJ_EXIT_FAILURE);
+    }
+    b->nfields = nfields;
+    return b;
+}
+
+void kj_rowbuf_push(kj_rowbuf *b, const kj_val *vals)
+{
+    if (b->rows == b->cap) {
+        size_t cap = b->cap ? b->cap * 2 : 64;
+        kj_val *v = realloc(b->vals, cap * b->nfields * sizeof *v);
+        if (!v) {
+            fprintf(stderr, "kjournal: out of memory\n");
+            exit(KJ_EXIT_FAILURE);
+        }
+        b->vals = v;
+        b->cap = cap;
+    }
+    kj_val *row = &b->vals[b->rows++ * b->nfields];
+    for (size_t i = 0; i < b->nfields; i++) {
+        row[i].n = vals[i].n;
+        row[i].s = vals[i].s ? strdup(vals[i].s) : NULL;
+    }
+}
+
+void kj_rowbuf_emit_reverse(kj_rowbuf *b, kj_out *o)
+{
+    for (size_t r = b->rows; r-- > 0 && !kj_out_closed(o);)
+        kj_out_row(o, &b->vals[r * b->nfields]);
+}
+
+void kj_rowbuf_free(kj_rowbuf *b)
+{
+    if (!b)
+        return;
+    for (size_t i = 0; i < b->rows * b->nfields; i++)
+        free((char *)b->vals[i].s);
+    free(b->vals);
+    free(b);
+}
