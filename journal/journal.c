@@ -23,7 +23,14 @@ extern const size_t kj_schema_migration_count;
 #define KJ_BUSY_TIMEOUT_MS 10000
 #define KJ_CACHE_KIB "-65536" /* 64 MiB of page cache per writer */
 
-/* Statements append() runs for every event, prepared once per handle. */
+/* Ids of the sessions whose engine has tag TAG or application id APP, each
+ * branch written so that it uses its index (see sessions_by_engine_tag). */
+#define ENGINE_MATCH(TAG, APP)                                                                     \
+    "SELECT id FROM sessions WHERE session_id = " TAG " AND engine_tag = " TAG                     \
+    " UNION SELECT id FROM sessions WHERE engine_tag = " TAG " AND engine_tag IS NOT NULL"         \
+    " AND engine_tag <> session_id UNION SELECT id FROM sessions WHERE engine_id = " APP
+
+/* Statements run for every event or pod, prepared once per handle. */
 enum {
     ST_FIND_EVENT,
     ST_FIND_SESSION,
@@ -31,6 +38,8 @@ enum {
     ST_UPDATE_SESSION,
     ST_INSERT_EVENT,
     ST_ADD_COUNT,
+    ST_POD_SESSIONS,
+    ST_RECORD_ACTION,
     ST_COUNT_
 };
 
@@ -56,6 +65,13 @@ static const char *const append_sql[ST_COUNT_] = {
     [ST_INSERT_EVENT] =
         "INSERT INTO events (event_id, session, type, time_ms, recorded_ms, instance, user,"
         " engine_id, engine_tag, engine_namespace, reason, payload)"
+        " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+    [ST_POD_SESSIONS] = "SELECT coalesce(sum(state = 1), 0), coalesce(sum(state = 2), 0),"
+                        " coalesce(max(closed_ms), 0) FROM sessions WHERE id IN ("
+                        ENGINE_MATCH("?1", "?2") ")",
+    [ST_RECORD_ACTION] =
+        "INSERT INTO reconcile_actions (run, time_ms, namespace, pod, uid, engine_tag,"
+        " engine_id, action, reason, result, http_code, message)"
         " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
     [ST_ADD_COUNT] = "INSERT INTO counts (dim, key, open, closed) VALUES (?1, ?2, ?3, ?4)"
                      " ON CONFLICT (dim, key) DO UPDATE SET open = open + ?3,"
@@ -226,7 +242,7 @@ static int migrate(kj_journal *j, kj_err *err)
     return 0;
 }
 
-static int prepare_append(kj_journal *j, kj_err *err)
+static int prepare_statements(kj_journal *j, kj_err *err)
 {
     for (int i = 0; i < ST_COUNT_; i++) {
         int rc = sqlite3_prepare_v3(j->db, append_sql[i], -1, SQLITE_PREPARE_PERSISTENT, &j->st[i],
@@ -298,7 +314,8 @@ int kj_journal_open(const char *path, unsigned flags, kj_journal **out, kj_err *
                             path, (long long)version, kj_journal_schema_version());
             goto out;
         }
-        rc = exec(j, "PRAGMA query_only = ON", err);
+        if (!(rc = exec(j, "PRAGMA query_only = ON", err)))
+            rc = prepare_statements(j, err);
         goto out;
     }
     /* journal_mode=WAL persists in the file; synchronous=FULL makes a commit
@@ -310,7 +327,7 @@ int kj_journal_open(const char *path, unsigned flags, kj_journal **out, kj_err *
                    "PRAGMA wal_autocheckpoint = 4000",
                    err)))
         goto out;
-    if ((rc = migrate(j, err)) || (rc = prepare_append(j, err)))
+    if ((rc = migrate(j, err)) || (rc = prepare_statements(j, err)))
         goto out;
 out:
     if (rc) {
@@ -572,34 +589,90 @@ static const char *col_text(sqlite3_stmt *st, int i)
     return (const char *)sqlite3_column_text(st, i);
 }
 
+/*
+ * A page of rows copied out of its statement, which is finalized before any
+ * callback runs: the read transaction ends with the page, so a consumer that
+ * blocks in its callback (a full pipe, a pager waiting for a key) never holds
+ * a snapshot and never starves WAL checkpoints.
+ */
+typedef struct page {
+    sqlite3_value **v; /* rows x cols */
+    int rows, cols, cap;
+} page;
+
+static void page_free(page *p)
+{
+    for (int i = 0; i < p->rows * p->cols; i++)
+        sqlite3_value_free(p->v[i]);
+    sqlite3_free(p->v);
+    memset(p, 0, sizeof *p);
+}
+
+/* Runs st to completion into p and finalizes it. Returns 0 or a negative code
+ * (p is then empty). */
+static int page_fill(kj_journal *j, sqlite3_stmt *st, page *p, const char *what, kj_err *err)
+{
+    int src;
+    memset(p, 0, sizeof *p);
+    p->cols = sqlite3_column_count(st);
+    while ((src = sqlite3_step(st)) == SQLITE_ROW) {
+        if (p->rows == p->cap) {
+            int cap = p->cap ? p->cap * 2 : KJ_JOURNAL_PAGE;
+            sqlite3_value **v = sqlite3_realloc64(p->v, (sqlite3_uint64)cap * p->cols * sizeof *v);
+            if (!v) {
+                src = SQLITE_NOMEM;
+                break;
+            }
+            p->v = v;
+            p->cap = cap;
+        }
+        for (int i = 0; i < p->cols; i++)
+            p->v[p->rows * p->cols + i] = sqlite3_value_dup(sqlite3_column_value(st, i));
+        p->rows++;
+    }
+    int rc = src == SQLITE_DONE ? 0 : db_err(j, src, err, what);
+    sqlite3_finalize(st);
+    if (rc)
+        page_free(p);
+    return rc;
+}
+
+static sqlite3_value **page_row(const page *p, int row)
+{
+    return &p->v[row * p->cols];
+}
+
+static const char *v_text(sqlite3_value **v, int i)
+{
+    return (const char *)sqlite3_value_text(v[i]);
+}
+
+static int64_t v_int(sqlite3_value **v, int i)
+{
+    return sqlite3_value_int64(v[i]);
+}
+
 /* --- sessions --- */
 
 #define SESSION_COLUMNS                                                                            \
     "session_id, state, instance, user, engine_id, engine_tag, engine_namespace, created_ms,"      \
     " updated_ms, closed_ms, close_reason, event_count, id"
 
-static void row_session(sqlite3_stmt *st, kj_session *s)
+static void row_session(sqlite3_value **v, kj_session *s)
 {
-    s->session_id = col_text(st, 0);
-    s->state = (kj_session_state)sqlite3_column_int(st, 1);
-    s->instance = col_text(st, 2);
-    s->user = col_text(st, 3);
-    s->engine_id = col_text(st, 4);
-    s->engine_tag = col_text(st, 5);
-    s->engine_namespace = col_text(st, 6);
-    s->created_ms = sqlite3_column_int64(st, 7);
-    s->updated_ms = sqlite3_column_int64(st, 8);
-    s->closed_ms = sqlite3_column_int64(st, 9);
-    s->close_reason = col_text(st, 10);
-    s->event_count = sqlite3_column_int64(st, 11);
+    s->session_id = v_text(v, 0);
+    s->state = (kj_session_state)(int)v_int(v, 1);
+    s->instance = v_text(v, 2);
+    s->user = v_text(v, 3);
+    s->engine_id = v_text(v, 4);
+    s->engine_tag = v_text(v, 5);
+    s->engine_namespace = v_text(v, 6);
+    s->created_ms = v_int(v, 7);
+    s->updated_ms = v_int(v, 8);
+    s->closed_ms = v_int(v, 9);
+    s->close_reason = v_text(v, 10);
+    s->event_count = v_int(v, 11);
 }
-
-/* Ids of the sessions whose engine has tag TAG or application id APP, each
- * branch written so that it uses its index (see sessions_by_engine_tag). */
-#define ENGINE_MATCH(TAG, APP)                                                                     \
-    "SELECT id FROM sessions WHERE session_id = " TAG " AND engine_tag = " TAG                     \
-    " UNION SELECT id FROM sessions WHERE engine_tag = " TAG " AND engine_tag IS NOT NULL"         \
-    " AND engine_tag <> session_id UNION SELECT id FROM sessions WHERE engine_id = " APP
 
 /* Binds the values every session query shares (?1..?6). */
 static void bind_session_filter(sqlite3_stmt *st, const kj_session_filter *f)
@@ -648,20 +721,19 @@ int kj_journal_sessions(kj_journal *j, const kj_session_filter *f, kj_session_cb
             sqlite3_bind_int64(st, 7, last_t);
             sqlite3_bind_int64(st, 8, last_id);
         }
-        int rows = 0;
-        while ((src = sqlite3_step(st)) == SQLITE_ROW) {
+        page pg;
+        if ((rc = page_fill(j, st, &pg, "sessions", err)))
+            return rc;
+        for (int i = 0; i < pg.rows && !rc; i++) {
             kj_session s;
-            row_session(st, &s);
+            row_session(page_row(&pg, i), &s);
             last_t = s.created_ms;
-            last_id = sqlite3_column_int64(st, 12);
-            rows++;
+            last_id = v_int(page_row(&pg, i), 12);
             left--;
-            if ((rc = cb(&s, ud)))
-                break;
+            rc = cb(&s, ud);
         }
-        if (src != SQLITE_ROW && src != SQLITE_DONE)
-            rc = db_err(j, src, err, "sessions");
-        sqlite3_finalize(st);
+        int rows = pg.rows;
+        page_free(&pg);
         if (rc || rows < KJ_JOURNAL_PAGE)
             break;
         first = 0;
@@ -682,16 +754,16 @@ static int sessions_where(kj_journal *j, const char *cond, const char *a, const 
         return db_err(j, src, err, "sessions");
     bind_text(st, 1, a);
     bind_text(st, 2, b);
-    while ((src = sqlite3_step(st)) == SQLITE_ROW) {
+    page pg;
+    if ((rc = page_fill(j, st, &pg, "sessions", err)))
+        return rc;
+    for (int i = 0; i < pg.rows && !rc; i++) {
         kj_session s;
-        row_session(st, &s);
+        row_session(page_row(&pg, i), &s);
         ++*found;
-        if ((rc = cb(&s, ud)))
-            break;
+        rc = cb(&s, ud);
     }
-    if (!rc && src != SQLITE_DONE)
-        rc = db_err(j, src, err, "sessions");
-    sqlite3_finalize(st);
+    page_free(&pg);
     return rc;
 }
 
@@ -721,22 +793,22 @@ int kj_journal_sessions_of_pod(kj_journal *j, const char *tag, const char *app_i
     "e.seq, e.recorded_ms, e.event_id, e.type, s.session_id, e.instance, e.user, e.engine_id,"     \
     " e.engine_tag, e.engine_namespace, e.time_ms, e.reason, e.payload"
 
-static void row_event(sqlite3_stmt *st, kj_event_row *r)
+static void row_event(sqlite3_value **v, kj_event_row *r)
 {
     memset(r, 0, sizeof *r);
-    r->seq = sqlite3_column_int64(st, 0);
-    r->recorded_ms = sqlite3_column_int64(st, 1);
-    r->event.event_id = col_text(st, 2);
-    r->event.type = (kj_event_type)sqlite3_column_int(st, 3);
-    r->event.session_id = col_text(st, 4);
-    r->event.instance = col_text(st, 5);
-    r->event.user = col_text(st, 6);
-    r->event.engine_id = col_text(st, 7);
-    r->event.engine_tag = col_text(st, 8);
-    r->event.engine_namespace = col_text(st, 9);
-    r->event.time_ms = sqlite3_column_int64(st, 10);
-    r->event.reason = col_text(st, 11);
-    r->event.payload = col_text(st, 12);
+    r->seq = v_int(v, 0);
+    r->recorded_ms = v_int(v, 1);
+    r->event.event_id = v_text(v, 2);
+    r->event.type = (kj_event_type)(int)v_int(v, 3);
+    r->event.session_id = v_text(v, 4);
+    r->event.instance = v_text(v, 5);
+    r->event.user = v_text(v, 6);
+    r->event.engine_id = v_text(v, 7);
+    r->event.engine_tag = v_text(v, 8);
+    r->event.engine_namespace = v_text(v, 9);
+    r->event.time_ms = v_int(v, 10);
+    r->event.reason = v_text(v, 11);
+    r->event.payload = v_text(v, 12);
 }
 
 /*
@@ -777,22 +849,21 @@ static int events_paged(kj_journal *j, const kj_event_filter *f, int by_seq, int
         bind_text(st, 3, f->session_id);
         sqlite3_bind_int64(st, 4, last_s);
         sqlite3_bind_int64(st, 5, last_t);
-        int rows = 0;
-        while ((src = sqlite3_step(st)) == SQLITE_ROW) {
+        page pg;
+        if ((rc = page_fill(j, st, &pg, "events", err)))
+            return rc;
+        for (int i = 0; i < pg.rows && !rc; i++) {
             kj_event_row r;
-            row_event(st, &r);
+            row_event(page_row(&pg, i), &r);
             last_t = r.event.time_ms;
             last_s = r.seq;
             if (last_seq)
                 *last_seq = r.seq;
-            rows++;
             left--;
-            if ((rc = cb(&r, ud)))
-                break;
+            rc = cb(&r, ud);
         }
-        if (src != SQLITE_ROW && src != SQLITE_DONE)
-            rc = db_err(j, src, err, "events");
-        sqlite3_finalize(st);
+        int rows = pg.rows;
+        page_free(&pg);
         if (rc || rows < KJ_JOURNAL_PAGE)
             break;
         first = 0;
@@ -1153,49 +1224,83 @@ int kj_journal_run_end(kj_journal *j, int64_t run_id, const char *status, int64_
     return rc == SQLITE_OK ? 0 : db_err(j, rc, err, "record run");
 }
 
+static int record_action(kj_journal *j, const kj_action *a)
+{
+    sqlite3_stmt *st = j->st[ST_RECORD_ACTION];
+    sqlite3_bind_int64(st, 1, a->run_id);
+    sqlite3_bind_int64(st, 2, a->time_ms ? a->time_ms : kj_now_ms());
+    bind_text(st, 3, a->namespace_);
+    bind_text(st, 4, a->pod);
+    bind_text(st, 5, a->uid);
+    bind_text(st, 6, a->engine_tag);
+    bind_text(st, 7, a->engine_id);
+    bind_text(st, 8, a->action);
+    bind_text(st, 9, a->reason);
+    bind_text(st, 10, a->result ? a->result : "ok");
+    sqlite3_bind_int(st, 11, a->http_code);
+    bind_text(st, 12, a->message);
+    return step_done(st);
+}
+
+int kj_journal_action_record_batch(kj_journal *j, const kj_action *a, size_t n, kj_err *err)
+{
+    if (j->readonly)
+        return kj_err_set(err, KJ_EREADONLY, "journal '%s': opened read-only", j->path);
+    int rc = sqlite3_exec(j->db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
+    for (size_t i = 0; i < n && rc == SQLITE_OK; i++)
+        rc = record_action(j, &a[i]);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_exec(j->db, "COMMIT", NULL, NULL, NULL);
+    if (rc != SQLITE_OK) {
+        int code = db_err(j, rc, err, "record action");
+        sqlite3_exec(j->db, "ROLLBACK", NULL, NULL, NULL);
+        return code;
+    }
+    return 0;
+}
+
 int kj_journal_action_record(kj_journal *j, const kj_action *a, kj_err *err)
 {
-    sqlite3_stmt *st = NULL;
-    int rc = sqlite3_prepare_v2(j->db,
-                                "INSERT INTO reconcile_actions (run, time_ms, namespace, pod, uid,"
-                                " engine_tag, engine_id, action, reason, result, http_code,"
-                                " message) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11,"
-                                " ?12)",
-                                -1, &st, NULL);
-    if (rc == SQLITE_OK) {
-        sqlite3_bind_int64(st, 1, a->run_id);
-        sqlite3_bind_int64(st, 2, a->time_ms ? a->time_ms : kj_now_ms());
-        bind_text(st, 3, a->namespace_);
-        bind_text(st, 4, a->pod);
-        bind_text(st, 5, a->uid);
-        bind_text(st, 6, a->engine_tag);
-        bind_text(st, 7, a->engine_id);
-        bind_text(st, 8, a->action);
-        bind_text(st, 9, a->reason);
-        bind_text(st, 10, a->result ? a->result : "ok");
-        sqlite3_bind_int(st, 11, a->http_code);
-        bind_text(st, 12, a->message);
-        rc = step_done(st);
+    return kj_journal_action_record_batch(j, a, 1, err);
+}
+
+int kj_journal_pod_sessions(kj_journal *j, const char *tag, const char *app_id, int64_t *open,
+                            int64_t *closed, int64_t *last_closed_ms, kj_err *err)
+{
+    *open = *closed = *last_closed_ms = 0;
+    if (!(tag && *tag) && !(app_id && *app_id))
+        return 0;
+    sqlite3_stmt *st = j->st[ST_POD_SESSIONS];
+    bind_text(st, 1, tag);
+    bind_text(st, 2, app_id);
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        *open = sqlite3_column_int64(st, 0);
+        *closed = sqlite3_column_int64(st, 1);
+        *last_closed_ms = sqlite3_column_int64(st, 2);
+        rc = SQLITE_OK;
     }
-    sqlite3_finalize(st);
-    return rc == SQLITE_OK ? 0 : db_err(j, rc, err, "record action");
+    sqlite3_reset(st);
+    return rc == SQLITE_OK ? 0 : db_err(j, rc, err, "sessions of pod");
 }
 
 #define RUN_COLUMNS                                                                                \
-    "id, started_ms, finished_ms, trigger, dry_run, status, pods_seen, actions_ok,"                \
+    "id, started_ms, finished_ms, trigger, dry_run, status, pods_seen, actions_ok,"               \
     " actions_failed"
 
-static void row_run(sqlite3_stmt *st, kj_run *r)
+static void row_run(sqlite3_value **v, kj_run *r)
 {
-    r->id = sqlite3_column_int64(st, 0);
-    r->started_ms = sqlite3_column_int64(st, 1);
-    r->finished_ms = sqlite3_column_int64(st, 2);
-    r->trigger = col_text(st, 3);
-    r->dry_run = sqlite3_column_int(st, 4);
-    r->status = col_text(st, 5);
-    r->pods_seen = sqlite3_column_int64(st, 6);
-    r->actions_ok = sqlite3_column_int64(st, 7);
-    r->actions_failed = sqlite3_column_int64(st, 8);
+    *r = (kj_run){
+        .id = v_int(v, 0),
+        .started_ms = v_int(v, 1),
+        .finished_ms = v_int(v, 2),
+        .trigger = v_text(v, 3),
+        .dry_run = (int)v_int(v, 4),
+        .status = v_text(v, 5),
+        .pods_seen = v_int(v, 6),
+        .actions_ok = v_int(v, 7),
+        .actions_failed = v_int(v, 8),
+    };
 }
 
 int kj_journal_runs_list(kj_journal *j, int64_t limit, int reverse, kj_run_cb cb, void *ud,
@@ -1205,30 +1310,30 @@ int kj_journal_runs_list(kj_journal *j, int64_t limit, int reverse, kj_run_cb cb
     int64_t left = limit > 0 ? limit : INT64_MAX;
     int64_t last_id = reverse ? INT64_MAX : 0;
     int rc = 0;
-    while (left > 0) {
-        char sql[512];
+    while (left > 0 && !rc) {
+        char sql[256];
         snprintf(sql, sizeof sql,
                  "SELECT " RUN_COLUMNS " FROM reconcile_runs WHERE id %s ?1 ORDER BY id %s"
                  " LIMIT %d",
                  cmp, dir, left < KJ_JOURNAL_PAGE ? (int)left : KJ_JOURNAL_PAGE);
         sqlite3_stmt *st = NULL;
-        int src = sqlite3_prepare_v2(j->db, sql, -1, &st, NULL), rows = 0;
+        int src = sqlite3_prepare_v2(j->db, sql, -1, &st, NULL);
         if (src != SQLITE_OK)
             return db_err(j, src, err, "runs");
         sqlite3_bind_int64(st, 1, last_id);
-        while ((src = sqlite3_step(st)) == SQLITE_ROW) {
+        page pg;
+        if ((rc = page_fill(j, st, &pg, "runs", err)))
+            return rc;
+        for (int i = 0; i < pg.rows && !rc; i++) {
             kj_run r;
-            row_run(st, &r);
+            row_run(page_row(&pg, i), &r);
             last_id = r.id;
-            rows++;
             left--;
-            if ((rc = cb(&r, ud)))
-                break;
+            rc = cb(&r, ud);
         }
-        if (src != SQLITE_ROW && src != SQLITE_DONE)
-            rc = db_err(j, src, err, "runs");
-        sqlite3_finalize(st);
-        if (rc || rows < KJ_JOURNAL_PAGE)
+        int full = pg.rows == KJ_JOURNAL_PAGE;
+        page_free(&pg);
+        if (!full)
             break;
     }
     return rc;
@@ -1248,18 +1353,18 @@ int kj_journal_run_get(kj_journal *j, int64_t run_id, kj_run_cb cb, void *ud, kj
     if (src != SQLITE_OK)
         return db_err(j, src, err, "run");
     sqlite3_bind_int64(st, 1, run_id);
-    src = sqlite3_step(st);
-    if (src == SQLITE_ROW) {
+    page pg;
+    if ((rc = page_fill(j, st, &pg, "run", err)))
+        return rc;
+    if (pg.rows) {
         kj_run r;
-        row_run(st, &r);
+        row_run(page_row(&pg, 0), &r);
         rc = cb(&r, ud);
-    } else if (src == SQLITE_DONE) {
+    } else {
         rc = kj_err_set(err, KJ_ENOENT, "no reconcile run %lld in journal '%s'", (long long)run_id,
                         j->path);
-    } else {
-        rc = db_err(j, src, err, "run");
     }
-    sqlite3_finalize(st);
+    page_free(&pg);
     return rc;
 }
 
@@ -1291,32 +1396,32 @@ int kj_journal_actions(kj_journal *j, const kj_action_filter *f, kj_action_cb cb
         sqlite3_bind_int64(st, 1, last_id);
         sqlite3_bind_int64(st, 2, f->run_id);
         bind_text(st, 3, f->session_id);
-        int rows = 0;
-        while ((src = sqlite3_step(st)) == SQLITE_ROW) {
+        page pg;
+        if ((rc = page_fill(j, st, &pg, "actions", err)))
+            return rc;
+        for (int i = 0; i < pg.rows && !rc; i++) {
+            sqlite3_value **v = page_row(&pg, i);
             kj_action a = {
-                .id = sqlite3_column_int64(st, 0),
-                .run_id = sqlite3_column_int64(st, 1),
-                .time_ms = sqlite3_column_int64(st, 2),
-                .namespace_ = col_text(st, 3),
-                .pod = col_text(st, 4),
-                .uid = col_text(st, 5),
-                .engine_tag = col_text(st, 6),
-                .engine_id = col_text(st, 7),
-                .action = col_text(st, 8),
-                .reason = col_text(st, 9),
-                .result = col_text(st, 10),
-                .http_code = sqlite3_column_int(st, 11),
-                .message = col_text(st, 12),
+                .id = v_int(v, 0),
+                .run_id = v_int(v, 1),
+                .time_ms = v_int(v, 2),
+                .namespace_ = v_text(v, 3),
+                .pod = v_text(v, 4),
+                .uid = v_text(v, 5),
+                .engine_tag = v_text(v, 6),
+                .engine_id = v_text(v, 7),
+                .action = v_text(v, 8),
+                .reason = v_text(v, 9),
+                .result = v_text(v, 10),
+                .http_code = (int)v_int(v, 11),
+                .message = v_text(v, 12),
             };
             last_id = a.id;
-            rows++;
             left--;
-            if ((rc = cb(&a, ud)))
-                break;
+            rc = cb(&a, ud);
         }
-        if (src != SQLITE_ROW && src != SQLITE_DONE)
-            rc = db_err(j, src, err, "actions");
-        sqlite3_finalize(st);
+        int rows = pg.rows;
+        page_free(&pg);
         if (rc || rows < KJ_JOURNAL_PAGE)
             break;
     }

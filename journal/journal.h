@@ -123,6 +123,12 @@ int kj_journal_session_get(kj_journal *j, const char *session_id, kj_session_cb 
 int kj_journal_sessions_of_pod(kj_journal *j, const char *tag, const char *app_id, kj_session_cb cb,
                                void *ud, kj_err *err);
 
+/* What the reconciler plans with, from one prepared statement: how many of
+ * the pod's sessions (as kj_journal_sessions_of_pod) are open and closed, and
+ * the latest closed_ms among the closed ones. */
+int kj_journal_pod_sessions(kj_journal *j, const char *tag, const char *app_id, int64_t *open,
+                            int64_t *closed, int64_t *last_closed_ms, kj_err *err);
+
 /* --- events --------------------------------------------------------------- */
 
 typedef struct kj_event_row {
@@ -225,8 +231,10 @@ int kj_journal_run_begin(kj_journal *j, const char *trigger, int dry_run, int64_
                          kj_err *err);
 int kj_journal_run_end(kj_journal *j, int64_t run_id, const char *status, int64_t pods_seen,
                        int64_t actions_ok, int64_t actions_failed, kj_err *err);
-/* Records a->*; a->id and a->time_ms are set by the journal when 0. */
+/* Records a->*; a->time_ms is set by the journal when 0 (a->id is ignored). */
 int kj_journal_action_record(kj_journal *j, const kj_action *a, kj_err *err);
+/* Records n actions in one transaction (one fsync for a whole pass's worth). */
+int kj_journal_action_record_batch(kj_journal *j, const kj_action *a, size_t n, kj_err *err);
 /* The last limit runs (0: all), newest first. */
 int kj_journal_runs(kj_journal *j, int64_t limit, kj_run_cb cb, void *ud, kj_err *err);
 /* Runs in id order (newest first when reverse), paged like the other queries. */
