@@ -852,6 +852,8 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
         .resource_version = arg(c, "resourceVersion"),
         .dry_run = dry && !strcmp(dry, "All"),
     };
+    const char *accept = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Accept");
+    req.table = accept && strstr(accept, "as=Table") != NULL;
     ks_result res = {0};
     int allowed = 1;
     switch (verb) {

@@ -158,6 +158,7 @@ typedef struct {
     const char *grace_param;      /* ?gracePeriodSeconds= */
     const char *resource_version; /* ?resourceVersion= (lists, watch) */
     int dry_run;
+    int table; /* Accept: ...;as=Table (kubectl get) */
 } ks_request;
 
 ks_store *ks_store_new(void);

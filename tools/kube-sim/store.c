@@ -911,13 +911,131 @@ static void add_pending(ks_store *s, ks_kind k, const char *key, int64_t deadlin
     s->npend++;
 }
 
+/* ---- server-side printing (meta.k8s.io/v1 Table, what kubectl get asks for) ---- */
+
+static const char pod_columns[] =
+    "[{\"name\":\"Name\",\"type\":\"string\",\"format\":\"name\",\"description\":\"Name must be "
+    "unique within a namespace.\",\"priority\":0},"
+    "{\"name\":\"Ready\",\"type\":\"string\",\"format\":\"\",\"description\":\"The aggregate "
+    "readiness state of this pod for accepting traffic.\",\"priority\":0},"
+    "{\"name\":\"Status\",\"type\":\"string\",\"format\":\"\",\"description\":\"The aggregate "
+    "status of the containers in this pod.\",\"priority\":0},"
+    "{\"name\":\"Restarts\",\"type\":\"integer\",\"format\":\"\",\"description\":\"The number of "
+    "times the containers in this pod have been restarted.\",\"priority\":0},"
+    "{\"name\":\"Age\",\"type\":\"string\",\"format\":\"\",\"description\":\"CreationTimestamp is "
+    "a timestamp representing the server time when this object was created.\",\"priority\":0},"
+    "{\"name\":\"IP\",\"type\":\"string\",\"format\":\"\",\"description\":\"IP address allocated "
+    "to the pod.\",\"priority\":1},"
+    "{\"name\":\"Node\",\"type\":\"string\",\"format\":\"\",\"description\":\"Name of the node "
+    "the pod is scheduled on.\",\"priority\":1}]";
+static const char lease_columns[] =
+    "[{\"name\":\"Name\",\"type\":\"string\",\"format\":\"name\",\"description\":\"Name must be "
+    "unique within a namespace.\",\"priority\":0},"
+    "{\"name\":\"Holder\",\"type\":\"string\",\"format\":\"\",\"description\":\"The holder of "
+    "the lease.\",\"priority\":0},"
+    "{\"name\":\"Age\",\"type\":\"string\",\"format\":\"\",\"description\":\"CreationTimestamp is "
+    "a timestamp representing the server time when this object was created.\",\"priority\":0}]";
+
+/* k8s.io/apimachinery/pkg/util/duration.HumanDuration */
+static void human_age(int64_t ms, char *out, size_t n)
+{
+    long long s = ms / 1000;
+    if (s < 0)
+        s = 0;
+    long long m = s / 60, h = s / 3600, d = h / 24, y = d / 365;
+    if (s < 120)
+        snprintf(out, n, "%llds", s);
+    else if (m < 10)
+        snprintf(out, n, "%lldm%llds", m, s % 60);
+    else if (m < 180)
+        snprintf(out, n, "%lldm", m);
+    else if (h < 8)
+        snprintf(out, n, "%lldh%lldm", h, m % 60);
+    else if (h < 48)
+        snprintf(out, n, "%lldh", h);
+    else if (h < 24 * 8)
+        snprintf(out, n, "%lldd%lldh", d, h % 24);
+    else if (d < 365 * 2)
+        snprintf(out, n, "%lldd", d);
+    else if (d < 365 * 8)
+        snprintf(out, n, "%lldy%lldd", y, d % 365);
+    else
+        snprintf(out, n, "%lldy", y);
+}
+
+static void table_row(ks_buf *b, ks_kind k, const ver *v, int64_t now)
+{
+    cJSON *o = ver_obj(v);
+    cJSON *meta = ks_jobj(o, "metadata");
+    cJSON *cells = cJSON_CreateArray();
+    char age[32];
+    human_age(now - ks_parse_time(ks_jstr(meta, "creationTimestamp")), age, sizeof age);
+    cJSON_AddItemToArray(cells, cJSON_CreateString(ks_jstr(meta, "name")));
+    if (k == KS_POD) {
+        cJSON *st = cJSON_GetObjectItemCaseSensitive(o, "status");
+        int total = cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(
+            cJSON_GetObjectItemCaseSensitive(o, "spec"), "containers"));
+        int ready = 0, restarts = 0;
+        cJSON *cs;
+        cJSON_ArrayForEach(cs, cJSON_GetObjectItemCaseSensitive(st, "containerStatuses"))
+        {
+            ready += cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(cs, "ready"));
+            cJSON *rc = cJSON_GetObjectItemCaseSensitive(cs, "restartCount");
+            restarts += cJSON_IsNumber(rc) ? (int)rc->valuedouble : 0;
+        }
+        char rd[32];
+        snprintf(rd, sizeof rd, "%d/%d", ready, total);
+        const char *status = ks_jstr(st, "reason") ? ks_jstr(st, "reason") : ks_jstr(st, "phase");
+        if (ks_jstr(meta, "deletionTimestamp"))
+            status = "Terminating";
+        cJSON_AddItemToArray(cells, cJSON_CreateString(rd));
+        cJSON_AddItemToArray(cells, cJSON_CreateString(status ? status : ""));
+        cJSON_AddItemToArray(cells, cJSON_CreateNumber(restarts));
+        cJSON_AddItemToArray(cells, cJSON_CreateString(age));
+        const char *ip = ks_jstr(st, "podIP");
+        const char *node = path_str(o, "spec", "nodeName");
+        cJSON_AddItemToArray(cells, cJSON_CreateString(ip ? ip : "<none>"));
+        cJSON_AddItemToArray(cells, cJSON_CreateString(node ? node : "<none>"));
+    } else {
+        const char *holder = path_str(o, "spec", "holderIdentity");
+        cJSON_AddItemToArray(cells, cJSON_CreateString(holder ? holder : ""));
+        cJSON_AddItemToArray(cells, cJSON_CreateString(age));
+    }
+    cJSON *row = cJSON_CreateObject();
+    cJSON_AddItemToObject(row, "cells", cells);
+    cJSON *obj = cJSON_AddObjectToObject(row, "object");
+    cJSON_AddStringToObject(obj, "kind", "PartialObjectMetadata");
+    cJSON_AddStringToObject(obj, "apiVersion", "meta.k8s.io/v1");
+    cJSON_AddItemToObject(obj, "metadata", cJSON_DetachItemFromObjectCaseSensitive(o, "metadata"));
+    char *s = cJSON_PrintUnformatted(row);
+    ks_buf_adds(b, s);
+    free(s);
+    cJSON_Delete(row);
+    cJSON_Delete(o);
+}
+
+static char *table_one(ks_kind k, const ver *v)
+{
+    ks_buf b = {0};
+    ks_buf_addf(&b,
+                "{\"kind\":\"Table\",\"apiVersion\":\"meta.k8s.io/v1\",\"metadata\":{"
+                "\"resourceVersion\":\"%" PRIu64 "\"},\"columnDefinitions\":%s,\"rows\":[",
+                v->rv_from, k == KS_POD ? pod_columns : lease_columns);
+    table_row(&b, k, v, ks_now_ms());
+    ks_buf_adds(&b, "]}");
+    return ks_buf_take(&b);
+}
+
 /* ---- public: reads ---- */
 
 void ks_store_get(ks_store *s, const ks_request *r, ks_result *out)
 {
     pthread_rwlock_rdlock(&s->lock);
     const ver *v = current(find(s, r->kind, r->ns, r->name));
-    if (v)
+    if (v && r->table && !r->status_sub) {
+        out->code = 200;
+        out->body = table_one(r->kind, v);
+    } else if (v)
         res_obj(out, 200, r->kind, v);
     else
         res_not_found(out, r->kind, r->name);
@@ -1026,11 +1144,17 @@ void ks_store_list(ks_store *s, const ks_request *r, ks_result *out)
     if (start && i < ix->n && !strcmp(ix->v[i]->key, from))
         i++;
     size_t plen = strlen(prefix);
-    ks_buf_addf(
-        &b,
-        "{\"kind\":\"%sList\",\"apiVersion\":\"%s\",\"metadata\":{\"resourceVersion\":\"%" PRIu64
-        "\"",
-        ks_resources[r->kind].kind_name, ks_resources[r->kind].api_version, at);
+    if (r->table)
+        ks_buf_addf(&b,
+                    "{\"kind\":\"Table\",\"apiVersion\":\"meta.k8s.io/v1\",\"metadata\":{"
+                    "\"resourceVersion\":\"%" PRIu64 "\"",
+                    at);
+    else
+        ks_buf_addf(&b,
+                    "{\"kind\":\"%sList\",\"apiVersion\":\"%s\",\"metadata\":{"
+                    "\"resourceVersion\":\"%" PRIu64 "\"",
+                    ks_resources[r->kind].kind_name, ks_resources[r->kind].api_version, at);
+    int64_t now = ks_now_ms();
     size_t meta_end = b.len;
     ks_buf items = {0};
     long count = 0;
@@ -1056,7 +1180,10 @@ void ks_store_list(ks_store *s, const ks_request *r, ks_result *out)
             continue;
         }
         ks_buf_adds(&items, count ? "," : "[");
-        ks_buf_add(&items, v->item, v->item_len);
+        if (r->table)
+            table_row(&items, r->kind, v, now);
+        else
+            ks_buf_add(&items, v->item, v->item_len);
         count++;
         last = e;
     }
@@ -1068,7 +1195,11 @@ void ks_store_list(ks_store *s, const ks_request *r, ks_result *out)
             ks_buf_addf(&b, ",\"remainingItemCount\":%ld", remaining);
         register_token(s, at);
     }
-    ks_buf_adds(&b, "},\"items\":");
+    if (r->table)
+        ks_buf_addf(&b, "},\"columnDefinitions\":%s,\"rows\":",
+                    r->kind == KS_POD ? pod_columns : lease_columns);
+    else
+        ks_buf_adds(&b, "},\"items\":");
     if (count) {
         ks_buf_add(&b, items.buf, items.len);
         ks_buf_adds(&b, "]}");
