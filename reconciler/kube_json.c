@@ -83,8 +83,9 @@ static void format_micro(int64_t ms, char *buf, size_t size)
     time_t t = (time_t)(ms / 1000);
     struct tm tm;
     gmtime_r(&t, &tm);
-    snprintf(buf, size, "%04d-%02d-%02dT%02d:%02d:%02d.%06dZ", tm.tm_year + 1900, tm.tm_mon + 1,
-             tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(ms % 1000) * 1000);
+    char date[32];
+    strftime(date, sizeof date, "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(buf, size, "%.19s.%06dZ", date, (int)((ms % 1000 + 1000) % 1000) * 1000);
 }
 
 int64_t kj_kube_retry_after_ms(const char *v, int64_t now_ms)

@@ -1,0 +1,979 @@
+/* reconciler.c - the policy, the planner (pure) and the executor of a pass. */
+#include "reconciler.h"
+
+#include <cjson/cJSON.h>
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* --- policy ------------------------------------------------------------- */
+
+void kj_policy_init(kj_policy *p)
+{
+    memset(p, 0, sizeof *p);
+    p->selector = KJ_DEFAULT_SELECTOR;
+    p->finalizer = KJ_DEFAULT_FINALIZER;
+    p->retain_terminated_ms = 5 * 60 * 1000;
+    p->cleanup_kind = KJ_CLEANUP_ALL;
+    p->engine_grace_ms = 30 * 60 * 1000;
+    p->submit_grace_ms = 3 * 60 * 1000;
+    p->orphan_grace_ms = 60 * 60 * 1000;
+    p->concurrency = 32;
+}
+
+const char kj_policy_help[] =
+    "  --namespace NS             namespace of the engine pods; repeatable\n"
+    "                             (default: the namespace of the kube context)\n"
+    "  --selector SEL             label selector of engine pods (default kyuubi-unique-tag)\n"
+    "  --finalizer NAME           our finalizer (default kyuubi.apache.org/pod-cleanup)\n"
+    "  --retain-terminated DUR    keep terminated pods this long after they finished\n"
+    "                             (default 5m, like kyuubi.kubernetes.terminatedApplicationRetainPeriod)\n"
+    "  --cleanup-kind KIND        ALL, COMPLETED or NONE: which terminated pods of closed sessions\n"
+    "                             to delete (default ALL); finalizers are released whatever the kind\n"
+    "  --engine-grace DUR         delete a live pod once its sessions are all closed this long\n"
+    "                             (default 30m)\n"
+    "  --submit-grace DUR         close an open session whose pod is missing after this (default 3m)\n"
+    "  --running-orphans MODE     report or delete live pods no session knows (default report)\n"
+    "  --orphan-grace DUR         minimum age of a live orphan before it is deleted (default 1h)\n"
+    "  --concurrency N            requests in flight (default 32)\n";
+
+int kj_parse_duration(const char *s, int64_t *ms)
+{
+    if (!s || !*s)
+        return KJ_EINVAL;
+    if (!strcmp(s, "0")) {
+        *ms = 0;
+        return 0;
+    }
+    int64_t total = 0;
+    const char *p = s;
+    while (*p) {
+        if (!isdigit((unsigned char)*p))
+            return KJ_EINVAL;
+        char *end;
+        long long v = strtoll(p, &end, 10);
+        if (v < 0 || v > 1000000000LL)
+            return KJ_EINVAL;
+        int64_t unit;
+        if (!strncmp(end, "ms", 2)) {
+            unit = 1;
+            end += 2;
+        } else if (*end == 's') {
+            unit = 1000;
+            end++;
+        } else if (*end == 'm') {
+            unit = 60 * 1000;
+            end++;
+        } else if (*end == 'h') {
+            unit = 3600 * 1000;
+            end++;
+        } else if (*end == 'd') {
+            unit = 86400 * 1000;
+            end++;
+        } else {
+            return KJ_EINVAL;
+        }
+        total += v * unit;
+        if (total > 100LL * 365 * 86400 * 1000)
+            return KJ_EINVAL;
+        p = end;
+    }
+    *ms = total;
+    return 0;
+}
+
+/* The value of --flag V or --flag=V at argv[*i]; NULL when argv[*i] is not flag. */
+static const char *flag_value(const char *flag, int argc, char **argv, int *i, int *missing)
+{
+    size_t n = strlen(flag);
+    const char *a = argv[*i];
+    *missing = 0;
+    if (strncmp(a, flag, n))
+        return NULL;
+    if (a[n] == '=')
+        return a + n + 1;
+    if (a[n] != '\0')
+        return NULL;
+    if (*i + 1 >= argc) {
+        *missing = 1;
+        return NULL;
+    }
+    return argv[++*i];
+}
+
+int kj_policy_parse(kj_policy *p, int argc, char **argv, int *i, kj_err *err)
+{
+    static const struct {
+        const char *flag;
+        size_t off;
+    } durations[] = {
+        {"--retain-terminated", offsetof(kj_policy, retain_terminated_ms)},
+        {"--engine-grace", offsetof(kj_policy, engine_grace_ms)},
+        {"--submit-grace", offsetof(kj_policy, submit_grace_ms)},
+        {"--orphan-grace", offsetof(kj_policy, orphan_grace_ms)},
+    };
+    int missing = 0;
+    const char *v;
+    for (size_t d = 0; d < sizeof durations / sizeof durations[0]; d++) {
+        if ((v = flag_value(durations[d].flag, argc, argv, i, &missing))) {
+            int64_t *dst = (int64_t *)((char *)p + durations[d].off);
+            if (kj_parse_duration(v, dst))
+                return kj_err_set(err, KJ_EINVAL,
+                                  "%s: '%s' is not a duration (examples: 90s, 5m, 1h30m, 2d)",
+                                  durations[d].flag, v);
+            return 1;
+        }
+        if (missing)
+            goto missing;
+    }
+    if ((v = flag_value("--namespace", argc, argv, i, &missing))) {
+        if (!*v)
+            return kj_err_set(err, KJ_EINVAL, "--namespace: empty namespace");
+        if (p->n_namespaces == KJ_MAX_NAMESPACES)
+            return kj_err_set(err, KJ_EINVAL, "--namespace: at most %d namespaces",
+                              KJ_MAX_NAMESPACES);
+        p->namespaces[p->n_namespaces++] = v;
+        return 1;
+    }
+    if (missing)
+        goto missing;
+    if ((v = flag_value("--selector", argc, argv, i, &missing))) {
+        if (!*v)
+            return kj_err_set(err, KJ_EINVAL, "--selector: empty selector");
+        p->selector = v;
+        return 1;
+    }
+    if (missing)
+        goto missing;
+    if ((v = flag_value("--finalizer", argc, argv, i, &missing))) {
+        if (!*v || !strchr(v, '/'))
+            return kj_err_set(err, KJ_EINVAL,
+                              "--finalizer: '%s' is not a qualified name like example.com/name", v);
+        p->finalizer = v;
+        return 1;
+    }
+    if (missing)
+        goto missing;
+    if ((v = flag_value("--cleanup-kind", argc, argv, i, &missing))) {
+        if (!strcasecmp(v, "ALL"))
+            p->cleanup_kind = KJ_CLEANUP_ALL;
+        else if (!strcasecmp(v, "COMPLETED"))
+            p->cleanup_kind = KJ_CLEANUP_COMPLETED;
+        else if (!strcasecmp(v, "NONE"))
+            p->cleanup_kind = KJ_CLEANUP_NONE;
+        else
+            return kj_err_set(err, KJ_EINVAL,
+                              "--cleanup-kind: '%s' is not one of ALL, COMPLETED, NONE", v);
+        return 1;
+    }
+    if (missing)
+        goto missing;
+    if ((v = flag_value("--running-orphans", argc, argv, i, &missing))) {
+        if (!strcmp(v, "report"))
+            p->delete_running_orphans = 0;
+        else if (!strcmp(v, "delete"))
+            p->delete_running_orphans = 1;
+        else
+            return kj_err_set(err, KJ_EINVAL, "--running-orphans: '%s' is not report or delete",
+                              v);
+        return 1;
+    }
+    if (missing)
+        goto missing;
+    if ((v = flag_value("--concurrency", argc, argv, i, &missing))) {
+        char *end;
+        long n = strtol(v, &end, 10);
+        if (*end || n < 1 || n > 1024)
+            return kj_err_set(err, KJ_EINVAL, "--concurrency: '%s' is not a number in 1..1024",
+                              v);
+        p->concurrency = (int)n;
+        return 1;
+    }
+    if (missing)
+        goto missing;
+    return 0;
+missing:
+    return kj_err_set(err, KJ_EINVAL, "%s needs a value", argv[*i]);
+}
+
+/* --- the planner -------------------------------------------------------- */
+
+kj_pod_state kj_pod_state_of(const kj_pod *pod)
+{
+    if (pod->deletion_ms)
+        return KJ_POD_TERMINATING;
+    if (pod->phase && (!strcmp(pod->phase, "Succeeded") || !strcmp(pod->phase, "Failed")))
+        return KJ_POD_TERMINAL;
+    return KJ_POD_LIVE;
+}
+
+const char *kj_pod_state_name(kj_pod_state s)
+{
+    switch (s) {
+    case KJ_POD_LIVE: return "live";
+    case KJ_POD_TERMINAL: return "terminal";
+    case KJ_POD_TERMINATING: return "terminating";
+    }
+    return "?";
+}
+
+const char *kj_step_name(kj_step_kind k)
+{
+    switch (k) {
+    case KJ_STEP_CLOSE_SESSIONS: return "close_session";
+    case KJ_STEP_ADD_FINALIZER: return "add_finalizer";
+    case KJ_STEP_RELEASE_FINALIZER: return "release_finalizer";
+    case KJ_STEP_DELETE: return "delete";
+    case KJ_STEP_REPORT_ORPHAN: return "report_orphan";
+    }
+    return "?";
+}
+
+static void add_step(kj_plan *out, kj_step_kind kind, const char *reason, const char *close_reason)
+{
+    out->steps[out->n++] = (kj_step){kind, reason, close_reason};
+}
+
+/* Deletion at due_ms: now, or later (out->due_ms) when not yet due. */
+static void delete_when_due(kj_plan *out, int ours, int64_t due_ms, int64_t now_ms,
+                            const char *reason)
+{
+    if (now_ms < due_ms) {
+        out->due_ms = due_ms;
+        return;
+    }
+    if (ours)
+        add_step(out, KJ_STEP_RELEASE_FINALIZER, reason, NULL);
+    add_step(out, KJ_STEP_DELETE, reason, NULL);
+}
+
+void kj_plan_pod(const kj_pod *pod, const kj_pod_sessions *s, int64_t seen_terminal_ms,
+                 int64_t now_ms, const kj_policy *p, kj_plan *out)
+{
+    memset(out, 0, sizeof *out);
+    out->state = kj_pod_state_of(pod);
+    out->owner = s->open ? "open" : s->closed ? "closed" : "orphan";
+    int ours = kj_pod_has_finalizer(pod, p->finalizer, NULL);
+
+    /* Executors belong to their driver (owner references): the garbage
+     * collector removes them with it. All we owe them is our finalizer back. */
+    if (pod->spark_role && !strcmp(pod->spark_role, "executor")) {
+        if (out->state == KJ_POD_TERMINATING && ours)
+            add_step(out, KJ_STEP_RELEASE_FINALIZER, "executor pod is being deleted", NULL);
+        return;
+    }
+
+    switch (out->state) {
+    case KJ_POD_TERMINATING:
+        if (s->open)
+            add_step(out, KJ_STEP_CLOSE_SESSIONS, "engine pod is being deleted", "pod_deleted");
+        if (ours)
+            add_step(out, KJ_STEP_RELEASE_FINALIZER, "pod is being deleted", NULL);
+        return;
+
+    case KJ_POD_LIVE:
+        if (s->open) {
+            if (!ours)
+                add_step(out, KJ_STEP_ADD_FINALIZER, "an open session uses this engine", NULL);
+        } else if (s->closed) {
+            delete_when_due(out, ours, s->last_closed_ms + p->engine_grace_ms, now_ms,
+                            "all sessions closed for longer than the engine grace");
+        } else if (!p->delete_running_orphans) {
+            add_step(out, KJ_STEP_REPORT_ORPHAN, "running pod that no session in the journal uses",
+                     NULL);
+        } else {
+            delete_when_due(out, ours, pod->created_ms + p->orphan_grace_ms, now_ms,
+                            "running orphan older than the orphan grace");
+            if (out->n == 0)
+                add_step(out, KJ_STEP_REPORT_ORPHAN,
+                         "running orphan, younger than the orphan grace", NULL);
+        }
+        return;
+
+    case KJ_POD_TERMINAL: {
+        if (s->open)
+            add_step(out, KJ_STEP_CLOSE_SESSIONS, "engine pod terminated", "engine_terminated");
+        int is_orphan = !s->open && !s->closed;
+        int may_delete = is_orphan || p->cleanup_kind == KJ_CLEANUP_ALL ||
+                         (p->cleanup_kind == KJ_CLEANUP_COMPLETED && pod->phase &&
+                          !strcmp(pod->phase, "Succeeded"));
+        int64_t since = pod->finished_ms ? pod->finished_ms : seen_terminal_ms;
+        if (may_delete && now_ms >= since + p->retain_terminated_ms) {
+            delete_when_due(out, ours, since + p->retain_terminated_ms, now_ms,
+                            is_orphan ? "orphan terminated longer than the retain period"
+                                      : "terminated longer than the retain period");
+            return;
+        }
+        if (ours)
+            add_step(out, KJ_STEP_RELEASE_FINALIZER,
+                     is_orphan ? "terminated orphan" : "engine terminated", NULL);
+        if (may_delete)
+            out->due_ms = since + p->retain_terminated_ms;
+        return;
+    }
+    }
+}
+
+int kj_plan_missing_engine(int64_t created_ms, int64_t now_ms, const kj_policy *p)
+{
+    return now_ms >= created_ms + p->submit_grace_ms;
+}
+
+/* --- the executor ------------------------------------------------------- */
+
+/* A set of strings (tags, application ids and uids seen in the listing). */
+typedef struct strset {
+    char **slot;
+    size_t cap, n;
+} strset;
+
+static uint64_t hash_str(const char *s)
+{
+    uint64_t h = 1469598103934665603ULL;
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 1099511628211ULL;
+    return h;
+}
+
+/* Adds s; returns 1 if it was new, 0 if present, KJ_ENOMEM. */
+static int strset_add(strset *set, const char *s)
+{
+    if (!s || !*s)
+        return 0;
+    if (set->n * 2 >= set->cap) {
+        size_t cap = set->cap ? set->cap * 2 : 1024;
+        char **slot = calloc(cap, sizeof *slot);
+        if (!slot)
+            return KJ_ENOMEM;
+        for (size_t i = 0; i < set->cap; i++)
+            if (set->slot[i]) {
+                size_t h = hash_str(set->slot[i]) & (cap - 1);
+                while (slot[h])
+                    h = (h + 1) & (cap - 1);
+                slot[h] = set->slot[i];
+            }
+        free(set->slot);
+        set->slot = slot;
+        set->cap = cap;
+    }
+    size_t h = hash_str(s) & (set->cap - 1);
+    for (; set->slot[h]; h = (h + 1) & (set->cap - 1))
+        if (!strcmp(set->slot[h], s))
+            return 0;
+    if (!(set->slot[h] = strdup(s)))
+        return KJ_ENOMEM;
+    set->n++;
+    return 1;
+}
+
+static int strset_has(const strset *set, const char *s)
+{
+    if (!s || !*s || !set->cap)
+        return 0;
+    for (size_t h = hash_str(s) & (set->cap - 1); set->slot[h]; h = (h + 1) & (set->cap - 1))
+        if (!strcmp(set->slot[h], s))
+            return 1;
+    return 0;
+}
+
+static void strset_free(strset *set)
+{
+    for (size_t i = 0; i < set->cap; i++)
+        free(set->slot[i]);
+    free(set->slot);
+}
+
+typedef struct pass {
+    kj_journal *j;
+    kj_kube *k;
+    const kj_policy *p;
+    const kj_reconcile_opts *o;
+    kj_reconcile_summary *sum;
+    strset seen_engines, seen_uids;
+    kj_action *pending; /* action records not yet written */
+    size_t n_pending, cap_pending;
+    int lists_failed;
+    int fatal;
+    kj_err fatal_err, list_err;
+    int64_t next_progress_ms;
+} pass;
+
+/* One pod being worked on: a copy of it as last seen, and how far it went. */
+typedef struct job {
+    pass *ps;
+    kj_pod *pod;
+    kj_step step; /* in flight */
+    int steps, rereads;
+} job;
+
+static char *dup_or_null(const char *s)
+{
+    return s ? strdup(s) : NULL;
+}
+
+static kj_pod *pod_dup(const kj_pod *src)
+{
+    kj_pod *p = calloc(1, sizeof *p);
+    if (!p)
+        return NULL;
+    *p = *src;
+    p->namespace_ = dup_or_null(src->namespace_);
+    p->name = dup_or_null(src->name);
+    p->uid = dup_or_null(src->uid);
+    p->resource_version = dup_or_null(src->resource_version);
+    p->unique_tag = dup_or_null(src->unique_tag);
+    p->app_selector = dup_or_null(src->app_selector);
+    p->spark_role = dup_or_null(src->spark_role);
+    p->phase = dup_or_null(src->phase);
+    p->node_name = dup_or_null(src->node_name);
+    p->finalizers = src->n_finalizers ? calloc(src->n_finalizers, sizeof(char *)) : NULL;
+    for (size_t i = 0; i < src->n_finalizers && p->finalizers; i++)
+        p->finalizers[i] = strdup(src->finalizers[i]);
+    return p;
+}
+
+static void fail_pass(pass *ps, const kj_err *err)
+{
+    if (!ps->fatal) {
+        ps->fatal = 1;
+        ps->fatal_err = *err;
+    }
+}
+
+static int flush_actions(pass *ps)
+{
+    if (!ps->n_pending || ps->o->dry_run)
+        return 0;
+    kj_err err = {0};
+    int rc = kj_journal_action_record_batch(ps->j, ps->pending, ps->n_pending, &err);
+    for (size_t i = 0; i < ps->n_pending; i++) {
+        kj_action *a = &ps->pending[i];
+        free((char *)a->namespace_);
+        free((char *)a->pod);
+        free((char *)a->uid);
+        free((char *)a->engine_tag);
+        free((char *)a->engine_id);
+        free((char *)a->message);
+    }
+    ps->n_pending = 0;
+    if (rc)
+        fail_pass(ps, &err);
+    return rc;
+}
+
+/* Reports an action and queues its record; result is "ok", "gone", "conflict",
+ * "failed", "reported" or "planned". */
+static void record(pass *ps, const kj_pod *pod, const char *action, const char *reason,
+                   const char *result, int http, const char *message)
+{
+    kj_action a = {
+        .run_id = ps->sum->run_id,
+        .time_ms = kj_now_ms(),
+        .namespace_ = pod->namespace_,
+        .pod = pod->name,
+        .uid = pod->uid,
+        .engine_tag = pod->unique_tag,
+        .engine_id = pod->app_selector,
+        .action = action,
+        .reason = reason,
+        .result = result,
+        .http_code = http,
+        .message = message,
+    };
+    if (ps->o->on_action)
+        ps->o->on_action(&a, ps->o->ud);
+    if (ps->o->dry_run)
+        return;
+    if (ps->n_pending == ps->cap_pending) {
+        size_t cap = ps->cap_pending ? ps->cap_pending * 2 : 256;
+        kj_action *n = realloc(ps->pending, cap * sizeof *n);
+        if (!n)
+            return;
+        ps->pending = n;
+        ps->cap_pending = cap;
+    }
+    /* action, reason and result are static strings; the rest is copied. */
+    a.namespace_ = dup_or_null(a.namespace_);
+    a.pod = dup_or_null(a.pod);
+    a.uid = dup_or_null(a.uid);
+    a.engine_tag = dup_or_null(a.engine_tag);
+    a.engine_id = dup_or_null(a.engine_id);
+    a.message = dup_or_null(a.message);
+    ps->pending[ps->n_pending++] = a;
+    if (ps->n_pending >= 512)
+        flush_actions(ps);
+}
+
+static void job_free(job *jb)
+{
+    if (!jb)
+        return;
+    kj_pod_free(jb->pod);
+    free(jb);
+}
+
+typedef struct close_batch {
+    char **ids;
+    size_t n, cap;
+} close_batch;
+
+static int collect_open(const kj_session *s, void *ud)
+{
+    close_batch *b = ud;
+    if (s->state != KJ_SESSION_OPEN)
+        return 0;
+    if (b->n == b->cap) {
+        size_t cap = b->cap ? b->cap * 2 : 8;
+        char **ids = realloc(b->ids, cap * sizeof *ids);
+        if (!ids)
+            return KJ_ENOMEM;
+        b->ids = ids;
+        b->cap = cap;
+    }
+    if (!(b->ids[b->n] = strdup(s->session_id)))
+        return KJ_ENOMEM;
+    b->n++;
+    return 0;
+}
+
+/* Appends a close event to each session; the event id is derived from the
+ * session, so two passes closing the same session store it once. */
+static int close_sessions(pass *ps, char **ids, size_t n, const char *reason, kj_err *err)
+{
+    kj_event *evs = calloc(n ? n : 1, sizeof *evs);
+    kj_append_result *res = calloc(n ? n : 1, sizeof *res);
+    char(*eids)[KJ_EVENT_ID_MAX + 1] = calloc(n ? n : 1, sizeof *eids);
+    int rc = 0;
+    if (!evs || !res || !eids) {
+        rc = kj_err_set(err, KJ_ENOMEM, "reconciler: out of memory");
+        goto out;
+    }
+    int64_t now = kj_now_ms();
+    for (size_t i = 0; i < n; i++) {
+        snprintf(eids[i], sizeof eids[i], "kjournal-reconciler:%.96s:close", ids[i]);
+        evs[i] = (kj_event){.event_id = eids[i], .type = KJ_EVENT_SESSION_CLOSE,
+                            .session_id = ids[i], .time_ms = now, .reason = reason};
+    }
+    if ((rc = kj_journal_append(ps->j, evs, n, res, err)))
+        goto out;
+    for (size_t i = 0; i < n; i++)
+        if (res[i].status == KJ_APPEND_STORED)
+            ps->sum->sessions_closed++;
+out:
+    free(evs);
+    free(res);
+    free(eids);
+    return rc;
+}
+
+static void job_done(kj_kube *k, const kj_kube_result *res, void *ud);
+
+/* JSON Patch for a step, or NULL for DELETE. */
+static char *patch_for(const kj_pod *pod, const kj_step *st, const char *finalizer)
+{
+    cJSON *ops = cJSON_CreateArray(), *op;
+    char path[64];
+    if (st->kind == KJ_STEP_RELEASE_FINALIZER) {
+        size_t i = 0;
+        kj_pod_has_finalizer(pod, finalizer, &i);
+        snprintf(path, sizeof path, "/metadata/finalizers/%zu", i);
+        op = cJSON_CreateObject();
+        cJSON_AddStringToObject(op, "op", "test");
+        cJSON_AddStringToObject(op, "path", path);
+        cJSON_AddStringToObject(op, "value", finalizer);
+        cJSON_AddItemToArray(ops, op);
+        op = cJSON_CreateObject();
+        cJSON_AddStringToObject(op, "op", "remove");
+        cJSON_AddStringToObject(op, "path", path);
+        cJSON_AddItemToArray(ops, op);
+    } else {
+        /* Adding: the test on resourceVersion makes a concurrent change a 422. */
+        op = cJSON_CreateObject();
+        cJSON_AddStringToObject(op, "op", "test");
+        cJSON_AddStringToObject(op, "path", "/metadata/resourceVersion");
+        cJSON_AddStringToObject(op, "value", pod->resource_version ? pod->resource_version : "");
+        cJSON_AddItemToArray(ops, op);
+        op = cJSON_CreateObject();
+        cJSON_AddStringToObject(op, "op", "add");
+        if (pod->n_finalizers) {
+            cJSON_AddStringToObject(op, "path", "/metadata/finalizers/-");
+            cJSON_AddStringToObject(op, "value", finalizer);
+        } else {
+            cJSON_AddStringToObject(op, "path", "/metadata/finalizers");
+            cJSON *arr = cJSON_AddArrayToObject(op, "value");
+            cJSON_AddItemToArray(arr, cJSON_CreateString(finalizer));
+        }
+        cJSON_AddItemToArray(ops, op);
+    }
+    char *s = cJSON_PrintUnformatted(ops);
+    cJSON_Delete(ops);
+    return s;
+}
+
+static void job_submit(job *jb, const kj_step *st)
+{
+    pass *ps = jb->ps;
+    kj_kube_req r = KJ_KUBE_REQ_INIT;
+    char *body = NULL;
+    r.namespace_ = jb->pod->namespace_;
+    r.name = jb->pod->name;
+    jb->step = *st;
+    if (st->kind == KJ_STEP_DELETE) {
+        r.op = KJ_KUBE_DELETE_POD;
+        r.precondition_uid = jb->pod->uid;
+        r.propagation = "Background";
+    } else if (st->kind == 0) {
+        r.op = KJ_KUBE_GET_POD; /* a re-read after a conflict */
+    } else {
+        r.op = KJ_KUBE_PATCH_POD;
+        r.body = body = patch_for(jb->pod, st, ps->p->finalizer);
+    }
+    kj_err err = {0};
+    if (kj_kube_submit(ps->k, &r, job_done, jb) < 0) {
+        kj_err_set(&err, KJ_ENOMEM, "reconciler: cannot queue a request");
+        fail_pass(ps, &err);
+        job_free(jb);
+    }
+    free(body);
+}
+
+/* Plans the pod again from the journal as it is now and takes the next step. */
+static void job_advance(job *jb)
+{
+    pass *ps = jb->ps;
+    kj_pod *pod = jb->pod;
+    kj_err err = {0};
+    while (!ps->fatal) {
+        if (++jb->steps > 10) {
+            record(ps, pod, "plan", "the pod kept changing", "failed", 0,
+                   "gave up after 10 steps");
+            ps->sum->actions_failed++;
+            break;
+        }
+        kj_pod_sessions s;
+        if (kj_journal_pod_sessions(ps->j, pod->unique_tag, pod->app_selector, &s.open, &s.closed,
+                                    &s.last_closed_ms, &err)) {
+            fail_pass(ps, &err);
+            break;
+        }
+        int64_t now = kj_now_ms(), seen_terminal = now;
+        if (kj_pod_state_of(pod) == KJ_POD_TERMINAL && !pod->finished_ms && !ps->o->dry_run &&
+            kj_journal_pod_terminal_since(ps->j, pod->uid, now, &seen_terminal, &err)) {
+            fail_pass(ps, &err);
+            break;
+        }
+        kj_plan plan;
+        kj_plan_pod(pod, &s, seen_terminal, now, ps->p, &plan);
+        if (jb->steps == 1 && plan.n)
+            ps->sum->pods_acted_on++;
+        if (plan.n == 0) {
+            if (plan.due_ms)
+                ps->sum->waiting++;
+            break;
+        }
+        if (ps->o->dry_run) {
+            for (size_t i = 0; i < plan.n; i++) {
+                record(ps, pod, kj_step_name(plan.steps[i].kind), plan.steps[i].reason,
+                       "planned", 0, NULL);
+                ps->sum->planned++;
+            }
+            break;
+        }
+        const kj_step *st = &plan.steps[0];
+        if (st->kind == KJ_STEP_REPORT_ORPHAN) {
+            record(ps, pod, kj_step_name(st->kind), st->reason, "reported", 0, NULL);
+            ps->sum->orphans_reported++;
+            if (plan.due_ms)
+                ps->sum->waiting++;
+            break;
+        }
+        if (st->kind == KJ_STEP_CLOSE_SESSIONS) {
+            close_batch b = {0};
+            int64_t before = ps->sum->sessions_closed;
+            int rc = kj_journal_sessions_of_pod(ps->j, pod->unique_tag, pod->app_selector,
+                                                collect_open, &b, &err);
+            if (!rc)
+                rc = close_sessions(ps, b.ids, b.n, st->close_reason, &err);
+            for (size_t i = 0; i < b.n; i++)
+                free(b.ids[i]);
+            free(b.ids);
+            if (rc) {
+                fail_pass(ps, &err);
+                break;
+            }
+            char msg[64];
+            snprintf(msg, sizeof msg, "%lld session(s) closed (%s)",
+                     (long long)(ps->sum->sessions_closed - before), st->close_reason);
+            record(ps, pod, kj_step_name(st->kind), st->reason, "ok", 0, msg);
+            ps->sum->actions_ok++;
+            continue;
+        }
+        job_submit(jb, st);
+        return;
+    }
+    job_free(jb);
+}
+
+static void job_done(kj_kube *k, const kj_kube_result *res, void *ud)
+{
+    (void)k;
+    job *jb = ud;
+    pass *ps = jb->ps;
+    kj_reconcile_summary *sum = ps->sum;
+    int http = res->status.http;
+    if (jb->step.kind == 0) { /* re-read after a conflict */
+        if (res->rc == 0 && res->pod) {
+            kj_pod *fresh = pod_dup(res->pod);
+            if (fresh) {
+                kj_pod_free(jb->pod);
+                jb->pod = fresh;
+                job_advance(jb);
+                return;
+            }
+        } else if (res->rc == KJ_ENOENT) {
+            sum->already_gone++;
+        } else {
+            record(ps, jb->pod, "get", "re-read after a conflict", "failed", http, res->err.msg);
+            sum->actions_failed++;
+        }
+        job_free(jb);
+        return;
+    }
+
+    const char *action = kj_step_name(jb->step.kind), *reason = jb->step.reason;
+    if (res->rc == 0) {
+        if (!http)
+            http = 200;
+        record(ps, jb->pod, action, reason, "ok", http, NULL);
+        sum->actions_ok++;
+        if (jb->step.kind == KJ_STEP_ADD_FINALIZER)
+            sum->finalizers_added++;
+        else if (jb->step.kind == KJ_STEP_RELEASE_FINALIZER)
+            sum->finalizers_released++;
+        else
+            sum->pods_deleted++;
+        kj_pod *fresh = res->pod ? pod_dup(res->pod) : NULL;
+        if (fresh) {
+            kj_pod_free(jb->pod);
+            jb->pod = fresh;
+        }
+        /* After a delete the pod is gone or terminating; only our finalizer
+         * (if it is still there) keeps it, which the next plan releases. */
+        if (jb->step.kind != KJ_STEP_DELETE ||
+            kj_pod_has_finalizer(jb->pod, ps->p->finalizer, NULL)) {
+            if (jb->step.kind == KJ_STEP_DELETE && !jb->pod->deletion_ms)
+                jb->pod->deletion_ms = kj_now_ms();
+            job_advance(jb);
+            return;
+        }
+    } else if (res->rc == KJ_ENOENT) {
+        /* Someone (another pass, a person) was first: done, not an error. */
+        record(ps, jb->pod, action, reason, "gone", http, NULL);
+        sum->already_gone++;
+    } else if (res->rc == KJ_ECONFLICT && jb->rereads < 5) {
+        record(ps, jb->pod, action, reason, "conflict", http, res->status.message);
+        sum->conflicts++;
+        jb->rereads++;
+        kj_step reread = {0};
+        job_submit(jb, &reread);
+        return;
+    } else {
+        record(ps, jb->pod, action, reason, "failed", http, res->err.msg);
+        sum->actions_failed++;
+        kj_log(KJ_LOG_WARN, "reconcile action failed", "pod=%s/%s action=%s http=%d",
+               jb->pod->namespace_ ? jb->pod->namespace_ : "?", jb->pod->name, action, http);
+    }
+    job_free(jb);
+}
+
+static void progress(pass *ps)
+{
+    if (!ps->o->progress)
+        return;
+    int64_t now = kj_mono_ms();
+    if (now < ps->next_progress_ms)
+        return;
+    ps->next_progress_ms = now + 2000;
+    kj_log(KJ_LOG_INFO, "reconcile progress",
+           "pods_seen=%lld released=%lld deleted=%lld failed=%lld in_flight=%d",
+           (long long)ps->sum->pods_seen, (long long)ps->sum->finalizers_released,
+           (long long)ps->sum->pods_deleted, (long long)ps->sum->actions_failed,
+           kj_kube_pending(ps->k));
+}
+
+static int on_page(const kj_pod *pods, size_t n, int restarted, void *ud)
+{
+    pass *ps = ud;
+    (void)restarted; /* pods seen again are skipped by uid */
+    for (size_t i = 0; i < n && !ps->fatal; i++) {
+        const kj_pod *pod = &pods[i];
+        if (ps->o->only_tag || ps->o->only_app_id) {
+            int match = (ps->o->only_tag && pod->unique_tag &&
+                         !strcmp(ps->o->only_tag, pod->unique_tag)) ||
+                        (ps->o->only_app_id && pod->app_selector &&
+                         !strcmp(ps->o->only_app_id, pod->app_selector));
+            if (!match)
+                continue;
+        }
+        int fresh = strset_add(&ps->seen_uids, pod->uid ? pod->uid : pod->name);
+        if (fresh <= 0)
+            continue;
+        ps->sum->pods_seen++;
+        if (strset_add(&ps->seen_engines, pod->unique_tag) < 0 ||
+            strset_add(&ps->seen_engines, pod->app_selector) < 0) {
+            kj_err err;
+            kj_err_set(&err, KJ_ENOMEM, "reconciler: out of memory");
+            fail_pass(ps, &err);
+            break;
+        }
+        job *jb = calloc(1, sizeof *jb);
+        if (!jb || !(jb->pod = pod_dup(pod))) {
+            free(jb);
+            kj_err err;
+            kj_err_set(&err, KJ_ENOMEM, "reconciler: out of memory");
+            fail_pass(ps, &err);
+            break;
+        }
+        jb->ps = ps;
+        job_advance(jb);
+    }
+    progress(ps);
+    return ps->fatal ? 1 : 0;
+}
+
+static void list_done(kj_kube *k, const kj_kube_result *res, void *ud)
+{
+    (void)k;
+    pass *ps = ud;
+    if (res->rc) {
+        ps->lists_failed++;
+        ps->list_err = res->err;
+        kj_log(KJ_LOG_ERROR, "listing pods failed", "error=\"%s\"", res->err.msg);
+    }
+}
+
+/* Open sessions whose engine pod was not in a complete listing. */
+typedef struct missing_ctx {
+    pass *ps;
+    close_batch b;
+    int64_t now;
+} missing_ctx;
+
+/* A session is in scope when its engine namespace is one this pass listed
+ * (sessions that name no namespace are assumed to be). */
+static int in_scope(const pass *ps, const char *ns)
+{
+    if (!ns)
+        return 1;
+    if (!ps->p->n_namespaces)
+        return ps->o->default_namespace && !strcmp(ns, ps->o->default_namespace);
+    for (size_t i = 0; i < ps->p->n_namespaces; i++)
+        if (!strcmp(ps->p->namespaces[i], ns))
+            return 1;
+    return 0;
+}
+
+static int find_missing(const kj_session *s, void *ud)
+{
+    missing_ctx *m = ud;
+    if (!in_scope(m->ps, s->engine_namespace) ||
+        strset_has(&m->ps->seen_engines, s->engine_tag) ||
+        strset_has(&m->ps->seen_engines, s->engine_id) ||
+        !kj_plan_missing_engine(s->created_ms, m->now, m->ps->p))
+        return 0;
+    return collect_open(s, &m->b);
+}
+
+static int close_missing_engines(pass *ps, kj_err *err)
+{
+    missing_ctx m = {.ps = ps, .now = kj_now_ms()};
+    kj_session_filter f = {.state = KJ_SESSION_OPEN};
+    int rc = kj_journal_sessions(ps->j, &f, find_missing, &m, err);
+    const char *reason = "no engine pod after the submit grace";
+    for (size_t i = 0; !rc && i < m.b.n; i++) {
+        kj_pod none = {.name = "-", .namespace_ = (char *)ps->o->default_namespace};
+        char msg[KJ_EVENT_FIELD_MAX + 16];
+        snprintf(msg, sizeof msg, "session %s", m.b.ids[i]);
+        record(ps, &none, "close_session", reason, ps->o->dry_run ? "planned" : "ok", 0, msg);
+        if (ps->o->dry_run)
+            ps->sum->planned++;
+        else
+            ps->sum->actions_ok++;
+    }
+    if (!rc && m.b.n && !ps->o->dry_run)
+        rc = close_sessions(ps, m.b.ids, m.b.n, "engine_missing", err);
+    for (size_t i = 0; i < m.b.n; i++)
+        free(m.b.ids[i]);
+    free(m.b.ids);
+    return rc;
+}
+
+int kj_reconcile(kj_journal *j, kj_kube *k, const kj_policy *p, const kj_reconcile_opts *o,
+                 kj_reconcile_summary *sum, kj_err *err)
+{
+    pass ps = {.j = j, .k = k, .p = p, .o = o, .sum = sum};
+    memset(sum, 0, sizeof *sum);
+    int rc = 0;
+    if (!o->dry_run &&
+        (rc = kj_journal_run_begin(j, o->trigger ? o->trigger : "manual", 0, &sum->run_id, err)))
+        return rc;
+    kj_kube_set_limits(k, -1, 0, p->concurrency);
+
+    char selector[1024];
+    const char *sel = p->selector;
+    if (o->only_tag || o->only_app_id) {
+        snprintf(selector, sizeof selector, "%s,%s=%s", p->selector,
+                 o->only_tag ? "kyuubi-unique-tag" : "spark-app-selector",
+                 o->only_tag ? o->only_tag : o->only_app_id);
+        sel = selector;
+    }
+    size_t n_ns = p->n_namespaces ? p->n_namespaces : 1;
+    for (size_t i = 0; i < n_ns; i++) {
+        kj_kube_req r = KJ_KUBE_REQ_INIT;
+        r.op = KJ_KUBE_LIST_PODS;
+        r.namespace_ = p->n_namespaces ? p->namespaces[i] : NULL;
+        r.label_selector = sel;
+        r.limit = 500;
+        r.on_page = on_page;
+        r.timeout_ms = o->deadline_ms ? o->deadline_ms : 600000;
+        if ((rc = kj_kube_submit(k, &r, list_done, &ps)) < 0) {
+            kj_err_set(err, rc, "reconciler: cannot queue the pod list");
+            goto out;
+        }
+    }
+    rc = kj_kube_run(k, o->deadline_ms ? o->deadline_ms : 600000);
+    if (rc == KJ_ETIMEDOUT) {
+        kj_kube_cancel(k);
+        kj_err_set(err, KJ_ETIMEDOUT, "reconciler: the pass did not finish within its deadline");
+        goto out;
+    }
+    sum->list_complete = !ps.lists_failed && !ps.fatal;
+    if (ps.fatal) {
+        rc = kj_err_set(err, ps.fatal_err.code, "%s", ps.fatal_err.msg);
+        goto out;
+    }
+    if (ps.lists_failed) {
+        rc = kj_err_set(err, ps.list_err.code ? ps.list_err.code : KJ_EUNAVAIL, "%s",
+                        ps.list_err.msg);
+        goto out;
+    }
+    if (!o->only_tag && !o->only_app_id)
+        rc = close_missing_engines(&ps, err);
+    if (!rc && sum->actions_failed)
+        rc = kj_err_set(err, KJ_EIO, "reconciler: %lld action(s) failed",
+                        (long long)sum->actions_failed);
+out:
+    flush_actions(&ps);
+    if (!o->dry_run && sum->run_id) {
+        const char *status = rc == 0 ? "converged" : sum->actions_failed ? "failed" : "incomplete";
+        kj_journal_run_end(j, sum->run_id, status, sum->pods_seen, sum->actions_ok,
+                           sum->actions_failed, NULL);
+    }
+    if (!rc && ps.fatal)
+        rc = kj_err_set(err, ps.fatal_err.code, "%s", ps.fatal_err.msg);
+    strset_free(&ps.seen_engines);
+    strset_free(&ps.seen_uids);
+    free(ps.pending);
+    return rc;
+}

@@ -1,0 +1,160 @@
+/*
+ * reconciler.h - makes the cluster agree with the journal (DESIGN.md,
+ * "Reconciliation"): releases our finalizer and deletes orphaned and
+ * terminated engine pods, safely and idempotently.
+ *
+ * Two halves:
+ *
+ *   - the planner, kj_plan_pod() and kj_plan_missing_engine(): pure functions
+ *     from (pod, what the journal says of its sessions, now, policy) to the
+ *     steps to take and why. No I/O; tested by tables.
+ *
+ *   - the executor, kj_reconcile(): lists the pods in scope page by page,
+ *     plans each against the journal, applies the steps with bounded
+ *     concurrency through the kube client (kube.h), and records the run and
+ *     every action in the journal. Before each mutation it plans the pod again
+ *     from the journal and the pod as last seen, so an event that arrived
+ *     during a long pass is honoured; a 409/422 makes it re-read the pod and
+ *     re-plan; a 404 means done. Running it twice mutates nothing the second
+ *     time.
+ *
+ *     kj_policy pol;
+ *     kj_policy_init(&pol);
+ *     ... kj_policy_parse(&pol, argc, argv, &i, &err) for each flag ...
+ *     kj_reconcile_summary sum;
+ *     rc = kj_reconcile(journal, kube, &pol, &(kj_reconcile_opts){.trigger = "recovery"},
+ *                       &sum, &err);
+ *
+ * The journal handle must be read-write unless opts.dry_run is set; in a dry
+ * run nothing is written anywhere and every planned step is reported through
+ * opts.on_action with result "planned".
+ */
+#ifndef KJ_RECONCILER_H
+#define KJ_RECONCILER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "journal/journal.h"
+#include "reconciler/kube.h"
+
+#define KJ_DEFAULT_FINALIZER "kyuubi.apache.org/pod-cleanup"
+#define KJ_DEFAULT_SELECTOR "kyuubi-unique-tag"
+#define KJ_MAX_NAMESPACES 16
+
+typedef enum {
+    KJ_CLEANUP_ALL = 0,   /* delete terminal pods whatever their phase */
+    KJ_CLEANUP_COMPLETED, /* delete Succeeded pods only */
+    KJ_CLEANUP_NONE,      /* never delete terminal pods (finalizers are still released) */
+} kj_cleanup_kind;
+
+typedef struct kj_policy {
+    const char *namespaces[KJ_MAX_NAMESPACES]; /* none given: the kube config's namespace */
+    size_t n_namespaces;
+    const char *selector;         /* label selector of engine pods */
+    const char *finalizer;        /* ours; never anyone else's */
+    int64_t retain_terminated_ms; /* keep terminal pods this long after they finished */
+    kj_cleanup_kind cleanup_kind;
+    int64_t engine_grace_ms;  /* a live pod whose sessions are all closed goes after this */
+    int64_t submit_grace_ms;  /* an open session without a pod is closed after this */
+    int delete_running_orphans;
+    int64_t orphan_grace_ms; /* age of a live orphan before it may be deleted */
+    int concurrency;         /* requests in flight */
+} kj_policy;
+
+/* Defaults mirror Kyuubi's own knobs: retain 5 min, cleanup ALL, engine
+ * grace 30 min (engine idle timeout), submit grace 3 min (engine
+ * initialize timeout), orphans reported, orphan grace 1 h, concurrency 32. */
+void kj_policy_init(kj_policy *p);
+/* Like kj_kube_flags_parse(): 1 when argv[*i] was a policy flag (and *i moved
+ * past its value), 0 when it is something else, KJ_EINVAL on a bad value. */
+int kj_policy_parse(kj_policy *p, int argc, char **argv, int *i, kj_err *err);
+extern const char kj_policy_help[];
+/* "90s", "5m", "1h30m", "2d", "250ms", "0" -> ms; KJ_EINVAL otherwise. */
+int kj_parse_duration(const char *s, int64_t *ms);
+
+/* --- the planner -------------------------------------------------------- */
+
+typedef enum {
+    KJ_POD_LIVE = 1,    /* Pending / Running / Unknown, not being deleted */
+    KJ_POD_TERMINAL,    /* Succeeded / Failed, not being deleted */
+    KJ_POD_TERMINATING, /* deletionTimestamp set */
+} kj_pod_state;
+
+/* What the journal says of the sessions a pod belongs to. */
+typedef struct kj_pod_sessions {
+    int64_t open, closed;
+    int64_t last_closed_ms; /* latest closed_ms among the closed ones */
+} kj_pod_sessions;
+
+typedef enum {
+    KJ_STEP_CLOSE_SESSIONS = 1, /* append a close event (close_reason) to every open session */
+    KJ_STEP_ADD_FINALIZER,
+    KJ_STEP_RELEASE_FINALIZER,
+    KJ_STEP_DELETE,
+    KJ_STEP_REPORT_ORPHAN,
+} kj_step_kind;
+
+typedef struct kj_step {
+    kj_step_kind kind;
+    const char *reason;       /* static: why, in the table's words */
+    const char *close_reason; /* KJ_STEP_CLOSE_SESSIONS: engine_terminated, pod_deleted */
+} kj_step;
+
+typedef struct kj_plan {
+    kj_pod_state state;
+    const char *owner; /* "open", "closed", "orphan" */
+    kj_step steps[4];
+    size_t n;
+    int64_t due_ms; /* a time-gated step not yet due becomes due then; 0: none */
+} kj_plan;
+
+kj_pod_state kj_pod_state_of(const kj_pod *pod);
+const char *kj_pod_state_name(kj_pod_state s);
+const char *kj_step_name(kj_step_kind k); /* "close_session", "add_finalizer", ... */
+
+/* Terminal since: the latest container finishedAt, else seen_terminal_ms. */
+void kj_plan_pod(const kj_pod *pod, const kj_pod_sessions *sessions, int64_t seen_terminal_ms,
+                 int64_t now_ms, const kj_policy *p, kj_plan *out);
+/* 1 when an open session created at created_ms whose engine pod was not
+ * found should be closed (engine_missing) at now_ms. */
+int kj_plan_missing_engine(int64_t created_ms, int64_t now_ms, const kj_policy *p);
+
+/* --- the executor ------------------------------------------------------- */
+
+typedef void (*kj_action_fn)(const kj_action *a, void *ud);
+
+typedef struct kj_reconcile_opts {
+    const char *trigger; /* "recovery", "close", "resync", "manual" */
+    int dry_run;
+    /* A targeted pass: only pods with this tag or application id (either may
+     * be NULL; both NULL: every pod in scope). No engine_missing check. */
+    const char *only_tag, *only_app_id;
+    const char *default_namespace; /* the kube config's, listed when the policy names none */
+    kj_action_fn on_action; /* each action as it is recorded (or planned) */
+    void *ud;
+    int progress; /* log progress lines on stderr during long passes */
+    int64_t deadline_ms; /* whole pass; 0: 10 minutes */
+} kj_reconcile_opts;
+
+typedef struct kj_reconcile_summary {
+    int64_t run_id; /* 0 in a dry run */
+    int64_t pods_seen, pods_acted_on;
+    int64_t finalizers_added, finalizers_released, pods_deleted, sessions_closed;
+    int64_t orphans_reported, already_gone, conflicts;
+    int64_t actions_ok, actions_failed, planned;
+    int64_t waiting; /* pods with a step not yet due (retain period, graces) */
+    int list_complete; /* every namespace was listed to the end */
+} kj_reconcile_summary;
+
+/*
+ * One pass. Returns 0 when it converged (every action succeeded), KJ_EIO
+ * when some actions failed (summary.actions_failed; each was reported), or
+ * another negative code when the pass could not run (the list failed, the
+ * journal failed). A pass that cannot list a namespace closes no session as
+ * engine_missing.
+ */
+int kj_reconcile(kj_journal *j, kj_kube *k, const kj_policy *p, const kj_reconcile_opts *o,
+                 kj_reconcile_summary *sum, kj_err *err);
+
+#endif
