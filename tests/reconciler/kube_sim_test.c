@@ -364,6 +364,26 @@ static long sim_requests(kj_kube *k)
     return n;
 }
 
+/* A number from /_sim/stats by a dotted path ("deletes.removed", "by_code.410"); 0 if absent. */
+static long sim_stat(kj_kube *k, const char *dotted)
+{
+    char *body = NULL, key[128];
+    assert_int_equal(raw(k, "GET", "/_sim/stats", NULL, &body), 0);
+    cJSON *j = cJSON_Parse(body), *v = j;
+    free(body);
+    assert_non_null(j);
+    snprintf(key, sizeof(key), "%s", dotted);
+    for (char *part = key, *dot; v && part; part = dot ? dot + 1 : NULL) {
+        dot = strchr(part, '.');
+        if (dot)
+            *dot = '\0';
+        v = cJSON_GetObjectItem(v, part);
+    }
+    long n = cJSON_IsNumber(v) ? (long)v->valuedouble : 0;
+    cJSON_Delete(j);
+    return n;
+}
+
 /* ---- tests ------------------------------------------------------------- */
 
 typedef struct seen_pods {
@@ -748,15 +768,15 @@ static void test_faults(void **state)
     long before = sim_requests(k);
     many m = {0};
     int64_t t0 = kj_mono_ms();
-    submit_gets(k, 200, 20000, &m);
+    submit_gets(k, 100, 20000, &m);
     assert_int_equal(kj_kube_run(k, 30000), 0);
     long used = sim_requests(k) - before;
-    fprintf(stderr, "errors 30%%: %d ok of 200 in %lld ms, %ld requests\n", m.ok,
+    fprintf(stderr, "errors 30%%: %d ok of 100 in %lld ms, %ld requests\n", m.ok,
             (long long)(kj_mono_ms() - t0), used);
-    assert_int_equal(m.done, 200);
-    assert_int_equal(m.ok + m.rcs[-KJ_ETIMEDOUT] + m.rcs[-KJ_EUNAVAIL], 200);
-    assert_true(m.ok >= 190);
-    assert_true(used <= 200 * 3);
+    assert_int_equal(m.done, 100);
+    assert_int_equal(m.ok + m.rcs[-KJ_ETIMEDOUT] + m.rcs[-KJ_EUNAVAIL], 100);
+    assert_true(m.ok >= 95);
+    assert_true(used <= 100 * 3);
 
     /* dropped connections: idempotent calls go through */
     faults(k, "{\"error_rate\":0,\"drop_rate\":20}");
@@ -783,6 +803,332 @@ static void test_faults(void **state)
     kj_kube_free(k);
 }
 
+typedef struct uids {
+    char (*name)[64];
+    char (*uid)[64];
+    int n, cap;
+} uids;
+
+static int collect_uids(const kj_pod *pods, size_t n, int restarted, void *ud)
+{
+    uids *u = ud;
+    if (restarted)
+        u->n = 0;
+    for (size_t i = 0; i < n && u->n < u->cap; i++, u->n++) {
+        snprintf(u->name[u->n], 64, "%s", pods[i].name);
+        snprintf(u->uid[u->n], 64, "%s", pods[i].uid);
+    }
+    return 0;
+}
+
+/* Mutations under faults: each call succeeds or fails with an error its kind
+ * allows; nothing is applied twice; requests stay bounded. */
+static void test_faults_mutations(void **state)
+{
+    (void)state;
+    kj_kube *k = client_flags(sim.cert, 0, 16, 0);
+    kj_kube_status st;
+    kj_err err = {0};
+    delete_all(k);
+    for (int i = 0; i < 20; i++) {
+        char name[32];
+        snprintf(name, sizeof(name), "mut-%d", i);
+        create_pod(k, name, "mut", NULL, NULL);
+    }
+    faults(k, "{\"error_rate\":30,\"drop_rate\":10,\"retry_after\":1}");
+    long before = sim_requests(k), removed0 = sim_stat(k, "deletes.removed");
+    /* list under faults, pages of 3 */
+    static char name[32][64], uid[32][64];
+    uids u = {name, uid, 0, 32};
+    assert_int_equal(kj_kube_list_pods(k, NULL, "kyuubi-unique-tag=mut", NULL, 3, collect_uids, &u,
+                                       &st, &err),
+                     0);
+    assert_int_equal(u.n, 20);
+    /* patches guarded by test: retried; bare patches: not retried on 500/drop */
+    many guarded = {0}, bare = {0}, dels = {0};
+    for (int i = 0; i < 20; i++) {
+        char patch[512];
+        kj_kube_req r = KJ_KUBE_REQ_INIT;
+        r.op = KJ_KUBE_PATCH_POD;
+        r.name = u.name[i];
+        r.timeout_ms = 20000;
+        snprintf(patch, sizeof(patch),
+                 "[{\"op\":\"test\",\"path\":\"/metadata/uid\",\"value\":\"%s\"},"
+                 "{\"op\":\"add\",\"path\":\"/metadata/labels/patched\",\"value\":\"yes\"}]",
+                 u.uid[i]);
+        r.body = patch;
+        assert_int_equal(kj_kube_submit(k, &r, on_many, &guarded), 0);
+        r.body = "[{\"op\":\"add\",\"path\":\"/metadata/labels/bare\",\"value\":\"yes\"}]";
+        assert_int_equal(kj_kube_submit(k, &r, on_many, &bare), 0);
+    }
+    assert_int_equal(kj_kube_run(k, 60000), 0);
+    fprintf(stderr, "faults: guarded patches %d ok; bare patches %d ok, %d unavailable, %d http\n",
+            guarded.ok, bare.ok, bare.rcs[-KJ_EUNAVAIL], bare.rcs[-KJ_EHTTP]);
+    assert_int_equal(guarded.ok, 20);
+    assert_int_equal(bare.ok + bare.rcs[-KJ_EUNAVAIL] + bare.rcs[-KJ_EHTTP], 20);
+    /* deletes with uid preconditions: retried; each pod removed exactly once */
+    for (int i = 0; i < 20; i++) {
+        kj_kube_req r = KJ_KUBE_REQ_INIT;
+        r.op = KJ_KUBE_DELETE_POD;
+        r.name = u.name[i];
+        r.precondition_uid = u.uid[i];
+        r.grace_period_s = 0;
+        r.timeout_ms = 20000;
+        assert_int_equal(kj_kube_submit(k, &r, on_many, &dels), 0);
+    }
+    assert_int_equal(kj_kube_run(k, 60000), 0);
+    assert_int_equal(dels.ok + dels.rcs[-KJ_ENOENT], 20);
+    long used = sim_requests(k) - before;
+    faults(k, "{\"error_rate\":0,\"drop_rate\":0}");
+    assert_int_equal(sim_stat(k, "deletes.removed") - removed0, 20);
+    fprintf(stderr, "faults: 81 operations took %ld requests\n", used);
+    assert_true(used <= 81 * 3);
+
+    /* absurd Retry-After (3600 s): clamped to 10 s, which a 3 s deadline
+     * cannot wait: KJ_ETIMEDOUT at once, one request each */
+    faults(k, "{\"error_rate\":100,\"error_codes\":[429],\"retry_after\":3600}");
+    before = sim_requests(k);
+    many m = {0};
+    int64_t t0 = kj_mono_ms();
+    submit_gets(k, 10, 3000, &m);
+    assert_int_equal(kj_kube_run(k, 10000), 0);
+    assert_int_equal(m.rcs[-KJ_ETIMEDOUT], 10);
+    assert_true(kj_mono_ms() - t0 < 1000);
+    assert_int_equal(sim_requests(k) - before, 10);
+    /* always 503 with Retry-After 1: a few attempts, then KJ_ETIMEDOUT within the deadline */
+    faults(k, "{\"error_rate\":100,\"error_codes\":[503],\"retry_after\":1}");
+    before = sim_requests(k);
+    memset(&m, 0, sizeof(m));
+    t0 = kj_mono_ms();
+    submit_gets(k, 10, 2500, &m);
+    assert_int_equal(kj_kube_run(k, 10000), 0);
+    assert_int_equal(m.rcs[-KJ_ETIMEDOUT], 10);
+    assert_true(kj_mono_ms() - t0 <= 2600);
+    assert_true(sim_requests(k) - before <= 30);
+    /* always 500 on a bare patch: one request, KJ_EHTTP */
+    faults(k, "{\"error_rate\":100,\"error_codes\":[500]}");
+    assert_int_equal(kj_kube_patch_pod(k, NULL, "x", "[]", NULL, &st, &err), KJ_EHTTP);
+    assert_int_equal(st.http, 500);
+    faults(k, "{\"error_rate\":0,\"error_codes\":[429,500,503],\"retry_after\":1}");
+    kj_kube_free(k);
+}
+
+/* The executor's case: thousands of deletes with uid preconditions, bounded. */
+static void test_bulk_deletes(void **state)
+{
+    (void)state;
+    enum { N = 3000 };
+    kj_kube *k = client_flags(sim.cert, 0, 32, 0);
+    delete_all(k);
+    size_t cap = (size_t)N * 200 + 64;
+    char *seed = malloc(cap);
+    size_t off = (size_t)snprintf(seed, cap, "[");
+    for (int i = 0; i < N; i++)
+        off += (size_t)snprintf(seed + off, cap - off,
+                                "%s{\"metadata\":{\"name\":\"bulk-%d\",\"namespace\":\"kyuubi\","
+                                "\"labels\":{\"kyuubi-unique-tag\":\"bulk\"}},\"spec\":{"
+                                "\"containers\":[{\"name\":\"c\",\"image\":\"x\"}]}}",
+                                i ? "," : "", i);
+    snprintf(seed + off, cap - off, "]");
+    assert_int_equal(raw(k, "POST", "/_sim/seed", seed, NULL), 0);
+    free(seed);
+    uids u = {malloc(N * 64), malloc(N * 64), 0, N};
+    kj_kube_status st;
+    kj_err err = {0};
+    int64_t t0 = kj_mono_ms();
+    assert_int_equal(kj_kube_list_pods(k, NULL, "kyuubi-unique-tag=bulk", NULL, 500, collect_uids,
+                                       &u, &st, &err),
+                     0);
+    int64_t tl = kj_mono_ms() - t0;
+    assert_int_equal(u.n, N);
+    long removed0 = sim_stat(k, "deletes.removed");
+    many m = {0};
+    t0 = kj_mono_ms();
+    t0 = kj_mono_ms();
+    submit_gets(k, 10, 300, &m);
+    assert_int_equal(kj_kube_run(k, 5000), 0);
+    int64_t el = kj_mono_ms() - t0;
+    assert_int_equal(m.rcs[-KJ_ETIMEDOUT], 10);
+    assert_true(el < 700);
+    faults(k, "{\"latency_ms\":0,\"error_rate\":0,\"drop_rate\":0}");
+    delete_all(k);
+    kj_kube_free(k);
+}
+
+typedef struct uids {
+    char (*name)[64];
+    char (*uid)[64];
+    int n, cap;
+} uids;
+
+static int collect_uids(const kj_pod *pods, size_t n, int restarted, void *ud)
+{
+    uids *u = ud;
+    if (restarted)
+        u->n = 0;
+    for (size_t i = 0; i < n && u->n < u->cap; i++, u->n++) {
+        snprintf(u->name[u->n], 64, "%s", pods[i].name);
+        snprintf(u->uid[u->n], 64, "%s", pods[i].uid);
+    }
+    return 0;
+}
+
+/* Mutations under faults: each call succeeds or fails with an error its kind
+ * allows; nothing is applied twice; requests stay bounded. */
+static void test_faults_mutations(void **state)
+{
+    (void)state;
+    kj_kube *k = client_flags(sim.cert, 0, 16, 0);
+    kj_kube_status st;
+    kj_err err = {0};
+    delete_all(k);
+    for (int i = 0; i < 20; i++) {
+        char name[32];
+        snprintf(name, sizeof(name), "mut-%d", i);
+        create_pod(k, name, "mut", NULL, NULL);
+    }
+    faults(k, "{\"error_rate\":30,\"drop_rate\":10,\"retry_after\":1}");
+    long before = sim_requests(k), removed0 = sim_stat(k, "deletes.removed");
+    /* list under faults, pages of 3 */
+    static char name[32][64], uid[32][64];
+    uids u = {name, uid, 0, 32};
+    assert_int_equal(kj_kube_list_pods(k, NULL, "kyuubi-unique-tag=mut", NULL, 3, collect_uids, &u,
+                                       &st, &err),
+                     0);
+    assert_int_equal(u.n, 20);
+    /* patches guarded by test: retried; bare patches: not retried on 500/drop */
+    many guarded = {0}, bare = {0}, dels = {0};
+    for (int i = 0; i < 20; i++) {
+        char patch[512];
+        kj_kube_req r = KJ_KUBE_REQ_INIT;
+        r.op = KJ_KUBE_PATCH_POD;
+        r.name = u.name[i];
+        r.timeout_ms = 20000;
+        snprintf(patch, sizeof(patch),
+                 "[{\"op\":\"test\",\"path\":\"/metadata/uid\",\"value\":\"%s\"},"
+                 "{\"op\":\"add\",\"path\":\"/metadata/labels/patched\",\"value\":\"yes\"}]",
+                 u.uid[i]);
+        r.body = patch;
+        assert_int_equal(kj_kube_submit(k, &r, on_many, &guarded), 0);
+        r.body = "[{\"op\":\"add\",\"path\":\"/metadata/labels/bare\",\"value\":\"yes\"}]";
+        assert_int_equal(kj_kube_submit(k, &r, on_many, &bare), 0);
+    }
+    assert_int_equal(kj_kube_run(k, 60000), 0);
+    fprintf(stderr, "faults: guarded patches %d ok; bare patches %d ok, %d unavailable, %d http\n",
+            guarded.ok, bare.ok, bare.rcs[-KJ_EUNAVAIL], bare.rcs[-KJ_EHTTP]);
+    assert_int_equal(guarded.ok, 20);
+    assert_int_equal(bare.ok + bare.rcs[-KJ_EUNAVAIL] + bare.rcs[-KJ_EHTTP], 20);
+    /* deletes with uid preconditions: retried; each pod removed exactly once */
+    for (int i = 0; i < 20; i++) {
+        kj_kube_req r = KJ_KUBE_REQ_INIT;
+        r.op = KJ_KUBE_DELETE_POD;
+        r.name = u.name[i];
+        r.precondition_uid = u.uid[i];
+        r.grace_period_s = 0;
+        r.timeout_ms = 20000;
+        assert_int_equal(kj_kube_submit(k, &r, on_many, &dels), 0);
+    }
+    assert_int_equal(kj_kube_run(k, 60000), 0);
+    assert_int_equal(dels.ok + dels.rcs[-KJ_ENOENT], 20);
+    long used = sim_requests(k) - before;
+    faults(k, "{\"error_rate\":0,\"drop_rate\":0}");
+    assert_int_equal(sim_stat(k, "deletes.removed") - removed0, 20);
+    fprintf(stderr, "faults: 81 operations took %ld requests\n", used);
+    assert_true(used <= 81 * 3);
+
+    /* absurd Retry-After (3600 s): clamped to 10 s, which a 3 s deadline
+     * cannot wait: KJ_ETIMEDOUT at once, one request each */
+    faults(k, "{\"error_rate\":100,\"error_codes\":[429],\"retry_after\":3600}");
+    before = sim_requests(k);
+    many m = {0};
+    int64_t t0 = kj_mono_ms();
+    submit_gets(k, 10, 3000, &m);
+    assert_int_equal(kj_kube_run(k, 10000), 0);
+    assert_int_equal(m.rcs[-KJ_ETIMEDOUT], 10);
+    assert_true(kj_mono_ms() - t0 < 1000);
+    assert_int_equal(sim_requests(k) - before, 10);
+    /* always 503 with Retry-After 1: a few attempts, then KJ_ETIMEDOUT within the deadline */
+    faults(k, "{\"error_rate\":100,\"error_codes\":[503],\"retry_after\":1}");
+    before = sim_requests(k);
+    memset(&m, 0, sizeof(m));
+    t0 = kj_mono_ms();
+    submit_gets(k, 10, 2500, &m);
+    assert_int_equal(kj_kube_run(k, 10000), 0);
+    assert_int_equal(m.rcs[-KJ_ETIMEDOUT], 10);
+    assert_true(kj_mono_ms() - t0 <= 2600);
+    assert_true(sim_requests(k) - before <= 30);
+    /* always 500 on a bare patch: one request, KJ_EHTTP */
+    faults(k, "{\"error_rate\":100,\"error_codes\":[500]}");
+    assert_int_equal(kj_kube_patch_pod(k, NULL, "x", "[]", NULL, &st, &err), KJ_EHTTP);
+    assert_int_equal(st.http, 500);
+    faults(k, "{\"error_rate\":0,\"error_codes\":[429,500,503],\"retry_after\":1}");
+    kj_kube_free(k);
+}
+
+/* The executor's case: thousands of deletes with uid preconditions, bounded. */
+static void test_bulk_deletes(void **state)
+{
+    (void)state;
+    enum { N = 3000 };
+    kj_kube *k = client_flags(sim.cert, 0, 32, 0);
+    delete_all(k);
+    size_t cap = (size_t)N * 200 + 64;
+    char *seed = malloc(cap);
+    size_t off = (size_t)snprintf(seed, cap, "[");
+    for (int i = 0; i < N; i++)
+        off += (size_t)snprintf(seed + off, cap - off,
+                                "%s{\"metadata\":{\"name\":\"bulk-%d\",\"namespace\":\"kyuubi\","
+                                "\"labels\":{\"kyuubi-unique-tag\":\"bulk\"}},\"spec\":{"
+                                "\"containers\":[{\"name\":\"c\",\"image\":\"x\"}]}}",
+                                i ? "," : "", i);
+    snprintf(seed + off, cap - off, "]");
+    assert_int_equal(raw(k, "POST", "/_sim/seed", seed, NULL), 0);
+    free(seed);
+    uids u = {malloc(N * 64), malloc(N * 64), 0, N};
+    kj_kube_status st;
+    kj_err err = {0};
+    int64_t t0 = kj_mono_ms();
+    assert_int_equal(kj_kube_list_pods(k, NULL, "kyuubi-unique-tag=bulk", NULL, 500, collect_uids,
+                                       &u, &st, &err),
+                     0);
+    int64_t tl = kj_mono_ms() - t0;
+    assert_int_equal(u.n, N);
+    long removed0 = sim_stat(k, "deletes.removed");
+    many m = {0};
+    t0 = kj_mono_ms();
+    for (int i = 0; i < N; i++) {
+        kj_kube_req r = KJ_KUBE_REQ_INIT;
+        r.op = KJ_KUBE_GET_POD;
+        r.name = u.name[i];
+        assert_int_equal(kj_kube_submit(k, &r, on_many, &m), 0);
+    }
+    assert_int_equal(kj_kube_run(k, 60000), 0);
+    fprintf(stderr, "bulk: %d GETs %lld ms\n", N, (long long)(kj_mono_ms() - t0));
+    memset(&m, 0, sizeof(m));
+    t0 = kj_mono_ms();
+    for (int i = 0; i < N; i++) {
+        kj_kube_req r = KJ_KUBE_REQ_INIT;
+        r.op = KJ_KUBE_DELETE_POD;
+        r.name = u.name[i];
+        r.precondition_uid = u.uid[i];
+        assert_int_equal(kj_kube_submit(k, &r, on_many, &m), 0);
+    }
+    assert_int_equal(kj_kube_run(k, 60000), 0);
+    int64_t el = kj_mono_ms() - t0;
+    kj_kube_stats stats;
+    kj_kube_get_stats(k, &stats);
+    fprintf(stderr, "bulk: list of %d pods in pages of 500: %lld ms; %d deletes, 32 in flight: "
+                    "%lld ms, %.0f/s (max in flight seen %d)\n",
+            N, (long long)tl, N, (long long)el, N * 1000.0 / (double)(el ? el : 1),
+            stats.max_in_flight_seen);
+    assert_int_equal(m.ok, N);
+    assert_true(stats.max_in_flight_seen <= 32);
+    assert_int_equal(sim_stat(k, "deletes.removed") - removed0, N);
+    free(u.name);
+    free(u.uid);
+    kj_kube_free(k);
+}
+
 /* An expired continue token mid-list (kube-sim with a short --continue-ttl). */
 static void test_expired_continue(void **state)
 {
@@ -804,6 +1150,7 @@ static void test_expired_continue(void **state)
                      0);
     assert_int_equal(s.n, 6); /* every pod seen, at least once */
     assert_true(s.pages >= 3);
+    assert_true(sim_stat(k, "by_code.410") >= 1);
     delete_all(k);
     kj_kube_free(k);
     sim_stop();
@@ -855,7 +1202,9 @@ int main(void)
         cmocka_unit_test_setup(test_wrong_ca, need_sim),
         cmocka_unit_test_setup(test_token_rotation, need_sim),
         cmocka_unit_test_setup(test_faults, need_sim),
+        cmocka_unit_test_setup(test_faults_mutations, need_sim),
         cmocka_unit_test_setup(test_expired_continue, need_sim),
+        cmocka_unit_test_setup(test_bulk_deletes, need_sim),
         cmocka_unit_test_setup(test_throughput, need_sim),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
