@@ -28,12 +28,16 @@ const char kj_policy_help[] =
     "  --selector SEL             label selector of engine pods (default kyuubi-unique-tag)\n"
     "  --finalizer NAME           our finalizer (default kyuubi.apache.org/pod-cleanup)\n"
     "  --retain-terminated DUR    keep terminated pods this long after they finished\n"
-    "                             (default 5m, like kyuubi.kubernetes.terminatedApplicationRetainPeriod)\n"
-    "  --cleanup-kind KIND        ALL, COMPLETED or NONE: which terminated pods of closed sessions\n"
-    "                             to delete (default ALL); finalizers are released whatever the kind\n"
+    "                             (default 5m, like "
+    "kyuubi.kubernetes.terminatedApplicationRetainPeriod)\n"
+    "  --cleanup-kind KIND        ALL, COMPLETED or NONE: which terminated pods of closed "
+    "sessions\n"
+    "                             to delete (default ALL); finalizers are released whatever the "
+    "kind\n"
     "  --engine-grace DUR         delete a live pod once its sessions are all closed this long\n"
     "                             (default 30m)\n"
-    "  --submit-grace DUR         close an open session whose pod is missing after this (default 3m)\n"
+    "  --submit-grace DUR         close an open session whose pod is missing after this (default "
+    "3m)\n"
     "  --running-orphans MODE     report or delete live pods no session knows (default report)\n"
     "  --orphan-grace DUR         minimum age of a live orphan before it is deleted (default 1h)\n"
     "  --concurrency N            requests in flight (default 32)\n";
@@ -102,7 +106,8 @@ static const char *flag_value(const char *flag, int argc, char **argv, int *i, i
     return argv[++*i];
 }
 
-int kj_policy_parse(kj_policy *p, int argc, char **argv, int *i, kj_err *err)
+/* Parses the flag at argv[*i], leaving *i on its value. */
+static int policy_parse_at(kj_policy *p, int argc, char **argv, int *i, kj_err *err)
 {
     static const struct {
         const char *flag;
@@ -175,8 +180,7 @@ int kj_policy_parse(kj_policy *p, int argc, char **argv, int *i, kj_err *err)
         else if (!strcmp(v, "delete"))
             p->delete_running_orphans = 1;
         else
-            return kj_err_set(err, KJ_EINVAL, "--running-orphans: '%s' is not report or delete",
-                              v);
+            return kj_err_set(err, KJ_EINVAL, "--running-orphans: '%s' is not report or delete", v);
         return 1;
     }
     if (missing)
@@ -185,8 +189,7 @@ int kj_policy_parse(kj_policy *p, int argc, char **argv, int *i, kj_err *err)
         char *end;
         long n = strtol(v, &end, 10);
         if (*end || n < 1 || n > 1024)
-            return kj_err_set(err, KJ_EINVAL, "--concurrency: '%s' is not a number in 1..1024",
-                              v);
+            return kj_err_set(err, KJ_EINVAL, "--concurrency: '%s' is not a number in 1..1024", v);
         p->concurrency = (int)n;
         return 1;
     }
@@ -195,6 +198,14 @@ int kj_policy_parse(kj_policy *p, int argc, char **argv, int *i, kj_err *err)
     return 0;
 missing:
     return kj_err_set(err, KJ_EINVAL, "%s needs a value", argv[*i]);
+}
+
+int kj_policy_parse(kj_policy *p, int argc, char **argv, int *i, kj_err *err)
+{
+    int rc = policy_parse_at(p, argc, argv, i, err);
+    if (rc == 1)
+        ++*i;
+    return rc;
 }
 
 /* --- the planner -------------------------------------------------------- */
@@ -211,9 +222,12 @@ kj_pod_state kj_pod_state_of(const kj_pod *pod)
 const char *kj_pod_state_name(kj_pod_state s)
 {
     switch (s) {
-    case KJ_POD_LIVE: return "live";
-    case KJ_POD_TERMINAL: return "terminal";
-    case KJ_POD_TERMINATING: return "terminating";
+    case KJ_POD_LIVE:
+        return "live";
+    case KJ_POD_TERMINAL:
+        return "terminal";
+    case KJ_POD_TERMINATING:
+        return "terminating";
     }
     return "?";
 }
@@ -221,11 +235,16 @@ const char *kj_pod_state_name(kj_pod_state s)
 const char *kj_step_name(kj_step_kind k)
 {
     switch (k) {
-    case KJ_STEP_CLOSE_SESSIONS: return "close_session";
-    case KJ_STEP_ADD_FINALIZER: return "add_finalizer";
-    case KJ_STEP_RELEASE_FINALIZER: return "release_finalizer";
-    case KJ_STEP_DELETE: return "delete";
-    case KJ_STEP_REPORT_ORPHAN: return "report_orphan";
+    case KJ_STEP_CLOSE_SESSIONS:
+        return "close_session";
+    case KJ_STEP_ADD_FINALIZER:
+        return "add_finalizer";
+    case KJ_STEP_RELEASE_FINALIZER:
+        return "release_finalizer";
+    case KJ_STEP_DELETE:
+        return "delete";
+    case KJ_STEP_REPORT_ORPHAN:
+        return "report_orphan";
     }
     return "?";
 }
@@ -552,8 +571,11 @@ static int close_sessions(pass *ps, char **ids, size_t n, const char *reason, kj
     int64_t now = kj_now_ms();
     for (size_t i = 0; i < n; i++) {
         snprintf(eids[i], sizeof eids[i], "kjournal-reconciler:%.96s:close", ids[i]);
-        evs[i] = (kj_event){.event_id = eids[i], .type = KJ_EVENT_SESSION_CLOSE,
-                            .session_id = ids[i], .time_ms = now, .reason = reason};
+        evs[i] = (kj_event){.event_id = eids[i],
+                            .type = KJ_EVENT_SESSION_CLOSE,
+                            .session_id = ids[i],
+                            .time_ms = now,
+                            .reason = reason};
     }
     if ((rc = kj_journal_append(ps->j, evs, n, res, err)))
         goto out;
@@ -646,8 +668,7 @@ static void job_advance(job *jb)
     kj_err err = {0};
     while (!ps->fatal) {
         if (++jb->steps > 10) {
-            record(ps, pod, "plan", "the pod kept changing", "failed", 0,
-                   "gave up after 10 steps");
+            record(ps, pod, "plan", "the pod kept changing", "failed", 0, "gave up after 10 steps");
             ps->sum->actions_failed++;
             break;
         }
@@ -674,8 +695,8 @@ static void job_advance(job *jb)
         }
         if (ps->o->dry_run) {
             for (size_t i = 0; i < plan.n; i++) {
-                record(ps, pod, kj_step_name(plan.steps[i].kind), plan.steps[i].reason,
-                       "planned", 0, NULL);
+                record(ps, pod, kj_step_name(plan.steps[i].kind), plan.steps[i].reason, "planned",
+                       0, NULL);
                 ps->sum->planned++;
             }
             break;
@@ -809,10 +830,10 @@ static int on_page(const kj_pod *pods, size_t n, int restarted, void *ud)
     for (size_t i = 0; i < n && !ps->fatal; i++) {
         const kj_pod *pod = &pods[i];
         if (ps->o->only_tag || ps->o->only_app_id) {
-            int match = (ps->o->only_tag && pod->unique_tag &&
-                         !strcmp(ps->o->only_tag, pod->unique_tag)) ||
-                        (ps->o->only_app_id && pod->app_selector &&
-                         !strcmp(ps->o->only_app_id, pod->app_selector));
+            int match =
+                (ps->o->only_tag && pod->unique_tag && !strcmp(ps->o->only_tag, pod->unique_tag)) ||
+                (ps->o->only_app_id && pod->app_selector &&
+                 !strcmp(ps->o->only_app_id, pod->app_selector));
             if (!match)
                 continue;
         }
@@ -877,8 +898,7 @@ static int in_scope(const pass *ps, const char *ns)
 static int find_missing(const kj_session *s, void *ud)
 {
     missing_ctx *m = ud;
-    if (!in_scope(m->ps, s->engine_namespace) ||
-        strset_has(&m->ps->seen_engines, s->engine_tag) ||
+    if (!in_scope(m->ps, s->engine_namespace) || strset_has(&m->ps->seen_engines, s->engine_tag) ||
         strset_has(&m->ps->seen_engines, s->engine_id) ||
         !kj_plan_missing_engine(s->created_ms, m->now, m->ps->p))
         return 0;
@@ -892,7 +912,7 @@ static int close_missing_engines(pass *ps, kj_err *err)
     int rc = kj_journal_sessions(ps->j, &f, find_missing, &m, err);
     const char *reason = "no engine pod after the submit grace";
     for (size_t i = 0; !rc && i < m.b.n; i++) {
-        kj_pod none = {.name = "-", .namespace_ = (char *)ps->o->default_namespace};
+        kj_pod none = {.name = "-"};
         char msg[KJ_EVENT_FIELD_MAX + 16];
         snprintf(msg, sizeof msg, "session %s", m.b.ids[i]);
         record(ps, &none, "close_session", reason, ps->o->dry_run ? "planned" : "ok", 0, msg);
@@ -918,7 +938,6 @@ int kj_reconcile(kj_journal *j, kj_kube *k, const kj_policy *p, const kj_reconci
     if (!o->dry_run &&
         (rc = kj_journal_run_begin(j, o->trigger ? o->trigger : "manual", 0, &sum->run_id, err)))
         return rc;
-    kj_kube_set_limits(k, -1, 0, p->concurrency);
 
     char selector[1024];
     const char *sel = p->selector;

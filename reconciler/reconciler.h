@@ -41,6 +41,10 @@
 #define KJ_DEFAULT_FINALIZER "kyuubi.apache.org/pod-cleanup"
 #define KJ_DEFAULT_SELECTOR "kyuubi-unique-tag"
 #define KJ_MAX_NAMESPACES 16
+/* The reconciler's client-side rate limit unless --qps/--burst say otherwise:
+ * high enough never to be what a pass waits for, bounded all the same. */
+#define KJ_RECONCILE_QPS 5000.0
+#define KJ_RECONCILE_BURST 1000
 
 typedef enum {
     KJ_CLEANUP_ALL = 0,   /* delete terminal pods whatever their phase */
@@ -55,11 +59,12 @@ typedef struct kj_policy {
     const char *finalizer;        /* ours; never anyone else's */
     int64_t retain_terminated_ms; /* keep terminal pods this long after they finished */
     kj_cleanup_kind cleanup_kind;
-    int64_t engine_grace_ms;  /* a live pod whose sessions are all closed goes after this */
-    int64_t submit_grace_ms;  /* an open session without a pod is closed after this */
+    int64_t engine_grace_ms; /* a live pod whose sessions are all closed goes after this */
+    int64_t submit_grace_ms; /* an open session without a pod is closed after this */
     int delete_running_orphans;
     int64_t orphan_grace_ms; /* age of a live orphan before it may be deleted */
-    int concurrency;         /* requests in flight */
+    int concurrency;         /* requests in flight: give it to the kube client
+                                (kj_kube_flags.max_in_flight) */
 } kj_policy;
 
 /* Defaults mirror Kyuubi's own knobs: retain 5 min, cleanup ALL, engine
@@ -67,7 +72,8 @@ typedef struct kj_policy {
  * initialize timeout), orphans reported, orphan grace 1 h, concurrency 32. */
 void kj_policy_init(kj_policy *p);
 /* Like kj_kube_flags_parse(): 1 when argv[*i] was a policy flag (and *i moved
- * past its value), 0 when it is something else, KJ_EINVAL on a bad value. */
+ * to the argument after its value), 0 when it is something else (*i
+ * unchanged), KJ_EINVAL on a bad value. */
 int kj_policy_parse(kj_policy *p, int argc, char **argv, int *i, kj_err *err);
 extern const char kj_policy_help[];
 /* "90s", "5m", "1h30m", "2d", "250ms", "0" -> ms; KJ_EINVAL otherwise. */
@@ -131,9 +137,9 @@ typedef struct kj_reconcile_opts {
      * be NULL; both NULL: every pod in scope). No engine_missing check. */
     const char *only_tag, *only_app_id;
     const char *default_namespace; /* the kube config's, listed when the policy names none */
-    kj_action_fn on_action; /* each action as it is recorded (or planned) */
+    kj_action_fn on_action;        /* each action as it is recorded (or planned) */
     void *ud;
-    int progress; /* log progress lines on stderr during long passes */
+    int progress;        /* log progress lines on stderr during long passes */
     int64_t deadline_ms; /* whole pass; 0: 10 minutes */
 } kj_reconcile_opts;
 
@@ -143,7 +149,7 @@ typedef struct kj_reconcile_summary {
     int64_t finalizers_added, finalizers_released, pods_deleted, sessions_closed;
     int64_t orphans_reported, already_gone, conflicts;
     int64_t actions_ok, actions_failed, planned;
-    int64_t waiting; /* pods with a step not yet due (retain period, graces) */
+    int64_t waiting;   /* pods with a step not yet due (retain period, graces) */
     int list_complete; /* every namespace was listed to the end */
 } kj_reconcile_summary;
 

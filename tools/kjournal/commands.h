@@ -20,4 +20,7 @@ int kj_cmd_prune(int argc, char **argv);
 int kj_cmd_publish(int argc, char **argv);
 int kj_cmd_keygen(int argc, char **argv);
 
+/* Reconciliation (cmd_recover.c). */
+int kj_cmd_recover(int argc, char **argv);
+
 #endif

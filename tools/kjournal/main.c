@@ -9,6 +9,7 @@
 static const kj_cli_command commands[] = {
     {"publish", "send JSON events (native or Kyuubi) to kjournald", kj_cmd_publish},
     {"keygen", "write a CURVE key pair for kjournald or a publisher", kj_cmd_keygen},
+    {"recover", "reconcile the journal against the engine pods (--dry-run: the plan)", kj_cmd_recover},
     {"sessions", "list sessions (filter by state, user, instance, engine, time)", kj_cmd_sessions},
     {"show", "show a session, its events and the reconcile actions on its pods", kj_cmd_show},
     {"events", "list events by time; -f follows new events", kj_cmd_events},

@@ -1,0 +1,173 @@
+/* kjournal recover - one reconciliation pass, or its plan with --dry-run. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "commands.h"
+#include "reconciler/reconciler.h"
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: kjournal recover [--journal PATH] [KUBE FLAGS] [POLICY FLAGS] [--dry-run]\n"
+            "                        [-o short|json] [--timeout DUR] [--quiet]\n\n"
+            "Reconciles the journal against the live engine pods, once: releases our\n"
+            "finalizer and deletes orphaned and terminated engine pods, closes sessions\n"
+            "whose engine is gone, and records every action in the journal (see\n"
+            "'kjournal actions'). Safe to run while kjournald runs, and twice: the second\n"
+            "pass changes nothing. --dry-run prints the plan and changes nothing, not\n"
+            "even the journal.\n\n"
+            "options:\n"
+            "  --journal PATH             the journal (default $KJOURNAL_JOURNAL or %s)\n"
+            "  --dry-run                  print the plan, mutate nothing\n"
+            "  -o, --output FMT           short (default) or json (one action per line)\n"
+            "  --timeout DUR              deadline for the whole pass (default 10m)\n"
+            "  --quiet                    no progress lines on stderr\n\n"
+            "Kubernetes (like kubectl; flags win over the kubeconfig, which wins over\n"
+            "in-cluster configuration):\n%s"
+            "  (the rate limit defaults to --qps %.0f --burst %d here)\n\n"
+            "policy:\n%s\n"
+            "examples:\n"
+            "  kjournal recover --dry-run --namespace kyuubi\n"
+            "  kjournal recover --kubeconfig ~/.kube/config --context prod --namespace kyuubi\n"
+            "  kjournal recover --retain-terminated 1h --cleanup-kind COMPLETED -o json\n\n"
+            "exit codes: 0 converged; 1 some actions failed (each is named); 2 usage or\n"
+            "configuration error; 3-6 the journal cannot be opened (see 'kjournal --help');\n"
+            "8 the Kubernetes API cannot be reached.\n",
+            KJ_DEFAULT_JOURNAL, kj_kube_flags_help, KJ_RECONCILE_QPS, KJ_RECONCILE_BURST,
+            kj_policy_help);
+}
+
+typedef struct printer {
+    kj_out *out;
+    int json;
+} printer;
+
+static void print_action(const kj_action *a, void *ud)
+{
+    printer *p = ud;
+    kj_val v[32];
+    kj_action_vals(a, v);
+    kj_out_row(p->out, v);
+}
+
+int kj_cmd_recover(int argc, char **argv)
+{
+    kj_cli_common c;
+    kj_cli_common_init(&c, argv);
+    kj_kube_flags fl;
+    kj_kube_flags_init(&fl);
+    fl.qps = KJ_RECONCILE_QPS;
+    fl.burst = KJ_RECONCILE_BURST;
+    kj_policy pol;
+    kj_policy_init(&pol);
+    int dry_run = 0, quiet = 0, rc;
+    int64_t timeout_ms = 600000;
+    kj_err err = {0};
+    for (int i = 1; i < argc; i++) {
+        /* The shared parsers move i past what they take. */
+        if ((rc = kj_kube_flags_parse(&fl, argc, argv, &i, &err)) != 0 ||
+            (rc = kj_policy_parse(&pol, argc, argv, &i, &err)) != 0) {
+            if (rc < 0)
+                return kj_cli_fail(&c, KJ_EXIT_USAGE, "%s", err.msg);
+            i--;
+            continue;
+        }
+        const char *a = argv[i];
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            usage(stdout);
+            return KJ_EXIT_OK;
+        } else if (!strcmp(a, "--dry-run")) {
+            dry_run = 1;
+        } else if (!strcmp(a, "--quiet")) {
+            quiet = 1;
+        } else if ((!strcmp(a, "--journal") || !strcmp(a, "-o") || !strcmp(a, "--output") ||
+                    !strcmp(a, "--timeout")) &&
+                   i + 1 < argc) {
+            const char *v = argv[++i];
+            if (!strcmp(a, "--journal"))
+                c.journal = v;
+            else if (!strcmp(a, "--timeout")) {
+                if (kj_parse_duration(v, &timeout_ms) || timeout_ms <= 0)
+                    return kj_cli_fail(&c, KJ_EXIT_USAGE, "--timeout: '%s' is not a duration", v);
+            } else if ((rc = kj_cli_common_opt(&c, 'o', v)) > 0)
+                return rc;
+        } else if (!strncmp(a, "--journal=", 10)) {
+            c.journal = a + 10;
+        } else {
+            fprintf(stderr, "kjournal recover: unknown option '%s'\n", a);
+            usage(stderr);
+            return KJ_EXIT_USAGE;
+        }
+    }
+    if (c.fmt != KJ_FMT_SHORT && c.fmt != KJ_FMT_JSON)
+        return kj_cli_fail(&c, KJ_EXIT_USAGE, "-o: recover prints short or json");
+    kj_cli_common_done(&c);
+    fl.max_in_flight = pol.concurrency;
+
+    kj_kube_config *cfg = NULL;
+    if ((rc = kj_kube_config_load(&fl, &cfg, &err)) < 0) {
+        if (rc == KJ_ENOENT)
+            return kj_cli_fail(&c, KJ_EXIT_USAGE,
+                               "no Kubernetes configuration: give --server or --kubeconfig, set "
+                               "$KUBECONFIG, or run inside a cluster");
+        return kj_cli_fail(&c, KJ_EXIT_USAGE, "%s", err.msg);
+    }
+    kj_journal *j = NULL;
+    kj_kube *k = NULL;
+    kj_out *out = NULL;
+    if ((rc = kj_cli_open(&c, dry_run ? KJ_JOURNAL_READONLY : KJ_JOURNAL_NOCREATE, &j)))
+        goto out;
+    if (kj_kube_new(cfg, &k, &err) < 0) {
+        rc = kj_cli_fail(&c, KJ_EXIT_USAGE, "%s", err.msg);
+        goto out;
+    }
+    out = kj_out_new(&c);
+    printer pr = {.out = out, .json = c.fmt == KJ_FMT_JSON};
+    kj_out_begin_list(out, NULL, dry_run ? "-- nothing to do --" : "-- no actions --",
+                      kj_action_fields, kj_action_nfields);
+    kj_reconcile_opts o = {
+        .trigger = "manual",
+        .dry_run = dry_run,
+        .default_namespace = kj_kube_config_namespace(cfg),
+        .on_action = print_action,
+        .ud = &pr,
+        .progress = !quiet,
+        .deadline_ms = timeout_ms,
+    };
+    kj_reconcile_summary s;
+    if (!quiet)
+        kj_log(KJ_LOG_INFO, "recovery pass starting", "server=%s source=\"%s\" dry_run=%d",
+               kj_kube_config_server(cfg), kj_kube_config_source(cfg), dry_run);
+    int prc = kj_reconcile(j, k, &pol, &o, &s, &err);
+    kj_out_end_list(out);
+    fprintf(stderr,
+            "kjournal recover: %s%lld pods seen, %lld acted on: %lld finalizers released, "
+            "%lld added, %lld pods deleted, %lld sessions closed, %lld orphans reported, "
+            "%lld already gone, %lld conflicts re-read, %lld waiting for a grace or retain "
+            "period, %lld failed\n",
+            dry_run ? "(dry run) " : "", (long long)s.pods_seen, (long long)s.pods_acted_on,
+            (long long)s.finalizers_released, (long long)s.finalizers_added,
+            (long long)s.pods_deleted, (long long)s.sessions_closed, (long long)s.orphans_reported,
+            (long long)s.already_gone, (long long)s.conflicts, (long long)s.waiting,
+            (long long)s.actions_failed);
+    if (prc == 0)
+        rc = KJ_EXIT_OK;
+    else if (prc == KJ_EIO && s.actions_failed)
+        rc = kj_cli_fail(&c, KJ_EXIT_FAILURE, "%s", err.msg);
+    else if (prc == KJ_EUNAVAIL || prc == KJ_ETIMEDOUT || prc == KJ_EAUTH)
+        rc = kj_cli_fail(&c, KJ_EXIT_UNAVAILABLE, "%s", err.msg);
+    else
+        rc = kj_cli_fail(&c, KJ_EXIT_FAILURE, "%s", err.msg);
+out:
+    if (out) {
+        int orc = kj_out_free(out);
+        if (!rc)
+            rc = orc;
+    }
+    kj_kube_free(k);
+    kj_journal_close(j);
+    kj_kube_config_free(cfg);
+    return rc;
+}
