@@ -778,7 +778,9 @@ static void complete(kj_kube *k, op *o, CURLcode cc)
     char what[700];
     kj_err err = {0};
     curl_easy_getinfo(o->easy, CURLINFO_RESPONSE_CODE, &http);
-    long ver = 0;
+    long ver = 0, conns = 0;
+    if (curl_easy_getinfo(o->easy, CURLINFO_NUM_CONNECTS, &conns) == CURLE_OK && conns > 0)
+        k->stats.connects += (uint64_t)conns;
     if (curl_easy_getinfo(o->easy, CURLINFO_HTTP_VERSION, &ver) == CURLE_OK)
         k->saw_h2 = ver == CURL_HTTP_VERSION_2_0 || ver == CURL_HTTP_VERSION_3;
     unlink_active(k, o);

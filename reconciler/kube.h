@@ -328,6 +328,7 @@ typedef struct kj_kube_stats {
     uint64_t completed; /* operations finished (ok or not) */
     uint64_t failed;
     uint64_t token_reloads;
+    uint64_t connects; /* new connections opened (keep-alive keeps this low) */
     int max_in_flight_seen;
 } kj_kube_stats;
 void kj_kube_get_stats(const kj_kube *k, kj_kube_stats *out);

@@ -1014,9 +1014,16 @@ static void test_throughput(void **state)
         submit_gets(k, n, 30000, &m);
         assert_int_equal(kj_kube_run(k, 60000), 0);
         int64_t el = kj_mono_ms() - t0;
+        kj_kube_stats s0, s1;
+        kj_kube_get_stats(k, &s0);
+        (void)s0;
         assert_int_equal(m.ok, n);
-        fprintf(stderr, "throughput: %d GETs, %d in flight: %lld ms, %.0f req/s\n", n,
-                inflights[j], (long long)el, n * 1000.0 / (double)(el ? el : 1));
+        kj_kube_get_stats(k, &s1);
+        fprintf(stderr, "throughput: %d GETs, %d in flight: %lld ms, %.0f req/s, %llu connections so far\n", n,
+                inflights[j], (long long)el, n * 1000.0 / (double)(el ? el : 1),
+                (unsigned long long)s1.connects);
+        /* keep-alive: connections are reused, not one per request */
+        assert_true(s1.connects <= 2 * 32 + 8);
     }
     /* rate limit: 100 qps, burst 10: 200 requests take about 1.9 s */
     kj_kube_set_limits(k, 100, 10, 32);
