@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 struct kj_schema_migration {
     int version;
@@ -1042,17 +1043,26 @@ int kj_journal_backup(kj_journal *j, const char *dest, kj_err *err)
     if (j->readonly)
         sqlite3_exec(j->db, "PRAGMA query_only = OFF", NULL, NULL, NULL);
     sqlite3_stmt *st = NULL;
+    char detail[256] = "";
     int rc = sqlite3_prepare_v2(j->db, "VACUUM INTO ?1", -1, &st, NULL);
     if (rc == SQLITE_OK) {
         sqlite3_bind_text(st, 1, dest, -1, SQLITE_STATIC);
         rc = step_done(st);
     }
+    /* The message now: the statements below replace it. */
+    if (rc != SQLITE_OK)
+        snprintf(detail, sizeof detail, "%s",
+                 code_of_sqlite(rc) == KJ_ECORRUPT
+                     ? "the journal file is damaged (run 'kjournal verify')"
+                     : sqlite3_errmsg(j->db));
     sqlite3_finalize(st);
     if (j->readonly)
         sqlite3_exec(j->db, "PRAGMA query_only = ON", NULL, NULL, NULL);
-    if (rc != SQLITE_OK)
+    if (rc != SQLITE_OK) {
+        unlink(dest); /* a partial copy is no backup; dest did not exist before */
         return kj_err_set(err, code_of_sqlite(rc), "backup of '%s' to '%s': %s", j->path, dest,
-                          sqlite3_errmsg(j->db));
+                          detail);
+    }
     return 0;
 }
 
