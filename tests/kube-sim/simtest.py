@@ -41,7 +41,7 @@ def make_cert(d):
 class Sim:
     """A running kube-sim. Use as a context manager; stop() checks a clean exit."""
 
-    def __init__(self, *args, token=None, tls=False, seed=None):
+    def __init__(self, *args, token=None, tls=False, seed=None, start_timeout=15.0):
         self.dir = tempfile.mkdtemp(prefix="kube-sim-test-")
         self.port = kjtest.free_port()
         self.token = token
@@ -60,7 +60,7 @@ class Sim:
             cmd += ["--seed", path]
         cmd += list(args)
         self.proc = kjtest.start(cmd, log_path=self.log)
-        kjtest.wait_port(self.port, self.proc)
+        kjtest.wait_port(self.port, self.proc, timeout=start_timeout)
         self.url = "%s://127.0.0.1:%d" % ("https" if tls else "http", self.port)
         self.conn = None
 

@@ -37,6 +37,9 @@ void ks_buf_add(ks_buf *b, const char *s, size_t n);
 void ks_buf_adds(ks_buf *b, const char *s);
 void ks_buf_addf(ks_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void ks_buf_free(ks_buf *b);
+void ks_buf_reserve(ks_buf *b, size_t extra);
+/* compact JSON of o, malloc'ed to its exact size */
+char *ks_print(const cJSON *o);
 /* NUL-terminated contents; the buffer is left empty */
 char *ks_buf_take(ks_buf *b);
 

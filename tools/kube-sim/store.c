@@ -212,9 +212,7 @@ static ver *ver_new(cJSON *obj, uint64_t rv)
     set_rv(obj, rv);
     ks_reorder(obj, top_order);
     ks_reorder(ks_jobj(obj, "metadata"), meta_order);
-    v->item = cJSON_PrintUnformatted(obj);
-    if (!v->item)
-        abort();
+    v->item = ks_print(obj);
     v->item_len = strlen(v->item);
     v->rv_from = rv;
     labels_pack(cJSON_GetObjectItemCaseSensitive(ks_jobj(obj, "metadata"), "labels"), &v->labels);
@@ -252,6 +250,7 @@ static cJSON *ver_obj(const ver *v)
 static char *full_json(ks_kind k, const char *item, size_t len)
 {
     ks_buf b = {0};
+    ks_buf_reserve(&b, len + 64);
     ks_buf_addf(&b, "{\"kind\":\"%s\",\"apiVersion\":\"%s\",", ks_resources[k].kind_name,
                 ks_resources[k].api_version);
     ks_buf_add(&b, item + 1, len - 1);
@@ -513,6 +512,7 @@ static void emit(ks_store *s, ks_kind k, const entry *e, const char *type, const
                  size_t len, const ver *v)
 {
     ks_buf b = {0};
+    ks_buf_reserve(&b, len + 128);
     ks_buf_addf(&b, "{\"type\":\"%s\",\"object\":{\"kind\":\"%s\",\"apiVersion\":\"%s\",", type,
                 ks_resources[k].kind_name, ks_resources[k].api_version);
     ks_buf_add(&b, item + 1, len - 1);
@@ -1718,10 +1718,9 @@ int ks_store_seed(ks_store *s, const char *json, size_t n, char **err)
     }
     pthread_rwlock_wrlock(&s->lock);
     cJSON *it;
-    cJSON_ArrayForEach(it, items)
-    {
+    while ((it = items->child) != NULL) {
         ks_result res = {0};
-        cJSON *obj = cJSON_Duplicate(it, 1);
+        cJSON *obj = cJSON_DetachItemViaPointer(items, it);
         const char *kind = ks_jstr(obj, "kind");
         ks_kind k = (kind && !strcmp(kind, "Lease")) ? KS_LEASE : KS_POD;
         const char *ns = ks_jstr(ks_jobj(obj, "metadata"), "namespace");

@@ -52,6 +52,38 @@ static void buf_grow(ks_buf *b, size_t extra)
     b->cap = cap;
 }
 
+void ks_buf_reserve(ks_buf *b, size_t extra)
+{
+    buf_grow(b, extra);
+}
+
+static pthread_key_t print_key;
+static pthread_once_t print_once = PTHREAD_ONCE_INIT;
+
+static void print_key_init(void)
+{
+    pthread_key_create(&print_key, free);
+}
+
+char *ks_print(const cJSON *o)
+{
+    /* cJSON grows its print buffer with realloc from 256 bytes; on a heap
+     * holding 100,000 pods that dominates, so print into a reused buffer */
+    const size_t tcap = 256 * 1024;
+    pthread_once(&print_once, print_key_init);
+    char *tbuf = pthread_getspecific(print_key);
+    if (!tbuf) {
+        tbuf = ks_xmalloc(tcap);
+        pthread_setspecific(print_key, tbuf);
+    }
+    if (cJSON_PrintPreallocated((cJSON *)o, tbuf, (int)tcap, 0))
+        return ks_xstrdup(tbuf);
+    char *s = cJSON_PrintUnformatted(o);
+    if (!s)
+        abort();
+    return s;
+}
+
 void ks_buf_add(ks_buf *b, const char *s, size_t n)
 {
     buf_grow(b, n);
