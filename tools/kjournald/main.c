@@ -3,8 +3,8 @@
  * ZeroMQ and appends them to the journal (schema/PROTOCOL.md).
  *
  * main() only wires modules together: options -> journal -> ipc server
- * (-> metrics) -> run until SIGTERM. The reconciler joins in on_committed():
- * it runs on its own thread and is told of every committed close event.
+ * (-> metrics) (-> the reconciler thread, told of committed events in
+ * on_committed()) -> run until SIGTERM.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -15,6 +15,7 @@
 
 #include "ipc/ipc.h"
 #include "metrics.h"
+#include "reconcile.h"
 
 #define KJD_DEFAULT_JOURNAL "/var/lib/kjournal/journal.db"
 #define KJD_MAX_LISTEN 16
@@ -38,9 +39,14 @@ typedef struct config {
     kj_ipc_server_opts srv;
     const char *metrics;
     kj_log_level level;
+    kj_kube_flags kube;
+    kj_policy policy;
+    int64_t resync_ms;
+    int no_reconcile;
 } config;
 
 static kj_ipc_server *g_server;
+static kjd_reconciler *g_reconciler;
 
 static void usage(FILE *out)
 {
@@ -72,13 +78,23 @@ static void usage(FILE *out)
             "  --log-level LEVEL       debug, info, warn or error (default info)\n"
             "  --help, --version\n"
             "\n"
+            "reconciliation (the recovery pass at start-up, a pass for the pods of\n"
+            "every session that opens with an engine or closes, a resync every\n"
+            "interval; see 'kjournal recover --help' for what a pass does):\n"
+            "  --no-reconcile          run as a pure journal. So does a start without any\n"
+            "                          Kubernetes configuration (no flags, no kubeconfig,\n"
+            "                          not in a cluster); the log says which\n"
+            "  --resync DUR            full pass every DUR (default 5m)\n"
+            "%s%s"
+            "\n"
             "Logs go to stderr, one logfmt record per line. SIGTERM or SIGINT: stop\n"
             "reading, commit and acknowledge the batch in hand, exit 0.\n"
             "\n"
             "exit codes: 0 stopped cleanly, 1 runtime failure, 2 usage error,\n"
             "3 journal cannot be opened or created, 4 not a kjournal database,\n"
             "5 journal newer than this binary, 6 journal damaged, 8 cannot listen.\n",
-            KJ_IPC_BATCH_MAX, KJ_IPC_MAX_MESSAGE, KJ_IPC_MAX_EVENTS, KJ_IPC_HWM);
+            KJ_IPC_BATCH_MAX, KJ_IPC_MAX_MESSAGE, KJ_IPC_MAX_EVENTS, KJ_IPC_HWM, kj_kube_flags_help,
+            kj_policy_help);
 }
 
 static int parse_num(const char *flag, const char *s, long min, long max, long *out)
@@ -94,10 +110,32 @@ static int parse_num(const char *flag, const char *s, long min, long max, long *
     return 0;
 }
 
+/* Takes the kube and policy flags (shared with 'kjournal recover') out of
+ * argv, leaving the rest for getopt. */
+static int take_shared_flags(int *argc, char **argv, config *c)
+{
+    kj_err err = {0};
+    int out = 1;
+    for (int i = 1; i < *argc;) {
+        int rc = kj_kube_flags_parse(&c->kube, *argc, argv, &i, &err);
+        if (!rc)
+            rc = kj_policy_parse(&c->policy, *argc, argv, &i, &err);
+        if (rc < 0) {
+            fprintf(stderr, "kjournald: %s\n", err.msg);
+            return -1;
+        }
+        if (!rc)
+            argv[out++] = argv[i++];
+    }
+    *argc = out;
+    argv[out] = NULL;
+    return 0;
+}
+
 static int parse_args(int argc, char **argv, config *c)
 {
     enum { O_JOURNAL = 256, O_LISTEN, O_BMAX, O_BWIN, O_MAXMSG, O_MAXEV, O_HWM, O_CSK, O_CALLOW,
-           O_METRICS, O_LOG, O_HELP, O_VERSION };
+           O_METRICS, O_LOG, O_HELP, O_VERSION, O_RESYNC, O_NORECONCILE };
     static const struct option opts[] = {
         {"journal", 1, 0, O_JOURNAL},     {"listen", 1, 0, O_LISTEN},
         {"batch-max", 1, 0, O_BMAX},      {"batch-window-ms", 1, 0, O_BWIN},
@@ -105,10 +143,18 @@ static int parse_args(int argc, char **argv, config *c)
         {"hwm", 1, 0, O_HWM},             {"curve-secret-key", 1, 0, O_CSK},
         {"curve-allow", 1, 0, O_CALLOW},  {"metrics", 1, 0, O_METRICS},
         {"log-level", 1, 0, O_LOG},       {"help", 0, 0, O_HELP},
-        {"version", 0, 0, O_VERSION},     {0, 0, 0, 0}};
+        {"version", 0, 0, O_VERSION},     {"resync", 1, 0, O_RESYNC},
+        {"no-reconcile", 0, 0, O_NORECONCILE}, {0, 0, 0, 0}};
     c->journal = KJD_DEFAULT_JOURNAL;
     c->srv = kj_ipc_server_defaults();
     c->level = KJ_LOG_INFO;
+    c->resync_ms = 5 * 60 * 1000;
+    kj_kube_flags_init(&c->kube);
+    c->kube.qps = KJ_RECONCILE_QPS;
+    c->kube.burst = KJ_RECONCILE_BURST;
+    kj_policy_init(&c->policy);
+    if (take_shared_flags(&argc, argv, c) < 0)
+        return -1;
     int o;
     long v;
     while ((o = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
@@ -164,6 +210,16 @@ static int parse_args(int argc, char **argv, config *c)
                 return -1;
             }
             break;
+        case O_RESYNC:
+            if (kj_parse_duration(optarg, &c->resync_ms) || c->resync_ms < 1000) {
+                fprintf(stderr, "kjournald: --resync '%s': expected a duration of 1s or more\n",
+                        optarg);
+                return -1;
+            }
+            break;
+        case O_NORECONCILE:
+            c->no_reconcile = 1;
+            break;
         case O_HELP:
         case 'h':
             usage(stdout);
@@ -187,17 +243,52 @@ static int parse_args(int argc, char **argv, config *c)
         c->listen[c->n_listen++] = KJ_IPC_DEFAULT_ENDPOINT;
     c->srv.endpoints = c->listen;
     c->srv.n_endpoints = c->n_listen;
+    c->kube.max_in_flight = c->policy.concurrency;
     return 0;
 }
 
-/* After every commit, on the server thread, once the acks are out. The
- * reconciler will be handed the committed close events here. */
+/* After every commit, on the server thread, once the acks are out: a closed
+ * session's pods may go, an opened engine's pod gets our finalizer. */
 static void on_committed(const kj_event *events, const kj_append_result *res, size_t n, void *ud)
 {
     (void)ud;
-    for (size_t i = 0; i < n; i++)
-        if (res[i].status == KJ_APPEND_STORED && events[i].type == KJ_EVENT_SESSION_CLOSE)
-            kj_log(KJ_LOG_DEBUG, "session closed", "session=%s", events[i].session_id);
+    for (size_t i = 0; i < n; i++) {
+        const kj_event *e = &events[i];
+        if (res[i].status != KJ_APPEND_STORED)
+            continue;
+        if (e->type == KJ_EVENT_SESSION_CLOSE ||
+            (e->engine_tag && *e->engine_tag) || (e->engine_id && *e->engine_id))
+            kjd_reconciler_notify(g_reconciler, e->session_id);
+    }
+}
+
+/* The reconciler thread, unless told not to or there is nothing to talk to. */
+static int start_reconciler(config *c, kj_kube_config **cfg)
+{
+    kj_err err = {0};
+    char q[600];
+    if (c->no_reconcile) {
+        kj_log(KJ_LOG_INFO, "reconciler off", "reason=--no-reconcile");
+        return 0;
+    }
+    int rc = kj_kube_config_load(&c->kube, cfg, &err);
+    if (rc == KJ_ENOENT) {
+        kj_log(KJ_LOG_WARN, "reconciler off",
+               "reason=\"no Kubernetes configuration (no --server, no kubeconfig, not in a "
+               "cluster); running as a pure journal\"");
+        return 0;
+    }
+    if (rc < 0) {
+        kj_log(KJ_LOG_ERROR, "bad Kubernetes configuration", "error=%s",
+               kj_logq(q, sizeof q, err.msg));
+        return KJD_EXIT_USAGE;
+    }
+    if (kjd_reconciler_start(c->journal, *cfg, &c->policy, c->resync_ms, &g_reconciler, &err)) {
+        kj_log(KJ_LOG_ERROR, "cannot start the reconciler", "error=%s",
+               kj_logq(q, sizeof q, err.msg));
+        return KJD_EXIT_FAILURE;
+    }
+    return 0;
 }
 
 static void on_signal(int sig)
@@ -235,6 +326,7 @@ int main(int argc, char **argv)
 
     kj_err err = {0};
     kj_journal *j = NULL;
+    kj_kube_config *kcfg = NULL;
     kjd_metrics *m = NULL;
     int code = KJD_EXIT_OK, rc;
     char q[4200];
@@ -261,6 +353,8 @@ int main(int argc, char **argv)
         code = err.code == KJ_EUNAVAIL ? KJD_EXIT_UNAVAILABLE : KJD_EXIT_USAGE;
         goto out;
     }
+    if ((code = start_reconciler(&c, &kcfg)))
+        goto out;
     kj_log(KJ_LOG_INFO, "serving", "batch_max=%zu batch_window_ms=%d max_message=%zu",
            c.srv.batch_max, c.srv.batch_window_ms, c.srv.max_message);
     if (kj_ipc_server_run(g_server, &err) < 0) {
@@ -269,6 +363,9 @@ int main(int argc, char **argv)
     }
     kj_log(KJ_LOG_INFO, "stopping", "reason=%s", code ? "error" : "signal");
 out:
+    kjd_reconciler_stop(g_reconciler);
+    g_reconciler = NULL;
+    kj_kube_config_free(kcfg);
     kjd_metrics_stop(m);
     kj_ipc_server_destroy(g_server);
     g_server = NULL;

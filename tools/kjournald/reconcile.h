@@ -1,0 +1,23 @@
+/*
+ * reconcile.h - kjournald's reconciler thread: the recovery pass at start-up,
+ * a targeted pass for the pods of every session that opens with an engine or
+ * closes, and a full resync every interval. It has its own journal handle and
+ * its own Kubernetes client, so ingest never waits for the API server.
+ */
+#ifndef KJD_RECONCILE_H
+#define KJD_RECONCILE_H
+
+#include "reconciler/reconciler.h"
+
+typedef struct kjd_reconciler kjd_reconciler;
+
+/* Starts the thread; cfg and pol must outlive it. */
+int kjd_reconciler_start(const char *journal_path, const kj_kube_config *cfg, const kj_policy *pol,
+                         int64_t resync_ms, kjd_reconciler **out, kj_err *err);
+/* Queues a targeted pass for the pods of session_id (any thread; never blocks
+ * on the API server). */
+void kjd_reconciler_notify(kjd_reconciler *r, const char *session_id);
+/* Stops after the pass in hand and joins the thread; accepts NULL. */
+void kjd_reconciler_stop(kjd_reconciler *r);
+
+#endif
