@@ -193,9 +193,13 @@ static int check_identity(kj_journal *j, int64_t *version, int *fresh, kj_err *e
     if (!rc)
         rc = query_int(j, "PRAGMA user_version", version, err);
     if (rc) {
-        if (rc == KJ_ENOTJOURNAL || rc == KJ_ECORRUPT || rc == KJ_EIO)
-            return kj_err_set(err, rc == KJ_ECORRUPT ? KJ_ECORRUPT : KJ_ENOTJOURNAL,
-                              "journal '%s': not a kjournal database", j->path);
+        if (rc == KJ_ECORRUPT)
+            return kj_err_set(err, KJ_ECORRUPT,
+                              "journal '%s': the journal file is damaged (run 'kjournal verify')",
+                              j->path);
+        if (rc == KJ_ENOTJOURNAL || rc == KJ_EIO)
+            return kj_err_set(err, KJ_ENOTJOURNAL, "journal '%s': not a kjournal database",
+                              j->path);
         return rc;
     }
     *fresh = app == 0 && tables == 0 && *version == 0;
