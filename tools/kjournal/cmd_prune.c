@@ -63,7 +63,12 @@ int kj_cmd_prune(int argc, char **argv)
                            msg);
     kj_cli_common_done(&c);
 
+    /* A read-only open first: it refuses what is not a journal of this
+     * version (an empty file, say) where a read-write open would make one. */
     kj_journal *j = NULL;
+    if ((rc = kj_cli_open(&c, KJ_JOURNAL_READONLY, &j)))
+        return rc;
+    kj_journal_close(j);
     if ((rc = kj_cli_open(&c, KJ_JOURNAL_NOCREATE, &j)))
         return rc;
     kj_err err = {0};

@@ -45,10 +45,14 @@ static int on_problem(const char *problem, void *ud)
 static int print_problem(const char *problem, void *ud)
 {
     const kj_cli_common *c = ud;
-    if (c->color)
-        printf("\033[31mproblem\033[0m: %s\n", problem);
-    else
-        printf("problem: %s\n", problem);
+    printf(c->color ? "\033[31mproblem\033[0m: " : "problem: ");
+    /* SQLite's integrity check lists its findings on several lines. */
+    for (const char *p = problem; *p; p++) {
+        putchar(*p);
+        if (*p == '\n' && p[1])
+            fputs("  ", stdout);
+    }
+    putchar('\n');
     return 0;
 }
 
