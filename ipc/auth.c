@@ -82,6 +82,8 @@ struct kj_zap {
     atomic_int stop;
     size_t n;
     uint8_t (*keys)[32];
+    uint64_t refused;
+    int64_t last_log;
 };
 
 static int load_allow_dir(kj_zap *z, const char *dir, kj_err *err)
@@ -154,8 +156,17 @@ static void *zap_main(void *arg)
                 status = "200", text = "OK";
                 zmq_z85_encode(user, zmq_msg_data(&f[6]), 32);
             } else {
-                kj_log(KJ_LOG_WARN, "client refused", "mechanism=%.*s", (int)(ml < 16 ? ml : 16),
-                       mech);
+                /* A refused client reconnects every 100 ms: one line a second. */
+                z->refused++;
+                int64_t now = kj_mono_ms();
+                if (now - z->last_log >= 1000) {
+                    char key[41] = "-";
+                    if (nf >= 7 && zmq_msg_size(&f[6]) == 32)
+                        zmq_z85_encode(key, zmq_msg_data(&f[6]), 32);
+                    kj_log(KJ_LOG_WARN, "client refused", "mechanism=%.*s key=%s refused=%llu",
+                           (int)(ml < 16 ? ml : 16), mech, key, (unsigned long long)z->refused);
+                    z->last_log = now;
+                }
             }
         }
         if (nf >= 2) {
@@ -181,8 +192,11 @@ int kj_zap_start(void *ctx, const char *allow_dir, kj_zap **out, kj_err *err)
     if (rc < 0)
         goto fail;
     if (z->n == 0)
+    {
+        char q[600];
         kj_log(KJ_LOG_WARN, "no CURVE keys allowed", "dir=%s hint=\"put clients' *.pub files there\"",
-               allow_dir);
+               kj_logq(q, sizeof q, allow_dir));
+    }
     z->sock = zmq_socket(ctx, ZMQ_REP);
     int linger = 0;
     if (!z->sock || zmq_setsockopt(z->sock, ZMQ_LINGER, &linger, sizeof linger) < 0 ||
