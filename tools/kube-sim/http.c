@@ -200,7 +200,7 @@ static int set_faults(ks_server *srv, const char *body, size_t n, char **err)
     nfn = srv->cfg.n_failnth;
     memcpy(fn, srv->cfg.failnth, sizeof fn);
     pthread_mutex_unlock(&srv->mu);
-    double v, ttl = -1;
+    double v = 0, ttl = -1;
     if (num_field(o, "latency_ms", 0, 600000, &v, err) < 0)
         goto out;
     else if (cJSON_GetObjectItemCaseSensitive(o, "latency_ms"))
