@@ -1155,7 +1155,6 @@ void ks_store_list(ks_store *s, const ks_request *r, ks_result *out)
                     "\"resourceVersion\":\"%" PRIu64 "\"",
                     ks_resources[r->kind].kind_name, ks_resources[r->kind].api_version, at);
     int64_t now = ks_now_ms();
-    size_t meta_end = b.len;
     ks_buf items = {0};
     long count = 0;
     const entry *last = NULL;
@@ -1174,10 +1173,23 @@ void ks_store_list(ks_store *s, const ks_request *r, ks_result *out)
             continue;
         if (limit > 0 && count >= limit) {
             more = 1;
-            remaining++;
-            if (!no_sel)
-                break;
-            continue;
+            if (no_sel) {
+                /* entries left in the range; exact unless old versions or
+                 * tombstones are kept for live continue tokens */
+                size_t end = ix->n;
+                if (plen) {
+                    char hi[600];
+                    snprintf(hi, sizeof hi, "%.*s0", (int)(plen - 1), prefix);
+                    end = lower_bound(ix, hi);
+                }
+                remaining = (long)(end - i);
+                if ((s->history > 0 || at != s->rv) && end - i <= 5000) {
+                    remaining = 0;
+                    for (size_t j = i; j < end; j++)
+                        remaining += ver_at(ix->v[j], at) != NULL;
+                }
+            }
+            break;
         }
         ks_buf_adds(&items, count ? "," : "[");
         if (r->table)
@@ -1187,7 +1199,6 @@ void ks_store_list(ks_store *s, const ks_request *r, ks_result *out)
         count++;
         last = e;
     }
-    (void)meta_end;
     if (more && last) {
         tok = encode_token((int64_t)at, last->key + plen);
         ks_buf_addf(&b, ",\"continue\":\"%s\"", tok);
