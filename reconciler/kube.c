@@ -17,11 +17,11 @@
 #include "reconciler/kube_internal.h"
 
 #define MAX_BODY (64u << 20)
-#define MAX_TRIES 10           /* attempts per request (per page for lists) */
-#define MAX_LIST_RESTARTS 5    /* 410 Expired handled per list */
+#define MAX_TRIES 10        /* attempts per request (per page for lists) */
+#define MAX_LIST_RESTARTS 5 /* 410 Expired handled per list */
 #define BACKOFF_BASE_MS 200
 #define BACKOFF_MAX_MS 5000
-#define TOKEN_REREAD_MS 60000  /* client-go re-reads a token file every minute */
+#define TOKEN_REREAD_MS 60000 /* client-go re-reads a token file every minute */
 #define DEFAULT_TIMEOUT_MS 30000
 #define DEFAULT_LIST_TIMEOUT_MS 120000
 
@@ -34,7 +34,7 @@ typedef struct op {
     kj_lease lease;
     kj_kube_done_fn done;
     void *ud;
-    int retry_conn;  /* safe to repeat after a connection error or 5xx */
+    int retry_conn;   /* safe to repeat after a connection error or 5xx */
     int64_t deadline; /* mono ms; 0 until the first attempt */
     int64_t not_before;
     int attempts, tries, pages, restarts, auth_retried, restarted;
@@ -297,7 +297,8 @@ int kj_kube_submit(kj_kube *k, const kj_kube_req *r, kj_kube_done_fn done, void 
         return KJ_ENOMEM;
     }
     if (!o->req.timeout_ms)
-        o->req.timeout_ms = r->op == KJ_KUBE_LIST_PODS ? DEFAULT_LIST_TIMEOUT_MS : DEFAULT_TIMEOUT_MS;
+        o->req.timeout_ms =
+            r->op == KJ_KUBE_LIST_PODS ? DEFAULT_LIST_TIMEOUT_MS : DEFAULT_TIMEOUT_MS;
     if (o->req.limit <= 0)
         o->req.limit = 500;
     switch (r->op) {
@@ -470,13 +471,13 @@ static int start_attempt(kj_kube *k, op *o, int64_t now, kj_err *err)
     case KJ_KUBE_UPDATE_LEASE:
         method = o->req.op == KJ_KUBE_CREATE_LEASE ? "POST" : "PUT";
         ctype = "Content-Type: application/json";
-        o->req_body = kj_kube_lease_body(&o->lease, o->req.namespace_,
-                                         o->req.op == KJ_KUBE_UPDATE_LEASE);
+        o->req_body =
+            kj_kube_lease_body(&o->lease, o->req.namespace_, o->req.op == KJ_KUBE_UPDATE_LEASE);
         break;
     case KJ_KUBE_RAW:
         method = o->req.method;
         if (o->req.body) {
-            ctype = o->req.body[0] == '[' ? "Content-Type: application/json-patch+json"
+            ctype = o->req.body[0] == '['      ? "Content-Type: application/json-patch+json"
                     : !strcmp(method, "PATCH") ? "Content-Type: application/merge-patch+json"
                                                : "Content-Type: application/json";
             o->req_body = strdup(o->req.body);
@@ -698,7 +699,8 @@ static void retry_or_fail(kj_kube *k, op *o, int64_t now, int64_t wait_ms, int l
         return;
     }
     if (now + wait_ms >= o->deadline) {
-        kj_err_set(&err, KJ_ETIMEDOUT, "%s %s/%s: deadline of %lld ms passed after %d attempts; last: %s",
+        kj_err_set(&err, KJ_ETIMEDOUT,
+                   "%s %s/%s: deadline of %lld ms passed after %d attempts; last: %s",
                    op_name(o->req.op), o->req.namespace_, o->req.name ? o->req.name : "",
                    (long long)o->req.timeout_ms, o->attempts, last);
         finish(k, o, KJ_ETIMEDOUT, &err);
@@ -803,8 +805,8 @@ static void complete(kj_kube *k, op *o, CURLcode cc)
             finish(k, o, KJ_EAUTH, &err);
         } else if (cc == CURLE_URL_MALFORMAT || cc == CURLE_UNSUPPORTED_PROTOCOL ||
                    cc == CURLE_OUT_OF_MEMORY || cc == CURLE_WRITE_ERROR) {
-            kj_err_set(&err, cc == CURLE_OUT_OF_MEMORY || cc == CURLE_WRITE_ERROR ? KJ_ENOMEM
-                                                                                   : KJ_EINVAL,
+            kj_err_set(&err,
+                       cc == CURLE_OUT_OF_MEMORY || cc == CURLE_WRITE_ERROR ? KJ_ENOMEM : KJ_EINVAL,
                        "%s %s/%s: %s", op_name(o->req.op), ns, nm, what);
             finish(k, o, err.code, &err);
         } else if (cc == CURLE_OPERATION_TIMEDOUT && now >= o->deadline - 5) {
@@ -1113,8 +1115,8 @@ static int run_sync(kj_kube *k, kj_kube_req *r, sync_ctx *s, kj_kube_status *st,
     return s->rc;
 }
 
-int kj_kube_get_pod(kj_kube *k, const char *ns, const char *name, kj_pod **out,
-                    kj_kube_status *st, kj_err *err)
+int kj_kube_get_pod(kj_kube *k, const char *ns, const char *name, kj_pod **out, kj_kube_status *st,
+                    kj_err *err)
 {
     kj_kube_req r = KJ_KUBE_REQ_INIT;
     sync_ctx s = {0};

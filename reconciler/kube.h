@@ -174,9 +174,9 @@ typedef struct kj_pod {
     char *phase;     /* Pending, Running, Succeeded, Failed, Unknown; NULL if none */
     char *node_name; /* spec.nodeName */
     int64_t created_ms;
-    int64_t deletion_ms;       /* metadata.deletionTimestamp; 0 = not being deleted */
-    int64_t deletion_grace_s;  /* metadata.deletionGracePeriodSeconds; -1 if unset */
-    int64_t finished_ms;       /* latest containerStatuses[*].state.terminated.finishedAt; 0 if none */
+    int64_t deletion_ms;      /* metadata.deletionTimestamp; 0 = not being deleted */
+    int64_t deletion_grace_s; /* metadata.deletionGracePeriodSeconds; -1 if unset */
+    int64_t finished_ms; /* latest containerStatuses[*].state.terminated.finishedAt; 0 if none */
 } kj_pod;
 
 /* Parses a Pod JSON object (a GET/PATCH/DELETE answer, or a list item). */
@@ -205,9 +205,9 @@ int kj_lease_parse(const char *json, size_t len, kj_lease *out, kj_err *err);
 
 /* An API error, from a Status object (or what could be made of the body). */
 typedef struct kj_kube_status {
-    int http;         /* HTTP status code; 0 if no answer */
-    char reason[64];  /* Status.reason: NotFound, Conflict, Invalid, Expired, ... */
-    char message[512];/* Status.message, or a sanitized snippet of a non-JSON body */
+    int http;                  /* HTTP status code; 0 if no answer */
+    char reason[64];           /* Status.reason: NotFound, Conflict, Invalid, Expired, ... */
+    char message[512];         /* Status.message, or a sanitized snippet of a non-JSON body */
     char continue_token[1024]; /* Status.metadata.continue (410 Expired); "" if none */
 } kj_kube_status;
 
@@ -241,13 +241,13 @@ void kj_kube_set_limits(kj_kube *k, double qps, int burst, int max_in_flight);
 
 typedef enum kj_kube_op {
     KJ_KUBE_GET_POD = 1,
-    KJ_KUBE_PATCH_POD,    /* body: a JSON Patch array */
-    KJ_KUBE_DELETE_POD,   /* DeleteOptions from the req fields */
-    KJ_KUBE_LIST_PODS,    /* pages go to on_page */
+    KJ_KUBE_PATCH_POD,  /* body: a JSON Patch array */
+    KJ_KUBE_DELETE_POD, /* DeleteOptions from the req fields */
+    KJ_KUBE_LIST_PODS,  /* pages go to on_page */
     KJ_KUBE_GET_LEASE,
     KJ_KUBE_CREATE_LEASE, /* lease */
     KJ_KUBE_UPDATE_LEASE, /* lease, with resource_version */
-    KJ_KUBE_RAW,          /* method + path + body as given; never retried except 429 (for tests, tools) */
+    KJ_KUBE_RAW, /* method + path + body as given; never retried except 429 (for tests, tools) */
 } kj_kube_op;
 
 /*
@@ -266,12 +266,12 @@ typedef struct kj_kube_req {
     /* DELETE_POD */
     const char *precondition_uid;
     const char *precondition_rv;
-    int64_t grace_period_s; /* -1: not sent */
+    int64_t grace_period_s;  /* -1: not sent */
     const char *propagation; /* "Background", "Foreground", "Orphan" or NULL */
     /* LIST_PODS */
     const char *label_selector;
     const char *field_selector;
-    int limit;               /* page size; 0: 500 */
+    int limit; /* page size; 0: 500 */
     kj_kube_page_fn on_page;
     /* CREATE_LEASE / UPDATE_LEASE */
     const kj_lease *lease;
@@ -283,7 +283,10 @@ typedef struct kj_kube_req {
     int64_t timeout_ms;
 } kj_kube_req;
 
-#define KJ_KUBE_REQ_INIT {.grace_period_s = -1}
+#define KJ_KUBE_REQ_INIT                                                                           \
+    {                                                                                              \
+        .grace_period_s = -1                                                                       \
+    }
 
 /*
  * What a request came to, valid during the done callback. rc is 0 or a KJ_E
@@ -339,15 +342,15 @@ void kj_kube_get_stats(const kj_kube *k, kj_kube_stats *out);
  * Pods returned through out belong to the caller (kj_pod_free()).
  * ns NULL: the config's namespace.
  */
-int kj_kube_get_pod(kj_kube *k, const char *ns, const char *name, kj_pod **out,
-                    kj_kube_status *st, kj_err *err);
+int kj_kube_get_pod(kj_kube *k, const char *ns, const char *name, kj_pod **out, kj_kube_status *st,
+                    kj_err *err);
 int kj_kube_patch_pod(kj_kube *k, const char *ns, const char *name, const char *json_patch,
                       kj_pod **out, kj_kube_status *st, kj_err *err);
 typedef struct kj_kube_delete_opts {
-    const char *uid;         /* preconditions.uid, or NULL */
+    const char *uid;              /* preconditions.uid, or NULL */
     const char *resource_version; /* preconditions.resourceVersion, or NULL */
-    int64_t grace_period_s;  /* -1: not sent */
-    const char *propagation; /* or NULL */
+    int64_t grace_period_s;       /* -1: not sent */
+    const char *propagation;      /* or NULL */
 } kj_kube_delete_opts;
 int kj_kube_delete_pod(kj_kube *k, const char *ns, const char *name, const kj_kube_delete_opts *o,
                        kj_pod **out, kj_kube_status *st, kj_err *err);

@@ -404,7 +404,8 @@ int kj_lease_parse(const char *json, size_t len, kj_lease *l, kj_err *err)
     const char *kind = jstr(j, "kind");
     if (!cJSON_IsObject(j) || (kind && strcmp(kind, "Lease")) || !jstr(md, "name") ||
         !jstr(md, "resourceVersion")) {
-        rc = kj_err_set(err, KJ_EPROTO, "lease: the answer is not a Lease with name and resourceVersion");
+        rc = kj_err_set(err, KJ_EPROTO,
+                        "lease: the answer is not a Lease with name and resourceVersion");
         goto out;
     }
     copy_field(l->namespace_, sizeof(l->namespace_), jstr(md, "namespace"));

@@ -107,8 +107,8 @@ int kj_kube_flags_parse(kj_kube_flags *f, int argc, char **argv, int *i, kj_err 
         double d = strtod(val, &end);
         if (errno || end == val || *end || d < 0 || d > 1e6 || d != d ||
             (is_burst && (d != (double)(int)d || d > 1e6)))
-            return kj_err_set(err, KJ_EINVAL, "%s: '%s' is not a valid number", is_qps ? "--qps" : "--burst",
-                              val);
+            return kj_err_set(err, KJ_EINVAL, "%s: '%s' is not a valid number",
+                              is_qps ? "--qps" : "--burst", val);
         if (is_qps)
             f->qps = d;
         else
@@ -198,15 +198,15 @@ int kj_kube_read_token(const char *path, char **out, kj_err *err)
     size_t a = 0;
     while (a < n && (buf[a] == ' ' || buf[a] == '\t' || buf[a] == '\n' || buf[a] == '\r'))
         a++;
-    while (n > a && (buf[n - 1] == ' ' || buf[n - 1] == '\t' || buf[n - 1] == '\n' ||
-                     buf[n - 1] == '\r'))
+    while (n > a &&
+           (buf[n - 1] == ' ' || buf[n - 1] == '\t' || buf[n - 1] == '\n' || buf[n - 1] == '\r'))
         n--;
     for (size_t i = a; i < n; i++) {
         unsigned char c = (unsigned char)buf[i];
         if (c < 0x21 || c > 0x7e) {
             kj_kube_free_secret(buf, strlen(buf));
-            return kj_err_set(err, KJ_EINVAL, "token file '%s' holds characters not allowed in a token",
-                              path);
+            return kj_err_set(err, KJ_EINVAL,
+                              "token file '%s' holds characters not allowed in a token", path);
         }
     }
     if (n == a) {
@@ -329,10 +329,9 @@ int kj_kube_config_dup(const kj_kube_config *c, kj_kube_config **out)
     r |= dup_blob(c->cert_data, c->cert_len, &d->cert_data);
     r |= dup_blob(c->key_data, c->key_len, &d->key_data);
     if (r || (c->server && !d->server) || (c->namespace_ && !d->namespace_) ||
-        (c->source && !d->source) || (c->context && !d->context) ||
-        (c->ca_file && !d->ca_file) || (c->cert_file && !d->cert_file) ||
-        (c->key_file && !d->key_file) || (c->token_file && !d->token_file) ||
-        (c->token && !d->token)) {
+        (c->source && !d->source) || (c->context && !d->context) || (c->ca_file && !d->ca_file) ||
+        (c->cert_file && !d->cert_file) || (c->key_file && !d->key_file) ||
+        (c->token_file && !d->token_file) || (c->token && !d->token)) {
         kj_kube_config_free(d);
         return KJ_ENOMEM;
     }
@@ -378,7 +377,8 @@ static int set_str(char **dst, const char *src)
     return 0;
 }
 
-/* Joins a path relative to dir (client-go resolves kubeconfig paths against the file's directory). */
+/* Joins a path relative to dir (client-go resolves kubeconfig paths against the file's directory).
+ */
 static char *resolve_path(const char *dir, const char *p)
 {
     if (p[0] == '/' || !dir || !*dir)
@@ -408,7 +408,8 @@ static yaml_node_t *yget(kcfile *f, yaml_node_t *map, const char *key)
 {
     if (!map || map->type != YAML_MAPPING_NODE)
         return NULL;
-    for (yaml_node_pair_t *p = map->data.mapping.pairs.start; p < map->data.mapping.pairs.top; p++) {
+    for (yaml_node_pair_t *p = map->data.mapping.pairs.start; p < map->data.mapping.pairs.top;
+         p++) {
         yaml_node_t *k = yaml_document_get_node(&f->doc, p->key);
         if (k && k->type == YAML_SCALAR_NODE && strlen(key) == k->data.scalar.length &&
             !memcmp(k->data.scalar.value, key, k->data.scalar.length))
@@ -469,15 +470,17 @@ static int load_kcfile(kcfile *f, kj_err *err)
     for (size_t i = 0; root && i < 3; i++) {
         yaml_node_t *s = yget(f, root, kinds[i]);
         if (s && !(s->type == YAML_SEQUENCE_NODE ||
-                   (s->type == YAML_SCALAR_NODE && (!strcmp((char *)s->data.scalar.value, "null") ||
-                                                    !s->data.scalar.length)))) {
-            rc = kj_err_set(err, KJ_EINVAL, "kubeconfig '%s': '%s' is not a list", f->path, kinds[i]);
+                   (s->type == YAML_SCALAR_NODE &&
+                    (!strcmp((char *)s->data.scalar.value, "null") || !s->data.scalar.length)))) {
+            rc = kj_err_set(err, KJ_EINVAL, "kubeconfig '%s': '%s' is not a list", f->path,
+                            kinds[i]);
             goto out;
         }
     }
     const char *cc;
     if (yscalar(f, root, "current-context", &cc) < 0) {
-        rc = kj_err_set(err, KJ_EINVAL, "kubeconfig '%s': current-context is not a string", f->path);
+        rc =
+            kj_err_set(err, KJ_EINVAL, "kubeconfig '%s': current-context is not a string", f->path);
         goto out;
     }
 out:
@@ -527,17 +530,17 @@ static int find_named(kcfile *files, size_t nf, const char *kind, const char *in
 }
 
 /* Reads field key of map as a string; KJ_EINVAL naming the field if not a scalar. */
-static int field(kcfile *f, yaml_node_t *map, const char *what, const char *key,
-                 const char **out, kj_err *err)
+static int field(kcfile *f, yaml_node_t *map, const char *what, const char *key, const char **out,
+                 kj_err *err)
 {
     if (yscalar(f, map, key, out) < 0)
-        return kj_err_set(err, KJ_EINVAL, "kubeconfig '%s': %s: '%s' is not a string", f->path, what,
-                          key);
+        return kj_err_set(err, KJ_EINVAL, "kubeconfig '%s': %s: '%s' is not a string", f->path,
+                          what, key);
     return 0;
 }
 
-static int path_field(kcfile *f, yaml_node_t *map, const char *what, const char *key,
-                      char **dst, kj_err *err)
+static int path_field(kcfile *f, yaml_node_t *map, const char *what, const char *key, char **dst,
+                      kj_err *err)
 {
     const char *v;
     int rc = field(f, map, what, key, &v, err);
@@ -658,8 +661,8 @@ static int from_kubeconfig(kcfile *files, size_t nf, const char *want_ctx, kj_ku
         return kj_err_set(err, KJ_ENOMEM, "out of memory");
     if ((rc = path_field(f, m, what, "tokenFile", &c->token_file, err)) < 0 ||
         (rc = path_field(f, m, what, "client-certificate", &c->cert_file, err)) < 0 ||
-        (rc = data_field(f, m, what, "client-certificate-data", &c->cert_data, &c->cert_len,
-                         err)) < 0 ||
+        (rc = data_field(f, m, what, "client-certificate-data", &c->cert_data, &c->cert_len, err)) <
+            0 ||
         (rc = path_field(f, m, what, "client-key", &c->key_file, err)) < 0 ||
         (rc = data_field(f, m, what, "client-key-data", &c->key_data, &c->key_len, err)) < 0)
         return rc;
@@ -720,7 +723,8 @@ static int from_in_cluster(const char *sa_dir, kj_kube_config *c, kj_err *err)
     if (!host || !*host || !port || !*port)
         return KJ_ENOENT;
     if (strchr(host, '/') || strchr(port, '/'))
-        return kj_err_set(err, KJ_EINVAL, "in-cluster: KUBERNETES_SERVICE_HOST/_PORT are malformed");
+        return kj_err_set(err, KJ_EINVAL,
+                          "in-cluster: KUBERNETES_SERVICE_HOST/_PORT are malformed");
     snprintf(buf, sizeof(buf), strchr(host, ':') ? "https://[%s]:%s" : "https://%s:%s", host, port);
     if ((rc = set_str(&c->server, buf)) < 0 || (rc = set_str(&c->source, "in-cluster")) < 0)
         return kj_err_set(err, rc, "out of memory");
@@ -864,14 +868,16 @@ int kj_kube_config_load(const kj_kube_flags *fl, kj_kube_config **out, kj_err *e
         if ((rc = set_str(&c->source, src)) < 0)
             goto oom;
     } else if (fl->context) {
-        rc = kj_err_set(err, KJ_EINVAL, "--context '%s' given but no kubeconfig found", fl->context);
+        rc =
+            kj_err_set(err, KJ_EINVAL, "--context '%s' given but no kubeconfig found", fl->context);
         goto out;
     } else if (!fl->server) {
         const char *sa = fl->sa_dir ? fl->sa_dir : getenv("KJ_KUBE_SA_DIR");
         rc = from_in_cluster(sa && *sa ? sa : KJ_KUBE_DEFAULT_SA_DIR, c, err);
         if (rc == KJ_ENOENT) {
-            kj_err_set(err, KJ_ENOENT,
-                       "no Kubernetes configuration: no --server, no kubeconfig and not in a cluster");
+            kj_err_set(
+                err, KJ_ENOENT,
+                "no Kubernetes configuration: no --server, no kubeconfig and not in a cluster");
             goto out;
         }
         if (rc < 0)

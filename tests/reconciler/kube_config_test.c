@@ -79,10 +79,25 @@ static int teardown(void **state)
 static void test_flags(void **state)
 {
     (void)state;
-    char *argv[] = {"recover", "--server", "https://k:6443", "--token-file=/t", "--qps", "20",
-                    "--burst=40", "--insecure-skip-tls-verify", "--context", "prod", "--dry-run",
-                    "--kubeconfig", "/k", "--certificate-authority", "/ca", "--client-certificate",
-                    "/c", "--client-key=/key", NULL};
+    char *argv[] = {"recover",
+                    "--server",
+                    "https://k:6443",
+                    "--token-file=/t",
+                    "--qps",
+                    "20",
+                    "--burst=40",
+                    "--insecure-skip-tls-verify",
+                    "--context",
+                    "prod",
+                    "--dry-run",
+                    "--kubeconfig",
+                    "/k",
+                    "--certificate-authority",
+                    "/ca",
+                    "--client-certificate",
+                    "/c",
+                    "--client-key=/key",
+                    NULL};
     int argc = (int)(sizeof(argv) / sizeof(argv[0])) - 1;
     kj_kube_flags f;
     kj_kube_flags_init(&f);
@@ -109,9 +124,9 @@ static void test_flags(void **state)
     assert_int_equal(f.burst, 40);
     assert_int_equal(f.insecure, 1);
 
-    const char *bad[][2] = {{"--qps", "fast"}, {"--burst", "1.5"}, {"--qps", "-1"},
-                            {"--server", NULL}, {"--server=", NULL},
-                            {"--insecure-skip-tls-verify=maybe", NULL}};
+    const char *bad[][2] = {{"--qps", "fast"},   {"--burst", "1.5"},
+                            {"--qps", "-1"},     {"--server", NULL},
+                            {"--server=", NULL}, {"--insecure-skip-tls-verify=maybe", NULL}};
     for (size_t b = 0; b < sizeof(bad) / sizeof(bad[0]); b++) {
         char *av[3] = {(char *)bad[b][0], (char *)bad[b][1], NULL};
         int ac = bad[b][1] ? 2 : 1, j = 0;
@@ -133,9 +148,9 @@ typedef struct kc_case {
     const char *yaml;
     const char *context; /* --context */
     int rc;
-    const char *server;   /* expected, or a substring of the error */
+    const char *server; /* expected, or a substring of the error */
     const char *ns;
-    int auth;             /* kj_kube_config_auth() */
+    int auth; /* kj_kube_config_auth() */
     int insecure;
 } kc_case;
 
@@ -143,89 +158,103 @@ typedef struct kc_case {
 #define USERS_TOK "users:\n- name: u1\n  user:\n    token: " SECRET "\n"
 
 static const kc_case cases[] = {
-    {"token + file CA", "apiVersion: v1\nkind: Config\ncurrent-context: a\n" CLUSTERS
+    {"token + file CA",
+     "apiVersion: v1\nkind: Config\ncurrent-context: a\n" CLUSTERS
      "    certificate-authority: ca.crt\n" USERS_TOK
      "contexts:\n- name: a\n  context:\n    cluster: c1\n    user: u1\n    namespace: kyuubi\n",
      NULL, 0, "https://one:6443", "kyuubi", 1, 0},
-    {"inline data, client cert", "current-context: a\n" CLUSTERS
-     "    certificate-authority-data: " B64 "\nusers:\n- name: u1\n  user:\n"
+    {"inline data, client cert",
+     "current-context: a\n" CLUSTERS "    certificate-authority-data: " B64
+     "\nusers:\n- name: u1\n  user:\n"
      "    client-certificate-data: " B64 "\n    client-key-data: " B64 "\n"
      "contexts:\n- name: a\n  context: {cluster: c1, user: u1}\n",
      NULL, 0, "https://one:6443", "default", 2, 0},
-    {"cert files relative to the kubeconfig", "current-context: a\n" CLUSTERS
+    {"cert files relative to the kubeconfig",
+     "current-context: a\n" CLUSTERS
      "    certificate-authority: sub/ca.crt\nusers:\n- name: u1\n  user:\n"
      "    client-certificate: client.crt\n    client-key: client.key\n"
      "contexts:\n- name: a\n  context: {cluster: c1, user: u1}\n",
      NULL, 0, "https://one:6443", "default", 2, 0},
-    {"tokenFile", "current-context: a\n" CLUSTERS "users:\n- name: u1\n  user:\n    tokenFile: token\n"
-                  "contexts:\n- name: a\n  context: {cluster: c1, user: u1, namespace: ns1}\n",
+    {"tokenFile",
+     "current-context: a\n" CLUSTERS "users:\n- name: u1\n  user:\n    tokenFile: token\n"
+     "contexts:\n- name: a\n  context: {cluster: c1, user: u1, namespace: ns1}\n",
      NULL, 0, "https://one:6443", "ns1", 1, 0},
-    {"--context picks another", "current-context: a\nclusters:\n- name: c1\n  cluster: {server: "
-                                "'https://one'}\n- name: c2\n  cluster:\n    server: "
-                                "\"https://two:443\"\n    insecure-skip-tls-verify: true\n"
-                                "contexts:\n- name: a\n  context: {cluster: c1}\n- name: b\n  "
-                                "context: {cluster: c2, namespace: other}\n",
+    {"--context picks another",
+     "current-context: a\nclusters:\n- name: c1\n  cluster: {server: "
+     "'https://one'}\n- name: c2\n  cluster:\n    server: "
+     "\"https://two:443\"\n    insecure-skip-tls-verify: true\n"
+     "contexts:\n- name: a\n  context: {cluster: c1}\n- name: b\n  "
+     "context: {cluster: c2, namespace: other}\n",
      "b", 0, "https://two:443", "other", 0, 1},
-    {"no user is anonymous", "current-context: a\n" CLUSTERS
-     "contexts:\n- name: a\n  context: {cluster: c1}\n",
-     NULL, 0, "https://one:6443", "default", 0, 0},
+    {"no user is anonymous",
+     "current-context: a\n" CLUSTERS "contexts:\n- name: a\n  context: {cluster: c1}\n", NULL, 0,
+     "https://one:6443", "default", 0, 0},
     /* broken */
     {"not YAML", "current-context: a\n  - : [\n", NULL, KJ_EINVAL, "invalid YAML", NULL, 0, 0},
     {"not a mapping", "- a\n- b\n", NULL, KJ_EINVAL, "not a mapping", NULL, 0, 0},
     {"clusters not a list", "current-context: a\nclusters: {a: b}\n", NULL, KJ_EINVAL,
      "'clusters' is not a list", NULL, 0, 0},
     {"no current context", CLUSTERS, NULL, KJ_EINVAL, "no current-context", NULL, 0, 0},
-    {"unknown context", "current-context: zzz\n" CLUSTERS, NULL, KJ_EINVAL, "contexts 'zzz' not found",
-     NULL, 0, 0},
-    {"unknown --context", "current-context: a\n" CLUSTERS
-     "contexts:\n- name: a\n  context: {cluster: c1}\n",
-     "nope", KJ_EINVAL, "contexts 'nope' not found", NULL, 0, 0},
-    {"unknown cluster", "current-context: a\ncontexts:\n- name: a\n  context: {cluster: c9}\n", NULL,
-     KJ_EINVAL, "clusters 'c9' not found", NULL, 0, 0},
-    {"unknown user", "current-context: a\n" CLUSTERS
-     "contexts:\n- name: a\n  context: {cluster: c1, user: u9}\n",
+    {"unknown context", "current-context: zzz\n" CLUSTERS, NULL, KJ_EINVAL,
+     "contexts 'zzz' not found", NULL, 0, 0},
+    {"unknown --context",
+     "current-context: a\n" CLUSTERS "contexts:\n- name: a\n  context: {cluster: c1}\n", "nope",
+     KJ_EINVAL, "contexts 'nope' not found", NULL, 0, 0},
+    {"unknown cluster", "current-context: a\ncontexts:\n- name: a\n  context: {cluster: c9}\n",
+     NULL, KJ_EINVAL, "clusters 'c9' not found", NULL, 0, 0},
+    {"unknown user",
+     "current-context: a\n" CLUSTERS "contexts:\n- name: a\n  context: {cluster: c1, user: u9}\n",
      NULL, KJ_EINVAL, "users 'u9' not found", NULL, 0, 0},
-    {"cluster without server", "current-context: a\nclusters:\n- name: c1\n  cluster: {}\n"
-                               "contexts:\n- name: a\n  context: {cluster: c1}\n",
+    {"cluster without server",
+     "current-context: a\nclusters:\n- name: c1\n  cluster: {}\n"
+     "contexts:\n- name: a\n  context: {cluster: c1}\n",
      NULL, KJ_EINVAL, "has no server", NULL, 0, 0},
-    {"server not a string", "current-context: a\nclusters:\n- name: c1\n  cluster: {server: [1]}\n"
-                            "contexts:\n- name: a\n  context: {cluster: c1}\n",
+    {"server not a string",
+     "current-context: a\nclusters:\n- name: c1\n  cluster: {server: [1]}\n"
+     "contexts:\n- name: a\n  context: {cluster: c1}\n",
      NULL, KJ_EINVAL, "'server' is not a string", NULL, 0, 0},
-    {"server not a URL", "current-context: a\nclusters:\n- name: c1\n  cluster: {server: one:6443}\n"
-                         "contexts:\n- name: a\n  context: {cluster: c1}\n",
+    {"server not a URL",
+     "current-context: a\nclusters:\n- name: c1\n  cluster: {server: one:6443}\n"
+     "contexts:\n- name: a\n  context: {cluster: c1}\n",
      NULL, KJ_EINVAL, "not an http(s) URL", NULL, 0, 0},
-    {"bad base64", "current-context: a\n" CLUSTERS "    certificate-authority-data: '%%%%'\n"
-                   "contexts:\n- name: a\n  context: {cluster: c1}\n",
+    {"bad base64",
+     "current-context: a\n" CLUSTERS "    certificate-authority-data: '%%%%'\n"
+     "contexts:\n- name: a\n  context: {cluster: c1}\n",
      NULL, KJ_EINVAL, "not valid base64", NULL, 0, 0},
-    {"missing CA file", "current-context: a\n" CLUSTERS "    certificate-authority: /nonexistent/ca\n"
-                        "contexts:\n- name: a\n  context: {cluster: c1}\n",
+    {"missing CA file",
+     "current-context: a\n" CLUSTERS "    certificate-authority: /nonexistent/ca\n"
+     "contexts:\n- name: a\n  context: {cluster: c1}\n",
      NULL, KJ_EINVAL, "certificate authority '/nonexistent/ca' cannot be read", NULL, 0, 0},
-    {"missing token file", "current-context: a\n" CLUSTERS
-     "users:\n- name: u1\n  user: {tokenFile: /nonexistent/token}\n"
+    {"missing token file",
+     "current-context: a\n" CLUSTERS "users:\n- name: u1\n  user: {tokenFile: /nonexistent/token}\n"
      "contexts:\n- name: a\n  context: {cluster: c1, user: u1}\n",
      NULL, KJ_EINVAL, "/nonexistent/token", NULL, 0, 0},
-    {"empty token file", "current-context: a\n" CLUSTERS
-     "users:\n- name: u1\n  user: {tokenFile: empty-token}\n"
+    {"empty token file",
+     "current-context: a\n" CLUSTERS "users:\n- name: u1\n  user: {tokenFile: empty-token}\n"
      "contexts:\n- name: a\n  context: {cluster: c1, user: u1}\n",
      NULL, KJ_EINVAL, "is empty", NULL, 0, 0},
-    {"cert without key", "current-context: a\n" CLUSTERS
+    {"cert without key",
+     "current-context: a\n" CLUSTERS
      "users:\n- name: u1\n  user: {client-certificate: client.crt}\n"
      "contexts:\n- name: a\n  context: {cluster: c1, user: u1}\n",
      NULL, KJ_EINVAL, "needs a client key", NULL, 0, 0},
-    {"exec plugin", "current-context: a\n" CLUSTERS
+    {"exec plugin",
+     "current-context: a\n" CLUSTERS
      "users:\n- name: u1\n  user:\n    exec: {command: aws, apiVersion: x}\n"
      "contexts:\n- name: a\n  context: {cluster: c1, user: u1}\n",
      NULL, KJ_EINVAL, "credential plugin", NULL, 0, 0},
-    {"insecure not a bool", "current-context: a\n" CLUSTERS "    insecure-skip-tls-verify: perhaps\n"
-                            "contexts:\n- name: a\n  context: {cluster: c1}\n",
+    {"insecure not a bool",
+     "current-context: a\n" CLUSTERS "    insecure-skip-tls-verify: perhaps\n"
+     "contexts:\n- name: a\n  context: {cluster: c1}\n",
      NULL, KJ_EINVAL, "not a boolean", NULL, 0, 0},
-    {"entry without name", "current-context: a\nclusters:\n- cluster: {server: https://x}\n- 7\n"
-                           "contexts:\n- name: a\n  context: {cluster: c1}\n",
+    {"entry without name",
+     "current-context: a\nclusters:\n- cluster: {server: https://x}\n- 7\n"
+     "contexts:\n- name: a\n  context: {cluster: c1}\n",
      NULL, KJ_EINVAL, "malformed", NULL, 0, 0},
     {"context is a scalar", "current-context: a\n" CLUSTERS "contexts:\n- name: a\n  context: c1\n",
      NULL, KJ_EINVAL, "has no 'context' mapping", NULL, 0, 0},
-    {"token is a list", "current-context: a\n" CLUSTERS
-     "users:\n- name: u1\n  user: {token: [" SECRET "]}\n"
+    {"token is a list",
+     "current-context: a\n" CLUSTERS "users:\n- name: u1\n  user: {token: [" SECRET "]}\n"
      "contexts:\n- name: a\n  context: {cluster: c1, user: u1}\n",
      NULL, KJ_EINVAL, "'token' is not a string", NULL, 0, 0},
     {"binary junk", "\x01\x02\xff\xfe: \x00", NULL, KJ_EINVAL, "kubeconfig", NULL, 0, 0},
@@ -348,8 +377,8 @@ static void test_kubeconfig_env_merge(void **state)
     clear_env();
     write_file("a.yaml", "current-context: a\ncontexts:\n- name: a\n  context: {cluster: c1, "
                          "namespace: from-a}\n");
-    write_file("b.yaml", "current-context: b\n" CLUSTERS
-                         "contexts:\n- name: a\n  context: {cluster: zz}\n");
+    write_file("b.yaml",
+               "current-context: b\n" CLUSTERS "contexts:\n- name: a\n  context: {cluster: zz}\n");
     char env[2048];
     snprintf(env, sizeof(env), "%s/missing.yaml:%s/a.yaml:%s/b.yaml", dir, dir, dir);
     setenv("KUBECONFIG", env, 1);
@@ -366,8 +395,8 @@ static void test_kubeconfig_env_merge(void **state)
     char p[512];
     snprintf(p, sizeof(p), "%s/home/.kube", dir);
     mkdir(p, 0700);
-    write_file("home/.kube/config", "current-context: a\n" CLUSTERS
-                                    "contexts:\n- name: a\n  context: {cluster: c1}\n");
+    write_file("home/.kube/config",
+               "current-context: a\n" CLUSTERS "contexts:\n- name: a\n  context: {cluster: c1}\n");
     assert_int_equal(kj_kube_config_load(NULL, &cfg, &err), 0);
     assert_string_equal(kj_kube_config_server(cfg), "https://one:6443");
     kj_kube_config_free(cfg);

@@ -134,9 +134,11 @@ static const char *req(int i)
     return i < MAXREQ ? S.reqs[i] : NULL;
 }
 
-#define POD "{\"kind\":\"Pod\",\"metadata\":{\"name\":\"p1\",\"namespace\":\"kyuubi\",\"uid\":\"u1\"," \
-            "\"resourceVersion\":\"5\"},\"status\":{\"phase\":\"Running\"}}"
-#define HDR(code, extra) "HTTP/1.1 " code "\r\nContent-Type: application/json\r\n" extra "Connection: close\r\n"
+#define POD                                                                                        \
+    "{\"kind\":\"Pod\",\"metadata\":{\"name\":\"p1\",\"namespace\":\"kyuubi\",\"uid\":\"u1\","     \
+    "\"resourceVersion\":\"5\"},\"status\":{\"phase\":\"Running\"}}"
+#define HDR(code, extra)                                                                           \
+    "HTTP/1.1 " code "\r\nContent-Type: application/json\r\n" extra "Connection: close\r\n"
 
 /* A whole answer with its Content-Length; kept until the end of the run. */
 static char *pool[256];
@@ -152,7 +154,8 @@ static const char *mk(const char *head, const char *body)
 }
 #define OK_POD mk(HDR("200 OK", ""), POD)
 #define ST(code, reason)                                                                           \
-    "{\"kind\":\"Status\",\"apiVersion\":\"v1\",\"metadata\":{},\"status\":\"Failure\",\"message\":" \
+    "{\"kind\":\"Status\",\"apiVersion\":\"v1\",\"metadata\":{},\"status\":\"Failure\","           \
+    "\"message\":"                                                                                 \
     "\"m\",\"reason\":\"" reason "\",\"code\":" code "}"
 
 static char tokpath[256], tmpd[128];
@@ -185,13 +188,18 @@ static int setup(void **state)
     return 0;
 }
 
+static void wait_idle(void);
+
 static int teardown(void **state)
 {
     (void)state;
     shutdown(S.fd, SHUT_RDWR);
     close(S.fd);
     pthread_join(S.thr, NULL);
-    usleep(100000);
+    /* connection threads may still be sleeping on a delayed answer */
+    usleep(50000);
+    wait_idle();
+    usleep(50000);
     answers(0, 0);
     unlink(tokpath);
     for (int i = 0; i < npool; i++)
@@ -281,9 +289,9 @@ static void test_get_and_headers(void **state)
                                    "\"preconditions\":{\"uid\":\"u1\"},\"gracePeriodSeconds\":0,"
                                    "\"propagationPolicy\":\"Background\"}"));
     answers(0, 1, OK_POD);
-    assert_int_equal(kj_kube_patch_pod(k, NULL, "p1", "[{\"op\":\"remove\",\"path\":\"/x\"}]", NULL,
-                                       &st, &err),
-                     0);
+    assert_int_equal(
+        kj_kube_patch_pod(k, NULL, "p1", "[{\"op\":\"remove\",\"path\":\"/x\"}]", NULL, &st, &err),
+        0);
     assert_non_null(strstr(req(0), "PATCH /api/v1/namespaces/kyuubi/pods/p1 "));
     assert_non_null(strstr(req(0), "Content-Type: application/json-patch+json"));
     answers(0, 1, mk(HDR("200 OK", ""), "{\"kind\":\"PodList\",\"items\":[]}"));
@@ -343,7 +351,9 @@ static void test_retry_after(void **state)
     kj_kube_status st;
     kj_pod *p = NULL;
     /* absurd Retry-After: clamped to 10 s, which the 2 s deadline cannot wait: fail now */
-    answers(0, 1, mk(HDR("429 Too Many Requests", "Retry-After: 99999999999999\r\n"), "Too many requests"));
+    answers(
+        0, 1,
+        mk(HDR("429 Too Many Requests", "Retry-After: 99999999999999\r\n"), "Too many requests"));
     kj_kube_req r = KJ_KUBE_REQ_INIT;
     r.op = KJ_KUBE_GET_POD;
     r.name = "p1";
@@ -363,8 +373,7 @@ static void test_retry_after(void **state)
     assert_int_equal(seen(), 1);
 
     /* garbage Retry-After: 1 s */
-    answers(0, 2, mk(HDR("429 Too Many Requests", "Retry-After: soon-ish\r\n"), ""),
-            OK_POD);
+    answers(0, 2, mk(HDR("429 Too Many Requests", "Retry-After: soon-ish\r\n"), ""), OK_POD);
     t0 = kj_mono_ms();
     assert_int_equal(kj_kube_get_pod(k, NULL, "p1", &p, &st, &err), 0);
     int64_t el = kj_mono_ms() - t0;
@@ -372,10 +381,10 @@ static void test_retry_after(void **state)
     kj_pod_free(p);
 
     /* 503 with Retry-After on a patch without test: not executed, so repeated */
-    answers(0, 2, mk(HDR("503 Service Unavailable", "Retry-After: 0\r\n"), ""),
-            OK_POD);
-    assert_int_equal(kj_kube_patch_pod(k, NULL, "p1", "[{\"op\":\"add\",\"path\":\"/a\",\"value\":1}]",
-                                       NULL, &st, &err),
+    answers(0, 2, mk(HDR("503 Service Unavailable", "Retry-After: 0\r\n"), ""), OK_POD);
+    assert_int_equal(kj_kube_patch_pod(k, NULL, "p1",
+                                       "[{\"op\":\"add\",\"path\":\"/a\",\"value\":1}]", NULL, &st,
+                                       &err),
                      0);
     assert_int_equal(seen(), 2);
     kj_kube_free(k);
@@ -390,8 +399,9 @@ static void test_retry_policy(void **state)
     const char *e500 = mk(HDR("500 Internal Server Error", ""), ST("500", "InternalError"));
     const char *e409 = mk(HDR("409 Conflict", ""), ST("409", "Conflict"));
     const char *nopatch = "[{\"op\":\"add\",\"path\":\"/a\",\"value\":1}]";
-    const char *testpatch = "[{\"op\":\"test\",\"path\":\"/metadata/finalizers/0\",\"value\":\"f\"},"
-                            "{\"op\":\"remove\",\"path\":\"/metadata/finalizers/0\"}]";
+    const char *testpatch =
+        "[{\"op\":\"test\",\"path\":\"/metadata/finalizers/0\",\"value\":\"f\"},"
+        "{\"op\":\"remove\",\"path\":\"/metadata/finalizers/0\"}]";
     /* patch without test: a 500 may have been applied: not repeated */
     answers(0, 2, e500, OK_POD);
     assert_int_equal(kj_kube_patch_pod(k, NULL, "p1", nopatch, NULL, &st, &err), KJ_EHTTP);
@@ -539,7 +549,7 @@ static int on_page(const kj_pod *pods, size_t n, int restarted, void *ud)
 }
 
 #define PAGE(cont)                                                                                 \
-    "{\"kind\":\"PodList\",\"metadata\":{\"continue\":\"" cont "\"},\"items\":[{\"metadata\":{"     \
+    "{\"kind\":\"PodList\",\"metadata\":{\"continue\":\"" cont "\"},\"items\":[{\"metadata\":{"    \
     "\"name\":\"a\",\"uid\":\"1\"}},{\"metadata\":{\"name\":\"b\",\"uid\":\"2\"}}]}"
 
 static void test_list_expired(void **state)
@@ -550,7 +560,8 @@ static void test_list_expired(void **state)
     kj_kube_status st;
     const char *exp_tok = "{\"kind\":\"Status\",\"metadata\":{\"continue\":\"FRESH\"},\"reason\":"
                           "\"Expired\",\"code\":410,\"message\":\"too old\"}";
-    const char *exp_none = "{\"kind\":\"Status\",\"metadata\":{},\"reason\":\"Expired\",\"code\":410}";
+    const char *exp_none =
+        "{\"kind\":\"Status\",\"metadata\":{},\"reason\":\"Expired\",\"code\":410}";
     /* answers live in the pool: a server thread may still send after the test */
     const char *a1 = mk(HDR("200 OK", ""), PAGE("T1"));
     const char *a2 = mk(HDR("410 Gone", ""), exp_tok);

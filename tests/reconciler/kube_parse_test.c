@@ -81,10 +81,10 @@ static void test_every_fixture(void **state)
             assert_int_equal(st.http, http);
             assert_true(st.reason[0] != '\0');
             assert_true(st.message[0] != '\0');
-            int want = http == 404 ? KJ_ENOENT
+            int want = http == 404                  ? KJ_ENOENT
                        : http == 409 || http == 422 ? KJ_ECONFLICT
-                       : http == 401 ? KJ_EAUTH
-                                     : KJ_EHTTP;
+                       : http == 401                ? KJ_EAUTH
+                                                    : KJ_EHTTP;
             assert_int_equal(rc, want);
             if (http == 410) {
                 assert_string_equal(st.reason, "Expired");
@@ -214,12 +214,17 @@ static void test_malformed_answers(void **state)
     kj_pod *pods2;
     size_t n;
     char *cont;
-    const char *lists[] = {"", "{", "{\"kind\":\"PodList\",\"items\":{}}", "{\"kind\":\"Pod\"}",
-                           "{\"kind\":\"PodList\",\"items\":[{\"metadata\":{}}]}", "null"};
+    const char *lists[] = {"",
+                           "{",
+                           "{\"kind\":\"PodList\",\"items\":{}}",
+                           "{\"kind\":\"Pod\"}",
+                           "{\"kind\":\"PodList\",\"items\":[{\"metadata\":{}}]}",
+                           "null"};
     for (size_t i = 0; i < sizeof(lists) / sizeof(lists[0]); i++)
-        assert_int_equal(kj_kube_parse_pod_list(lists[i], strlen(lists[i]), &pods2, &n, &cont, &err),
-                         KJ_EPROTO);
-    const char *empty = "{\"kind\":\"PodList\",\"metadata\":{\"resourceVersion\":\"5\"},\"items\":[]}";
+        assert_int_equal(
+            kj_kube_parse_pod_list(lists[i], strlen(lists[i]), &pods2, &n, &cont, &err), KJ_EPROTO);
+    const char *empty =
+        "{\"kind\":\"PodList\",\"metadata\":{\"resourceVersion\":\"5\"},\"items\":[]}";
     assert_int_equal(kj_kube_parse_pod_list(empty, strlen(empty), &pods2, &n, &cont, &err), 0);
     assert_int_equal(n, 0);
     assert_null(cont);
@@ -346,8 +351,9 @@ static void test_bodies(void **state)
 static void test_fuzz_responses(void **state)
 {
     (void)state;
-    const char *files[] = {"pod-driver-failed.json", "podlist-page1.json", "status-410-expired.json",
-                           "lease-created.json", "status-422-finalizer-on-terminating.json"};
+    const char *files[] = {"pod-driver-failed.json", "podlist-page1.json",
+                           "status-410-expired.json", "lease-created.json",
+                           "status-422-finalizer-on-terminating.json"};
     size_t lens[5];
     char *bodies[5];
     for (int i = 0; i < 5; i++)
@@ -407,9 +413,12 @@ static void test_fuzz_responses(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_every_fixture),   cmocka_unit_test(test_pod_fields),
-        cmocka_unit_test(test_malformed_answers), cmocka_unit_test(test_retry_after),
-        cmocka_unit_test(test_times),           cmocka_unit_test(test_bodies),
+        cmocka_unit_test(test_every_fixture),
+        cmocka_unit_test(test_pod_fields),
+        cmocka_unit_test(test_malformed_answers),
+        cmocka_unit_test(test_retry_after),
+        cmocka_unit_test(test_times),
+        cmocka_unit_test(test_bodies),
         cmocka_unit_test(test_fuzz_responses),
     };
     return cmocka_run_group_tests(tests, setup, NULL);

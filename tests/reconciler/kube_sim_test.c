@@ -97,7 +97,8 @@ static int free_port(void)
 static int port_open(int port)
 {
     int s = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_port = htons((uint16_t)port),
                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     int ok = connect(s, (struct sockaddr *)&a, sizeof(a)) == 0;
     close(s);
@@ -310,7 +311,7 @@ static void create_pod(kj_kube *k, const char *name, const char *tag, const char
 static int collect_names(const kj_pod *pods, size_t n, int restarted, void *ud)
 {
     (void)restarted;
-    char (*names)[64] = ud;
+    char(*names)[64] = ud;
     for (size_t i = 0; i < n; i++)
         for (int j = 0; j < 256; j++)
             if (!names[j][0]) {
@@ -428,8 +429,8 @@ static void test_every_call(void **state)
     }
     /* list: label selector, pages of 2 */
     seen_pods s = {0};
-    assert_int_equal(kj_kube_list_pods(k, NULL, "kyuubi-unique-tag", NULL, 2, collect, &s, &st, &err),
-                     0);
+    assert_int_equal(
+        kj_kube_list_pods(k, NULL, "kyuubi-unique-tag", NULL, 2, collect, &s, &st, &err), 0);
     assert_int_equal(s.pods, 5);
     assert_int_equal(s.n, 5);
     assert_int_equal(s.pages, 3);
@@ -476,7 +477,8 @@ static void test_every_call(void **state)
     assert_string_equal(st.reason, "Invalid");
     assert_null(p);
     /* delete: wrong uid, then the right one (the finalizer keeps it) */
-    kj_kube_delete_opts d = {.uid = "00000000-0000-0000-0000-000000000000", .grace_period_s = 0,
+    kj_kube_delete_opts d = {.uid = "00000000-0000-0000-0000-000000000000",
+                             .grace_period_s = 0,
                              .propagation = "Background"};
     assert_int_equal(kj_kube_delete_pod(k, NULL, "drv-1", &d, &p, &st, &err), KJ_ECONFLICT);
     assert_int_equal(st.http, 409);
@@ -840,9 +842,9 @@ static void test_faults_mutations(void **state)
     /* list under faults, pages of 3 */
     static char name[32][64], uid[32][64];
     uids u = {name, uid, 0, 32};
-    assert_int_equal(kj_kube_list_pods(k, NULL, "kyuubi-unique-tag=mut", NULL, 3, collect_uids, &u,
-                                       &st, &err),
-                     0);
+    assert_int_equal(
+        kj_kube_list_pods(k, NULL, "kyuubi-unique-tag=mut", NULL, 3, collect_uids, &u, &st, &err),
+        0);
     assert_int_equal(u.n, 20);
     /* patches guarded by test: retried; bare patches: not retried on 500/drop */
     many guarded = {0}, bare = {0}, dels = {0};
@@ -955,8 +957,9 @@ static void test_bulk_deletes(void **state)
     int64_t el = kj_mono_ms() - t0;
     kj_kube_stats stats;
     kj_kube_get_stats(k, &stats);
-    fprintf(stderr, "bulk: list of %d pods in pages of 500: %lld ms; %d deletes, 32 in flight: "
-                    "%lld ms, %.0f/s (max in flight seen %d)\n",
+    fprintf(stderr,
+            "bulk: list of %d pods in pages of 500: %lld ms; %d deletes, 32 in flight: "
+            "%lld ms, %.0f/s (max in flight seen %d)\n",
             N, (long long)tl, N, (long long)el, N * 1000.0 / (double)(el ? el : 1),
             stats.max_in_flight_seen);
     assert_int_equal(m.ok, N);
@@ -983,9 +986,8 @@ static void test_expired_continue(void **state)
     s.sleep_first_ms = 2100;
     kj_kube_status st;
     kj_err err = {0};
-    assert_int_equal(kj_kube_list_pods(k, NULL, "kyuubi-unique-tag=exp", NULL, 2, collect, &s, &st,
-                                       &err),
-                     0);
+    assert_int_equal(
+        kj_kube_list_pods(k, NULL, "kyuubi-unique-tag=exp", NULL, 2, collect, &s, &st, &err), 0);
     assert_int_equal(s.n, 6); /* every pod seen, at least once */
     assert_true(s.pages >= 3);
     assert_true(sim_stat(k, "by_code.410") >= 1);
@@ -1019,8 +1021,9 @@ static void test_throughput(void **state)
         (void)s0;
         assert_int_equal(m.ok, n);
         kj_kube_get_stats(k, &s1);
-        fprintf(stderr, "throughput: %d GETs, %d in flight: %lld ms, %.0f req/s, %llu connections so far\n", n,
-                inflights[j], (long long)el, n * 1000.0 / (double)(el ? el : 1),
+        fprintf(stderr,
+                "throughput: %d GETs, %d in flight: %lld ms, %.0f req/s, %llu connections so far\n",
+                n, inflights[j], (long long)el, n * 1000.0 / (double)(el ? el : 1),
                 (unsigned long long)s1.connects);
         /* keep-alive: connections are reused, not one per request */
         assert_true(s1.connects <= 2 * 32 + 8);
