@@ -14,8 +14,27 @@ import zmq
 work = kjtest.tmpdir("kj-ingest-")
 sockdir = os.path.join(work, "run")
 mport = kjtest.free_port()
-d = L.Daemon(work, ["--listen", "ipc://%s/kj.sock" % sockdir,
+# --- the command line: help, usage errors, a file that is not a journal ------
+kjd = kjtest.program("kjournald")
+r = subprocess.run([kjd, "--help"], capture_output=True, text=True, timeout=10)
+L.check(r.returncode == 0 and "/var/lib/kjournal/journal.db" in r.stdout
+        and "tcp://127.0.0.1:5680" in r.stdout and "exit codes" in r.stdout, "--help")
+r = subprocess.run([kjd, "--batch-max", "zero"], capture_output=True, text=True, timeout=10)
+L.check(r.returncode == 2 and "--batch-max" in r.stderr, "usage error: exit 2")
+r = subprocess.run([kjd, "--curve-secret-key", "x"], capture_output=True, text=True, timeout=10)
+L.check(r.returncode == 2, "curve flags go together: exit 2")
+notj = os.path.join(work, "not-a-journal.db")
+with open(notj, "w") as f:
+    f.write("hello\n" * 1000)
+r = subprocess.run([kjd, "--journal", notj, "--listen", "tcp://127.0.0.1:%d" % kjtest.free_port()],
+                   capture_output=True, text=True, timeout=10)
+L.check(r.returncode == 4 and "level=error" in r.stderr, "not a journal: exit 4, got %d" % r.returncode)
+
+d = L.Daemon(work, ["--listen", "ipc://%s/kj.sock" % sockdir, "--hwm", "50",
                     "--metrics", "127.0.0.1:%d" % mport]).start()
+r = subprocess.run([kjd, "--journal", os.path.join(work, "other.db"), "--listen", d.endpoint],
+                   capture_output=True, text=True, timeout=10)
+L.check(r.returncode == 8, "endpoint in use: exit 8, got %d" % r.returncode)
 try:
     # --- REQ: one event, then the same again ---------------------------------
     req = L.connect(d.endpoint)
@@ -119,6 +138,23 @@ try:
         L.check(out.returncode == 8 and "unacknowledged" in out.stdout, "publish to nobody: %d" % out.returncode)
     else:
         print("note: kjournal not built, publish not exercised here")
+
+    # --- vanished and slow peers never block the server ------------------------
+    for i in range(20):
+        v = L.connect(d.endpoint, zmq.DEALER)
+        v.send_multipart([b"gone", b"", json.dumps(L.event("v-%d" % i, "s-v")).encode()])
+        v.close(0)
+    slow = L.connect(d.endpoint, zmq.DEALER)
+    slow.setsockopt(zmq.RCVHWM, 1)
+    big = json.dumps({"events": batch}).encode()  # 50 duplicates: a ~3 KB reply
+    for i in range(2000):
+        slow.send_multipart([b"s%d" % i, b"", big])
+    import time
+    t = time.time()
+    r = L.request(req, L.event("after-slow", "s-v"))
+    L.check(r["results"][0]["status"] == "stored" and time.time() - t < 10,
+            "served while a peer does not read (%.1f s)" % (time.time() - t))
+    slow.close(0)
 
     # --- metrics ----------------------------------------------------------------
     base = "http://127.0.0.1:%d" % mport

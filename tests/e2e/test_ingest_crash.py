@@ -73,6 +73,11 @@ try:
         print("kill %d: acked so far %d" % (i + 1, len(acked)))
         time.sleep(rng.uniform(0.05, 0.4))
         d.start()
+    # a graceful stop under load: the batch in hand is committed and acked, exit 0
+    time.sleep(0.5)
+    code = d.stop()
+    L.check(code == 0, "SIGTERM under load: exit 0, got %r" % code)
+    d.start()
     time.sleep(1.0)
 finally:
     stop.set()
