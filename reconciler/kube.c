@@ -68,6 +68,7 @@ struct kj_kube {
     int max_in_flight;
     char *token;
     int64_t token_read_at;
+    int64_t token_reread_ms;
     int in_callback;
     int canceling;
     int saw_h2;
@@ -159,6 +160,7 @@ int kj_kube_new(const kj_kube_config *cfg, kj_kube **out, kj_err *err)
     if (!k->rng)
         k->rng = 88172645463325252ULL;
     kj_kube_set_limits(k, cfg->qps, cfg->burst, cfg->max_in_flight);
+    k->token_reread_ms = TOKEN_REREAD_MS;
     if (cfg->token_file) {
         if ((rc = kj_kube_read_token(cfg->token_file, &k->token, err)) < 0)
             goto out;
@@ -187,6 +189,12 @@ void kj_kube_set_limits(kj_kube *k, double qps, int burst, int max_in_flight)
     k->tokens_at = kj_mono_ms();
     k->max_in_flight = max_in_flight > 0 ? max_in_flight : KJ_KUBE_DEFAULT_IN_FLIGHT;
     curl_multi_setopt(k->multi, CURLMOPT_MAXCONNECTS, (long)k->max_in_flight);
+}
+
+void kj_kube_set_token_reread(kj_kube *k, int64_t ms)
+{
+    if (k)
+        k->token_reread_ms = ms > 0 ? ms : TOKEN_REREAD_MS;
 }
 
 static void op_free(op *o)
@@ -490,7 +498,7 @@ static int start_attempt(kj_kube *k, op *o, int64_t now, kj_err *err)
         rc = kj_err_set(err, KJ_ENOMEM, "out of memory");
         goto out;
     }
-    if (k->cfg->token_file && now - k->token_read_at > TOKEN_REREAD_MS)
+    if (k->cfg->token_file && now - k->token_read_at >= k->token_reread_ms)
         reload_token(k);
 
     if (o->hdrs)

@@ -238,6 +238,9 @@ int kj_kube_new(const kj_kube_config *cfg, kj_kube **out, kj_err *err);
 void kj_kube_free(kj_kube *k);
 /* Changes the rate limit and the bound on requests in flight (qps <= 0: unlimited). */
 void kj_kube_set_limits(kj_kube *k, double qps, int burst, int max_in_flight);
+/* How often the token file is read again before a request (default 60 s, as
+ * client-go; <= 0 restores it). It is also read again after every 401. */
+void kj_kube_set_token_reread(kj_kube *k, int64_t ms);
 
 typedef enum kj_kube_op {
     KJ_KUBE_GET_POD = 1,

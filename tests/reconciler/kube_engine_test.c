@@ -531,6 +531,28 @@ static void test_token_reread_after_401(void **state)
     assert_non_null(strstr(req(1), "Bearer " TOKEN_B "\r\n"));
     kj_kube_free(k);
     write_token(TOKEN_A "\n");
+
+    /* read again periodically: a rotated token is used without a 401 first */
+    k = client(0, 1, 8);
+    kj_kube_set_token_reread(k, 100);
+    answers(0, 1, OK_POD);
+    assert_int_equal(kj_kube_get_pod(k, NULL, "p1", &p, &st, &err), 0);
+    kj_pod_free(p);
+    write_token(TOKEN_B "\n");
+    usleep(150000);
+    answers(0, 1, OK_POD);
+    assert_int_equal(kj_kube_get_pod(k, NULL, "p1", &p, &st, &err), 0);
+    kj_pod_free(p);
+    assert_non_null(strstr(req(0), "Bearer " TOKEN_B "\r\n"));
+    /* a token file that vanishes keeps the last token (and logs a warning) */
+    unlink(tokpath);
+    usleep(150000);
+    answers(0, 1, OK_POD);
+    assert_int_equal(kj_kube_get_pod(k, NULL, "p1", &p, &st, &err), 0);
+    kj_pod_free(p);
+    assert_non_null(strstr(req(0), "Bearer " TOKEN_B "\r\n"));
+    kj_kube_free(k);
+    write_token(TOKEN_A "\n");
 }
 
 typedef struct listctx {
