@@ -319,7 +319,9 @@ int kj_journal_open(const char *path, unsigned flags, kj_journal **out, kj_err *
                             path, (long long)version, kj_journal_schema_version());
             goto out;
         }
-        if (!(rc = exec(j, "PRAGMA query_only = ON", err)))
+        /* temp_store: sorts and the like stay in memory, so a reader writes
+         * nothing at all to disk. */
+        if (!(rc = exec(j, "PRAGMA query_only = ON; PRAGMA temp_store = MEMORY", err)))
             rc = prepare_statements(j, err);
         goto out;
     }
