@@ -78,7 +78,9 @@ def run_measured(args, journal=None, timeout=120):
             p.wait()
         out_f.seek(0)
         err_f.seek(0)
-        return p.returncode, out_f.read().decode(), err_f.read().decode(), wchar
+        out, err = out_f.read(), err_f.read()
+        # Only what went to stdout and stderr: nothing else was written.
+        return p.returncode, out.decode(), err.decode(), wchar - len(out) - len(err)
 
 
 def io_wchar(pid):

@@ -168,7 +168,7 @@ static int writer(const char *path)
         if (append(j, ev, n))
             return 1;
         batch++;
-        struct timespec ts = {0, 2 * 1000 * 1000};
+        struct timespec ts = {0, 20 * 1000 * 1000};
         nanosleep(&ts, NULL);
     }
     kj_journal_close(j);
