@@ -615,9 +615,9 @@ static void res_bad(ks_result *out, const char *msg)
 static void res_invalid(ks_result *out, ks_kind k, const char *name, const char *field,
                         const char *reason, const char *detail, int repeat)
 {
-    char msg[1200];
-    snprintf(msg, sizeof msg, "%s \"%s\" is invalid: %s: %s",
-             k == KS_POD ? "Pod" : "Lease.coordination.k8s.io", name, field, detail);
+    ks_buf msg = {0};
+    ks_buf_addf(&msg, "%s \"%s\" is invalid: %s: %s",
+                k == KS_POD ? "Pod" : "Lease.coordination.k8s.io", name, field, detail);
     cJSON *causes = cJSON_CreateArray();
     for (int i = 0; i < repeat; i++) {
         cJSON *c = cJSON_CreateObject();
@@ -629,7 +629,8 @@ static void res_invalid(ks_result *out, ks_kind k, const char *name, const char 
     ks_details d = {name, ks_resources[k].group, ks_resources[k].kind_name, causes};
     if (k == KS_LEASE)
         d.kind = "Lease";
-    res_status(out, 422, "Invalid", msg, &d);
+    res_status(out, 422, "Invalid", msg.buf, &d);
+    ks_buf_free(&msg);
     cJSON_Delete(causes);
 }
 
