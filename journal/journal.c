@@ -38,6 +38,7 @@ enum {
     ST_INSERT_SESSION,
     ST_UPDATE_SESSION,
     ST_INSERT_EVENT,
+    ST_DELETE_SESSION,
     ST_ADD_COUNT,
     ST_POD_SESSIONS,
     ST_RECORD_ACTION,
@@ -66,14 +67,16 @@ static const char *const append_sql[ST_COUNT_] = {
     [ST_INSERT_EVENT] =
         "INSERT INTO events (event_id, session, type, time_ms, recorded_ms, instance, user,"
         " engine_id, engine_tag, engine_namespace, reason, payload)"
-        " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
-    [ST_POD_SESSIONS] = "SELECT coalesce(sum(state = 1), 0), coalesce(sum(state = 2), 0),"
-                        " coalesce(max(closed_ms), 0) FROM sessions WHERE id IN ("
-                        ENGINE_MATCH("?1", "?2") ")",
+        " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"
+        " ON CONFLICT (event_id) DO NOTHING",
+    [ST_POD_SESSIONS] =
+        "SELECT coalesce(sum(state = 1), 0), coalesce(sum(state = 2), 0),"
+        " coalesce(max(closed_ms), 0) FROM sessions WHERE id IN (" ENGINE_MATCH("?1", "?2") ")",
     [ST_RECORD_ACTION] =
         "INSERT INTO reconcile_actions (run, time_ms, namespace, pod, uid, engine_tag,"
         " engine_id, action, reason, result, http_code, message)"
         " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+    [ST_DELETE_SESSION] = "DELETE FROM sessions WHERE id = ?1",
     [ST_ADD_COUNT] = "INSERT INTO counts (dim, key, open, closed) VALUES (?1, ?2, ?3, ?4)"
                      " ON CONFLICT (dim, key) DO UPDATE SET open = open + ?3,"
                      " closed = closed + ?4",
@@ -452,62 +455,64 @@ static int append_one(kj_journal *j, const kj_event *ev, int64_t now, kj_append_
         return SQLITE_OK;
     }
 
-    sqlite3_stmt *st = j->st[ST_FIND_EVENT];
-    bind_text(st, 1, ev->event_id);
-    int rc = sqlite3_step(st);
-    sqlite3_reset(st);
-    if (rc == SQLITE_ROW) {
-        r->status = KJ_APPEND_DUPLICATE;
-        return SQLITE_OK;
-    }
-    if (rc != SQLITE_DONE)
-        return rc;
-
+    /* The hot path never looks the event id up: the insert's ON CONFLICT
+     * finds a duplicate, and a session row inserted for it is taken back. */
     int64_t sid = 0;
     kj_session_state from = KJ_SESSION_NONE;
-    char *old_user = NULL, *old_instance = NULL;
-    st = j->st[ST_FIND_SESSION];
+    char old_user[KJ_EVENT_FIELD_MAX + 1] = "", old_instance[KJ_EVENT_FIELD_MAX + 1] = "";
+    sqlite3_stmt *st = j->st[ST_FIND_SESSION];
     bind_text(st, 1, ev->session_id);
-    rc = sqlite3_step(st);
+    int rc = sqlite3_step(st);
     if (rc == SQLITE_ROW) {
         sid = sqlite3_column_int64(st, 0);
         from = (kj_session_state)sqlite3_column_int(st, 1);
         const unsigned char *u = sqlite3_column_text(st, 2), *in = sqlite3_column_text(st, 3);
-        old_user = u ? strdup((const char *)u) : NULL;
-        old_instance = in ? strdup((const char *)in) : NULL;
+        snprintf(old_user, sizeof old_user, "%s", u ? (const char *)u : "");
+        snprintf(old_instance, sizeof old_instance, "%s", in ? (const char *)in : "");
         rc = SQLITE_OK;
     } else if (rc == SQLITE_DONE) {
         rc = SQLITE_OK;
     }
     sqlite3_reset(st);
     if (rc != SQLITE_OK)
-        goto out;
+        return rc;
 
     kj_session_state to = kj_session_next(from, ev->type, &code);
     if (to == KJ_SESSION_NONE) {
-        reject(r, code, "session '%s' is already closed", ev->session_id);
-        goto out;
+        /* A retry of an event that was stored is a duplicate, not a rejection. */
+        st = j->st[ST_FIND_EVENT];
+        bind_text(st, 1, ev->event_id);
+        rc = sqlite3_step(st);
+        sqlite3_reset(st);
+        if (rc == SQLITE_ROW)
+            r->status = KJ_APPEND_DUPLICATE;
+        else if (rc == SQLITE_DONE)
+            reject(r, code, "session '%s' is already closed", ev->session_id);
+        else
+            return rc;
+        return SQLITE_OK;
     }
 
     int64_t closed_ms = ev->type == KJ_EVENT_SESSION_CLOSE ? ev->time_ms : 0;
-    st = j->st[sid ? ST_UPDATE_SESSION : ST_INSERT_SESSION];
-    if (sid)
-        sqlite3_bind_int64(st, 1, sid);
-    else
+    const char *close_reason =
+        closed_ms ? (ev->reason && *ev->reason ? ev->reason : "unknown") : NULL;
+    int inserted = !sid;
+    if (inserted) {
+        st = j->st[ST_INSERT_SESSION];
         bind_text(st, 1, ev->session_id);
-    sqlite3_bind_int(st, 2, to);
-    bind_text(st, 3, ev->instance);
-    bind_text(st, 4, ev->user);
-    bind_text(st, 5, ev->engine_id);
-    bind_text(st, 6, ev->engine_tag);
-    bind_text(st, 7, ev->engine_namespace);
-    sqlite3_bind_int64(st, 8, ev->time_ms);
-    sqlite3_bind_int64(st, 9, closed_ms);
-    bind_text(st, 10, closed_ms ? (ev->reason && *ev->reason ? ev->reason : "unknown") : NULL);
-    if ((rc = step_done(st)) != SQLITE_OK)
-        goto out;
-    if (!sid)
+        sqlite3_bind_int(st, 2, to);
+        bind_text(st, 3, ev->instance);
+        bind_text(st, 4, ev->user);
+        bind_text(st, 5, ev->engine_id);
+        bind_text(st, 6, ev->engine_tag);
+        bind_text(st, 7, ev->engine_namespace);
+        sqlite3_bind_int64(st, 8, ev->time_ms);
+        sqlite3_bind_int64(st, 9, closed_ms);
+        bind_text(st, 10, close_reason);
+        if ((rc = step_done(st)) != SQLITE_OK)
+            return rc;
         sid = sqlite3_last_insert_rowid(j->db);
+    }
 
     st = j->st[ST_INSERT_EVENT];
     bind_text(st, 1, ev->event_id);
@@ -523,7 +528,31 @@ static int append_one(kj_journal *j, const kj_event *ev, int64_t now, kj_append_
     bind_text(st, 11, ev->reason);
     bind_text(st, 12, ev->payload);
     if ((rc = step_done(st)) != SQLITE_OK)
-        goto out;
+        return rc;
+    if (sqlite3_changes(j->db) == 0) {
+        r->status = KJ_APPEND_DUPLICATE;
+        if (!inserted)
+            return SQLITE_OK;
+        st = j->st[ST_DELETE_SESSION];
+        sqlite3_bind_int64(st, 1, sid);
+        return step_done(st);
+    }
+
+    if (!inserted) {
+        st = j->st[ST_UPDATE_SESSION];
+        sqlite3_bind_int64(st, 1, sid);
+        sqlite3_bind_int(st, 2, to);
+        bind_text(st, 3, ev->instance);
+        bind_text(st, 4, ev->user);
+        bind_text(st, 5, ev->engine_id);
+        bind_text(st, 6, ev->engine_tag);
+        bind_text(st, 7, ev->engine_namespace);
+        sqlite3_bind_int64(st, 8, ev->time_ms);
+        sqlite3_bind_int64(st, 9, closed_ms);
+        bind_text(st, 10, close_reason);
+        if ((rc = step_done(st)) != SQLITE_OK)
+            return rc;
+    }
     r->status = KJ_APPEND_STORED;
 
     /* Totals: a new session counts under the user and instance it arrived
@@ -533,16 +562,12 @@ static int append_one(kj_journal *j, const kj_event *ev, int64_t now, kj_append_
         cerr = count_session(counts, ev->user, ev->instance, to == KJ_SESSION_OPEN,
                              to == KJ_SESSION_CLOSED);
     else if (from == KJ_SESSION_OPEN && to == KJ_SESSION_CLOSED)
-        cerr = count_session(counts, old_user, old_instance, -1, 1);
+        cerr = count_session(counts, *old_user ? old_user : NULL,
+                             *old_instance ? old_instance : NULL, -1, 1);
     if (!cerr)
         cerr = count_add(counts, "events", "all", ev->type == KJ_EVENT_SESSION_OPEN,
                          ev->type == KJ_EVENT_SESSION_CLOSE);
-    if (cerr)
-        rc = SQLITE_NOMEM;
-out:
-    free(old_user);
-    free(old_instance);
-    return rc;
+    return cerr ? SQLITE_NOMEM : SQLITE_OK;
 }
 
 int kj_journal_append(kj_journal *j, const kj_event *events, size_t n, kj_append_result *results,
@@ -1301,7 +1326,7 @@ int kj_journal_pod_sessions(kj_journal *j, const char *tag, const char *app_id, 
 }
 
 #define RUN_COLUMNS                                                                                \
-    "id, started_ms, finished_ms, trigger, dry_run, status, pods_seen, actions_ok,"               \
+    "id, started_ms, finished_ms, trigger, dry_run, status, pods_seen, actions_ok,"                \
     " actions_failed"
 
 static void row_run(sqlite3_value **v, kj_run *r)

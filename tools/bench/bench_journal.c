@@ -5,6 +5,7 @@
  * Prints events/s for both at each batch size and the ratio.
  *
  * usage: bench_journal [--dir DIR] [--events N] [--rounds R] [--batch 1|64|1024]
+ *                      [--workload kyuubi|connection]
  */
 #include <getopt.h>
 #include <sqlite3.h>
@@ -23,41 +24,57 @@ typedef struct workload {
     char (*ids)[64];
     char (*sessions)[64];
     char (*apps)[64];
+    char (*tags)[64];
     char payload[PAYLOAD_BYTES + 1];
 } workload;
 
-/* n events: sessions opened and closed in pairs, each on its own engine
- * (Kyuubi's CONNECTION share level: the engine tag is the session id, the
- * Spark application id is new), so every index sees random keys. */
-static int workload_make(workload *w, size_t n, const char *tag)
+/*
+ * Two workloads of n events, with random-looking ids as UUIDs are:
+ *
+ *   connection  each session its own engine (share level CONNECTION): open
+ *               with the engine, close; every index sees new random keys.
+ *   kyuubi      what Kyuubi posts at share level USER: created (no engine
+ *               yet), opened (engine id and tag), closed; ten sessions of a
+ *               user share one engine, whose tag is the first one's id.
+ */
+static int workload_make(workload *w, size_t n, const char *tag, int kyuubi)
 {
     w->n = n;
     w->ev = calloc(n, sizeof *w->ev);
     w->ids = calloc(n, sizeof *w->ids);
     w->sessions = calloc(n, sizeof *w->sessions);
     w->apps = calloc(n, sizeof *w->apps);
-    if (!w->ev || !w->ids || !w->sessions || !w->apps)
+    w->tags = calloc(n, sizeof *w->tags);
+    if (!w->ev || !w->ids || !w->sessions || !w->apps || !w->tags)
         return -1;
     memset(w->payload, 'x', PAYLOAD_BYTES);
     w->payload[PAYLOAD_BYTES] = '\0';
+    const size_t per = kyuubi ? 3 : 2;
+    static const char *const phases[] = {"created", "opened", "closed"};
     for (size_t i = 0; i < n; i++) {
-        size_t s = i / 2;
-        /* Random-looking ids, as UUIDs are: the unique index sees real scatter. */
+        size_t s = i / per, phase = i % per;
+        size_t engine = kyuubi ? s / 10 : s;
         unsigned long long h = (s + 1) * 0x9E3779B97F4A7C15ULL;
+        unsigned long long eh = (engine * (kyuubi ? 10 : 1) + 1) * 0x9E3779B97F4A7C15ULL;
+        int closing = phase == per - 1, has_engine = !kyuubi || phase >= 1;
         snprintf(w->sessions[i], sizeof w->sessions[i], "%s-%016llx", tag, h);
-        snprintf(w->ids[i], sizeof w->ids[i], "%s-%016llx-%s", tag, h, i % 2 ? "close" : "open");
-        snprintf(w->apps[i], sizeof w->apps[i], "spark-%016llx", h * 31);
+        snprintf(w->ids[i], sizeof w->ids[i], "%s-%016llx-%s", tag, h,
+                 kyuubi    ? phases[phase]
+                 : closing ? "close"
+                           : "open");
+        snprintf(w->tags[i], sizeof w->tags[i], "%s-%016llx", tag, eh);
+        snprintf(w->apps[i], sizeof w->apps[i], "spark-%016llx", eh * 31);
         w->ev[i] = (kj_event){
             .event_id = w->ids[i],
-            .type = i % 2 ? KJ_EVENT_SESSION_CLOSE : KJ_EVENT_SESSION_OPEN,
+            .type = closing ? KJ_EVENT_SESSION_CLOSE : KJ_EVENT_SESSION_OPEN,
             .session_id = w->sessions[i],
             .instance = "10.244.1.23:10009",
             .user = s % 7 ? "alice" : "bob",
-            .engine_id = w->apps[i],
-            .engine_tag = w->sessions[i],
+            .engine_id = has_engine ? w->apps[i] : NULL,
+            .engine_tag = has_engine ? w->tags[i] : NULL,
             .engine_namespace = "kyuubi",
             .time_ms = 1764391200000LL + (int64_t)i,
-            .reason = i % 2 ? "client" : NULL,
+            .reason = closing ? "client" : NULL,
             .payload = w->payload,
         };
     }
@@ -70,6 +87,7 @@ static void workload_free(workload *w)
     free(w->ids);
     free(w->sessions);
     free(w->apps);
+    free(w->tags);
 }
 
 static double run_journal(const char *path, const workload *w, size_t batch)
@@ -177,10 +195,13 @@ static void remove_db(const char *path)
 static void usage(FILE *out)
 {
     fprintf(out, "usage: bench_journal [--dir DIR] [--events N] [--rounds R] [--batch 1|64|1024]\n"
+                 "                     [--workload kyuubi|connection]\n"
                  "Appends N events (default 200000; batch 1 uses N/50) to a kjournal journal\n"
                  "and to a plain SQLite table in DIR (default: the current directory), at\n"
                  "batch sizes 1, 64 and 1024, alternating the two R times (default 3), and\n"
-                 "prints the best events/s of each and the ratio.\n");
+                 "prints the best events/s of each and the ratio. Workloads: kyuubi (default:\n"
+                 "created/opened/closed per session, ten sessions per engine) or connection\n"
+                 "(open/close, one engine per session: the worst case for the indexes).\n");
 }
 
 int main(int argc, char **argv)
@@ -189,11 +210,15 @@ int main(int argc, char **argv)
     size_t events = 200000;
     int rounds = 3;
     size_t only_batch = 0;
-    static const struct option opts[] = {
-        {"dir", required_argument, NULL, 'd'},    {"events", required_argument, NULL, 'n'},
-        {"rounds", required_argument, NULL, 'r'}, {"batch", required_argument, NULL, 'b'},
-        {"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0}};
-    for (int c; (c = getopt_long(argc, argv, "d:n:r:b:h", opts, NULL)) != -1;) {
+    int kyuubi = 1;
+    static const struct option opts[] = {{"dir", required_argument, NULL, 'd'},
+                                         {"events", required_argument, NULL, 'n'},
+                                         {"rounds", required_argument, NULL, 'r'},
+                                         {"batch", required_argument, NULL, 'b'},
+                                         {"workload", required_argument, NULL, 'w'},
+                                         {"help", no_argument, NULL, 'h'},
+                                         {NULL, 0, NULL, 0}};
+    for (int c; (c = getopt_long(argc, argv, "d:n:r:b:w:h", opts, NULL)) != -1;) {
         switch (c) {
         case 'd':
             dir = optarg;
@@ -206,6 +231,13 @@ int main(int argc, char **argv)
             break;
         case 'b':
             only_batch = strtoul(optarg, NULL, 10);
+            break;
+        case 'w':
+            if (strcmp(optarg, "kyuubi") && strcmp(optarg, "connection")) {
+                fprintf(stderr, "bench_journal: --workload is kyuubi or connection\n");
+                return 2;
+            }
+            kyuubi = !strcmp(optarg, "kyuubi");
             break;
         case 'h':
             usage(stdout);
@@ -223,6 +255,7 @@ int main(int argc, char **argv)
     snprintf(jpath, sizeof jpath, "%s/bench-journal.db", dir);
     snprintf(ppath, sizeof ppath, "%s/bench-plain.db", dir);
     const size_t batches[] = {1, 64, 1024};
+    printf("workload: %s\n", kyuubi ? "kyuubi" : "connection");
     printf("%-6s %10s %14s %14s %7s\n", "batch", "events", "journal ev/s", "sqlite ev/s", "ratio");
     for (size_t b = 0; b < 3; b++) {
         if (only_batch && batches[b] != only_batch)
@@ -234,7 +267,7 @@ int main(int argc, char **argv)
             char tag[32];
             snprintf(tag, sizeof tag, "b%zu-r%d", batches[b], r);
             workload w;
-            if (workload_make(&w, n, tag)) {
+            if (workload_make(&w, n, tag, kyuubi)) {
                 fprintf(stderr, "bench_journal: out of memory\n");
                 return 1;
             }
