@@ -330,6 +330,94 @@ static void decode_item(kj_wire_item *it, const cJSON *o, int top, const char *p
     }
 }
 
+/* Skips one JSON value from s[i] (already known to be valid JSON); returns
+ * the index of the ',' ']' or '}' that ends it at depth 0, or n. */
+static size_t skip_value(const char *s, size_t n, size_t i)
+{
+    int depth = 0;
+    while (i < n) {
+        char c = s[i];
+        if (c == '"') {
+            for (i++; i < n && s[i] != '"'; i++)
+                if (s[i] == '\\')
+                    i++;
+        } else if (c == '{' || c == '[') {
+            depth++;
+        } else if (c == '}' || c == ']') {
+            if (depth == 0)
+                return i;
+            depth--;
+        } else if (c == ',' && depth == 0) {
+            return i;
+        }
+        i++;
+    }
+    return n;
+}
+
+static size_t skip_ws(const char *s, size_t n, size_t i)
+{
+    while (i < n && strchr(" \t\r\n", s[i]))
+        i++;
+    return i;
+}
+
+/*
+ * Cuts the raw text of each element of the top-level "events" array out of
+ * raw (NUL-terminating each in place: cJSON has copied what it needs), so a
+ * batched event's payload is the bytes as received. Returns how many were
+ * found; the caller falls back to re-serialising when that is not n.
+ */
+static size_t split_events(char *raw, size_t n, char **elem, size_t max)
+{
+    size_t i = skip_ws(raw, n, 0), found = 0;
+    if (i >= n || raw[i] != '{')
+        return 0;
+    i++;
+    while (i < n) {
+        i = skip_ws(raw, n, i);
+        if (i >= n || raw[i] != '"')
+            return 0;
+        size_t k = i + 1;
+        while (k < n && raw[k] != '"')
+            k += raw[k] == '\\' ? 2 : 1;
+        int is_events = k - i - 1 == 6 && !memcmp(raw + i + 1, "events", 6);
+        i = skip_ws(raw, n, k + 1);
+        if (i >= n || raw[i] != ':')
+            return 0;
+        i = skip_ws(raw, n, i + 1);
+        if (!is_events) {
+            i = skip_value(raw, n, i);
+        } else {
+            if (i >= n || raw[i] != '[')
+                return 0;
+            i++;
+            while (i < n && found < max) {
+                i = skip_ws(raw, n, i);
+                size_t start = i, end = skip_value(raw, n, i);
+                if (end >= n)
+                    return 0;
+                size_t e = end;
+                while (e > start && strchr(" \t\r\n", raw[e - 1]))
+                    e--;
+                char term = raw[end];
+                raw[e] = 0;
+                elem[found++] = raw + start;
+                i = end + 1;
+                if (term == ']')
+                    break;
+            }
+            i = skip_ws(raw, n, i);
+        }
+        if (i >= n)
+            return 0;
+        if (raw[i] == '}')
+            return found;
+        i++; /* ',' */
+    }
+    return found;
+}
+
 int kj_wire_decode(const void *data, size_t len, const kj_wire_limits *lim, kj_wire_request **out,
                    kj_wire_error *werr)
 {
@@ -420,9 +508,12 @@ int kj_wire_decode(const void *data, size_t len, const kj_wire_limits *lim, kj_w
         rc = werr_set(werr, "internal", "out of memory");
         goto out;
     }
+    char **elem = malloc(n * sizeof *elem);
+    int raw_ok = elem && split_events(r->raw, len, elem, n) == n;
     r->n = 0;
-    for (const cJSON *c = events->child; c; c = c->next)
-        decode_item(&r->items[r->n++], c, 0, NULL);
+    for (const cJSON *c = events->child; c; c = c->next, r->n++)
+        decode_item(&r->items[r->n], c, 0, raw_ok ? elem[r->n] : NULL);
+    free(elem);
 out:
     if (rc < 0) {
         kj_wire_request_free(r);

@@ -73,6 +73,25 @@ static void test_batch(void **state)
         "\"s\",\"time_ms\":1764391200000},[1],{\"event_id\":\"c\",\"type\":\"session_open\","
         "\"session_id\":\"s\",\"time_ms\":12}]}");
     assert_int_equal(kj_wire_count(r), 4);
+    kj_wire_request_free(r);
+    /* a batched event's payload is its text as received, spacing and all */
+    r = decode_ok("{ \"request_id\" : \"x,]}\" , \"events\" : [ {\"event_id\":\"a]\", "
+                  "\"type\":\"session_open\",\"session_id\":\"s\",\"time_ms\":1764391200000} ,"
+                  "{\"event_id\":\"b\",\"type\":\"session_open\",\"session_id\":\"s\","
+                  "\"engine\":{\"id\":\"x\"},\"time_ms\":1764391200000}\n] }");
+    assert_int_equal(kj_wire_count(r), 2);
+    assert_string_equal(kj_wire_item_at(r, 0)->ev.payload,
+                        "{\"event_id\":\"a]\", \"type\":\"session_open\",\"session_id\":\"s\","
+                        "\"time_ms\":1764391200000}");
+    assert_string_equal(kj_wire_item_at(r, 1)->ev.payload,
+                        "{\"event_id\":\"b\",\"type\":\"session_open\",\"session_id\":\"s\","
+                        "\"engine\":{\"id\":\"x\"},\"time_ms\":1764391200000}");
+    kj_wire_request_free(r);
+    r = decode_ok(
+        "{\"events\":[{\"event_id\":\"a\",\"type\":\"session_open\",\"session_id\":\"s\","
+        "\"time_ms\":1764391200000},{\"event_id\":\"b\",\"type\":\"session_gone\",\"session_id\":"
+        "\"s\",\"time_ms\":1764391200000},[1],{\"event_id\":\"c\",\"type\":\"session_open\","
+        "\"session_id\":\"s\",\"time_ms\":12}]}");
     assert_int_equal(kj_wire_item_at(r, 0)->res.status, 0);
     assert_string_equal(kj_wire_item_at(r, 0)->ev.payload,
                         "{\"event_id\":\"a\",\"type\":\"session_open\",\"session_id\":\"s\","
