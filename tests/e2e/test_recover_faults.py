@@ -1,0 +1,74 @@
+#!/usr/bin/env python3
+"""The recovery scenario under faults (issue 7): 429 with Retry-After, 503
+with Retry-After, 500, dropped connections, latency with jitter, continue
+tokens expiring mid-list (more than one page: --continue-ttl 0) and an
+injected 409 on the first patch. The pass must end exactly where the
+fault-free pass ends, report no failure, and a second pass under the same
+faults must send no mutating request at all.
+"""
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import recoverlib as rl  # noqa: E402
+import kjtest  # noqa: E402
+
+FAULTS = dict(
+    latency_ms=3, jitter_ms=10,
+    error_rate=8, error_codes=[429, 503, 500], retry_after=1,
+    drop_rate=3,
+    continue_ttl=0,
+    # deterministic ones on top of the random ones
+    fail_nth=["patch:1:409", "patch:2:429", "patch:4:drop", "delete:1:503", "delete:2:drop",
+              "list:1:drop", "get:1:500"],
+)
+
+
+def main():
+    wd = kjtest.tmpdir("kj-recover-faults-")
+    sc = rl.Scenario(wd)
+    try:
+        sc.sim.faults(**FAULTS)
+        rc, printed, err = rl.recover(wd, sc.sim, sc.journal, "--timeout", "50s")
+        st = sc.sim.stats()
+        rl.check_pods(sc.sim, sc.before, why="under faults: ")
+        rl.check_sessions(wd, sc.journal)
+        audit = rl.actions(wd, sc.journal)
+        # Conflicts are recorded (and re-planned); everything else is as without faults.
+        settled = sorted(t for t in rl.action_triples(audit) if t[2] != "conflict")
+        rl.check(settled == rl.EXPECTED_ACTIONS,
+                 "audit rows under faults:\n  %s\nexpected:\n  %s" % (settled, rl.EXPECTED_ACTIONS))
+        conflicts = [a for a in audit if a["result"] == "conflict"]
+        rl.check(len(conflicts) >= 1, "the injected 409 left no conflict row: %s" % audit)
+        rl.check(not [a for a in audit if a["result"] == "failed"], "failed rows: %s" % audit)
+        rl.check(st["deletes"]["removed"] == rl.EXPECTED_REMOVED_BY_DELETE,
+                 "deletes that removed a pod: %s" % st["deletes"])
+        # the faults did happen
+        rl.check(st["faults"]["fail_nth"] == len(FAULTS["fail_nth"]),
+                 "fail-nth rules fired: %s of %d" % (st["faults"], len(FAULTS["fail_nth"])))
+        rl.check(st["by_code"].get("410", 0) >= 1, "no continue token expired: %s" % st["by_code"])
+        rl.check(st["faults"]["dropped"] >= 3, "dropped connections: %s" % st["faults"])
+        errs = st["faults"]["errors"]
+        rl.check(errs.get("429", 0) >= 1 and errs.get("503", 0) >= 1,
+                 "injected 429/503: %s" % errs)
+        runs = rl.runs(wd, sc.journal)
+        rl.check(len(runs) == 1 and runs[0].get("status") == "converged", "runs: %s" % runs)
+
+        # again, under the same (random) faults: no mutating request at all
+        after_first = sc.sim.pods()
+        sc.sim.faults(fail_nth=[], continue_ttl=0)
+        sc.sim.stats(reset=True)
+        rc, printed, err = rl.recover(wd, sc.sim, sc.journal, "--timeout", "50s")
+        rl.check_no_mutation(sc.sim.stats(), "the second pass under faults")
+        rl.check(rl.action_triples(printed) == rl.EXPECTED_ACTIONS_AGAIN,
+                 "second pass printed %s" % rl.action_triples(printed))
+        rl.check(sc.sim.pods() == after_first, "the second pass changed a pod")
+        rl.check_sessions(wd, sc.journal)
+    finally:
+        sc.sim.clear_faults()
+        sc.close()
+    print("ok")
+
+
+if __name__ == "__main__":
+    main()
