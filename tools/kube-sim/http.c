@@ -11,6 +11,7 @@
 
 #include <microhttpd.h>
 #include <netdb.h>
+#include <poll.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -570,6 +571,7 @@ typedef struct {
     ks_buf buf;
     size_t off;
     int64_t deadline_ms;
+    int fd;
 } watch_ctx;
 
 static ssize_t watch_reader(void *cls, uint64_t pos, char *out, size_t max)
@@ -592,6 +594,12 @@ static ssize_t watch_reader(void *cls, uint64_t pos, char *out, size_t max)
         int64_t now = ks_now_ms();
         if (atomic_load(&wc->srv->stopping) || now >= wc->deadline_ms)
             return MHD_CONTENT_READER_END_OF_STREAM;
+        if (wc->fd >= 0) {
+            /* the client went away: end instead of waiting for an event */
+            struct pollfd pf = {.fd = wc->fd, .events = POLLRDHUP};
+            if (poll(&pf, 1, 0) > 0 && (pf.revents & (POLLRDHUP | POLLHUP | POLLERR)))
+                return MHD_CONTENT_READER_END_WITH_ERROR;
+        }
         int64_t wait = wc->deadline_ms - now;
         if (ks_watch_next(wc->w, &wc->buf, wait > 200 ? 200 : (int)wait) < 0 && wc->buf.len == 0)
             return MHD_CONTENT_READER_END_OF_STREAM;
@@ -879,6 +887,9 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
             if (t <= 0 || t > 86400)
                 t = 1800;
             wc->deadline_ms = ks_now_ms() + t * 1000;
+            const union MHD_ConnectionInfo *ci =
+                MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+            wc->fd = ci ? ci->connect_fd : -1;
             struct MHD_Response *r = MHD_create_response_from_callback(
                 MHD_SIZE_UNKNOWN, 32 * 1024, watch_reader, wc, watch_free);
             MHD_add_response_header(r, "Content-Type", "application/json");

@@ -839,6 +839,11 @@ static int prepare_new(ks_store *s, ks_kind k, const char *ns, cJSON *obj, int r
                      "the request");
         return -1;
     }
+    const char *orv = ks_jstr(meta, "resourceVersion");
+    if (reset_status && orv && *orv) {
+        res_bad(out, "resourceVersion should not be set on objects to be created");
+        return -1;
+    }
     ks_jset_str(meta, "namespace", ns);
     const char *name = ks_jstr(meta, "name");
     const char *gen = ks_jstr(meta, "generateName");
