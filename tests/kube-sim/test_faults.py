@@ -139,6 +139,8 @@ def test_malformed():
             ("POST", PODS, '{"metadata":{"name":"Bad_Name"},"spec":{"containers":[{"name":"c"}]}}', "application/json", 422),
             ("POST", PODS, '{"metadata":{"name":"nospec"}}', "application/json", 422),
             ("POST", PODS, '{"metadata":{}}', "application/json", 422),
+            ("POST", PODS, '{"metadata":{"name":"rv","resourceVersion":"5"},"spec":{"containers":[{}]}}',
+             "application/json", 400),
             ("POST", PODS, '{"metadata":{"name":"x","namespace":"other"},"spec":{"containers":[{}]}}', "application/json", 400),
             ("PUT", PODS + "/m", '{"metadata":{"name":"other"}}', "application/json", 400),
             ("PUT", PODS + "/nope", '{"metadata":{"name":"nope"}}', "application/json", 404),
