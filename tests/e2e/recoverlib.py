@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import threading
@@ -456,6 +457,11 @@ class Scenario:
         self.sim.stop()
 
 
+def cleanup(workdir):
+    """Removes a passing test's directory (a failing one is kept to look at)."""
+    shutil.rmtree(workdir, ignore_errors=True)
+
+
 def check_pods(sim, before, expected=None, why=""):
     """Every pod in the expected state; every other pod exactly as before."""
     expected = dict(EXPECTED_PODS if expected is None else expected)
@@ -496,6 +502,9 @@ def check_sessions(workdir, journal, expected=None):
         check(s.get("state") == state, "session %s: state %s, expected %s" % (sid, s.get("state"), state))
         check(s.get("close_reason") == reason,
               "session %s: close reason %s, expected %s" % (sid, s.get("close_reason"), reason))
+        # one open event, and one close event when closed: never a second close
+        check(s.get("events") == (1 if state == "open" else 2),
+              "session %s: %s events" % (sid, s.get("events")))
 
 
 def action_triples(rows):

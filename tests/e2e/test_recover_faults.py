@@ -67,6 +67,7 @@ def main():
     finally:
         sc.sim.clear_faults()
         sc.close()
+    rl.cleanup(wd)
     print("ok")
 
 

@@ -86,6 +86,7 @@ def main():
         rl.check(r.returncode == 0, "kjournal verify: %s%s" % (r.stdout, r.stderr))
     finally:
         sc.close()
+    rl.cleanup(wd)
     print("ok")
 
 
