@@ -191,11 +191,10 @@ int kj_zap_start(void *ctx, const char *allow_dir, kj_zap **out, kj_err *err)
     int rc = load_allow_dir(z, allow_dir, err);
     if (rc < 0)
         goto fail;
-    if (z->n == 0)
-    {
+    if (z->n == 0) {
         char q[600];
-        kj_log(KJ_LOG_WARN, "no CURVE keys allowed", "dir=%s hint=\"put clients' *.pub files there\"",
-               kj_logq(q, sizeof q, allow_dir));
+        kj_log(KJ_LOG_WARN, "no CURVE keys allowed",
+               "dir=%s hint=\"put clients' *.pub files there\"", kj_logq(q, sizeof q, allow_dir));
     }
     z->sock = zmq_socket(ctx, ZMQ_REP);
     int linger = 0;

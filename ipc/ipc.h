@@ -131,12 +131,12 @@ typedef void (*kj_ipc_committed_cb)(const kj_event *events, const kj_append_resu
 typedef struct kj_ipc_server_opts {
     const char *const *endpoints; /* tcp://HOST:PORT or ipc://PATH */
     size_t n_endpoints;
-    size_t batch_max;            /* events per commit */
-    int batch_window_ms;         /* wait this long for more when the queue runs dry; 0: never */
-    int drain_budget_ms;         /* stop draining after this long even if more is queued */
-    size_t max_message;          /* request frames above this get "too_large" */
-    size_t max_events;           /* events per request */
-    int hwm;                     /* ZMQ_SNDHWM / ZMQ_RCVHWM */
+    size_t batch_max;             /* events per commit */
+    int batch_window_ms;          /* wait this long for more when the queue runs dry; 0: never */
+    int drain_budget_ms;          /* stop draining after this long even if more is queued */
+    size_t max_message;           /* request frames above this get "too_large" */
+    size_t max_events;            /* events per request */
+    int hwm;                      /* ZMQ_SNDHWM / ZMQ_RCVHWM */
     const char *curve_secret_key; /* file; NULL: no CURVE */
     const char *curve_allow_dir;  /* directory of *.pub files; required with CURVE */
     kj_ipc_committed_cb on_committed;
@@ -178,11 +178,11 @@ void kj_ipc_server_destroy(kj_ipc_server *s);
 /* --- the publisher ------------------------------------------------------------ */
 
 typedef struct kj_publisher_opts {
-    int timeout_ms;          /* per attempt; default 2500 */
-    int retries;             /* attempts after the first; default 3 */
-    int window;              /* requests in flight; default 16 */
-    size_t batch;            /* events per request; default 1 */
-    size_t max_request;      /* bytes per batched request; default 512 KiB */
+    int timeout_ms;               /* per attempt; default 2500 */
+    int retries;                  /* attempts after the first; default 3 */
+    int window;                   /* requests in flight; default 16 */
+    size_t batch;                 /* events per request; default 1 */
+    size_t max_request;           /* bytes per batched request; default 512 KiB */
     const char *curve_server_key; /* file with the server's public key; NULL: plaintext */
     const char *curve_secret_key; /* file with our secret key (public derived) */
 } kj_publisher_opts;

@@ -25,10 +25,9 @@
 #include "ipc_internal.h"
 
 const double kj_ipc_batch_bounds[KJ_IPC_BUCKETS - 1] = {1,  2,   4,   8,   16,  32,
-                                                         64, 128, 256, 512, 1024};
-const double kj_ipc_commit_bounds_s[KJ_IPC_BUCKETS - 1] = {0.0005, 0.001, 0.0025, 0.005,
-                                                           0.01,   0.025, 0.05,   0.1,
-                                                           0.25,   0.5,   1};
+                                                        64, 128, 256, 512, 1024};
+const double kj_ipc_commit_bounds_s[KJ_IPC_BUCKETS - 1] = {
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1};
 
 #define MAX_ENV (1 + KJ_IPC_ENVELOPE_MAX + 1) /* identity, envelope, delimiter */
 
@@ -351,8 +350,8 @@ static int take_one(kj_ipc_server *s, int k)
         snprintf(we.message, sizeof we.message,
                  "request has %d frames after the envelope, expected one", nbody);
     } else {
-        rc = kj_wire_decode(zmq_msg_data(&f[body_at]), zmq_msg_size(&f[body_at]), &s->lim,
-                            &p->req, &we);
+        rc = kj_wire_decode(zmq_msg_data(&f[body_at]), zmq_msg_size(&f[body_at]), &s->lim, &p->req,
+                            &we);
     }
     for (int i = body_at; i < nf; i++)
         zmq_msg_close(&f[i]);

@@ -148,8 +148,7 @@ static int str_field(kj_wire_item *it, const cJSON *o, const char *key, const ch
 }
 
 /* An integral epoch-ms time; *present = 0 when absent or null. */
-static int time_field(kj_wire_item *it, const cJSON *o, const char *key, int64_t *out,
-                      int *present)
+static int time_field(kj_wire_item *it, const cJSON *o, const char *key, int64_t *out, int *present)
 {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
     *present = 0;
@@ -175,8 +174,8 @@ static int check_time_range(kj_wire_item *it, const char *name, int64_t t)
     return 0;
 }
 
-static const char *const native_keys[] = {"event_id", "type",    "session_id", "instance",
-                                          "user",     "engine",  "time_ms",    "reason",
+static const char *const native_keys[] = {"event_id", "type",       "session_id", "instance",
+                                          "user",     "engine",     "time_ms",    "reason",
                                           "v",        "request_id", NULL};
 static const char *const engine_keys[] = {"id", "tag", "namespace", NULL};
 
@@ -284,8 +283,7 @@ static int decode_kyuubi(kj_wire_item *it, const cJSON *o)
         ev->type = KJ_EVENT_SESSION_OPEN;
     }
     if (!tp)
-        return reject(it, "missing_field", "field '%s' is required for the %s phase", tname,
-                      phase);
+        return reject(it, "missing_field", "field '%s' is required for the %s phase", tname, phase);
     if (check_time_range(it, tname, t))
         return KJ_EINVAL;
     ev->time_ms = t;
@@ -461,7 +459,8 @@ int kj_wire_decode(const void *data, size_t len, const kj_wire_limits *lim, kj_w
     const cJSON *rid = cJSON_GetObjectItemCaseSensitive(r->root, "request_id");
     if (rid && !cJSON_IsNull(rid)) {
         if (!cJSON_IsString(rid) || strlen(rid->valuestring) > KJ_EVENT_ID_MAX) {
-            rc = werr_set(werr, "bad_request", "field 'request_id' must be a string of at most %d bytes",
+            rc = werr_set(werr, "bad_request",
+                          "field 'request_id' must be a string of at most %d bytes",
                           KJ_EVENT_ID_MAX);
             goto out;
         }
@@ -469,7 +468,8 @@ int kj_wire_decode(const void *data, size_t len, const kj_wire_limits *lim, kj_w
     }
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(r->root, "v");
     if (v && !(cJSON_IsNumber(v) && v->valuedouble == 1)) {
-        rc = werr_set(werr, "unsupported_version", "field 'v' must be 1, the only protocol version");
+        rc =
+            werr_set(werr, "unsupported_version", "field 'v' must be 1, the only protocol version");
         goto out;
     }
     const cJSON *events = cJSON_GetObjectItemCaseSensitive(r->root, "events");
@@ -615,7 +615,10 @@ void kj_buf_json(kj_buf *b, const char *s)
             kj_buf_add(b, p, 1);
         } else {
             /* A message may quote a field cut in the middle of a character. */
-            size_t len = (c & 0xE0) == 0xC0 ? 2 : (c & 0xF0) == 0xE0 ? 3 : (c & 0xF8) == 0xF0 ? 4 : 0;
+            size_t len = (c & 0xE0) == 0xC0   ? 2
+                         : (c & 0xF0) == 0xE0 ? 3
+                         : (c & 0xF8) == 0xF0 ? 4
+                                              : 0;
             size_t k = 1;
             while (len && k < len && ((unsigned char)p[k] & 0xC0) == 0x80)
                 k++;

@@ -43,9 +43,25 @@ static const char *seeds[] = {
     "\"stackTrace\":[{\"lineNumber\":3}]},\"eventType\":\"kyuubi_session\"}",
 };
 
-static const char *tokens[] = {"{", "}", "[", "]", "\"", ":", ",", "null", "true", "-1", "1e309",
-                               "\\u0000", "\\ud800", "\xff", "\xc3\xa9", "\"events\":",
-                               "\"eventType\":\"kyuubi_session\"", "9007199254740993", "\\\""};
+static const char *tokens[] = {"{",
+                               "}",
+                               "[",
+                               "]",
+                               "\"",
+                               ":",
+                               ",",
+                               "null",
+                               "true",
+                               "-1",
+                               "1e309",
+                               "\\u0000",
+                               "\\ud800",
+                               "\xff",
+                               "\xc3\xa9",
+                               "\"events\":",
+                               "\"eventType\":\"kyuubi_session\"",
+                               "9007199254740993",
+                               "\\\""};
 
 static size_t mutate(const char *src, char *out, size_t cap)
 {
@@ -148,8 +164,8 @@ static void test_fuzz(void **state)
         free(reply);
         kj_wire_request_free(r);
     }
-    printf("fuzz: %d inputs: %zu events accepted, %zu rejected, %zu requests refused\n",
-           ITERATIONS, accepted, rejected, refused);
+    printf("fuzz: %d inputs: %zu events accepted, %zu rejected, %zu requests refused\n", ITERATIONS,
+           accepted, rejected, refused);
     assert_true(accepted > 0 && rejected > 0 && refused > 0);
 }
 

@@ -40,7 +40,8 @@ static void test_native(void **state)
 {
     (void)state;
     kj_wire_request *r = decode_ok(
-        "{\"event_id\":\"e1\",\"type\":\"session_close\",\"session_id\":\"s1\",\"instance\":\"h:1\","
+        "{\"event_id\":\"e1\",\"type\":\"session_close\",\"session_id\":\"s1\",\"instance\":\"h:"
+        "1\","
         "\"user\":\"u\",\"engine\":{\"id\":\"spark-1\",\"tag\":\"t1\",\"namespace\":\"ns\"},"
         "\"time_ms\":1764391200000,\"reason\":\"idle_timeout\",\"request_id\":\"r9\",\"v\":1}");
     assert_int_equal(kj_wire_count(r), 1);
@@ -58,8 +59,9 @@ static void test_native(void **state)
     assert_string_equal(kj_wire_request_id(r), "r9");
     it->res.status = KJ_APPEND_STORED;
     char *reply = kj_wire_reply(r);
-    assert_string_equal(reply, "{\"ok\":true,\"request_id\":\"r9\",\"results\":[{\"event_id\":\"e1\","
-                               "\"status\":\"stored\"}]}");
+    assert_string_equal(reply,
+                        "{\"ok\":true,\"request_id\":\"r9\",\"results\":[{\"event_id\":\"e1\","
+                        "\"status\":\"stored\"}]}");
     free(reply);
     kj_wire_request_free(r);
 }
@@ -337,9 +339,9 @@ static void test_long_fields(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_native),         cmocka_unit_test(test_batch),
+        cmocka_unit_test(test_native),          cmocka_unit_test(test_batch),
         cmocka_unit_test(test_kyuubi_fixtures), cmocka_unit_test(test_bad_requests),
-        cmocka_unit_test(test_limits),         cmocka_unit_test(test_bad_events),
+        cmocka_unit_test(test_limits),          cmocka_unit_test(test_bad_events),
         cmocka_unit_test(test_long_fields),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

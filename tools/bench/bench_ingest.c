@@ -62,13 +62,14 @@ static char *make_event(const char *tag, size_t i)
 {
     unsigned long long h = (i / 2 + 1) * 0x9E3779B97F4A7C15ULL;
     char *s = malloc(512);
-    snprintf(s, 512,
-             "{\"event_id\":\"%s-%016llx-%s\",\"type\":\"%s\",\"session_id\":\"%s-%016llx\","
-             "\"instance\":\"10.244.1.23:10009\",\"user\":\"%s\",\"engine\":{\"id\":"
-             "\"spark-%016llx\",\"tag\":\"%s-%016llx\",\"namespace\":\"kyuubi\"},\"time_ms\":%lld%s}",
-             tag, h, i % 2 ? "close" : "open", i % 2 ? "session_close" : "session_open", tag, h,
-             (i / 2) % 7 ? "alice" : "bob", h * 31, tag, h, 1764391200000LL + (long long)i,
-             i % 2 ? ",\"reason\":\"client\"" : "");
+    snprintf(
+        s, 512,
+        "{\"event_id\":\"%s-%016llx-%s\",\"type\":\"%s\",\"session_id\":\"%s-%016llx\","
+        "\"instance\":\"10.244.1.23:10009\",\"user\":\"%s\",\"engine\":{\"id\":"
+        "\"spark-%016llx\",\"tag\":\"%s-%016llx\",\"namespace\":\"kyuubi\"},\"time_ms\":%lld%s}",
+        tag, h, i % 2 ? "close" : "open", i % 2 ? "session_close" : "session_open", tag, h,
+        (i / 2) % 7 ? "alice" : "bob", h * 31, tag, h, 1764391200000LL + (long long)i,
+        i % 2 ? ",\"reason\":\"client\"" : "");
     return s;
 }
 
@@ -189,13 +190,14 @@ static pid_t start_daemon(const cfg *c, const char *journal, const char *endpoin
 {
     pid_t pid = fork();
     if (pid == 0) {
-        execl(c->kjournald, "kjournald", "--journal", journal, "--listen", endpoint,
-              "--log-level", "warn", (char *)NULL);
+        execl(c->kjournald, "kjournald", "--journal", journal, "--listen", endpoint, "--log-level",
+              "warn", (char *)NULL);
         _exit(127);
     }
     for (int i = 0; i < 500; i++) {
         int fd = socket(AF_INET, SOCK_STREAM, 0);
-        struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+        struct sockaddr_in a = {.sin_family = AF_INET,
+                                .sin_port = htons((uint16_t)port),
                                 .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
         int ok = connect(fd, (struct sockaddr *)&a, sizeof a) == 0;
         close(fd);
@@ -281,8 +283,8 @@ static void throughput(const cfg *c, const char *endpoint, double plain, double 
     }
     qsort(lat, nlat, sizeof *lat, cmp_double);
     double rate = (double)acked / dt;
-    printf("throughput: %d publishers x %zu events, window %d, %zu events/request\n",
-           c->publishers, c->events, c->window, c->batch);
+    printf("throughput: %d publishers x %zu events, window %d, %zu events/request\n", c->publishers,
+           c->events, c->window, c->batch);
     printf("  acked %zu events in %.2f s: %.0f events/s\n", acked, dt, rate);
     printf("  ack latency per request: p50 %.2f ms, p99 %.2f ms\n", pct(lat, nlat, 0.5),
            pct(lat, nlat, 0.99));
@@ -365,29 +367,53 @@ static void latency(const cfg *c, const char *endpoint)
 
 int main(int argc, char **argv)
 {
-    cfg c = {.publishers = 8, .window = 8, .batch = 50, .events = 50000, .rate = 5000,
-             .seconds = 5, .dir = "/tmp"};
+    cfg c = {.publishers = 8,
+             .window = 8,
+             .batch = 50,
+             .events = 50000,
+             .rate = 5000,
+             .seconds = 5,
+             .dir = "/tmp"};
     static char exe[4096];
-    static const struct option opts[] = {
-        {"publishers", 1, 0, 'p'}, {"window", 1, 0, 'w'},    {"batch", 1, 0, 'b'},
-        {"events", 1, 0, 'n'},     {"rate", 1, 0, 'r'},      {"seconds", 1, 0, 's'},
-        {"dir", 1, 0, 'd'},        {"kjournald", 1, 0, 'k'}, {"endpoint", 1, 0, 'e'},
-        {0, 0, 0, 0}};
+    static const struct option opts[] = {{"publishers", 1, 0, 'p'}, {"window", 1, 0, 'w'},
+                                         {"batch", 1, 0, 'b'},      {"events", 1, 0, 'n'},
+                                         {"rate", 1, 0, 'r'},       {"seconds", 1, 0, 's'},
+                                         {"dir", 1, 0, 'd'},        {"kjournald", 1, 0, 'k'},
+                                         {"endpoint", 1, 0, 'e'},   {0, 0, 0, 0}};
     int o;
     while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (o) {
-        case 'p': c.publishers = atoi(optarg); break;
-        case 'w': c.window = atoi(optarg); break;
-        case 'b': c.batch = (size_t)atol(optarg); break;
-        case 'n': c.events = (size_t)atol(optarg); break;
-        case 'r': c.rate = atoi(optarg); break;
-        case 's': c.seconds = atoi(optarg); break;
-        case 'd': c.dir = optarg; break;
-        case 'k': c.kjournald = optarg; break;
-        case 'e': c.endpoint = optarg; break;
+        case 'p':
+            c.publishers = atoi(optarg);
+            break;
+        case 'w':
+            c.window = atoi(optarg);
+            break;
+        case 'b':
+            c.batch = (size_t)atol(optarg);
+            break;
+        case 'n':
+            c.events = (size_t)atol(optarg);
+            break;
+        case 'r':
+            c.rate = atoi(optarg);
+            break;
+        case 's':
+            c.seconds = atoi(optarg);
+            break;
+        case 'd':
+            c.dir = optarg;
+            break;
+        case 'k':
+            c.kjournald = optarg;
+            break;
+        case 'e':
+            c.endpoint = optarg;
+            break;
         default:
             fprintf(stderr, "usage: bench_ingest [--publishers P] [--window W] [--batch B] "
-                            "[--events N] [--rate R] [--seconds S] [--dir DIR] [--kjournald PATH] [--endpoint E]\n");
+                            "[--events N] [--rate R] [--seconds S] [--dir DIR] [--kjournald PATH] "
+                            "[--endpoint E]\n");
             return 2;
         }
     }

@@ -25,8 +25,7 @@ static void keygen_usage(FILE *out)
 
 int kj_cmd_keygen(int argc, char **argv)
 {
-    static const struct option opts[] = {
-        {"force", 0, 0, 'f'}, {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
+    static const struct option opts[] = {{"force", 0, 0, 'f'}, {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
     int force = 0, o;
     optind = 1;
     opterr = 1;

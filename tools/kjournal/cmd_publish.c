@@ -50,8 +50,8 @@ static int num(const char *flag, const char *s, long min, long max, long *out)
     errno = 0;
     long v = strtol(s, &end, 10);
     if (errno || end == s || *end || v < min || v > max) {
-        fprintf(stderr, "kjournal publish: %s '%s': expected a number in %ld..%ld\n", flag, s,
-                min, max);
+        fprintf(stderr, "kjournal publish: %s '%s': expected a number in %ld..%ld\n", flag, s, min,
+                max);
         return -1;
     }
     *out = v;
@@ -62,11 +62,11 @@ int kj_cmd_publish(int argc, char **argv)
 {
     enum { O_EP = 256, O_TO, O_RET, O_WIN, O_BATCH, O_SK, O_CK, O_QUIET, O_HELP };
     static const struct option opts[] = {
-        {"endpoint", 1, 0, O_EP},          {"timeout", 1, 0, O_TO},
-        {"retries", 1, 0, O_RET},          {"window", 1, 0, O_WIN},
-        {"batch", 1, 0, O_BATCH},          {"curve-server-key", 1, 0, O_SK},
-        {"curve-secret-key", 1, 0, O_CK},  {"quiet", 0, 0, O_QUIET},
-        {"help", 0, 0, O_HELP},            {0, 0, 0, 0}};
+        {"endpoint", 1, 0, O_EP},         {"timeout", 1, 0, O_TO},
+        {"retries", 1, 0, O_RET},         {"window", 1, 0, O_WIN},
+        {"batch", 1, 0, O_BATCH},         {"curve-server-key", 1, 0, O_SK},
+        {"curve-secret-key", 1, 0, O_CK}, {"quiet", 0, 0, O_QUIET},
+        {"help", 0, 0, O_HELP},           {0, 0, 0, 0}};
     const char *env = getenv("KJOURNAL_ENDPOINT");
     const char *endpoint = env && *env ? env : KJ_IPC_DEFAULT_ENDPOINT;
     kj_publisher_opts po = kj_publisher_defaults();
@@ -192,12 +192,12 @@ int kj_cmd_publish(int argc, char **argv)
             break;
         default:
             unacked++;
-            printf("line %zu: unacknowledged %s: %s\n", lineno[i],
-                   r->code[0] ? r->code : "timeout",
+            printf("line %zu: unacknowledged %s: %s\n", lineno[i], r->code[0] ? r->code : "timeout",
                    r->message[0] ? r->message : "no acknowledgement from kjournald");
         }
     }
-    fprintf(stderr, "kjournal publish: %zu stored, %zu duplicate, %zu rejected, %zu unacknowledged\n",
+    fprintf(stderr,
+            "kjournal publish: %zu stored, %zu duplicate, %zu rejected, %zu unacknowledged\n",
             stored, dup, rej, unacked);
     if (unacked)
         code = KJ_EXIT_UNAVAILABLE;

@@ -134,17 +134,39 @@ static int take_shared_flags(int *argc, char **argv, config *c)
 
 static int parse_args(int argc, char **argv, config *c)
 {
-    enum { O_JOURNAL = 256, O_LISTEN, O_BMAX, O_BWIN, O_MAXMSG, O_MAXEV, O_HWM, O_CSK, O_CALLOW,
-           O_METRICS, O_LOG, O_HELP, O_VERSION, O_RESYNC, O_NORECONCILE };
-    static const struct option opts[] = {
-        {"journal", 1, 0, O_JOURNAL},     {"listen", 1, 0, O_LISTEN},
-        {"batch-max", 1, 0, O_BMAX},      {"batch-window-ms", 1, 0, O_BWIN},
-        {"max-message", 1, 0, O_MAXMSG},  {"max-events", 1, 0, O_MAXEV},
-        {"hwm", 1, 0, O_HWM},             {"curve-secret-key", 1, 0, O_CSK},
-        {"curve-allow", 1, 0, O_CALLOW},  {"metrics", 1, 0, O_METRICS},
-        {"log-level", 1, 0, O_LOG},       {"help", 0, 0, O_HELP},
-        {"version", 0, 0, O_VERSION},     {"resync", 1, 0, O_RESYNC},
-        {"no-reconcile", 0, 0, O_NORECONCILE}, {0, 0, 0, 0}};
+    enum {
+        O_JOURNAL = 256,
+        O_LISTEN,
+        O_BMAX,
+        O_BWIN,
+        O_MAXMSG,
+        O_MAXEV,
+        O_HWM,
+        O_CSK,
+        O_CALLOW,
+        O_METRICS,
+        O_LOG,
+        O_HELP,
+        O_VERSION,
+        O_RESYNC,
+        O_NORECONCILE
+    };
+    static const struct option opts[] = {{"journal", 1, 0, O_JOURNAL},
+                                         {"listen", 1, 0, O_LISTEN},
+                                         {"batch-max", 1, 0, O_BMAX},
+                                         {"batch-window-ms", 1, 0, O_BWIN},
+                                         {"max-message", 1, 0, O_MAXMSG},
+                                         {"max-events", 1, 0, O_MAXEV},
+                                         {"hwm", 1, 0, O_HWM},
+                                         {"curve-secret-key", 1, 0, O_CSK},
+                                         {"curve-allow", 1, 0, O_CALLOW},
+                                         {"metrics", 1, 0, O_METRICS},
+                                         {"log-level", 1, 0, O_LOG},
+                                         {"help", 0, 0, O_HELP},
+                                         {"version", 0, 0, O_VERSION},
+                                         {"resync", 1, 0, O_RESYNC},
+                                         {"no-reconcile", 0, 0, O_NORECONCILE},
+                                         {0, 0, 0, 0}};
     c->journal = KJD_DEFAULT_JOURNAL;
     c->srv = kj_ipc_server_defaults();
     c->level = KJ_LOG_INFO;
@@ -205,7 +227,8 @@ static int parse_args(int argc, char **argv, config *c)
             break;
         case O_LOG:
             if (kj_log_parse_level(optarg, &c->level) < 0) {
-                fprintf(stderr, "kjournald: --log-level '%s': expected debug, info, warn or error\n",
+                fprintf(stderr,
+                        "kjournald: --log-level '%s': expected debug, info, warn or error\n",
                         optarg);
                 return -1;
             }
@@ -256,8 +279,8 @@ static void on_committed(const kj_event *events, const kj_append_result *res, si
         const kj_event *e = &events[i];
         if (res[i].status != KJ_APPEND_STORED)
             continue;
-        if (e->type == KJ_EVENT_SESSION_CLOSE ||
-            (e->engine_tag && *e->engine_tag) || (e->engine_id && *e->engine_id))
+        if (e->type == KJ_EVENT_SESSION_CLOSE || (e->engine_tag && *e->engine_tag) ||
+            (e->engine_id && *e->engine_id))
             kjd_reconciler_notify(g_reconciler, e->session_id);
     }
 }

@@ -96,8 +96,7 @@ static char *render(kjd_metrics *m)
              "# HELP kjournal_ingest_up Whether the ingest loop is serving.\n"
              "# TYPE kjournal_ingest_up gauge\n"
              "kjournal_ingest_up %d\n",
-             (long long)file_size(m->path, ""), (long long)file_size(m->path, "-wal"),
-             st.running);
+             (long long)file_size(m->path, ""), (long long)file_size(m->path, "-wal"), st.running);
     fputs(line, f);
     if (fclose(f) != 0) {
         free(out);
