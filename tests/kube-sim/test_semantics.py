@@ -235,7 +235,7 @@ def test_delete(sim):
     sim.request("POST", ns, pod("d4", node="node-1", ns="del"))
     st, body, _ = sim.request("DELETE", ns + "/d4", {"gracePeriodSeconds": 1})
     check(body["metadata"]["deletionGracePeriodSeconds"] == 1, "grace from DeleteOptions")
-    time.sleep(1.5)
+    time.sleep(2)
     check(sim.get(ns + "/d4")[0] == 404, "gone after the grace period")
     # terminal phase: grace forced to 0
     sim.request("POST", ns, pod("d5", node="node-1", ns="del"))
@@ -323,7 +323,7 @@ def test_finalizers(sim):
     # graceful + finalizer: stays after the grace period until the finalizer goes
     sim.request("POST", PODS, pod("f4", finalizers=["a.io/x"], node="n1"))
     st, body, _ = sim.request("DELETE", PODS + "/f4", {"gracePeriodSeconds": 1})
-    time.sleep(1.4)
+    time.sleep(2)
     st, body, _ = sim.get(PODS + "/f4")
     check(st == 200 and body["metadata"]["deletionGracePeriodSeconds"] == 0, "after grace, kept with finalizer: %s" % body)
     sim.request("PATCH", PODS + "/f4", [{"op": "remove", "path": "/metadata/finalizers/0"}], ctype="application/json-patch+json")
@@ -403,7 +403,7 @@ def test_watch(sim):
     sim.request("POST", ns, pod("w2", ns="w"))
     t0 = time.time()
     st, body, _ = sim.get(ns + "?watch=1&timeoutSeconds=1")
-    check(st == 200 and 0.8 < time.time() - t0 < 3, "watch ends after timeoutSeconds")
+    check(st == 200 and 0.8 < time.time() - t0 < 10, "watch ends after timeoutSeconds")
     lines = [json.loads(x) for x in body.splitlines()] if isinstance(body, str) else [body]
     rec = [json.loads(x) for x in open(__import__("simtest").os.path.join(__import__("simtest").FIXTURES,
                                                                           "watch-pods-events.jsonl"))]
