@@ -853,7 +853,12 @@ static void complete(kj_kube *k, op *o, CURLcode cc)
         return;
     }
     if (http == 429 || (http == 503 && o->has_retry_after)) {
-        retry_or_fail(k, o, now, kj_kube_retry_after_ms(o->retry_after, kj_now_ms()), rc, what);
+        /* Retry-After: 0 (or a date in the past) must not turn into a spin:
+         * below the base backoff, back off as for a 5xx instead. */
+        int64_t wait = kj_kube_retry_after_ms(o->retry_after, kj_now_ms());
+        if (wait < BACKOFF_BASE_MS / 2)
+            wait = backoff_ms(k, o);
+        retry_or_fail(k, o, now, wait, rc, what);
         return;
     }
     if (http == 410 && o->req.op == KJ_KUBE_LIST_PODS && !strcmp(o->st.reason, "Expired") &&

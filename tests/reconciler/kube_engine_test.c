@@ -38,7 +38,7 @@ static struct {
     int delay_ms;
     int seen;
     int concurrent, max_concurrent;
-    int alive; /* connection threads not yet finished */
+    int alive;          /* connection threads not yet finished */
     char *reqs[MAXREQ]; /* request head + body */
 } S = {.mu = PTHREAD_MUTEX_INITIALIZER};
 
@@ -388,6 +388,17 @@ static void test_retry_after(void **state)
     int64_t el = kj_mono_ms() - t0;
     assert_true(el >= 900 && el < 3000);
     kj_pod_free(p);
+
+    /* Retry-After: 0 for ever does not spin: it backs off like a 5xx */
+    answers(0, 1, mk(HDR("429 Too Many Requests", "Retry-After: 0\r\n"), ""));
+    memset(&c, 0, sizeof(c));
+    r.timeout_ms = 1500;
+    t0 = kj_mono_ms();
+    assert_int_equal(kj_kube_submit(k, &r, on_cap, &c), 0);
+    assert_int_equal(kj_kube_run(k, 5000), 0);
+    assert_int_equal(c.rc, KJ_ETIMEDOUT);
+    assert_true(seen() >= 2 && seen() <= 7);
+    assert_true(kj_mono_ms() - t0 >= 300);
 
     /* 503 with Retry-After on a patch without test: not executed, so repeated */
     answers(0, 2, mk(HDR("503 Service Unavailable", "Retry-After: 0\r\n"), ""), OK_POD);
