@@ -597,6 +597,17 @@ static char *patch_for(const kj_pod *pod, const kj_step *st, const char *finaliz
     cJSON *ops = cJSON_CreateArray(), *op;
     char path[64];
     if (st->kind == KJ_STEP_RELEASE_FINALIZER) {
+        /* The uid test keeps the patch on the pod we planned for: a pod
+         * deleted and created again with the same name carries our
+         * finalizer at the same index, and the finalizer test alone would
+         * pass on it (it may be the engine of an open session). */
+        if (pod->uid) {
+            op = cJSON_CreateObject();
+            cJSON_AddStringToObject(op, "op", "test");
+            cJSON_AddStringToObject(op, "path", "/metadata/uid");
+            cJSON_AddStringToObject(op, "value", pod->uid);
+            cJSON_AddItemToArray(ops, op);
+        }
         size_t i = 0;
         kj_pod_has_finalizer(pod, finalizer, &i);
         snprintf(path, sizeof path, "/metadata/finalizers/%zu", i);
