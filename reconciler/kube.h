@@ -37,6 +37,12 @@
  *     kj_kube_run(k, 120000);                    // until all done or 120 s
  *     kj_kube_free(k);
  *
+ * Connections are kept alive and reused; over TLS HTTP/2 is negotiated when
+ * the server offers it (CURL_HTTP_VERSION_2TLS), and once a server has
+ * answered in HTTP/2 new requests wait for a stream on the open connection
+ * (CURLOPT_PIPEWAIT) rather than opening another; over HTTP/1.1 each request
+ * in flight has its own connection.
+ *
  * At most max_in_flight requests are on the wire, and requests start no faster
  * than the token bucket (qps, burst) allows; the rest wait in a FIFO queue.
  * done_cb is called exactly once per submitted request, from inside
@@ -46,8 +52,9 @@
  *
  * Retries (all within the request's deadline, counted from its first attempt):
  *   - 429 always, and 503 with a Retry-After header: wait Retry-After (capped
- *     at KJ_KUBE_RETRY_AFTER_MAX_MS; garbage or absurd values are clamped), for
- *     every call: the server did not execute the request.
+ *     at KJ_KUBE_RETRY_AFTER_MAX_MS; garbage or absurd values are clamped; 0
+ *     backs off like a 5xx so that it cannot spin), for every call: the
+ *     server did not execute the request.
  *   - other 5xx and connection errors: exponential backoff with jitter, only
  *     for calls that are safe to repeat: GET, list, DELETE with a uid or
  *     resourceVersion precondition (a repeat hits the same object or answers
@@ -58,7 +65,12 @@
  *     only the answer was lost, the object changed under the test (the
  *     removed finalizer is no longer at that index, the resourceVersion
  *     moved), so the repeat fails with 422 and the caller re-reads, which it
- *     must do for a 422 anyway. A patch without `test` is not repeated.
+ *     must do for a 422 anyway. This holds when the tests guard what the
+ *     patch changes, or when applying the patch twice is harmless: the
+ *     caller's promise in putting a `test` op in (kjournal's finalizer
+ *     patches keep both). A patch without `test` is not repeated. (A DELETE
+ *     with a uid precondition repeated after it was applied answers 404, or
+ *     200 again for a pod kept by a finalizer: harmless either way.)
  *   - 401: the token file is read again; if the token changed the request is
  *     repeated once (it was not executed), otherwise KJ_EAUTH.
  *   - 409 and 422 are never repeated: they go back to the caller.
