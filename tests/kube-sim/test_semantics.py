@@ -270,6 +270,7 @@ def test_finalizers(sim):
     wk = [k for k in want["metadata"] if k != "managedFields"]
     check(list(body["metadata"].keys()) == wk, "metadata keys %s, want %s" % (list(body["metadata"]), wk))
     check(sim.get(PODS + "/" + NAME)[0] == 200, "pod with a finalizer stays")
+    deleted_rv = body["metadata"]["resourceVersion"]
     # no new finalizers on a terminating pod
     st, body, _ = sim.request("PATCH", PODS + "/" + NAME, [{"op": "add", "path": "/metadata/finalizers/-", "value": "x.io/new"}],
                               ctype="application/json-patch+json")
@@ -295,6 +296,10 @@ def test_finalizers(sim):
                               ctype="application/json-patch+json")
     check(st == 200 and body["kind"] == "Pod" and not body["metadata"].get("finalizers"),
           "last finalizer removed: %s %s" % (st, body))
+    want = fixture("pod-patch-last-finalizer-removed.json")["metadata"]
+    check(list(body["metadata"].keys()) == [k for k in want if k != "managedFields"],
+          "metadata keys %s, want %s" % (list(body["metadata"]), list(want)))
+    check(body["metadata"]["resourceVersion"] == deleted_rv, "the answer carries the last stored resourceVersion")
     st, body, _ = sim.get(PODS + "/" + NAME)
     check(st == 404, "gone after the last finalizer: %s" % st)
     same_status(body, fixture("status-404-after-finalizer-removed.json"), "404 after finalizer")

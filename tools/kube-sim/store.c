@@ -203,6 +203,24 @@ static void set_rv(cJSON *obj, uint64_t rv)
     ks_jset_str(ks_jobj(obj, "metadata"), "resourceVersion", b);
 }
 
+/* the apiserver's field order, and no empty lists or maps in metadata (Go
+ * omits them: omitempty), so an emptied finalizer list reads as absent */
+static void normalize(cJSON *obj)
+{
+    static const char *const omit_empty[] = {"finalizers", "labels", "annotations",
+                                             "ownerReferences", NULL};
+    cJSON *meta = ks_jobj(obj, "metadata");
+    for (int i = 0; omit_empty[i]; i++) {
+        cJSON *v = cJSON_GetObjectItemCaseSensitive(meta, omit_empty[i]);
+        if (v && ((cJSON_IsArray(v) || cJSON_IsObject(v)) && !v->child))
+            cJSON_DeleteItemFromObjectCaseSensitive(meta, omit_empty[i]);
+        else if (cJSON_IsNull(v))
+            cJSON_DeleteItemFromObjectCaseSensitive(meta, omit_empty[i]);
+    }
+    ks_reorder(obj, top_order);
+    ks_reorder(meta, meta_order);
+}
+
 /* obj: item form (no kind/apiVersion); not consumed */
 static ver *ver_new(cJSON *obj, uint64_t rv)
 {
@@ -210,8 +228,7 @@ static ver *ver_new(cJSON *obj, uint64_t rv)
     if (!v)
         abort();
     set_rv(obj, rv);
-    ks_reorder(obj, top_order);
-    ks_reorder(ks_jobj(obj, "metadata"), meta_order);
+    normalize(obj);
     v->item = ks_print(obj);
     v->item_len = strlen(v->item);
     v->rv_from = rv;
@@ -566,10 +583,20 @@ static const ver *put(ks_store *s, ks_kind k, const char *ns, const char *name, 
 }
 
 /* removes e's current version; returns the final object (full JSON) */
-static char *remove_obj(ks_store *s, ks_kind k, entry *e, cJSON *final)
+static char *remove_obj(ks_store *s, ks_kind k, entry *e, cJSON *final, uint64_t body_rv)
 {
     ver *last = ver_new(final, ++s->rv);
-    char *body = full_json(k, last->item, last->item_len);
+    char *body;
+    if (body_rv) {
+        /* an update that empties the finalizers deletes instead of writing:
+         * the answer carries the last stored resourceVersion */
+        set_rv(final, body_rv);
+        char *item = ks_print(final);
+        body = full_json(k, item, strlen(item));
+        free(item);
+    } else {
+        body = full_json(k, last->item, last->item_len);
+    }
     emit(s, k, e, "DELETED", last->item, last->item_len, last);
     ver_free(last);
     e->head->rv_to = s->rv;
@@ -1390,8 +1417,7 @@ static void apply_update(ks_store *s, const ks_request *r, entry *e, cJSON *next
         }
         ks_buf_free(&added);
     }
-    ks_reorder(res, top_order);
-    ks_reorder(ks_jobj(res, "metadata"), meta_order);
+    normalize(res);
     if (cJSON_Compare(res, cur, 1)) {
         /* a no-op update writes nothing and keeps the resourceVersion */
         res_obj(out, 200, r->kind, curv);
@@ -1406,7 +1432,7 @@ static void apply_update(ks_store *s, const ks_request *r, entry *e, cJSON *next
     }
     if (r->kind == KS_POD && has_deletion(res) && grace_of(res) == 0 && finalizer_count(res) == 0) {
         out->code = 200;
-        out->body = remove_obj(s, r->kind, e, res);
+        out->body = remove_obj(s, r->kind, e, res, strtoull(crv, NULL, 10));
         out->effect = KS_EFFECT_REMOVED;
         out->removed = 1;
         goto out;
@@ -1569,7 +1595,7 @@ void ks_store_delete(ks_store *s, const ks_request *r, ks_result *out)
         goto out;
     }
     if (r->kind == KS_LEASE) {
-        char *body = remove_obj(s, r->kind, e, cur);
+        char *body = remove_obj(s, r->kind, e, cur, 0);
         free(body);
         cJSON *st = cJSON_CreateObject();
         cJSON_AddStringToObject(st, "kind", "Status");
@@ -1600,7 +1626,7 @@ void ks_store_delete(ks_store *s, const ks_request *r, ks_result *out)
                 cJSON_SetNumberValue(
                     cJSON_GetObjectItemCaseSensitive(meta, "deletionGracePeriodSeconds"), 0);
                 out->code = 200;
-                out->body = remove_obj(s, r->kind, e, cur);
+                out->body = remove_obj(s, r->kind, e, cur, 0);
                 out->effect = KS_EFFECT_REMOVED;
                 out->removed = 1;
                 goto out;
@@ -1617,7 +1643,7 @@ void ks_store_delete(ks_store *s, const ks_request *r, ks_result *out)
         }
         if (cg <= 0 && nfin == 0) {
             out->code = 200;
-            out->body = remove_obj(s, r->kind, e, cur);
+            out->body = remove_obj(s, r->kind, e, cur, 0);
             out->effect = KS_EFFECT_REMOVED;
             out->removed = 1;
             goto out;
@@ -1642,7 +1668,7 @@ void ks_store_delete(ks_store *s, const ks_request *r, ks_result *out)
     ks_jset(meta, "deletionGracePeriodSeconds", cJSON_CreateNumber((double)grace));
     if (grace == 0 && nfin == 0) {
         out->code = 200;
-        out->body = remove_obj(s, r->kind, e, cur);
+        out->body = remove_obj(s, r->kind, e, cur, 0);
         out->effect = KS_EFFECT_REMOVED;
         out->removed = 1;
         goto out;
@@ -1687,7 +1713,7 @@ int ks_store_tick(ks_store *s)
                 cJSON_SetNumberValue(
                     cJSON_GetObjectItemCaseSensitive(meta, "deletionGracePeriodSeconds"), 0);
                 if (finalizer_count(cur) == 0) {
-                    free(remove_obj(s, p->kind, e, cur));
+                    free(remove_obj(s, p->kind, e, cur, 0));
                     removed++;
                 } else {
                     put(s, p->kind, ns, nm, cur, NULL);
