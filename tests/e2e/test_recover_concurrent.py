@@ -4,7 +4,7 @@ processes on the same journal and the same cluster, started together, with
 latency and jitter so that their requests interleave. Both exit 0 (a pod the
 other pass already handled is not an error), the end state is the
 scenario's, no pod is removed by two deletes, no finalizer is released or
-added twice, and no session gets a second close event. Repeated a few times
+added twice, and no session gets a second close event. Repeated twice
 with fresh state, since each round interleaves differently.
 """
 import collections
@@ -16,7 +16,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import recoverlib as rl  # noqa: E402
 import kjtest  # noqa: E402
 
-ROUNDS = 3
+ROUNDS = 2
 
 
 def one_round(i):
