@@ -605,6 +605,34 @@ static void test_kubeconfig_variants(void **state)
         assert_int_equal(s.pages, 1);
         kj_kube_free(k);
     }
+    /* The inline client certificate is really loaded: a key that does not
+     * match it is refused by the TLS library before anything is sent. */
+    char *otherkey = read_all(sim.key), *otherkey64 = b64(otherkey);
+    snprintf(text, sizeof(text),
+             "current-context: main\nclusters:\n- name: sim\n  cluster:\n    server: %s\n%s"
+             "users:\n- name: u\n  user:\n    token: " TOKEN1 "\n    client-certificate-data: %s\n"
+             "    client-key-data: %s\n%s",
+             sim.server, c_data, cert64, otherkey64, ctxs);
+    write_file(kc, text);
+    kj_kube_flags f;
+    kj_kube_flags_init(&f);
+    f.kubeconfig = kc;
+    kj_kube_config *cfg;
+    kj_err err = {0};
+    assert_int_equal(kj_kube_config_load(&f, &cfg, &err), 0);
+    kj_kube *k;
+    assert_int_equal(kj_kube_new(cfg, &k, &err), 0);
+    kj_kube_config_free(cfg);
+    kj_kube_status st;
+    kj_lease l;
+    assert_int_equal(kj_kube_get_lease(k, NULL, "none", &l, &st, &err), KJ_EAUTH);
+    fprintf(stderr, "mismatched client key: %s\n", err.msg);
+    assert_null(strstr(err.msg, "PRIVATE"));
+    assert_null(strstr(err.msg, "secret"));
+    kj_kube_free(k);
+    free(otherkey);
+    free(otherkey64);
+
     free(ca);
     free(cert);
     free(key);
