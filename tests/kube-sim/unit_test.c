@@ -3,7 +3,6 @@
  * (matching and apimachinery's error messages), the three patch types, Go's
  * encoding/json syntax errors, and continue-token base64url.
  */
-#include <cmocka.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -11,6 +10,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <cmocka.h>
 
 #include "tools/kube-sim/sim.h"
 
