@@ -257,13 +257,18 @@ static int set_faults(ks_server *srv, const char *body, size_t n, char **err)
                 const cJSON *c = cJSON_GetObjectItemCaseSensitive(it, "code");
                 const cJSON *nn = cJSON_GetObjectItemCaseSensitive(it, "n");
                 char cs[16];
-                if (cJSON_IsNumber(c))
+                if (cJSON_IsNumber(c) && c->valuedouble >= 0 && c->valuedouble < 1000)
                     snprintf(cs, sizeof cs, "%d", (int)c->valuedouble);
+                else if (cJSON_IsNumber(c))
+                    snprintf(cs, sizeof cs, "bad");
                 else
                     snprintf(cs, sizeof cs, "%s", cJSON_IsString(c) ? c->valuestring : "?");
                 snprintf(spec, sizeof spec, "%s:%ld:%s",
                          ks_jstr(it, "verb") ? ks_jstr(it, "verb") : "?",
-                         cJSON_IsNumber(nn) ? (long)nn->valuedouble : 0L, cs);
+                         (cJSON_IsNumber(nn) && nn->valuedouble >= 1 && nn->valuedouble <= 1e9)
+                             ? (long)nn->valuedouble
+                             : 0L,
+                         cs);
             } else {
                 *err = ks_xstrdup(
                     "fail_nth: each rule is \"VERB:N:CODE\" or {\"verb\",\"n\",\"code\"}");

@@ -154,6 +154,18 @@ static const char *path_str(const cJSON *o, const char *a, const char *b)
     return ks_jstr(cJSON_GetObjectItemCaseSensitive(o, a), b);
 }
 
+/* a JSON number as a long, clamped (a cast of an out-of-range double is UB) */
+static long jlong(const cJSON *v, long lo, long hi, long dflt)
+{
+    if (!cJSON_IsNumber(v) || v->valuedouble != v->valuedouble)
+        return dflt;
+    if (v->valuedouble < (double)lo)
+        return lo;
+    if (v->valuedouble > (double)hi)
+        return hi;
+    return (long)v->valuedouble;
+}
+
 static void fields_extract(const cJSON *obj, char **fv)
 {
     static const char *paths[F_COUNT][2] = {
@@ -500,7 +512,8 @@ static int decode_token(const char *tok, int64_t *rv, char **start, char **err)
                  v ? v : "");
         goto fail;
     }
-    if (!cJSON_IsNumber(jrv) || jrv->valuedouble == 0) {
+    if (!cJSON_IsNumber(jrv) || jrv->valuedouble == 0 || jrv->valuedouble > 9e15 ||
+        jrv->valuedouble < -1) {
         snprintf(msg, sizeof msg,
                  "continue key is not valid: incorrect encoded start "
                  "resourceVersion (version meta.k8s.io/v1)");
@@ -1014,7 +1027,7 @@ static void table_row(ks_buf *b, ks_kind k, const ver *v, int64_t now)
         {
             ready += cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(cs, "ready"));
             cJSON *rc = cJSON_GetObjectItemCaseSensitive(cs, "restartCount");
-            restarts += cJSON_IsNumber(rc) ? (int)rc->valuedouble : 0;
+            restarts += (int)jlong(rc, 0, 1000000, 0);
         }
         char rd[32];
         snprintf(rd, sizeof rd, "%d/%d", ready, total);
@@ -1310,7 +1323,7 @@ static long grace_of(const cJSON *obj)
 {
     const cJSON *g = cJSON_GetObjectItemCaseSensitive(
         cJSON_GetObjectItemCaseSensitive(obj, "metadata"), "deletionGracePeriodSeconds");
-    return cJSON_IsNumber(g) ? (long)g->valuedouble : -1;
+    return jlong(g, -1, 1000000000L, -1);
 }
 
 static int finalizer_count(const cJSON *obj)
@@ -1541,7 +1554,7 @@ void ks_store_delete(ks_store *s, const ks_request *r, ks_result *out)
 {
     cJSON *opts = NULL, *cur = NULL;
     long grace = -1;
-    int locked = 0;
+    int grace_set = 0, locked = 0;
     char msg[800];
     if (r->body && r->body_len) {
         opts = parse_body(r, out, "");
@@ -1549,15 +1562,21 @@ void ks_store_delete(ks_store *s, const ks_request *r, ks_result *out)
             goto out;
         const cJSON *g = cJSON_GetObjectItemCaseSensitive(opts, "gracePeriodSeconds");
         if (cJSON_IsNumber(g))
-            grace = (long)g->valuedouble;
-    } else if (r->grace_param && parse_grace(r->grace_param, &grace)) {
-        snprintf(msg, sizeof msg, "strconv.ParseInt: parsing \"%s\": invalid syntax",
-                 r->grace_param);
-        res_bad(out, msg);
-        goto out;
+            grace = jlong(g, -1000000000L, 1000000000L, -1), grace_set = 1;
+    } else if (r->grace_param) {
+        if (parse_grace(r->grace_param, &grace)) {
+            snprintf(msg, sizeof msg, "strconv.ParseInt: parsing \"%s\": invalid syntax",
+                     r->grace_param);
+            res_bad(out, msg);
+            goto out;
+        }
+        grace_set = 1;
     }
-    if (grace < -1 || (grace == -1 && r->grace_param == NULL && 0))
+    /* negative grace periods count as 1 second, as in the apiserver */
+    if (grace_set && grace < 0)
         grace = 1;
+    if (grace > 1000000000L)
+        grace = 1000000000L;
     pthread_rwlock_wrlock(&s->lock);
     locked = 1;
     entry *e = find(s, r->kind, r->ns, r->name);
@@ -1655,7 +1674,7 @@ void ks_store_delete(ks_store *s, const ks_request *r, ks_result *out)
     cJSON *spec = cJSON_GetObjectItemCaseSensitive(cur, "spec");
     if (grace < 0) {
         const cJSON *tg = cJSON_GetObjectItemCaseSensitive(spec, "terminationGracePeriodSeconds");
-        grace = cJSON_IsNumber(tg) ? (long)tg->valuedouble : 0;
+        grace = jlong(tg, -1000000000L, 1000000000L, 0);
     }
     const char *node = ks_jstr(spec, "nodeName");
     const char *phase = path_str(cur, "status", "phase");
