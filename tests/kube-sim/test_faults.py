@@ -194,6 +194,61 @@ def test_malformed():
     ok("malformed input: Status errors (400/404/405/413/415/422), never a crash")
 
 
+def test_fuzz():
+    """Random selectors, patches, deletes and updates (fixed seed): only
+    expected codes, and a clean exit under the sanitizers."""
+    import random
+    import urllib.parse as up
+    rnd = random.Random(7)
+    alphabet = list('ab=!,() in notin/.-_~0123456789{}[]":%\\\x00\xff') + ["in", "notin", "metadata.name", "status.phase", "spec.nodeName"]
+    def junk(n):
+        return "".join(rnd.choice(alphabet) for _ in range(rnd.randint(0, n)))
+    with Sim() as sim:
+        for i in range(30):
+            sim.request("POST", PODS, pod("p%d" % i, {"a": str(i % 3)}, finalizers=["f"] if i % 2 else None, node="n" if i % 3 == 0 else None))
+        import urllib.parse as up
+        for it in range(600):
+            k = rnd.randint(0, 7)
+            name = "p%d" % rnd.randint(0, 35)
+            try:
+                if k == 0:
+                    sim.get(PODS + "?labelSelector=" + up.quote(junk(20)))
+                elif k == 1:
+                    sim.get(PODS + "?fieldSelector=" + up.quote(junk(20)) + "&limit=" + str(rnd.randint(0, 5)))
+                elif k == 2:
+                    ops = [{"op": rnd.choice(["add", "remove", "replace", "test", "move", "copy", "x"]),
+                            "path": rnd.choice(["/metadata/finalizers/0", "/metadata/finalizers/-", "/metadata/labels/a", "/spec", "", "/", "/status/phase", "/metadata/name", "/metadata/resourceVersion", "/kind"]),
+                            "from": "/metadata/labels", "value": rnd.choice(["x", 1, None, [], {}])} for _ in range(rnd.randint(0, 3))]
+                    sim.request("PATCH", PODS + "/" + name, rnd.choice([json.dumps(ops), junk(30)]), ctype="application/json-patch+json")
+                elif k == 3:
+                    body = rnd.choice([{"metadata": {"finalizers": rnd.choice([None, [], ["f", "g"]]), "labels": {"a": rnd.choice(["1", None])}}},
+                                       {"metadata": {"$deleteFromPrimitiveList/finalizers": ["f"]}, "spec": {"containers": [{"name": "c", "$patch": "delete"}]}},
+                                       {"status": {"phase": rnd.choice(["Failed", "Running"])}}, junk(30)])
+                    sim.request("PATCH", PODS + "/" + name + rnd.choice(["", "/status"]), body, ctype=rnd.choice(["application/merge-patch+json", "application/strategic-merge-patch+json"]))
+                elif k == 4:
+                    sim.request("DELETE", PODS + "/" + name, rnd.choice([None, {"gracePeriodSeconds": rnd.choice([0, 1, -3, 30])}, {"preconditions": {"uid": "x"}}, junk(10)]))
+                elif k == 5:
+                    sim.request("POST", PODS, rnd.choice([pod(name, {"a": "1"}, finalizers=["f"]), junk(40)]))
+                elif k == 6:
+                    st, body, _ = sim.get(PODS + "?limit=3")
+                    c = body["metadata"].get("continue") if isinstance(body, dict) else None
+                    if c:
+                        sim.get(PODS + "?limit=3&continue=" + up.quote(rnd.choice([c, c[:-3], c + "x", junk(10)])))
+                else:
+                    st, cur, _ = sim.get(PODS + "/" + name)
+                    if st == 200:
+                        cur["metadata"]["finalizers"] = rnd.choice([[], ["f"], ["g", "f"]])
+                        if rnd.random() < 0.3:
+                            cur["metadata"]["resourceVersion"] = "1"
+                        sim.request("PUT", PODS + "/" + name, cur)
+            except Exception as e:
+                check(False, "fuzz step %d (kind %d): %r" % (it, k, e))
+        codes = sim.stats()["by_code"]
+        check(set(codes) <= {"200", "201", "400", "404", "409", "422"}, "fuzz codes %s" % codes)
+    ok("fuzz: 600 random requests, only Status codes the apiserver uses")
+
+
 test_cli()
 test_faults()
 test_malformed()
+test_fuzz()
