@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 
 from simtest import SKIP, Sim, ok
 from kjtest import check
@@ -110,6 +111,17 @@ def flows(sim):
             '{"op":"remove","path":"/metadata/finalizers/0"}]')
         r = run(env, "get", "pod", "fin", ok_codes=(1,))
         check('pods "fin" not found' in r.stderr, "gone: %s" % r.stderr)
+        # kubectl get -w: watch events as server-side Table rows
+        run(env, "create", "-f", "-", stdin=pod_json("watched", "t5", finalizers=["a.io/x"]))
+        w = subprocess.Popen([KUBECTL, "get", "pod", "watched", "-w"], env=env, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+        time.sleep(1.5)
+        run(env, "delete", "pod", "watched", "--wait=false")
+        run(env, "patch", "pod", "watched", "--type=merge", "-p", '{"metadata":{"finalizers":null}}')
+        time.sleep(1.5)
+        w.terminate()
+        out, _ = w.communicate(timeout=10)
+        check(out.count("Terminating") >= 1 and "Pending" in out, "kubectl get -w: %s" % out)
         # leases
         lease = {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "metadata": {"name": "l1"},
                  "spec": {"holderIdentity": "a", "leaseDurationSeconds": 15}}

@@ -101,7 +101,9 @@ typedef struct {
     uint64_t rv;
     ks_kind kind;
     char *ns;
-    char *line; /* {"type":...,"object":...}\n */
+    char *line;              /* {"type":...,"object":...}\n */
+    size_t obj_off, obj_len; /* the object inside line */
+    const char *type;
     ks_labels labels;
     char *fv[F_COUNT];
 } event;
@@ -543,9 +545,12 @@ static void emit(ks_store *s, ks_kind k, const entry *e, const char *type, const
 {
     ks_buf b = {0};
     ks_buf_reserve(&b, len + 128);
-    ks_buf_addf(&b, "{\"type\":\"%s\",\"object\":{\"kind\":\"%s\",\"apiVersion\":\"%s\",", type,
-                ks_resources[k].kind_name, ks_resources[k].api_version);
+    ks_buf_addf(&b, "{\"type\":\"%s\",\"object\":", type);
+    size_t obj_off = b.len;
+    ks_buf_addf(&b, "{\"kind\":\"%s\",\"apiVersion\":\"%s\",", ks_resources[k].kind_name,
+                ks_resources[k].api_version);
     ks_buf_add(&b, item + 1, len - 1);
+    size_t obj_len = b.len - obj_off;
     ks_buf_adds(&b, "}\n");
     pthread_mutex_lock(&s->ev_mu);
     event *ev = &s->ring[s->ev_head % EVENT_RING];
@@ -558,6 +563,9 @@ static void emit(ks_store *s, ks_kind k, const entry *e, const char *type, const
     ev->kind = k;
     ev->ns = ks_xstrndup(e->key, e->ns_len);
     ev->line = ks_buf_take(&b);
+    ev->obj_off = obj_off;
+    ev->obj_len = obj_len;
+    ev->type = type;
     ev->labels.n = v->labels.n;
     ev->labels.packed = NULL;
     if (v->labels.n) {
@@ -1009,9 +1017,11 @@ static void human_age(int64_t ms, char *out, size_t n)
         snprintf(out, n, "%lldy", y);
 }
 
-static void table_row(ks_buf *b, ks_kind k, const ver *v, int64_t now)
+static void table_row(ks_buf *b, ks_kind k, const char *json, size_t len, int64_t now)
 {
-    cJSON *o = ver_obj(v);
+    cJSON *o = cJSON_ParseWithLength(json, len);
+    if (!o)
+        abort();
     cJSON *meta = ks_jobj(o, "metadata");
     cJSON *cells = cJSON_CreateArray();
     char age[32];
@@ -1060,15 +1070,20 @@ static void table_row(ks_buf *b, ks_kind k, const ver *v, int64_t now)
     cJSON_Delete(o);
 }
 
+static void table_add(ks_buf *b, ks_kind k, const char *json, size_t len, uint64_t rv)
+{
+    ks_buf_addf(b,
+                "{\"kind\":\"Table\",\"apiVersion\":\"meta.k8s.io/v1\",\"metadata\":{"
+                "\"resourceVersion\":\"%" PRIu64 "\"},\"columnDefinitions\":%s,\"rows\":[",
+                rv, k == KS_POD ? pod_columns : lease_columns);
+    table_row(b, k, json, len, ks_now_ms());
+    ks_buf_adds(b, "]}");
+}
+
 static char *table_one(ks_kind k, const ver *v)
 {
     ks_buf b = {0};
-    ks_buf_addf(&b,
-                "{\"kind\":\"Table\",\"apiVersion\":\"meta.k8s.io/v1\",\"metadata\":{"
-                "\"resourceVersion\":\"%" PRIu64 "\"},\"columnDefinitions\":%s,\"rows\":[",
-                v->rv_from, k == KS_POD ? pod_columns : lease_columns);
-    table_row(&b, k, v, ks_now_ms());
-    ks_buf_adds(&b, "]}");
+    table_add(&b, k, v->item, v->item_len, v->rv_from);
     return ks_buf_take(&b);
 }
 
@@ -1239,7 +1254,7 @@ void ks_store_list(ks_store *s, const ks_request *r, ks_result *out)
         }
         ks_buf_adds(&items, count ? "," : "[");
         if (r->table)
-            table_row(&items, r->kind, v, now);
+            table_row(&items, r->kind, v->item, v->item_len, now);
         else
             ks_buf_add(&items, v->item, v->item_len);
         count++;
@@ -1846,6 +1861,7 @@ struct ks_watch {
     uint64_t next; /* index in the event ring of the next event to send */
     ks_buf initial;
     int ended;
+    int table; /* events carry a one-row Table (kubectl get -w) */
 };
 
 static int event_matches(const ks_watch *w, const event *ev)
@@ -1873,6 +1889,7 @@ int ks_watch_open(ks_store *s, const ks_request *r, ks_watch **out, ks_result *r
     w->s = s;
     w->kind = r->kind;
     w->ns = r->ns ? ks_xstrdup(r->ns) : NULL;
+    w->table = r->table;
     if (ks_labelsel_parse(r->label_selector, &w->ls, &err) ||
         ks_fieldsel_parse(r->field_selector, r->kind == KS_POD ? pod_fields : lease_fields, &w->fs,
                           &err)) {
@@ -1895,6 +1912,12 @@ int ks_watch_open(ks_store *s, const ks_request *r, ks_watch **out, ks_result *r
             fctx fc = {e, v};
             if (!ks_labelsel_match(w->ls, &v->labels) || !ks_fieldsel_match(w->fs, field_get, &fc))
                 continue;
+            if (w->table) {
+                ks_buf_adds(&w->initial, "{\"type\":\"ADDED\",\"object\":");
+                table_add(&w->initial, r->kind, v->item, v->item_len, v->rv_from);
+                ks_buf_adds(&w->initial, "}\n");
+                continue;
+            }
             ks_buf_addf(&w->initial,
                         "{\"type\":\"ADDED\",\"object\":{\"kind\":\"%s\",\"apiVersion\":\"%s\",",
                         ks_resources[r->kind].kind_name, ks_resources[r->kind].api_version);
@@ -1959,8 +1982,15 @@ int ks_watch_next(ks_watch *w, ks_buf *b, int wait_ms)
     } else {
         for (; w->next < s->ev_head; w->next++) {
             const event *ev = &s->ring[w->next % EVENT_RING];
-            if (event_matches(w, ev))
+            if (!event_matches(w, ev))
+                continue;
+            if (!w->table) {
                 ks_buf_adds(b, ev->line);
+                continue;
+            }
+            ks_buf_addf(b, "{\"type\":\"%s\",\"object\":", ev->type);
+            table_add(b, ev->kind, ev->line + ev->obj_off, ev->obj_len, ev->rv);
+            ks_buf_adds(b, "}\n");
         }
     }
     pthread_mutex_unlock(&s->ev_mu);
