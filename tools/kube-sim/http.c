@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #define MAX_BODY (3 * 1024 * 1024)
+#define MAX_SIM_BODY (512 * 1024 * 1024)
 
 enum { V_GET, V_LIST, V_WATCH, V_CREATE, V_UPDATE, V_PATCH, V_DELETE, V_OTHER, V_COUNT };
 static const char *const verb_names[V_COUNT] = {"get",    "list",  "watch",  "create",
@@ -746,7 +747,9 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
     }
     if (*upload_data_size) {
         if (!cc->too_large) {
-            if (cc->body.len + *upload_data_size > MAX_BODY) {
+            /* the apiserver's 3 MiB limit; /_sim/seed may load more */
+            size_t limit = strncmp(url, "/_sim/", 6) ? MAX_BODY : MAX_SIM_BODY;
+            if (cc->body.len + *upload_data_size > limit) {
                 cc->too_large = 1;
                 ks_buf_free(&cc->body);
             } else {

@@ -223,7 +223,6 @@ typedef struct {
     const char *token;
     const char *tls_cert; /* PEM contents, not paths */
     const char *tls_key;
-    int threads;
     int verbose;
     ks_faults faults;
     ks_failnth failnth[KS_MAX_FAILNTH];
