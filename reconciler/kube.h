@@ -163,6 +163,10 @@ const char *kj_kube_config_source(const kj_kube_config *c);
 /* The context used from the kubeconfig, or NULL. */
 const char *kj_kube_config_context(const kj_kube_config *c);
 int kj_kube_config_insecure(const kj_kube_config *c);
+/* A logfmt summary without secrets, for a startup log line:
+ * server=https://10.0.0.1:6443 source="kubeconfig /root/.kube/config" context=prod
+ * namespace=kyuubi auth=token-file ca=inline insecure=0. Returns buf. */
+const char *kj_kube_config_describe(const kj_kube_config *c, char *buf, size_t size);
 /* 1 when the client authenticates with a token, a certificate or both (bit 0 token, bit 1 cert). */
 int kj_kube_config_auth(const kj_kube_config *c);
 

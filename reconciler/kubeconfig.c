@@ -359,6 +359,27 @@ int kj_kube_config_insecure(const kj_kube_config *c)
 {
     return c ? c->insecure : 0;
 }
+const char *kj_kube_config_describe(const kj_kube_config *c, char *buf, size_t size)
+{
+    char src[600], ctx[300], srv[600];
+    if (!c) {
+        snprintf(buf, size, "none");
+        return buf;
+    }
+    const char *auth = c->token_file ? "token-file" : c->token ? "token" : "none";
+    if (c->cert_file || c->cert_data)
+        auth = c->token_file ? "token-file+cert" : c->token ? "token+cert" : "cert";
+    snprintf(buf, size, "server=%s source=%s context=%s namespace=%s auth=%s ca=%s insecure=%d",
+             kj_logq(srv, sizeof(srv), c->server), kj_logq(src, sizeof(src), c->source),
+             kj_logq(ctx, sizeof(ctx), c->context ? c->context : "-"), kj_kube_config_namespace(c),
+             auth,
+             c->ca_data   ? "inline"
+             : c->ca_file ? "file"
+                          : "system",
+             c->insecure);
+    return buf;
+}
+
 int kj_kube_config_auth(const kj_kube_config *c)
 {
     if (!c)

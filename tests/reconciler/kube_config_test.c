@@ -289,6 +289,11 @@ static void test_kubeconfig_table(void **state)
                 fail_msg("case '%s': auth %d", c->name, kj_kube_config_auth(cfg));
             assert_int_equal(kj_kube_config_insecure(cfg), c->insecure);
             assert_non_null(strstr(kj_kube_config_source(cfg), "kubeconfig"));
+            char d[1024];
+            kj_kube_config_describe(cfg, d, sizeof(d));
+            assert_non_null(strstr(d, c->server));
+            assert_null(strstr(d, SECRET));
+            assert_null(strstr(d, "MIIB"));
             kj_kube_config_free(cfg);
         } else {
             assert_null(cfg);
@@ -314,6 +319,10 @@ static void test_inline_data_decoded(void **state)
     assert_non_null(cfg->ca_data);
     assert_null(cfg->ca_file);
     assert_int_equal(memcmp(cfg->ca_data, "-----BEGIN CERTIFICATE-----\nMIIB\n", 33), 0);
+    char d[1024];
+    kj_kube_config_describe(cfg, d, sizeof(d));
+    assert_non_null(strstr(d, " auth=cert ca=inline insecure=0"));
+    assert_non_null(strstr(d, "namespace=default"));
     assert_non_null(cfg->key_data);
     kj_kube_config *dup;
     assert_int_equal(kj_kube_config_dup(cfg, &dup), 0);
