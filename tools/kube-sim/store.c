@@ -1723,6 +1723,11 @@ int ks_store_tick(ks_store *s)
 {
     int removed = 0;
     int64_t now = ks_now_ms();
+    pthread_rwlock_rdlock(&s->lock);
+    int idle = s->npend == 0 && s->history == 0;
+    pthread_rwlock_unlock(&s->lock);
+    if (idle)
+        return 0;
     pthread_rwlock_wrlock(&s->lock);
     size_t j = 0;
     for (size_t i = 0; i < s->npend; i++) {
