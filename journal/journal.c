@@ -1426,9 +1426,12 @@ int kj_journal_actions(kj_journal *j, const kj_action_filter *f, kj_action_cb cb
                  " reason, result, http_code, message FROM reconcile_actions a"
                  " WHERE id %s ?1%s%s ORDER BY id %s LIMIT %d",
                  cmp, f->run_id ? " AND run = ?2" : "",
-                 f->session_id ? " AND EXISTS (SELECT 1 FROM sessions s WHERE s.session_id = ?3"
-                                 " AND (s.engine_tag = a.engine_tag OR s.engine_id = a.engine_id))"
-                               : "",
+                 /* Scalar subqueries, so that SQLite reads the two engine
+                  * indexes (MULTI-INDEX OR) rather than every action. */
+                 f->session_id
+                     ? " AND (a.engine_tag = (SELECT engine_tag FROM sessions WHERE session_id = ?3)"
+                       " OR a.engine_id = (SELECT engine_id FROM sessions WHERE session_id = ?3))"
+                     : "",
                  dir, left < KJ_JOURNAL_PAGE ? (int)left : KJ_JOURNAL_PAGE);
         sqlite3_stmt *st = NULL;
         int src = sqlite3_prepare_v2(j->db, sql, -1, &st, NULL);

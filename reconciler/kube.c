@@ -708,7 +708,8 @@ static void retry_or_fail(kj_kube *k, op *o, int64_t now, int64_t wait_ms, int l
     }
     if (now + wait_ms >= o->deadline) {
         kj_err_set(&err, KJ_ETIMEDOUT,
-                   "%s %s/%s: deadline of %lld ms passed after %d attempts; last: %s",
+                   "%s %s/%s: no time left for another attempt within the deadline of %lld ms "
+                   "(%d attempts); last: %s",
                    op_name(o->req.op), o->req.namespace_, o->req.name ? o->req.name : "",
                    (long long)o->req.timeout_ms, o->attempts, last);
         finish(k, o, KJ_ETIMEDOUT, &err);
