@@ -375,10 +375,10 @@ static int merge_list(cJSON *parent, const char *field, const cJSON *plist, cons
         const char *directive = ks_jstr(p, "$patch");
         const cJSON *kv = cJSON_GetObjectItemCaseSensitive(p, rule->merge_key);
         if (!kv) {
-            char msg[256];
-            snprintf(msg, sizeof msg, "map: %s does not contain declared merge key: %s", path,
-                     rule->merge_key);
-            *err = ks_xstrdup(msg);
+            ks_buf msg = {0};
+            ks_buf_addf(&msg, "map: %s does not contain declared merge key: %s", path,
+                        rule->merge_key);
+            *err = ks_buf_take(&msg);
             return KS_PATCH_FAILED;
         }
         cJSON *t = find_by_key(tlist, rule->merge_key, kv);
