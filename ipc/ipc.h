@@ -54,7 +54,7 @@
 #define KJ_IPC_MAX_EVENTS 1000     /* events in one request */
 #define KJ_IPC_MAX_DEPTH 32        /* JSON nesting depth of a request */
 #define KJ_IPC_BATCH_MAX 2000      /* events in one commit */
-#define KJ_IPC_HWM 10000           /* messages queued per peer, each way */
+#define KJ_IPC_HWM 1000            /* messages queued per peer, each way */
 #define KJ_IPC_ENVELOPE_MAX 4      /* envelope frames before the delimiter */
 #define KJ_IPC_ENVELOPE_FRAME_MAX 255
 

@@ -63,7 +63,9 @@ static int open_sock(kj_publisher *p, kj_err *err)
     if (!p->sock)
         return kj_err_set(err, KJ_EIO, "cannot create a socket: %s", zmq_strerror(errno));
     int linger = 0, hwm = p->o.window * 2 + 16;
+    int one = 1;
     zmq_setsockopt(p->sock, ZMQ_LINGER, &linger, sizeof linger);
+    zmq_setsockopt(p->sock, ZMQ_IPV6, &one, sizeof one);
     zmq_setsockopt(p->sock, ZMQ_SNDHWM, &hwm, sizeof hwm);
     zmq_setsockopt(p->sock, ZMQ_RCVHWM, &hwm, sizeof hwm);
     int64_t maxmsg = 16 << 20;

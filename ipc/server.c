@@ -120,7 +120,8 @@ static int open_socket(kj_ipc_server *s, const char *ep, const char *secret, kj_
         zmq_setsockopt(sock, ZMQ_SNDHWM, &hwm, sizeof hwm) < 0 ||
         zmq_setsockopt(sock, ZMQ_RCVHWM, &hwm, sizeof hwm) < 0 ||
         zmq_setsockopt(sock, ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg) < 0 ||
-        zmq_setsockopt(sock, ZMQ_LINGER, &linger, sizeof linger) < 0)
+        zmq_setsockopt(sock, ZMQ_LINGER, &linger, sizeof linger) < 0 ||
+        zmq_setsockopt(sock, ZMQ_IPV6, &one, sizeof one) < 0)
         return kj_err_set(err, KJ_EIO, "cannot set socket options: %s", zmq_strerror(errno));
     if (secret && (zmq_setsockopt(sock, ZMQ_CURVE_SERVER, &one, sizeof one) < 0 ||
                    zmq_setsockopt(sock, ZMQ_CURVE_SECRETKEY, secret, 40) < 0 ||
