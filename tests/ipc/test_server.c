@@ -132,6 +132,55 @@ static void test_publish_roundtrip(void **state)
     assert_int_equal(system(cmd), 0);
 }
 
+/* A journal that cannot commit: every request is answered "retry", nothing
+ * is acked, /readyz would say so (last_commit < 0). */
+static void test_journal_failure(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/kj-ipc-fail.XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char db[256], ep[256];
+    snprintf(db, sizeof db, "%s/j.db", dir);
+    snprintf(ep, sizeof ep, "ipc://%s/kj.sock", dir);
+    kj_journal *j = NULL;
+    kj_err err = {0};
+    assert_int_equal(kj_journal_open(db, 0, &j, &err), 0);
+    kj_journal_close(j);
+    assert_int_equal(kj_journal_open(db, KJ_JOURNAL_READONLY, &j, &err), 0);
+    const char *eps[] = {ep};
+    kj_ipc_server_opts o = kj_ipc_server_defaults();
+    o.endpoints = eps;
+    o.n_endpoints = 1;
+    kj_ipc_server *srv = NULL;
+    assert_int_equal(kj_ipc_server_new(j, &o, &srv, &err), 0);
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, serve, srv), 0);
+    kj_publisher_opts po = kj_publisher_defaults();
+    po.retries = 1;
+    po.timeout_ms = 300;
+    kj_publisher *p = NULL;
+    assert_int_equal(kj_publisher_new(ep, &po, &p, &err), 0);
+    const char *ev[] = {"{\"event_id\":\"a\",\"type\":\"session_open\",\"session_id\":\"s\","
+                        "\"time_ms\":1764391200000}"};
+    kj_publish_result res[1];
+    assert_int_equal(kj_publisher_publish(p, ev, 1, res, &err), KJ_ETIMEDOUT);
+    assert_int_equal(res[0].status, 0);
+    assert_string_equal(res[0].code, "journal_unavailable");
+    kj_publisher_destroy(p);
+    kj_ipc_stats st;
+    kj_ipc_server_stats(srv, &st);
+    assert_int_equal(st.commit_failures, 2); /* the first try and the retry */
+    assert_true(st.last_commit < 0);
+    assert_int_equal(st.events_stored, 0);
+    kj_ipc_server_stop(srv);
+    pthread_join(t, NULL);
+    kj_ipc_server_destroy(srv);
+    kj_journal_close(j);
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    assert_int_equal(system(cmd), 0);
+}
+
 static void test_publish_to_nobody(void **state)
 {
     (void)state;
@@ -181,6 +230,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_publish_roundtrip),
+        cmocka_unit_test(test_journal_failure),
         cmocka_unit_test(test_publish_to_nobody),
         cmocka_unit_test(test_bad_config),
     };
