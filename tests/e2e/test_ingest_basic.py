@@ -132,6 +132,12 @@ try:
                              capture_output=True, text=True, timeout=30)
         L.check(out.returncode == 1 and "line 1: rejected bad_json" in out.stdout
                 and "line 2: stored p-2" in out.stdout, "publish bad: %d %r" % (out.returncode, out.stdout))
+        for name in files:  # the fixture files themselves, as Kyuubi wrote them
+            path = os.path.join(L.shared_dir(), "fixtures", "kyuubi", name)
+            out = subprocess.run([kj, "publish", "--endpoint", d.endpoint, "--batch", "4", path],
+                                 capture_output=True, text=True, timeout=30)
+            L.check(out.returncode == 0 and out.stdout.count(": duplicate kyuubi:") == len(L.fixture_lines(name)),
+                    "publish %s: %d %r" % (name, out.returncode, out.stdout))
         port = kjtest.free_port()
         out = subprocess.run([kj, "publish", "--endpoint", "tcp://127.0.0.1:%d" % port, "--timeout",
                               "200", "--retries", "1", good], capture_output=True, text=True, timeout=30)
