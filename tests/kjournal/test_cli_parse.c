@@ -116,9 +116,12 @@ static void test_durations(void **state)
         const char *expr;
         int64_t want;
     } cases[] = {
-        {"30d", 30 * 24 * H}, {"12h", 12 * H},  {"1d12h", 36 * H}, {"90m", 90 * 60000},
-        {"1w", 168 * H},      {"10s", 10000},   {"0d", BAD},       {"", BAD},
-        {"-1d", BAD},         {"30", BAD},      {"d", BAD},        {"1y", BAD},
+        {"30d", 30 * 24 * H}, {"12h", 12 * H},
+        {"1d12h", 36 * H},    {"90m", 90 * 60000},
+        {"1w", 168 * H},      {"10s", 10000},
+        {"0d", BAD},          {"", BAD},
+        {"-1d", BAD},         {"30", BAD},
+        {"d", BAD},           {"1y", BAD},
         {"1h 30m", BAD},      {"1000000000000w", BAD},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
@@ -129,8 +132,7 @@ static void test_durations(void **state)
             if (rc != KJ_EINVAL || !msg[0])
                 fail_msg("duration '%s' should be rejected", cases[i].expr);
         } else if (rc != 0 || got != cases[i].want) {
-            fail_msg("duration '%s': rc %d (%s), got %lld", cases[i].expr, rc, msg,
-                     (long long)got);
+            fail_msg("duration '%s': rc %d (%s), got %lld", cases[i].expr, rc, msg, (long long)got);
         }
     }
 }

@@ -137,15 +137,16 @@ int kj_cli_open(const kj_cli_common *c, unsigned flags, kj_journal **out)
 
 void kj_cli_help_common(FILE *f)
 {
-    fprintf(f, "\ncommon options:\n"
-               "  --journal PATH     the journal (default $KJOURNAL_JOURNAL, else " KJ_DEFAULT_JOURNAL
-               ")\n"
-               "  -o, --output FMT   short (aligned, for people; the default), json (one\n"
-               "                     object per line), json-pretty, csv\n"
-               "  --utc              show times in UTC, and read times without a zone as UTC\n"
-               "  --no-color         no colour (also when NO_COLOR is set or stdout is not a\n"
-               "                     terminal)\n"
-               "  -h, --help         this help\n");
+    fprintf(f,
+            "\ncommon options:\n"
+            "  --journal PATH     the journal (default $KJOURNAL_JOURNAL, else " KJ_DEFAULT_JOURNAL
+            ")\n"
+            "  -o, --output FMT   short (aligned, for people; the default), json (one\n"
+            "                     object per line), json-pretty, csv\n"
+            "  --utc              show times in UTC, and read times without a zone as UTC\n"
+            "  --no-color         no colour (also when NO_COLOR is set or stdout is not a\n"
+            "                     terminal)\n"
+            "  -h, --help         this help\n");
 }
 
 void kj_cli_help_times(FILE *f)
@@ -214,8 +215,13 @@ static int64_t wall_ms(int utc, int y, int mo, int d, int h, int mi, int s)
 {
     if (utc)
         return ((days_from_civil(y, mo, d) * 24 + h) * 60 + mi) * 60000LL + s * 1000LL;
-    struct tm tm = {.tm_year = y - 1900, .tm_mon = mo - 1, .tm_mday = d, .tm_hour = h,
-                    .tm_min = mi, .tm_sec = s, .tm_isdst = -1};
+    struct tm tm = {.tm_year = y - 1900,
+                    .tm_mon = mo - 1,
+                    .tm_mday = d,
+                    .tm_hour = h,
+                    .tm_min = mi,
+                    .tm_sec = s,
+                    .tm_isdst = -1};
     return (int64_t)mktime(&tm) * 1000;
 }
 
@@ -223,8 +229,7 @@ static int parse_iso(const char *s, int utc, int64_t *out, char *msg, size_t siz
 {
     const char *p = s;
     int y, mo, d, h = 0, mi = 0, sec = 0, ms = 0;
-    if (digits(&p, 4, &y) || *p++ != '-' || digits(&p, 2, &mo) || *p++ != '-' ||
-        digits(&p, 2, &d))
+    if (digits(&p, 4, &y) || *p++ != '-' || digits(&p, 2, &mo) || *p++ != '-' || digits(&p, 2, &d))
         goto bad;
     if (mo < 1 || mo > 12) {
         snprintf(msg, size, "month %02d out of range", mo);
@@ -292,8 +297,8 @@ static int parse_terms(const char *s, int64_t *out, char *msg, size_t size)
         const char *unit;
         int64_t ms;
     } units[] = {
-        {"ms", 1},          {"min", 60000},     {"sec", 1000},       {"s", 1000},
-        {"m", 60000},       {"h", 3600000},     {"d", 86400000},     {"w", 604800000},
+        {"ms", 1},    {"min", 60000}, {"sec", 1000},   {"s", 1000},
+        {"m", 60000}, {"h", 3600000}, {"d", 86400000}, {"w", 604800000},
     };
     const char *p = s;
     int64_t total = 0;
@@ -355,7 +360,9 @@ static int64_t midnight(int64_t now_ms, int utc, int day_offset)
     if (utc)
         return days_from_civil(tm.tm_year + 1900, tm.tm_mon + 1, 1) * 86400000 +
                (int64_t)(tm.tm_mday - 1 + day_offset) * 86400000;
-    struct tm m = {.tm_year = tm.tm_year, .tm_mon = tm.tm_mon, .tm_mday = tm.tm_mday + day_offset,
+    struct tm m = {.tm_year = tm.tm_year,
+                   .tm_mon = tm.tm_mon,
+                   .tm_mday = tm.tm_mday + day_offset,
                    .tm_isdst = -1};
     return (int64_t)mktime(&m) * 1000;
 }

@@ -71,7 +71,14 @@ typedef struct kj_cli_common {
 
 /* The getopt_long entries of the shared options (-o, --journal, --utc,
  * --no-color, -h), to splice into a command's table with KJ_CLI_COMMON_LONGOPTS. */
-#define KJ_CLI_COMMON_LONGOPTS                                                                         {"journal", required_argument, NULL, KJ_OPT_JOURNAL},                                                  {"output", required_argument, NULL, 'o'}, {"utc", no_argument, NULL, KJ_OPT_UTC},                  {"no-color", no_argument, NULL, KJ_OPT_NO_COLOR}, {"help", no_argument, NULL, 'h'}
+/* clang-format off */
+#define KJ_CLI_COMMON_LONGOPTS                                                                     \
+    {"journal", required_argument, NULL, KJ_OPT_JOURNAL},                                          \
+    {"output", required_argument, NULL, 'o'},                                                      \
+    {"utc", no_argument, NULL, KJ_OPT_UTC},                                                        \
+    {"no-color", no_argument, NULL, KJ_OPT_NO_COLOR},                                              \
+    {"help", no_argument, NULL, 'h'}
+/* clang-format on */
 #define KJ_CLI_COMMON_SHORTOPTS "o:h"
 
 void kj_cli_common_init(kj_cli_common *c, char **argv);
@@ -108,8 +115,7 @@ void kj_cli_help_times(FILE *f);
  * "-30m", "+2d", "-1h30m" (units ms, s, m/min, h, d, w), "now", "today",
  * "yesterday", "tomorrow". On failure returns KJ_EINVAL with why in msg.
  */
-int kj_cli_parse_time(const char *s, int64_t now_ms, int utc, int64_t *out, char *msg,
-                      size_t size);
+int kj_cli_parse_time(const char *s, int64_t now_ms, int utc, int64_t *out, char *msg, size_t size);
 /* A duration ("30d", "12h", "1d12h", "90m", "1w"), > 0, in ms. */
 int kj_cli_parse_duration(const char *s, int64_t *out, char *msg, size_t size);
 /* Parses the time expression arg of option opt (after all options, so that

@@ -22,10 +22,11 @@ static const char help[] =
     "  -n, --lines N   the last N ('all': every one)\n"
     "  -r, --reverse   newest first\n";
 
-static const char examples[] = "\nexamples:\n"
-                               "  kjournal actions --runs -n 5\n"
-                               "  kjournal actions --run 42\n"
-                               "  kjournal actions --session 8e9f1c2a-41d7-4b1e-9b0e-3f1c2a41d74b\n";
+static const char examples[] =
+    "\nexamples:\n"
+    "  kjournal actions --runs -n 5\n"
+    "  kjournal actions --run 42\n"
+    "  kjournal actions --session 8e9f1c2a-41d7-4b1e-9b0e-3f1c2a41d74b\n";
 
 typedef struct ctx {
     kj_out *o;
@@ -124,8 +125,9 @@ int kj_cmd_actions(int argc, char **argv)
     if (optind < argc)
         return kj_cli_fail(&c, KJ_EXIT_USAGE, "unexpected argument '%s'", argv[optind]);
     if (runs && (f.run_id || f.session_id))
-        return kj_cli_fail(&c, KJ_EXIT_USAGE, "--runs lists every run; it takes no --run or "
-                                              "--session");
+        return kj_cli_fail(&c, KJ_EXIT_USAGE,
+                           "--runs lists every run; it takes no --run or "
+                           "--session");
     kj_cli_common_done(&c);
 
     kj_journal *j = NULL;
@@ -143,8 +145,8 @@ int kj_cmd_actions(int argc, char **argv)
     if (!qrc && f.session_id) {
         qrc = kj_journal_session_get(j, f.session_id, found_session, &x, &err);
         if (qrc == KJ_ENOENT)
-            rc = kj_cli_fail(&c, KJ_EXIT_NOTFOUND, "no session '%s' in journal '%s'",
-                             f.session_id, c.journal);
+            rc = kj_cli_fail(&c, KJ_EXIT_NOTFOUND, "no session '%s' in journal '%s'", f.session_id,
+                             c.journal);
     }
     if (qrc) {
         if (qrc != KJ_ENOENT)

@@ -29,12 +29,11 @@ static const char help[] =
     "  -f, --follow      after the last events (10 unless -n), print new events as they\n"
     "                    are committed, in commit order, until interrupted (Ctrl-C)\n";
 
-static const char examples[] =
-    "\nexamples:\n"
-    "  kjournal events --since -1h\n"
-    "  kjournal events --session 8e9f1c2a-41d7-4b1e-9b0e-3f1c2a41d74b\n"
-    "  kjournal events --since today --until -10m -o csv > today.csv\n"
-    "  kjournal events -f -o json | jq .session_id\n";
+static const char examples[] = "\nexamples:\n"
+                               "  kjournal events --since -1h\n"
+                               "  kjournal events --session 8e9f1c2a-41d7-4b1e-9b0e-3f1c2a41d74b\n"
+                               "  kjournal events --since today --until -10m -o csv > today.csv\n"
+                               "  kjournal events -f -o json | jq .session_id\n";
 
 static volatile sig_atomic_t stop;
 
@@ -47,8 +46,8 @@ static void on_signal(int sig)
 typedef struct ctx {
     kj_out *o;
     kj_rowbuf *held;
-    int64_t max_seq;         /* print only events committed up to here (0: any) */
-    int64_t since, until;    /* while following: the time window */
+    int64_t max_seq;      /* print only events committed up to here (0: any) */
+    int64_t since, until; /* while following: the time window */
 } ctx;
 
 static int on_event(const kj_event_row *r, void *ud)

@@ -59,8 +59,7 @@ int kj_cmd_prune(int argc, char **argv)
     int64_t age = 0;
     char msg[128];
     if (kj_cli_parse_duration(older, &age, msg, sizeof msg))
-        return kj_cli_fail(&c, KJ_EXIT_USAGE, "bad duration '%s' for --older-than: %s", older,
-                           msg);
+        return kj_cli_fail(&c, KJ_EXIT_USAGE, "bad duration '%s' for --older-than: %s", older, msg);
     kj_cli_common_done(&c);
 
     /* A read-only open first: it refuses what is not a journal of this
@@ -78,8 +77,10 @@ int kj_cmd_prune(int argc, char **argv)
     if (qrc < 0) {
         rc = kj_cli_fail_err(&c, &err);
         if (sessions)
-            fprintf(stderr, "kjournal prune: %lld sessions (%lld events) were removed before "
-                    "the failure\n", (long long)sessions, (long long)events);
+            fprintf(stderr,
+                    "kjournal prune: %lld sessions (%lld events) were removed before "
+                    "the failure\n",
+                    (long long)sessions, (long long)events);
         return rc;
     }
     kj_out *o = kj_out_new(&c);

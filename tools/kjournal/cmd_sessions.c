@@ -23,11 +23,10 @@ static const char help[] =
     "  -n, --lines N         the last N sessions ('all': every one)\n"
     "  -r, --reverse         newest first\n";
 
-static const char examples[] =
-    "\nexamples:\n"
-    "  kjournal sessions --state open\n"
-    "  kjournal sessions --user alice --since yesterday -o json\n"
-    "  kjournal sessions --engine spark-1a2b3c -n 20 -r\n";
+static const char examples[] = "\nexamples:\n"
+                               "  kjournal sessions --state open\n"
+                               "  kjournal sessions --user alice --since yesterday -o json\n"
+                               "  kjournal sessions --engine spark-1a2b3c -n 20 -r\n";
 
 typedef struct ctx {
     kj_out *o;

@@ -18,8 +18,8 @@ enum { L_OBJECT = 1, L_LIST };
 
 typedef struct level {
     int kind;
-    int top;       /* a list at the top: its rows are separate JSON documents */
-    size_t count;  /* items written, for JSON commas */
+    int top;      /* a list at the top: its rows are separate JSON documents */
+    size_t count; /* items written, for JSON commas */
     const kj_field *fields;
     size_t n;
     const char *name, *empty;
