@@ -368,6 +368,11 @@ int kj_publisher_publish(kj_publisher *p, const char *const *events, size_t n,
             send_req(p, &w[k], now);
         }
     }
+    /* Counted from the results: a reply that does not fit its request also
+     * leaves its events unanswered. */
+    unacked = 0;
+    for (size_t i = 0; i < n; i++)
+        unacked += results[i].status == 0;
     if (unacked)
         rc = kj_err_set(err, KJ_ETIMEDOUT, "%zu events were not acknowledged", unacked);
 out:
