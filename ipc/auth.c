@@ -141,10 +141,11 @@ static void *zap_main(void *arg)
                 break;
             }
             more = zmq_msg_more(&m);
-            if (nf < 8)
-                f[nf++] = m;
-            else
-                zmq_msg_close(&m);
+            if (nf < 8) {
+                zmq_msg_init(&f[nf]);
+                zmq_msg_move(&f[nf++], &m);
+            }
+            zmq_msg_close(&m);
         }
         const char *status = "400", *text = "denied";
         char user[41] = "";

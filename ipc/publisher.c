@@ -308,10 +308,11 @@ int kj_publisher_publish(kj_publisher *p, const char *const *events, size_t n,
                     break;
                 }
                 more = zmq_msg_more(&m);
-                if (nf < 3)
-                    f[nf++] = m;
-                else
-                    zmq_msg_close(&m);
+                if (nf < 3) {
+                    zmq_msg_init(&f[nf]);
+                    zmq_msg_move(&f[nf++], &m);
+                }
+                zmq_msg_close(&m);
             }
             if (nf == 0)
                 break;

@@ -306,7 +306,9 @@ static int take_one(kj_ipc_server *s, int k)
         }
         more = zmq_msg_more(&m);
         if (nf < MAX_ENV + 2) {
-            f[nf++] = m;
+            zmq_msg_init(&f[nf]);
+            zmq_msg_move(&f[nf++], &m);
+            zmq_msg_close(&m);
         } else {
             zmq_msg_close(&m);
             extra++;
@@ -334,8 +336,11 @@ static int take_one(kj_ipc_server *s, int k)
     int body_at = delim >= 0 ? delim + 1 : 1;
     int nbody = nf - body_at + extra;
     p->nenv = body_at;
-    for (int i = 0; i < body_at; i++)
-        p->env[i] = f[i];
+    for (int i = 0; i < body_at; i++) {
+        zmq_msg_init(&p->env[i]);
+        zmq_msg_move(&p->env[i], &f[i]);
+        zmq_msg_close(&f[i]);
+    }
     kj_wire_error we = {0};
     pthread_mutex_lock(&s->mu);
     s->st.requests++;
