@@ -10,7 +10,7 @@
  *        kj_wire_request *req;
  *        kj_wire_error werr;
  *        if (kj_wire_decode(buf, len, NULL, &req, &werr) < 0)
- *            reply = kj_wire_error_reply(&werr, NULL);      // request-level error
+ *            reply = kj_wire_error_reply(&werr, NULL, 0);   // request-level error
  *        else
  *            for (size_t i = 0; i < kj_wire_count(req); i++) {
  *                kj_wire_item *it = kj_wire_item_at(req, i);
@@ -123,7 +123,8 @@ int kj_ipc_keygen(const char *prefix, int force, char public_out[41], kj_err *er
 /*
  * Called on the server thread after each successful commit, after the acks
  * are sent: events[i] was answered res[i] (stored, duplicate or rejected).
- * Strings are valid only during the call. The reconciler hooks in here.
+ * Strings are valid only during the call. The reconciler hooks in here; keep
+ * it short (hand work to another thread): the next batch waits for it.
  */
 typedef void (*kj_ipc_committed_cb)(const kj_event *events, const kj_append_result *res, size_t n,
                                     void *ud);
