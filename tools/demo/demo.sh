@@ -33,7 +33,7 @@ NS=kyuubi
 FIN=kyuubi.apache.org/pod-cleanup
 SERVER_A=10.0.0.1:10009   # the Kyuubi server whose sessions the story follows
 SERVER_B=10.0.0.2:10009   # a busy second Kyuubi server: its stream is cut by the crash
-BURST_SESSIONS=1500       # server B's sessions (an open and a close each)
+BURST_SESSIONS=4000       # server B's sessions (an open and a close each)
 SUBMIT_GRACE_S=5
 # Defaults everywhere (retain-terminated 5m, cleanup-kind ALL, running-orphans
 # report, resync 5m) except two durations, so the story fits in seconds.
@@ -241,11 +241,12 @@ def header():
     return "    %-24s %-10s %-30s %-11s %s" % ("POD", "PHASE", "FINALIZERS", "TERMINATING", "")
 
 mode = sys.argv[1]
-if mode == "before":                      # before PODS.json
+if mode == "before":                      # before PODS.json NOTES.tsv
     ps = pods(sys.argv[3])
-    print(c("2", header()))
+    notes = dict(expected(sys.argv[4]))
+    print(c("2", header() + "WHILE KJOURNALD WAS DOWN"))
     for n in sorted(ps):
-        print(pod_row(n, ps[n]))
+        print(pod_row(n, ps[n], notes.get(n, "")))
 elif mode in ("after", "check-pods"):     # after|check-pods PODS.json EXPECT.tsv
     ps = pods(sys.argv[3])
     bad = []
@@ -378,7 +379,7 @@ BASE_STORED=$(stored_now)
     "$W/burst.jsonl" >"$W/publish-b.out" 2>&1 &
 BURST=$!
 PIDS+=("$BURST")
-burst_started() { [ "$(stored_now)" -ge $((BASE_STORED + 300)) ] || ! kill -0 "$BURST" 2>/dev/null; }
+burst_started() { [ "$(stored_now)" -ge $((BASE_STORED + 500)) ] || ! kill -0 "$BURST" 2>/dev/null; }
 wait_for 30 "server B's first events" burst_started
 disown "$KJD" # no "Killed" line from the shell
 kill -KILL "$KJD"
@@ -425,7 +426,17 @@ say "  judy opens a session: her engine pod starts without our finalizer, her po
 say "  dave's session has waited longer than the submit grace for an engine"
 snapshot "$W/before.json"
 printf '\n  %sPods before the restart%s\n' "$B" "$OFF"
-summary before "$W/before.json"
+cat >"$W/notes-before.tsv" <<EOF
+kyuubi-alice-1-driver	alice-2's close post waits in Kyuubi's publisher
+kyuubi-erin-1-driver	failed 10 min ago; Kyuubi's close post lost
+kyuubi-frank-1-driver	failed 1 min ago; Kyuubi's close post lost
+kyuubi-heidi-1-driver	deleted by someone; held by our finalizer
+kyuubi-ivan-1-driver	ivan-1's close post waits in Kyuubi's publisher
+kyuubi-judy-1-driver	new; judy-1's posts wait in Kyuubi's publisher
+kyuubi-olivia-1-driver	orphan (no session in the journal), finished an hour ago
+kyuubi-oscar-1-driver	orphan (no session in the journal), running
+EOF
+summary before "$W/before.json" "$W/notes-before.tsv"
 
 # --- 3. restart and recovery -----------------------------------------------------
 head1 "3. kjournald restarts: the recovery pass, and the publishers' retries"
@@ -524,7 +535,7 @@ fi
 
 printf '\n  %sExactly once%s\n' "$B" "$OFF"
 printf '    server %s sent %d events: %d were on disk when kjournald died; its retries got %s\n' "$SERVER_B" "$BURST_EVENTS" "$AT_KILL" "${DUPS:-?}"
-printf '    "duplicate" answers (on disk, the ack lost in the crash) and %s "stored"\n' "${STORED_AFTER:-?}"
+printf '    "duplicate" answers (on disk, the ack lost in the crash); %s answers were "stored"\n' "${STORED_AFTER:-?}"
 "$KJOURNAL" stats --journal "$JOURNAL" -o json >"$W/stats.json"
 # the reconciler's closes (dave, erin, frank, heidi) are events too
 if summary stats "$W/stats.json" $((EVENTS_SENT + 4)) "$SERVER_B" "$BURST_SESSIONS"; then
