@@ -38,10 +38,39 @@ def make_cert(d):
     return cert, key
 
 
+def make_ca(d, name="ca"):
+    """A CA (EC P-256, self-signed, CA:TRUE) in directory d: (cert, key)."""
+    cert, key = os.path.join(d, name + ".pem"), os.path.join(d, name + "-key.pem")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+                    "-nodes", "-keyout", key, "-out", cert, "-days", "2", "-subj", "/CN=kube-sim test " + name],
+                   check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return cert, key
+
+
+def make_client_cert(d, ca, name="client", cn="kjournal"):
+    """A client certificate (clientAuth) signed by ca = (cert, key), or
+    self-signed when ca is None: (cert, key)."""
+    cert, key = os.path.join(d, name + ".pem"), os.path.join(d, name + "-key.pem")
+    subj = "/O=system:masters/CN=" + cn
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", key]
+    quiet = dict(check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    if ca is None:
+        subprocess.run(["openssl", "req", "-x509"] + ec + ["-out", cert, "-days", "2", "-subj", subj], **quiet)
+        return cert, key
+    csr, ext = os.path.join(d, name + ".csr"), os.path.join(d, name + ".ext")
+    with open(ext, "w") as f:
+        f.write("extendedKeyUsage=clientAuth\nkeyUsage=critical,digitalSignature\n")
+    subprocess.run(["openssl", "req", "-new"] + ec + ["-out", csr, "-subj", subj], **quiet)
+    subprocess.run(["openssl", "x509", "-req", "-in", csr, "-CA", ca[0], "-CAkey", ca[1], "-set_serial",
+                    str(int.from_bytes(os.urandom(8), "big")), "-out", cert, "-days", "2", "-extfile", ext],
+                   **quiet)
+    return cert, key
+
+
 class Sim:
     """A running kube-sim. Use as a context manager; stop() checks a clean exit."""
 
-    def __init__(self, *args, token=None, tls=False, seed=None, start_timeout=15.0):
+    def __init__(self, *args, token=None, tls=False, seed=None, client_ca=None, start_timeout=15.0):
         self.dir = tempfile.mkdtemp(prefix="kube-sim-test-")
         self.port = kjtest.free_port()
         self.token = token
@@ -53,6 +82,9 @@ class Sim:
         if tls:
             self.cert, self.key = make_cert(self.dir)
             cmd += ["--tls-cert", self.cert, "--tls-key", self.key]
+        if client_ca:
+            cmd += ["--client-ca", client_ca]
+        self.client_cert = None  # (cert, key) that connection() presents
         if seed is not None:
             path = os.path.join(self.dir, "seed.json")
             with open(path, "w") as f:
@@ -88,6 +120,8 @@ class Sim:
     def connection(self):
         if self.tls:
             ctx = ssl.create_default_context(cafile=self.cert)
+            if self.client_cert:
+                ctx.load_cert_chain(*self.client_cert)
             return http.client.HTTPSConnection("127.0.0.1", self.port, context=ctx, timeout=30)
         return http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
 

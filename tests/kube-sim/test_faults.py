@@ -20,7 +20,8 @@ def test_cli():
     r = subprocess.run([BIN, "--help"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     check(r.returncode == 0, "--help exits 0")
     for flag in ("--listen", "--token", "--tls-cert", "--tls-key", "--seed", "--latency-ms", "--jitter-ms",
-                 "--error-rate", "--error-codes", "--retry-after", "--drop-rate", "--continue-ttl", "--fail-nth",
+                 "--error-rate", "--error-codes", "--retry-after", "--drop-rate", "--drop-after-rate",
+                 "--continue-ttl", "--fail-nth", "--client-ca",
                  "/_sim/stats", "/_sim/faults", "/_sim/state"):
         check(flag in r.stdout, "--help explains %s" % flag)
     bad = [["--bogus"], ["--error-rate", "150"], ["--latency-ms", "x"], ["--fail-nth", "frob:1:500"],
@@ -127,6 +128,60 @@ def test_faults():
         st, body, _ = sim.request("POST", "/_sim/reset", "", token=False)
         check(sim.stats()["objects"]["pods"] == 0, "reset drops every object")
     ok("faults: fail-nth (codes, drop), 429 plain text + Retry-After, 503, random error/drop rates, latency; stats; state; seed; reset")
+
+
+def lost_answer(sim, method, path, body=None, ctype="application/json"):
+    """Sends one request on a fresh connection; checks the connection closes
+    without a byte of answer."""
+    data = b"" if body is None else (body if isinstance(body, str) else json.dumps(body)).encode()
+    s = socket.create_connection(("127.0.0.1", sim.port))
+    s.sendall(("%s %s HTTP/1.1\r\nHost: x\r\nContent-Type: %s\r\nContent-Length: %d\r\n\r\n"
+               % (method, path, ctype, len(data))).encode() + data)
+    s.settimeout(10)
+    got = s.recv(100)
+    s.close()
+    check(got == b"", "%s %s: closed without a reply, got %r" % (method, path, got))
+
+
+def test_drop_after():
+    """drop-after: the request is done, then the answer is lost."""
+    with Sim("--fail-nth", "delete:1:drop-after", "--fail-nth", "create:2:drop-after") as sim:
+        sim.request("POST", PODS, pod("a", finalizers=["f"]))
+        lost_answer(sim, "POST", PODS, pod("b"))
+        check(sim.get(PODS + "/b")[0] == 200, "create #2: answer lost, pod created")
+        st, body, _ = sim.request("POST", PODS, pod("b"))
+        check(st == 409 and body["reason"] == "AlreadyExists", "a repeated create: 409 %s" % body)
+        lost_answer(sim, "DELETE", PODS + "/b", {"preconditions": {"uid": sim.get(PODS + "/b")[1]["metadata"]["uid"]}})
+        check(sim.get(PODS + "/b")[0] == 404, "delete #1: answer lost, pod removed")
+        st = sim.stats()
+        check(st["faults"]["dropped_after"] == 2 and st["faults"]["dropped"] == 0 and st["faults"]["fail_nth"] == 2,
+              "drop-after counted apart from drops: %s" % st["faults"])
+        check(st["deletes"]["removed"] == 1 and st["by_code"].get("0") == 2 and st["mutations"] == 3,
+              "the lost answers' work is counted (removed 1, code 0 twice, 3 mutations): %s" % st)
+        # at run time: a JSON Patch removing a finalizer, guarded by test
+        f = sim.faults(fail_nth=[{"verb": "patch", "n": 1, "code": "drop-after"}])
+        check(f["fail_nth"][0]["code"] == "drop-after", "GET /_sim/faults shows drop-after: %s" % f)
+        sim.request("DELETE", PODS + "/a")
+        guarded = [{"op": "test", "path": "/metadata/finalizers/0", "value": "f"},
+                   {"op": "remove", "path": "/metadata/finalizers/0"}]
+        lost_answer(sim, "PATCH", PODS + "/a", guarded, "application/json-patch+json")
+        check(sim.get(PODS + "/a")[0] == 404, "patch: answer lost, finalizer removed, pod gone")
+        # drop_after_rate: every request done, no answer
+        sim.faults(fail_nth=[], drop_after_rate=100)
+        lost_answer(sim, "POST", PODS, pod("c"))
+        lost_answer(sim, "GET", PODS + "/c")
+        lost_answer(sim, "GET", "/api/v1")
+        sim.conn = None
+        sim.request("DELETE", "/_sim/faults", token=False)
+        check(sim.get(PODS + "/c")[0] == 200 and sim.stats()["faults"]["dropped_after"] == 6,
+              "drop_after_rate 100: created, 6 answers lost in all")
+        for bad in ('{"drop_after_rate": 101}', '{"fail_nth": ["get:1:drop-afterwards"]}'):
+            st, body, _ = sim.request("POST", "/_sim/faults", bad, token=False)
+            check(st == 400 and body["kind"] == "Status", "bad faults %s: %s" % (bad, st))
+    for args in (["--drop-after-rate", "150"], ["--fail-nth", "delete:1:drop-later"]):
+        r = subprocess.run([BIN] + args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=10)
+        check(r.returncode == 2 and "kube-sim:" in r.stderr, "%s: rc %d, %s" % (args, r.returncode, r.stderr))
+    ok("drop-after (flag, fail-nth, /_sim/faults): the write is applied, the answer lost, counted in stats")
 
 
 def test_malformed():
@@ -250,5 +305,6 @@ def test_fuzz():
 
 test_cli()
 test_faults()
+test_drop_after()
 test_malformed()
 test_fuzz()

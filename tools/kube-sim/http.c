@@ -3,12 +3,14 @@
  * slow watch or an injected latency holds only its own connection).
  *
  * A request goes: collect the body (3 MiB limit, as the apiserver) -> route ->
- * /_sim/ endpoints (never faulted, no token needed) -> bearer token (401) ->
- * fault injection (scripted Nth-request faults, drops, random 429/500/503,
- * latency) -> the store -> stats.
+ * /_sim/ endpoints (never faulted, no token needed) -> authentication (bearer
+ * token or TLS client certificate, 401 otherwise) -> fault injection (scripted
+ * Nth-request faults, drops, random 429/500/503, latency) -> the store ->
+ * stats -> the answer (or, for a drop-after fault, no answer at all).
  */
 #include "sim.h"
 
+#include <gnutls/gnutls.h>
 #include <microhttpd.h>
 #include <netdb.h>
 #include <poll.h>
@@ -37,7 +39,7 @@ typedef struct {
     long combo[V_COUNT][P_COUNT][600];
     long del_removed, del_marked, del_noop, del_not_found, del_rejected;
     long fault_codes[600];
-    long dropped, failnth_fired, delayed;
+    long dropped, dropped_after, failnth_fired, delayed;
 } stats;
 
 struct ks_server {
@@ -89,7 +91,8 @@ int ks_failnth_parse(const char *spec, ks_failnth *out, char **err)
     long n;
     memset(out, 0, sizeof *out);
     if (sscanf(spec, "%15[^:]:%ld:%15s", verb, &n, code) != 3 || n < 1) {
-        *err = ks_xstrdup("want VERB:N:CODE, e.g. delete:3:500 or patch:1:drop");
+        *err = ks_xstrdup("want VERB:N:CODE, e.g. delete:3:500, patch:1:drop or "
+                          "delete:1:drop-after");
         return -1;
     }
     int ok = !strcmp(verb, "any");
@@ -102,11 +105,14 @@ int ks_failnth_parse(const char *spec, ks_failnth *out, char **err)
     }
     if (!strcmp(code, "drop")) {
         out->code = 0;
+    } else if (!strcmp(code, "drop-after")) {
+        out->code = 0;
+        out->after = 1;
     } else {
         char *end;
         long c = strtol(code, &end, 10);
         if (*end || c < 400 || c > 599) {
-            *err = ks_xstrdup("code must be 400-599 or drop");
+            *err = ks_xstrdup("code must be 400-599, drop or drop-after");
             return -1;
         }
         out->code = (int)c;
@@ -130,6 +136,7 @@ static cJSON *faults_json(ks_server *srv)
         cJSON_AddItemToArray(codes, cJSON_CreateNumber(f->error_codes[i]));
     cJSON_AddNumberToObject(o, "retry_after", f->retry_after);
     cJSON_AddNumberToObject(o, "drop_rate", f->drop_rate);
+    cJSON_AddNumberToObject(o, "drop_after_rate", f->drop_after_rate);
     cJSON_AddNumberToObject(o, "continue_ttl", ks_store_continue_ttl(srv->store));
     cJSON *fn = cJSON_AddArrayToObject(o, "fail_nth");
     for (int i = 0; i < srv->cfg.n_failnth; i++) {
@@ -140,7 +147,7 @@ static cJSON *faults_json(ks_server *srv)
         if (r->code)
             cJSON_AddNumberToObject(e, "code", r->code);
         else
-            cJSON_AddStringToObject(e, "code", "drop");
+            cJSON_AddStringToObject(e, "code", r->after ? "drop-after" : "drop");
         cJSON_AddNumberToObject(e, "seen", (double)r->seen);
         cJSON_AddBoolToObject(e, "fired", r->fired);
         cJSON_AddItemToArray(fn, e);
@@ -178,9 +185,9 @@ static int set_faults(ks_server *srv, const char *body, size_t n, char **err)
         *err = ks_xstrdup("want a JSON object");
         goto out;
     }
-    static const char *const known[] = {"latency_ms",   "jitter_ms",   "error_rate",
-                                        "error_codes",  "retry_after", "drop_rate",
-                                        "continue_ttl", "fail_nth",    NULL};
+    static const char *const known[] = {
+        "latency_ms", "jitter_ms",       "error_rate",   "error_codes", "retry_after",
+        "drop_rate",  "drop_after_rate", "continue_ttl", "fail_nth",    NULL};
     const cJSON *it;
     cJSON_ArrayForEach(it, o)
     {
@@ -219,6 +226,10 @@ static int set_faults(ks_server *srv, const char *body, size_t n, char **err)
         goto out;
     else if (cJSON_GetObjectItemCaseSensitive(o, "drop_rate"))
         f.drop_rate = v;
+    if (num_field(o, "drop_after_rate", 0, 100, &v, err) < 0)
+        goto out;
+    else if (cJSON_GetObjectItemCaseSensitive(o, "drop_after_rate"))
+        f.drop_after_rate = v;
     if (num_field(o, "retry_after", 0, 3600, &v, err) < 0)
         goto out;
     else if (cJSON_GetObjectItemCaseSensitive(o, "retry_after"))
@@ -344,6 +355,7 @@ static char *stats_json(ks_server *srv)
             cJSON_AddNumberToObject(fe, k, (double)s->fault_codes[i]);
         }
     cJSON_AddNumberToObject(f, "dropped", (double)s->dropped);
+    cJSON_AddNumberToObject(f, "dropped_after", (double)s->dropped_after);
     cJSON_AddNumberToObject(f, "fail_nth", (double)s->failnth_fired);
     cJSON_AddNumberToObject(f, "delayed", (double)s->delayed);
     pthread_mutex_unlock(&srv->mu);
@@ -374,6 +386,7 @@ static enum MHD_Result handle_sim(ks_server *srv, struct MHD_Connection *c, cons
             pthread_mutex_lock(&srv->mu);
             srv->cfg.faults.latency_ms = srv->cfg.faults.jitter_ms = 0;
             srv->cfg.faults.error_rate = srv->cfg.faults.drop_rate = 0;
+            srv->cfg.faults.drop_after_rate = 0;
             srv->cfg.n_failnth = 0;
             pthread_mutex_unlock(&srv->mu);
         }
@@ -655,7 +668,10 @@ static void count(ks_server *srv, int verb, int pkind, int code, const ks_result
     pthread_mutex_unlock(&srv->mu);
 }
 
-typedef enum { F_NONE, F_DROP, F_ERROR } fault_kind;
+/* F_DROP_AFTER: the request is done (a write is applied), then the
+ * connection closes without the answer, as when a network or a proxy fails
+ * between the apiserver's commit and the client */
+typedef enum { F_NONE, F_DROP, F_DROP_AFTER, F_ERROR } fault_kind;
 
 /* decides the fault for this request (under the lock); sleeps outside it */
 static fault_kind pick_fault(ks_server *srv, int verb, int *code, int *retry_after)
@@ -672,7 +688,7 @@ static fault_kind pick_fault(ks_server *srv, int verb, int *code, int *retry_aft
             r->fired = 1;
             srv->st.failnth_fired++;
             if (fk == F_NONE) {
-                fk = r->code ? F_ERROR : F_DROP;
+                fk = r->code ? F_ERROR : r->after ? F_DROP_AFTER : F_DROP;
                 *code = r->code;
             }
         }
@@ -680,6 +696,9 @@ static fault_kind pick_fault(ks_server *srv, int verb, int *code, int *retry_aft
     double roll = (double)(ks_rand() % 1000000) / 10000.0;
     if (fk == F_NONE && cfg->faults.drop_rate > 0 && roll < cfg->faults.drop_rate)
         fk = F_DROP;
+    roll = (double)(ks_rand() % 1000000) / 10000.0;
+    if (fk == F_NONE && cfg->faults.drop_after_rate > 0 && roll < cfg->faults.drop_after_rate)
+        fk = F_DROP_AFTER;
     roll = (double)(ks_rand() % 1000000) / 10000.0;
     if (fk == F_NONE && cfg->faults.error_rate > 0 && roll < cfg->faults.error_rate) {
         fk = F_ERROR;
@@ -689,6 +708,8 @@ static fault_kind pick_fault(ks_server *srv, int verb, int *code, int *retry_aft
     *retry_after = cfg->faults.retry_after;
     if (fk == F_DROP)
         srv->st.dropped++;
+    if (fk == F_DROP_AFTER)
+        srv->st.dropped_after++;
     if (fk == F_ERROR)
         srv->st.fault_codes[*code]++;
     if (cfg->faults.latency_ms > 0 || cfg->faults.jitter_ms > 0) {
@@ -729,6 +750,76 @@ static enum MHD_Result fault_reply(struct MHD_Connection *c, int code, int retry
     char msg[64];
     snprintf(msg, sizeof msg, "kube-sim: injected fault %d", code);
     return reply(c, code, status_simple(code, "InternalError", msg), NULL, 0);
+}
+
+/* Counts the request and sends its answer, or, when lose is set (a
+ * drop-after fault), closes the connection without one: what was done stays
+ * done and is counted as such, under code 0. */
+static enum MHD_Result answer(ks_server *srv, struct MHD_Connection *c, int lose, int verb,
+                              int pkind, int code, const ks_result *res, char *body,
+                              const char *ctype)
+{
+    count(srv, verb, pkind, lose ? 0 : code, res);
+    if (lose) {
+        free(body);
+        return MHD_NO;
+    }
+    return reply(c, code, body, ctype, 0);
+}
+
+/* A connection's client certificate, checked once: the TLS session does not
+ * change while the connection lives (no renegotiation). */
+typedef struct {
+    int verdict; /* 0: not checked yet, 1: signed by --client-ca, -1: not */
+} conn_tls;
+
+static void on_connection(void *cls, struct MHD_Connection *c, void **socket_context,
+                          enum MHD_ConnectionNotificationCode code)
+{
+    (void)cls;
+    (void)c;
+    if (code == MHD_CONNECTION_NOTIFY_STARTED) {
+        *socket_context = calloc(1, sizeof(conn_tls));
+        if (!*socket_context)
+            abort();
+    } else {
+        free(*socket_context);
+        *socket_context = NULL;
+    }
+}
+
+/* 1 when the connection presented a certificate that chains to --client-ca
+ * (signature, validity period, key usage: gnutls_certificate_verify_peers2) */
+static int client_cert_ok(ks_server *srv, struct MHD_Connection *c)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    conn_tls *ct = ci ? ci->socket_context : NULL;
+    if (ct && ct->verdict)
+        return ct->verdict > 0;
+    const union MHD_ConnectionInfo *ti =
+        MHD_get_connection_info(c, MHD_CONNECTION_INFO_GNUTLS_SESSION);
+    gnutls_session_t tls = ti ? (gnutls_session_t)ti->tls_session : NULL;
+    unsigned status = 0;
+    int grc = tls ? gnutls_certificate_verify_peers2(tls, &status) : GNUTLS_E_INVALID_SESSION;
+    int ok = grc == 0 && status == 0;
+    if (!ok && srv->cfg.verbose) {
+        gnutls_datum_t why = {0};
+        if (grc == 0 &&
+            gnutls_certificate_verification_status_print(status, GNUTLS_CRT_X509, &why, 0) == 0) {
+            char *r = (char *)why.data;
+            size_t n = strlen(r);
+            while (n && r[n - 1] == ' ')
+                r[--n] = '\0';
+            ks_log("info", "client certificate refused", "reason=\"%s\"", r);
+            gnutls_free(why.data);
+        } else {
+            ks_log("info", "client certificate refused", "reason=\"%s\"", gnutls_strerror(grc));
+        }
+    }
+    if (ct)
+        ct->verdict = ok ? 1 : -1;
+    return ok;
 }
 
 static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *url,
@@ -787,9 +878,13 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
     const char *disc = is_get ? discovery(url) : NULL;
     int pkind = disc ? P_DISCOVERY : rt.pkind;
 
-    if (srv->cfg.token) {
+    if (srv->cfg.token || srv->cfg.client_ca) {
+        /* like the apiserver's union of authenticators: either one admits */
         const char *auth = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization");
-        int ok = auth && !strncmp(auth, "Bearer ", 7) && !strcmp(auth + 7, srv->cfg.token);
+        int ok = srv->cfg.token && auth && !strncmp(auth, "Bearer ", 7) &&
+                 !strcmp(auth + 7, srv->cfg.token);
+        if (!ok && srv->cfg.client_ca)
+            ok = client_cert_ok(srv, c);
         if (!ok) {
             count(srv, verb, pkind, 401, NULL);
             return reply(c, 401, status_simple(401, "Unauthorized", "Unauthorized"), NULL, 0);
@@ -806,49 +901,42 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
         count(srv, verb, pkind, fcode, NULL);
         return fault_reply(c, fcode, retry_after);
     }
+    int lose = fk == F_DROP_AFTER;
 
-    if (cc->too_large) {
-        count(srv, verb, pkind, 413, NULL);
-        return reply(c, 413,
-                     status_simple(413, "RequestEntityTooLarge",
-                                   "Request entity too large: limit is 3145728"),
-                     NULL, 0);
-    }
+    if (cc->too_large)
+        return answer(srv, c, lose, verb, pkind, 413, NULL,
+                      status_simple(413, "RequestEntityTooLarge",
+                                    "Request entity too large: limit is 3145728"),
+                      NULL);
 
-    if (disc) {
-        count(srv, verb, pkind, 200, NULL);
-        return reply(c, 200, ks_xstrdup(disc), NULL, 0);
-    }
-    if (!strcmp(url, "/healthz") || !strcmp(url, "/livez") || !strcmp(url, "/readyz")) {
-        count(srv, verb, P_OTHER, 200, NULL);
-        return reply(c, 200, ks_xstrdup("ok"), "text/plain; charset=utf-8", 0);
-    }
+    if (disc)
+        return answer(srv, c, lose, verb, pkind, 200, NULL, ks_xstrdup(disc), NULL);
+    if (!strcmp(url, "/healthz") || !strcmp(url, "/livez") || !strcmp(url, "/readyz"))
+        return answer(srv, c, lose, verb, P_OTHER, 200, NULL, ks_xstrdup("ok"),
+                      "text/plain; charset=utf-8");
     if (!rt.ok) {
-        count(srv, verb, P_OTHER, 404, NULL);
         if (!strncmp(url, "/api/", 5) || !strncmp(url, "/apis/", 6))
-            return reply(c, 404,
-                         ks_status_json(404, "NotFound",
-                                        "the server could not find the requested resource",
-                                        &(ks_details){0}),
-                         NULL, 0);
-        return reply(c, 404, ks_xstrdup("404 page not found\n"), "text/plain; charset=utf-8", 0);
+            return answer(srv, c, lose, verb, P_OTHER, 404, NULL,
+                          ks_status_json(404, "NotFound",
+                                         "the server could not find the requested resource",
+                                         &(ks_details){0}),
+                          NULL);
+        return answer(srv, c, lose, verb, P_OTHER, 404, NULL, ks_xstrdup("404 page not found\n"),
+                      "text/plain; charset=utf-8");
     }
     if (rt.pkind == P_NAMESPACES) {
-        if (!is_get) {
-            count(srv, verb, pkind, 405, NULL);
-            return reply(c, 405,
-                         status_simple(405, "MethodNotAllowed",
-                                       "the server does not allow this method on the requested "
-                                       "resource"),
-                         NULL, 0);
-        }
+        if (!is_get)
+            return answer(srv, c, lose, verb, pkind, 405, NULL,
+                          status_simple(405, "MethodNotAllowed",
+                                        "the server does not allow this method on the requested "
+                                        "resource"),
+                          NULL);
         char body[700];
         snprintf(body, sizeof body,
                  "{\"kind\":\"Namespace\",\"apiVersion\":\"v1\",\"metadata\":{\"name\":\"%s\"},"
                  "\"spec\":{\"finalizers\":[\"kubernetes\"]},\"status\":{\"phase\":\"Active\"}}",
                  rt.ns);
-        count(srv, verb, pkind, 200, NULL);
-        return reply(c, 200, ks_xstrdup(body), NULL, 0);
+        return answer(srv, c, lose, verb, pkind, 200, NULL, ks_xstrdup(body), NULL);
     }
 
     const char *dry = arg(c, "dryRun");
@@ -885,6 +973,11 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
     case V_WATCH: {
         ks_watch *w = NULL;
         if (ks_watch_open(srv->store, &req, &w, &res) == 0) {
+            if (lose) {
+                ks_watch_close(w);
+                count(srv, verb, pkind, 0, NULL);
+                return MHD_NO;
+            }
             watch_ctx *wc = calloc(1, sizeof *wc);
             if (!wc)
                 abort();
@@ -938,18 +1031,16 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
     default:
         allowed = 0;
     }
-    if (!allowed) {
-        count(srv, verb, pkind, 405, NULL);
-        return reply(
-            c, 405,
+    if (!allowed)
+        return answer(
+            srv, c, lose, verb, pkind, 405, NULL,
             status_simple(405, "MethodNotAllowed",
                           "the server does not allow this method on the requested resource"),
-            NULL, 0);
-    }
-    count(srv, verb, pkind, res.code, &res);
+            NULL);
     if (srv->cfg.verbose)
-        ks_log("info", "response", "method=%s path=\"%s\" code=%d", method, url, res.code);
-    return reply(c, res.code, res.body, NULL, 0);
+        ks_log("info", lose ? "answer lost" : "response", "method=%s path=\"%s\" code=%d", method,
+               url, res.code);
+    return answer(srv, c, lose, verb, pkind, res.code, &res, res.body, NULL);
 }
 
 static void completed(void *cls, struct MHD_Connection *c, void **con_cls,
@@ -1032,6 +1123,12 @@ ks_server *ks_server_start(const ks_config *cfg, ks_store *store, char **err)
         {MHD_OPTION_EXTERNAL_LOGGER, (intptr_t)mhd_log, NULL},
         {cfg->tls_cert ? MHD_OPTION_HTTPS_MEM_CERT : MHD_OPTION_END, 0, (void *)cfg->tls_cert},
         {cfg->tls_key ? MHD_OPTION_HTTPS_MEM_KEY : MHD_OPTION_END, 0, (void *)cfg->tls_key},
+        /* a trust list makes libmicrohttpd ask for (not require) a client
+         * certificate; client_cert_ok() judges it once per connection. The
+         * first MHD_OPTION_END ends the list: cert -> key -> trust. */
+        {cfg->client_ca ? MHD_OPTION_HTTPS_MEM_TRUST : MHD_OPTION_END, 0, (void *)cfg->client_ca},
+        {cfg->client_ca ? MHD_OPTION_NOTIFY_CONNECTION : MHD_OPTION_END, (intptr_t)on_connection,
+         NULL},
         {MHD_OPTION_END, 0, NULL},
     };
     srv->d = MHD_start_daemon(flags, (uint16_t)cfg->port, NULL, NULL, handler, srv,

@@ -14,7 +14,7 @@
 
 static const char usage[] =
     "usage: kube-sim [--listen HOST:PORT] [--token T] [--tls-cert FILE --tls-key FILE]\n"
-    "                [--seed FILE] [fault flags] [--verbose]\n"
+    "                [--client-ca FILE] [--seed FILE] [fault flags] [--verbose]\n"
     "\n"
     "A local Kubernetes API server for tests, demos and benchmarks. It serves\n"
     "core/v1 pods (with the status subresource) and coordination.k8s.io/v1 leases\n"
@@ -29,6 +29,9 @@ static const char usage[] =
     "                         /_sim/ endpoints never need it\n"
     "  --tls-cert FILE        serve HTTPS with this PEM certificate ...\n"
     "  --tls-key FILE         ... and this PEM private key (both or neither)\n"
+    "  --client-ca FILE       (with TLS) ask for a client certificate and admit one\n"
+    "                         signed by a CA of this PEM bundle; with --token as well,\n"
+    "                         either admits a request; without one of them: 401\n"
     "  --seed FILE            load pods at start: a PodList or a JSON array of pods\n"
     "                         (namespace defaults to 'default'; status is kept)\n"
     "\n"
@@ -42,11 +45,14 @@ static const char usage[] =
     "                         Retry-After, others are Status objects\n"
     "  --retry-after S        the Retry-After value in seconds (default 1)\n"
     "  --drop-rate PCT        close PCT% of connections without a reply\n"
+    "  --drop-after-rate PCT  do PCT% of requests (a write is applied), then close the\n"
+    "                         connection without a reply: the answer is lost\n"
     "  --continue-ttl S       continue tokens expire S seconds after they were last\n"
     "                         handed out (default 300): 410 Expired afterwards\n"
     "  --fail-nth VERB:N:CODE answer the Nth request of VERB (get, list, watch,\n"
     "                         create, update, patch, delete, any) with CODE (400-599)\n"
-    "                         or 'drop'; once; repeatable\n"
+    "                         or 'drop' (no reply) or 'drop-after' (applied, then no\n"
+    "                         reply); once; repeatable\n"
     "\n"
     "  --verbose              log every request\n"
     "  --help                 this text\n"
@@ -123,6 +129,8 @@ int main(int argc, char **argv)
         O_CODES,
         O_RA,
         O_DROP,
+        O_DROPAFTER,
+        O_CLIENTCA,
         O_TTL,
         O_NTH,
         O_VERBOSE,
@@ -141,6 +149,8 @@ int main(int argc, char **argv)
         {"error-codes", required_argument, 0, O_CODES},
         {"retry-after", required_argument, 0, O_RA},
         {"drop-rate", required_argument, 0, O_DROP},
+        {"drop-after-rate", required_argument, 0, O_DROPAFTER},
+        {"client-ca", required_argument, 0, O_CLIENTCA},
         {"continue-ttl", required_argument, 0, O_TTL},
         {"fail-nth", required_argument, 0, O_NTH},
         {"port-file", required_argument, 0, O_PORTFILE},
@@ -150,10 +160,11 @@ int main(int argc, char **argv)
     };
     ks_config cfg = {0};
     const char *listen = "127.0.0.1:8080", *cert = NULL, *key = NULL, *seed = NULL;
+    const char *client_ca = NULL;
     const char *port_file = NULL;
     char host[256];
     int ttl = 300, jitter_set = 0, rc = 0;
-    char *err = NULL, *cert_pem = NULL, *key_pem = NULL, *seed_json = NULL;
+    char *err = NULL, *cert_pem = NULL, *key_pem = NULL, *ca_pem = NULL, *seed_json = NULL;
     ks_store *store = NULL;
     ks_server *srv = NULL;
     double v;
@@ -181,6 +192,9 @@ int main(int argc, char **argv)
         case O_KEY:
             key = optarg;
             break;
+        case O_CLIENTCA:
+            client_ca = optarg;
+            break;
         case O_SEED:
             seed = optarg;
             break;
@@ -207,6 +221,11 @@ int main(int argc, char **argv)
             if (parse_num(optarg, 0, 100, &v))
                 return bad_flag("--drop-rate wants a percentage 0..100", optarg);
             cfg.faults.drop_rate = v;
+            break;
+        case O_DROPAFTER:
+            if (parse_num(optarg, 0, 100, &v))
+                return bad_flag("--drop-after-rate wants a percentage 0..100", optarg);
+            cfg.faults.drop_after_rate = v;
             break;
         case O_RA:
             if (parse_num(optarg, 0, 3600, &v))
@@ -264,6 +283,8 @@ int main(int argc, char **argv)
         return bad_flag("unexpected argument", argv[optind]);
     if (!!cert != !!key)
         return bad_flag("--tls-cert and --tls-key go together", NULL);
+    if (client_ca && !cert)
+        return bad_flag("--client-ca needs TLS (--tls-cert and --tls-key)", NULL);
     if (!jitter_set)
         cfg.faults.jitter_ms = cfg.faults.latency_ms / 2;
 
@@ -290,6 +311,19 @@ int main(int argc, char **argv)
         }
         cfg.tls_cert = cert_pem;
         cfg.tls_key = key_pem;
+    }
+    if (client_ca) {
+        if (!(ca_pem = read_file(client_ca, &len, &err))) {
+            fprintf(stderr, "kube-sim: %s\n", err);
+            rc = 1;
+            goto out;
+        }
+        if (!strstr(ca_pem, "-----BEGIN CERTIFICATE-----")) {
+            fprintf(stderr, "kube-sim: --client-ca '%s': no PEM certificate in it\n", client_ca);
+            rc = 1;
+            goto out;
+        }
+        cfg.client_ca = ca_pem;
     }
 
     store = ks_store_new();
@@ -324,7 +358,10 @@ int main(int argc, char **argv)
     }
     int port = ks_server_port(srv);
     ks_log("info", "listening", "addr=%s:%d tls=%s auth=%s", host, port, cert ? "on" : "off",
-           cfg.token ? "token" : "none");
+           cfg.token && client_ca ? "token,client-cert"
+           : cfg.token            ? "token"
+           : client_ca            ? "client-cert"
+                                  : "none");
     if (port_file) {
         FILE *f = fopen(port_file, "w");
         if (!f || fprintf(f, "%d\n", port) < 0 || fclose(f)) {
@@ -341,6 +378,7 @@ out:
     ks_store_free(store);
     free(cert_pem);
     free(key_pem);
+    free(ca_pem);
     free(seed_json);
     free(err);
     if (!rc)

@@ -203,6 +203,7 @@ typedef struct {
     int jitter_ms;
     double error_rate;
     double drop_rate;
+    double drop_after_rate; /* applied, then the connection closed unanswered */
     int retry_after;
     int error_codes[8];
     int n_error_codes;
@@ -212,7 +213,8 @@ typedef struct {
 typedef struct {
     char verb[16];
     long n;
-    int code; /* 0: drop the connection */
+    int code;  /* 0: drop the connection */
+    int after; /* with code 0: do the request first, then drop (the answer is lost) */
     long seen;
     int fired;
 } ks_failnth;
@@ -223,6 +225,7 @@ typedef struct {
     const char *token;
     const char *tls_cert; /* PEM contents, not paths */
     const char *tls_key;
+    const char *client_ca; /* PEM CA bundle: client certificates it signed authenticate */
     int verbose;
     ks_faults faults;
     ks_failnth failnth[KS_MAX_FAILNTH];
