@@ -21,7 +21,7 @@ for p in "$KUBE_SIM" "$KJOURNALD" "$KJOURNAL"; do
         exit 2
     fi
 done
-for t in curl python3 md5sum; do
+for t in curl python3; do
     command -v "$t" >/dev/null || { echo "demo: '$t' is needed (./quickstart.sh deps)" >&2; exit 2; }
 done
 # Debian's python3 starts fast; a version manager's shim can take a second per call
@@ -51,7 +51,16 @@ W=$(mktemp -d "${TMPDIR:-/tmp}/kjournal-demo.XXXXXX") || exit 2
 JOURNAL=$W/journal.db
 PIDS=()
 FAILED=0
-T0=$(date +%s%3N)
+# Forks are slow on a busy machine: the helpers below set variables instead.
+# tick: NOW = epoch milliseconds; iso MS: ISO = RFC 3339 (UTC) of MS
+tick() {
+    NOW=${EPOCHREALTIME//[!0-9]/}
+    NOW=${NOW:0:13}
+}
+iso() { printf -v ISO '%(%Y-%m-%dT%H:%M:%SZ)T' $(($1 / 1000)); }
+export TZ=UTC # kube-sim's timestamps, the CLI's and ours all read alike
+tick
+T0=$NOW
 
 cleanup() {
     local pid
@@ -75,10 +84,9 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-now_ms() { date +%s%3N; }
-iso() { date -u -d "@$(($1 / 1000))" +%Y-%m-%dT%H:%M:%SZ; }
 stamp() {
-    local e=$(($(now_ms) - T0))
+    tick
+    local e=$((NOW - T0))
     printf '%s[%2d.%ds]%s' "$DIM" $((e / 1000)) $((e % 1000 / 100)) "$OFF"
 }
 say() { printf '  %s %s\n' "$(stamp)" "$*"; }
@@ -114,34 +122,51 @@ free_port() {
 }
 
 # --- Kubernetes: what Kyuubi, Spark, the kubelet and people do to pods --------
-kube() { # METHOD PATH [BODY [CONTENT-TYPE]]: prints the body, fails on HTTP >= 300
+kube() { # METHOD PATH [BODY [CONTENT-TYPE]]: the body in $W/kube.out, fails on HTTP >= 300
     local code
-    code=$(curl -sS -o "$W/kube.out" -w '%{http_code}' -X "$1" \
-        -H "Content-Type: ${4:-application/json}" ${3:+--data "$3"} "$SIM$2") || return 1
-    cat "$W/kube.out"
+    curl -sS -o "$W/kube.out" -w '%{http_code}' -X "$1" -H "Content-Type: ${4:-application/json}" \
+        ${3:+--data "$3"} "$SIM$2" >"$W/kube.code" || return 1
+    read -r code <"$W/kube.code"
     [ "$code" -lt 300 ]
 }
 PODS=/api/v1/namespaces/$NS/pods
-app_id() { printf 'spark-%s' "$(printf %s "$1" | md5sum | cut -c1-32)"; }
+# app_id TAG: APP = a Spark application id, the same for the same tag
+app_id() {
+    local s=$1 h=2166136261 i c k x
+    APP=spark-
+    for ((i = 0; i < ${#s}; i++)); do
+        printf -v c '%d' "'${s:i:1}"
+        h=$((((h ^ c) * 16777619) & 0xffffffff))
+    done
+    for k in 1 2 3 4; do
+        h=$(((h * 2654435761 + k) & 0xffffffff))
+        printf -v x '%08x' "$h"
+        APP+=$x
+    done
+}
 
 # start_engine TAG: spark-submit creates the driver pod, the kubelet runs it
 start_engine() {
     local tag=$1 name=kyuubi-$1-driver
-    kube POST "$PODS" '{"apiVersion":"v1","kind":"Pod","metadata":{"name":"'"$name"'","labels":{"kyuubi-unique-tag":"'"$tag"'","spark-app-selector":"'"$(app_id "$tag")"'","spark-role":"driver"}},"spec":{"nodeName":"node-1","restartPolicy":"Never","terminationGracePeriodSeconds":2,"containers":[{"name":"spark-kubernetes-driver","image":"apache/spark:3.5.3","args":["driver"]}]}}' >/dev/null ||
+    app_id "$tag"
+    tick
+    iso "$NOW"
+    kube POST "$PODS" '{"apiVersion":"v1","kind":"Pod","metadata":{"name":"'"$name"'","labels":{"kyuubi-unique-tag":"'"$tag"'","spark-app-selector":"'"$APP"'","spark-role":"driver"}},"spec":{"nodeName":"node-1","restartPolicy":"Never","terminationGracePeriodSeconds":2,"containers":[{"name":"spark-kubernetes-driver","image":"apache/spark:3.5.3","args":["driver"]}]}}' ||
         die "cannot create pod $name: $(cat "$W/kube.out")"
-    kube PATCH "$PODS/$name/status" '{"status":{"phase":"Running","containerStatuses":[{"name":"spark-kubernetes-driver","ready":true,"restartCount":0,"image":"apache/spark:3.5.3","imageID":"","state":{"running":{"startedAt":"'"$(iso "$(now_ms)")"'"}}}]}}' \
+    kube PATCH "$PODS/$name/status" '{"status":{"phase":"Running","containerStatuses":[{"name":"spark-kubernetes-driver","ready":true,"restartCount":0,"image":"apache/spark:3.5.3","imageID":"","state":{"running":{"startedAt":"'"$ISO"'"}}}]}}' \
         application/merge-patch+json >/dev/null || die "cannot start pod $name: $(cat "$W/kube.out")"
 }
 # engine_ends NAME PHASE FINISHED_MS: the driver container exits
 engine_ends() {
     local code=1 reason=Error
     [ "$2" = Succeeded ] && code=0 reason=Completed
-    kube PATCH "$PODS/$1/status" '{"status":{"phase":"'"$2"'","containerStatuses":[{"name":"spark-kubernetes-driver","ready":false,"restartCount":0,"image":"apache/spark:3.5.3","imageID":"","state":{"terminated":{"exitCode":'$code',"reason":"'$reason'","finishedAt":"'"$(iso "$3")"'"}}}]}}' \
+    iso "$3"
+    kube PATCH "$PODS/$1/status" '{"status":{"phase":"'"$2"'","containerStatuses":[{"name":"spark-kubernetes-driver","ready":false,"restartCount":0,"image":"apache/spark:3.5.3","imageID":"","state":{"terminated":{"exitCode":'$code',"reason":"'$reason'","finishedAt":"'"$ISO"'"}}}]}}' \
         application/merge-patch+json >/dev/null || die "cannot end pod $1: $(cat "$W/kube.out")"
 }
-pod_has_finalizer() { kube GET "$PODS/$1" 2>/dev/null | grep -q "\"$FIN\""; }
-pod_gone() { ! kube GET "$PODS/$1" >/dev/null 2>&1 && grep -q '"NotFound"' "$W/kube.out"; }
-snapshot() { kube GET "$PODS" >"$1" || die "cannot list pods"; }
+pod_has_finalizer() { kube GET "$PODS/$1" 2>/dev/null && grep -q "\"$FIN\"" "$W/kube.out"; }
+pod_gone() { ! kube GET "$PODS/$1" 2>/dev/null && grep -q '"NotFound"' "$W/kube.out"; }
+snapshot() { kube GET "$PODS" && mv "$W/kube.out" "$1" || die "cannot list pods"; }
 
 # --- Kyuubi: its KyuubiSessionEvent posts, as its JSON event logger writes them --
 declare -A START LEVEL SUSER ENGINE
@@ -149,9 +174,11 @@ declare -A START LEVEL SUSER ENGINE
 kyuubi_event() {
     local s=$1 phase=$2 user=${SUSER[$1]} tag=${ENGINE[$1]:-} t opened=-1 end=-1
     local eid='' ename='' eurl='' rsid='' ops=0
-    t=$(now_ms)
+    tick
+    t=$NOW
     if [ "$phase" != created ] && [ -n "$tag" ]; then
-        eid=$(app_id "$tag") rsid=$s opened=$((START[$s] + 1500))
+        app_id "$tag"
+        eid=$APP rsid=$s opened=$((START[$s] + 1500))
         ename=kyuubi_${LEVEL[$1]}_SPARK_SQL_${user}_default_$tag
         [ "${LEVEL[$1]}" = CONNECTION ] && ename=kyuubi_CONNECTION_SPARK_SQL_${user}_$tag
         eurl=http://${eid:6:16}-driver-svc.$NS.svc:4040
@@ -165,15 +192,16 @@ kyuubi_event() {
 EVENTS_SENT=0
 # publish FILE: Kyuubi server A's event handler posts and waits for the acks
 publish() {
-    local n
-    n=$(grep -c . "$1")
+    local n=0 _l
+    while read -r _l; do n=$((n + 1)); done <"$1"
     "$KJOURNAL" publish --endpoint "$EP" --batch 100 --quiet "$1" >>"$W/publish-a.out" 2>&1 ||
         die "kjournal publish failed: $(tail -n 3 "$W/publish-a.out")"
     EVENTS_SENT=$((EVENTS_SENT + n))
 }
 # session SESSION USER LEVEL [TAG]: a session of USER on engine TAG (share level LEVEL)
 session() {
-    SUSER[$1]=$2 LEVEL[$1]=$3 ENGINE[$1]=${4:-} START[$1]=$(now_ms)
+    tick
+    SUSER[$1]=$2 LEVEL[$1]=$3 ENGINE[$1]=${4:-} START[$1]=$NOW
 }
 # posts FILE PHASE SESSION...: Kyuubi's posts of PHASE for these sessions, into FILE
 posts() {
@@ -338,7 +366,8 @@ session dave-1 dave CONNECTION
 OPEN=(alice-1 alice-2 alice-3 bob-1 carol-1 carol-2 erin-1 frank-1 heidi-1 ivan-1)
 posts "$W/ev" created "${OPEN[@]}" dave-1
 publish "$W/ev"
-DAVE_T=$(now_ms)
+tick
+DAVE_T=$NOW
 for e in alice-1 bob-1 carol-1 erin-1 frank-1 heidi-1 ivan-1; do start_engine $e; done
 posts "$W/ev" opened "${OPEN[@]}"
 publish "$W/ev"
@@ -361,7 +390,8 @@ say "                                    -> alice's engine stays (alice-2 and al
 
 # --- 2. the crash --------------------------------------------------------------
 head1 "2. kjournald is killed (SIGKILL) while Kyuubi server $SERVER_B streams events"
-$PY - "$(now_ms)" "$BURST_SESSIONS" "$SERVER_B" >"$W/burst.jsonl" <<'PY'
+tick
+$PY - "$NOW" "$BURST_SESSIONS" "$SERVER_B" >"$W/burst.jsonl" <<'PY'
 import json, sys
 t, n, inst = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
 for i in range(n):
@@ -394,9 +424,10 @@ else
 fi
 
 say "while kjournald is down:"
-engine_ends kyuubi-erin-1-driver Failed $(($(now_ms) - 10 * 60 * 1000))
+tick
+engine_ends kyuubi-erin-1-driver Failed $((NOW - 10 * 60 * 1000))
 say "  erin's engine fails (finished 10 min ago: as if the outage were longer than the 5m retain period)"
-engine_ends kyuubi-frank-1-driver Failed $(($(now_ms) - 60 * 1000))
+engine_ends kyuubi-frank-1-driver Failed $((NOW - 60 * 1000))
 say "  frank's engine fails (finished 1 min ago); Kyuubi's close posts for erin and frank are lost"
 kube DELETE "$PODS/kyuubi-heidi-1-driver" '{"gracePeriodSeconds":1}' >/dev/null || die "cannot delete heidi's pod"
 say "  someone runs 'kubectl delete pod kyuubi-heidi-1-driver --now': it stays Terminating (our finalizer)"
@@ -407,12 +438,13 @@ LATE1=$!
 PIDS+=("$LATE1")
 say "  alice-2 and ivan-1 close: Kyuubi's publisher retries their posts"
 start_engine olivia-1
-engine_ends kyuubi-olivia-1-driver Succeeded $(($(now_ms) - 60 * 60 * 1000))
+tick
+engine_ends kyuubi-olivia-1-driver Succeeded $((NOW - 60 * 60 * 1000))
 start_engine oscar-1
 say "  orphans appear (their sessions never reached the journal): kyuubi-olivia-1-driver"
 say "  (Succeeded an hour ago) and kyuubi-oscar-1-driver (Running)"
 # dave's engine must be overdue (the submit grace) by the time kjournald is back
-while [ $(($(now_ms) - DAVE_T)) -lt $(((SUBMIT_GRACE_S + 1) * 1000)) ]; do sleep 0.2; done
+while tick && [ $((NOW - DAVE_T)) -lt $(((SUBMIT_GRACE_S + 1) * 1000)) ]; do sleep 0.2; done
 session judy-1 judy CONNECTION judy-1
 kyuubi_event judy-1 created >"$W/late2.jsonl"
 start_engine judy-1
@@ -482,8 +514,9 @@ converged() {
         summary check-sessions "$W/sessions.jsonl" "$W/expect-sessions.tsv" >/dev/null
 }
 CONVERGED=0
-DEADLINE=$(($(now_ms) + 60000))
-while [ "$(now_ms)" -lt "$DEADLINE" ]; do
+tick
+DEADLINE=$((NOW + 60000))
+while tick && [ "$NOW" -lt "$DEADLINE" ]; do
     converged && { CONVERGED=1; break; }
     sleep 0.2
 done
@@ -546,10 +579,11 @@ else
 fi
 
 # A second pass right away changes nothing: kube-sim counts the mutations.
-kube POST /_sim/stats '' >/dev/null
+kube POST /_sim/stats 
 "$KJOURNAL" recover --journal "$JOURNAL" --server "$SIM" "${POLICY[@]}" --quiet >"$W/recover2.out" 2>"$W/recover2.err"
 rc=$?
-MUT=$(kube GET /_sim/stats | $PY -c 'import json,sys; print(json.load(sys.stdin)["mutations"])')
+kube GET /_sim/stats
+MUT=$($PY -c 'import json,sys; print(json.load(sys.stdin)["mutations"])' <"$W/kube.out")
 if [ "$rc" = 0 ] && [ "$MUT" = 0 ]; then
     printf '    a second pass (kjournal recover) right after: 0 mutations in the cluster\n'
 else
@@ -571,7 +605,8 @@ rc=$?
 remove_pid "$KJD"
 [ "$rc" = 0 ] || { FAILED=1; echo "    ${RED}kjournald exited $rc on SIGTERM${OFF}"; }
 
-E=$(($(now_ms) - T0))
+tick
+E=$((NOW - T0))
 if [ "$FAILED" = 0 ]; then
     printf '\n%s%sOK%s: the end state is the one the story expects (%d.%ds)\n' "$B" "$GRN" "$OFF" $((E / 1000)) $((E % 1000 / 100))
     exit 0
