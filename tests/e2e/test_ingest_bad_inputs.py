@@ -2,6 +2,7 @@
 error reply, the journal is unchanged, and kjournald keeps serving."""
 import json
 import os
+import shutil
 
 import ingestlib as L
 import kjtest
@@ -80,3 +81,4 @@ L.check(code == 0, "exit 0 after SIGTERM, got %r" % code)
 rc, out = L.verify(d.journal)
 L.check(rc == 0, "verify: " + out)
 print("ok: %d bad inputs" % len(cases))
+shutil.rmtree(work, ignore_errors=True)  # kept on failure, for a look

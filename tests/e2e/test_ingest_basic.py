@@ -3,6 +3,7 @@ batches, duplicates, the Kyuubi fixtures as they are, ipc:// permissions,
 metrics, kjournal publish, and a clean SIGTERM."""
 import json
 import os
+import shutil
 import stat
 import subprocess
 import urllib.request
@@ -182,3 +183,4 @@ L.check(log and all(l.startswith("ts=") and " level=" in l and " msg=" in l for 
 rc, out = L.verify(d.journal)
 L.check(rc == 0, "verify: " + out)
 print("ok: ingest basic (%s)" % out.strip())
+shutil.rmtree(work, ignore_errors=True)  # kept on failure, for a look

@@ -5,6 +5,7 @@ the journal exactly once, nothing was stored that was not sent, and verify
 passes."""
 import json
 import os
+import shutil
 import random
 import subprocess
 import threading
@@ -108,3 +109,4 @@ rc, out = L.verify(d.journal)
 L.check(rc == 0, "verify: " + out)
 print("ok: %d kills, %d acknowledged, %d stored, all acknowledged present once (%s)"
       % (KILLS, len(acked), len(stored), out.strip()))
+shutil.rmtree(work, ignore_errors=True)  # kept on failure, for a look

@@ -4,6 +4,7 @@ they send reaches the journal. Keys come from 'kjournal keygen' when it is
 built (else pyzmq writes the same format)."""
 import json
 import os
+import shutil
 import stat
 import subprocess
 
@@ -93,3 +94,4 @@ with open(d.log, "rb") as f:
 L.check(server_sec not in log, "the secret key never reaches the log")
 L.check(b"curve allow list loaded" in log and b"keys=1" in log, "one allowed key loaded")
 print("ok: curve")
+shutil.rmtree(work, ignore_errors=True)  # kept on failure, for a look
