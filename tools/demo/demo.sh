@@ -24,6 +24,10 @@ done
 for t in curl python3; do
     command -v "$t" >/dev/null || { echo "demo: '$t' is needed (./quickstart.sh deps)" >&2; exit 2; }
 done
+if [ -z "${EPOCHREALTIME:-}" ]; then
+    echo "demo: bash 5 or newer is needed" >&2
+    exit 2
+fi
 # Debian's python3 starts fast; a version manager's shim can take a second per call
 PY=python3
 [ -x /usr/bin/python3 ] && PY=/usr/bin/python3
@@ -40,17 +44,13 @@ SUBMIT_GRACE_S=5
 POLICY=(--namespace "$NS" --engine-grace 0s --submit-grace "${SUBMIT_GRACE_S}s")
 
 if [ -t 1 ] && [ -z "${NO_COLOR:-}" ]; then
-    B=$'\e[1m' DIM=$'\e[2m' RED=$'\e[31m' GRN=$'\e[32m' YEL=$'\e[33m' CYN=$'\e[36m' OFF=$'\e[0m'
+    B=$'\e[1m' DIM=$'\e[2m' RED=$'\e[31m' GRN=$'\e[32m' OFF=$'\e[0m'
     COLOR=1
 else
-    B='' DIM='' RED='' GRN='' YEL='' CYN='' OFF=''
+    B='' DIM='' RED='' GRN='' OFF=''
     COLOR=0
 fi
 
-W=$(mktemp -d "${TMPDIR:-/tmp}/kjournal-demo.XXXXXX") || exit 2
-JOURNAL=$W/journal.db
-PIDS=()
-FAILED=0
 # Forks are slow on a busy machine: the helpers below set variables instead.
 # tick: NOW = epoch milliseconds; iso MS: ISO = RFC 3339 (UTC) of MS
 tick() {
@@ -62,6 +62,10 @@ export TZ=UTC # kube-sim's timestamps, the CLI's and ours all read alike
 tick
 T0=$NOW
 
+W=$(mktemp -d "${TMPDIR:-/tmp}/kjournal-demo.XXXXXX") || exit 2
+JOURNAL=$W/journal.db
+PIDS=()
+FAILED=0
 cleanup() {
     local pid
     for pid in "${PIDS[@]}"; do
