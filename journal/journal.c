@@ -50,8 +50,8 @@ static const char *const append_sql[ST_COUNT_] = {
     [ST_FIND_SESSION] = "SELECT id, state, user, instance FROM sessions WHERE session_id = ?1",
     [ST_INSERT_SESSION] =
         "INSERT INTO sessions (session_id, state, instance, user, engine_id, engine_tag,"
-        " engine_namespace, created_ms, updated_ms, closed_ms, close_reason, event_count)"
-        " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8, ?9, ?10, 1)",
+        " engine_namespace, created_ms, updated_ms, closed_ms, close_reason, event_count,"
+        " recorded_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8, ?9, ?10, 1, ?11)",
     [ST_UPDATE_SESSION] =
         "UPDATE sessions SET state = ?2,"
         " instance = coalesce(?3, instance), user = coalesce(?4, user),"
@@ -62,7 +62,7 @@ static const char *const append_sql[ST_COUNT_] = {
         "                  ELSE min(closed_ms, ?9) END,"
         " close_reason = CASE WHEN ?9 <> 0 AND (closed_ms = 0 OR ?9 < closed_ms)"
         "                     THEN ?10 ELSE close_reason END,"
-        " event_count = event_count + 1"
+        " event_count = event_count + 1, recorded_ms = max(recorded_ms, ?11)"
         " WHERE id = ?1",
     [ST_INSERT_EVENT] =
         "INSERT INTO events (event_id, session, type, time_ms, recorded_ms, instance, user,"
@@ -509,6 +509,7 @@ static int append_one(kj_journal *j, const kj_event *ev, int64_t now, kj_append_
         sqlite3_bind_int64(st, 8, ev->time_ms);
         sqlite3_bind_int64(st, 9, closed_ms);
         bind_text(st, 10, close_reason);
+        sqlite3_bind_int64(st, 11, now);
         if ((rc = step_done(st)) != SQLITE_OK)
             return rc;
         sid = sqlite3_last_insert_rowid(j->db);
@@ -550,6 +551,7 @@ static int append_one(kj_journal *j, const kj_event *ev, int64_t now, kj_append_
         sqlite3_bind_int64(st, 8, ev->time_ms);
         sqlite3_bind_int64(st, 9, closed_ms);
         bind_text(st, 10, close_reason);
+        sqlite3_bind_int64(st, 11, now);
         if ((rc = step_done(st)) != SQLITE_OK)
             return rc;
     }
@@ -688,7 +690,7 @@ static int64_t v_int(sqlite3_value **v, int i)
 
 #define SESSION_COLUMNS                                                                            \
     "session_id, state, instance, user, engine_id, engine_tag, engine_namespace, created_ms,"      \
-    " updated_ms, closed_ms, close_reason, event_count, id"
+    " updated_ms, closed_ms, close_reason, event_count, id, recorded_ms"
 
 static void row_session(sqlite3_value **v, kj_session *s)
 {
@@ -704,6 +706,7 @@ static void row_session(sqlite3_value **v, kj_session *s)
     s->closed_ms = v_int(v, 9);
     s->close_reason = v_text(v, 10);
     s->event_count = v_int(v, 11);
+    s->recorded_ms = v_int(v, 13);
 }
 
 /* Binds the values every session query shares (?1..?6). */
@@ -1186,13 +1189,15 @@ int kj_journal_verify(kj_journal *j, kj_problem_cb cb, void *ud, int64_t *proble
          "       || s.state || ' disagrees with its events'"
          "  WHEN s.closed_ms <> coalesce(e.cl, 0) THEN 'closed_ms disagrees with its events'"
          "  WHEN s.created_ms <> e.mn OR s.updated_ms <> e.mx THEN 'created/updated times"
-         " disagree with its events' END"
+         " disagree with its events'"
+         "  WHEN s.recorded_ms <> e.rmx THEN 'recorded_ms disagrees with its events' END"
          " FROM sessions s LEFT JOIN (SELECT session, count(*) n, min(time_ms) mn,"
-         "  max(time_ms) mx, min(CASE WHEN type = 2 THEN time_ms END) cl"
+         "  max(time_ms) mx, min(CASE WHEN type = 2 THEN time_ms END) cl, max(recorded_ms) rmx"
          "  FROM events GROUP BY session) e ON e.session = s.id"
          " WHERE e.n IS NULL OR s.event_count <> e.n"
          "  OR s.state <> (CASE WHEN e.cl IS NULL THEN 1 ELSE 2 END)"
-         "  OR s.closed_ms <> coalesce(e.cl, 0) OR s.created_ms <> e.mn OR s.updated_ms <> e.mx"},
+         "  OR s.closed_ms <> coalesce(e.cl, 0) OR s.created_ms <> e.mn OR s.updated_ms <> e.mx"
+         "  OR s.recorded_ms <> e.rmx"},
         {"totals disagree with the journal",
          "SELECT 'count ' || c.dim || '/' || c.key, 'recorded ' || c.open || ' open, '"
          " || c.closed || ' closed; found ' || coalesce(a.open, 0) || ' open, '"

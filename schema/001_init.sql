@@ -3,7 +3,8 @@
 -- events is append-only. The invariants between them (checked by verify):
 -- a session is closed iff it has a close event; event_count, created_ms,
 -- updated_ms and closed_ms are the count, min, max and first close time of
--- its events; counts holds the totals by state, user and instance.
+-- its events, recorded_ms the latest time one was stored; counts holds the
+-- totals by state, user and instance.
 
 PRAGMA application_id = 1263161934; -- 'KJRN'
 
@@ -20,7 +21,8 @@ CREATE TABLE sessions (
     updated_ms       INTEGER NOT NULL,
     closed_ms        INTEGER NOT NULL DEFAULT 0,
     close_reason     TEXT,
-    event_count      INTEGER NOT NULL
+    event_count      INTEGER NOT NULL,
+    recorded_ms      INTEGER NOT NULL  -- when the journal last stored an event of it
 );
 CREATE INDEX sessions_by_created ON sessions (created_ms);
 CREATE INDEX sessions_open ON sessions (created_ms) WHERE state = 1;
