@@ -556,6 +556,14 @@ static int start_attempt(kj_kube *k, op *o, int64_t now, kj_err *err)
     /* Wait for a stream on an existing connection only once the server has
      * shown it multiplexes (HTTP/2): over HTTP/1.1 PIPEWAIT serializes. */
     curl_easy_setopt(e, CURLOPT_PIPEWAIT, k->saw_h2 ? 1L : 0L);
+    /* libcurl sends a request again by itself, whatever its method, when a
+     * reused connection closes before any byte of the answer: right for a
+     * keep-alive connection the server had already dropped, wrong when the
+     * server applied the request and only the answer was lost (a bare patch
+     * applied twice). It never does so on a connection it has just opened,
+     * so a call that is not safe to repeat gets one of its own. */
+    if (!o->retry_conn)
+        curl_easy_setopt(e, CURLOPT_FRESH_CONNECT, 1L);
     curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
     curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING, "");
     curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);

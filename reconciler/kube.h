@@ -68,7 +68,9 @@
  *     must do for a 422 anyway. This holds when the tests guard what the
  *     patch changes, or when applying the patch twice is harmless: the
  *     caller's promise in putting a `test` op in (kjournal's finalizer
- *     patches keep both). A patch without `test` is not repeated. (A DELETE
+ *     patches keep both). A patch without `test` is not repeated, not even
+ *     by libcurl's own resend on a reused connection: such calls go on a new
+ *     connection (one TLS handshake each; kjournal sends few). (A DELETE
  *     with a uid precondition repeated after it was applied answers 404, or
  *     200 again for a pod kept by a finalizer: harmless either way.)
  *   - 401: the token file is read again; if the token changed the request is
