@@ -6,7 +6,9 @@
  * the request count taken from /_sim/stats. Skipped when kube-sim is not built.
  *
  * The certificate is generated here with openssl (EC P-256, CN=localhost,
- * SAN IP:127.0.0.1); a second one plays the wrong CA.
+ * SAN IP:127.0.0.1); a second one plays the wrong CA. For client-certificate
+ * authentication (kube-sim --client-ca, no token) a client CA signs a client
+ * certificate, and another CA signs a foreign one.
  */
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -35,6 +37,7 @@ static struct {
     char bin[1024];
     char dir[128];
     char cert[256], key[256], wrong[256], wrongkey[256], tokfile[256];
+    char client_ca[256], client[256], clientkey[256], foreign[256], foreignkey[256];
     pid_t pid;
     int port;
     char server[64];
@@ -115,7 +118,8 @@ static void sim_stop(void)
     }
 }
 
-/* Starts kube-sim on sim.port (a new one if 0) with token; extra: NULL-terminated args. */
+/* Starts kube-sim on sim.port (a new one if 0) with token (NULL: none);
+ * extra: NULL-terminated args. */
 static void sim_start(const char *token, ...)
 {
     char listen[64], logp[300];
@@ -128,8 +132,10 @@ static void sim_start(const char *token, ...)
     argv[n++] = sim.bin;
     argv[n++] = "--listen";
     argv[n++] = listen;
-    argv[n++] = "--token";
-    argv[n++] = token;
+    if (token) {
+        argv[n++] = "--token";
+        argv[n++] = token;
+    }
     argv[n++] = "--tls-cert";
     argv[n++] = sim.cert;
     argv[n++] = "--tls-key";
@@ -167,6 +173,50 @@ static void sim_start(const char *token, ...)
     fail_msg("kube-sim does not listen on %d", sim.port);
 }
 
+static int run(const char *cmd)
+{
+    return system(cmd) == 0 ? 0 : -1;
+}
+
+/* The client CA and the certificate it signs (clientAuth); another CA and
+ * the foreign certificate it signs. */
+static int make_client_certs(void)
+{
+    char cmd[2048], ca2[256], ca2key[256], cakey[256], ext[256], csr[256];
+    path_in(sim.client_ca, sizeof(sim.client_ca), "client-ca.pem");
+    path_in(cakey, sizeof(cakey), "client-ca-key.pem");
+    path_in(ca2, sizeof(ca2), "other-ca.pem");
+    path_in(ca2key, sizeof(ca2key), "other-ca-key.pem");
+    path_in(sim.client, sizeof(sim.client), "client.pem");
+    path_in(sim.clientkey, sizeof(sim.clientkey), "client-key.pem");
+    path_in(sim.foreign, sizeof(sim.foreign), "foreign.pem");
+    path_in(sim.foreignkey, sizeof(sim.foreignkey), "foreign-key.pem");
+    path_in(ext, sizeof(ext), "client.ext");
+    path_in(csr, sizeof(csr), "client.csr");
+    write_file(ext, "extendedKeyUsage=clientAuth\nkeyUsage=critical,digitalSignature\n");
+    const char *cas[2][3] = {{sim.client_ca, cakey, "client-ca"}, {ca2, ca2key, "other-ca"}};
+    const char *leaves[2][3] = {{sim.client, sim.clientkey, "kjournal"},
+                                {sim.foreign, sim.foreignkey, "intruder"}};
+    for (int i = 0; i < 2; i++) {
+        snprintf(cmd, sizeof(cmd),
+                 "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes "
+                 "-keyout '%s' -out '%s' -days 2 -subj /CN=%s 2>/dev/null",
+                 cas[i][1], cas[i][0], cas[i][2]);
+        if (run(cmd))
+            return -1;
+        snprintf(cmd, sizeof(cmd),
+                 "openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes "
+                 "-keyout '%s' -out '%s' -subj /O=system:masters/CN=%s 2>/dev/null && "
+                 "openssl x509 -req -in '%s' -CA '%s' -CAkey '%s' -set_serial %d -days 2 "
+                 "-extfile '%s' -out '%s' 2>/dev/null",
+                 leaves[i][1], csr, leaves[i][2], csr, cas[i][0], cas[i][1], 1000 + i, ext,
+                 leaves[i][0]);
+        if (run(cmd))
+            return -1;
+    }
+    return 0;
+}
+
 static int group_setup(void **state)
 {
     (void)state;
@@ -195,6 +245,8 @@ static int group_setup(void **state)
         if (system(cmd) != 0)
             return -1;
     }
+    if (make_client_certs() != 0)
+        return -1;
     write_file(sim.tokfile, TOKEN1 "\n");
     unsetenv("KUBECONFIG");
     unsetenv("KUBERNETES_SERVICE_HOST");
@@ -1029,6 +1081,277 @@ static void test_expired_continue(void **state)
     sim_start(TOKEN1, NULL);
 }
 
+/* A client from a kubeconfig whose user is user_yaml (indented under "user:"),
+ * with the server's CA inline. */
+static kj_kube *client_kubeconfig(const char *user_yaml)
+{
+    char kc[300], *text = NULL;
+    char *ca = read_all(sim.cert), *ca64 = b64(ca);
+    size_t n = strlen(user_yaml) + strlen(ca64) + 1024;
+    path_in(kc, sizeof(kc), "kubeconfig-cert");
+    text = malloc(n);
+    snprintf(text, n,
+             "apiVersion: v1\nkind: Config\ncurrent-context: main\nclusters:\n- name: sim\n"
+             "  cluster:\n    server: %s\n    certificate-authority-data: %s\nusers:\n- name: u\n"
+             "  user:\n%scontexts:\n- name: main\n  context: {cluster: sim, user: u, namespace: "
+             "kyuubi}\n",
+             sim.server, ca64, user_yaml);
+    write_file(kc, text);
+    kj_kube_flags f;
+    kj_kube_flags_init(&f);
+    f.kubeconfig = kc;
+    kj_kube_config *cfg;
+    kj_err err = {0};
+    if (kj_kube_config_load(&f, &cfg, &err) < 0)
+        fail_msg("%s", err.msg);
+    kj_kube *k;
+    assert_int_equal(kj_kube_new(cfg, &k, &err), 0);
+    kj_kube_config_free(cfg);
+    unlink(kc);
+    free(text);
+    free(ca);
+    free(ca64);
+    return k;
+}
+
+/* A client from flags with a client certificate and no token. */
+static kj_kube *client_cert_flags(const char *cert, const char *key)
+{
+    kj_kube_flags f;
+    kj_kube_flags_init(&f);
+    f.server = sim.server;
+    f.ca_file = sim.cert;
+    f.client_cert = cert;
+    f.client_key = key;
+    f.namespace_ = "kyuubi";
+    kj_kube_config *cfg;
+    kj_err err = {0};
+    if (kj_kube_config_load(&f, &cfg, &err) < 0)
+        fail_msg("%s", err.msg);
+    kj_kube *k;
+    assert_int_equal(kj_kube_new(cfg, &k, &err), 0);
+    kj_kube_config_free(cfg);
+    return k;
+}
+
+/* kube-sim with --client-ca and no --token: the client authenticates with a
+ * certificate from files (flags, kubeconfig paths) or inline in the
+ * kubeconfig; a certificate from another CA, or none, gets 401: KJ_EAUTH,
+ * one request each. */
+static void test_client_cert(void **state)
+{
+    (void)state;
+    sim_stop();
+    sim_start(NULL, "--client-ca", sim.client_ca, NULL);
+    char *crt = read_all(sim.client), *key = read_all(sim.clientkey);
+    char *crt64 = b64(crt), *key64 = b64(key);
+    size_t un = strlen(crt64) + strlen(key64) + 1024;
+    char *u_paths = malloc(un), *u_data = malloc(un);
+    snprintf(u_paths, un, "    client-certificate: %s\n    client-key: %s\n", sim.client,
+             sim.clientkey);
+    snprintf(u_data, un, "    client-certificate-data: %s\n    client-key-data: %s\n", crt64,
+             key64);
+    kj_kube *ks[3] = {client_cert_flags(sim.client, sim.clientkey), client_kubeconfig(u_paths),
+                      client_kubeconfig(u_data)};
+    const char *what[3] = {"flags", "kubeconfig paths", "kubeconfig inline data"};
+    kj_kube_status st;
+    kj_err err = {0};
+    kj_pod *p = NULL;
+    for (int i = 0; i < 3; i++) {
+        char name[32];
+        snprintf(name, sizeof(name), "cert-%d", i);
+        create_pod(ks[i], name, "cert", NULL, NULL);
+        int rc = kj_kube_get_pod(ks[i], NULL, name, &p, &st, &err);
+        if (rc != 0)
+            fail_msg("client certificate from %s: %d %s", what[i], rc, err.msg);
+        kj_kube_delete_opts d = {.uid = p->uid, .grace_period_s = 0};
+        assert_int_equal(kj_kube_delete_pod(ks[i], NULL, name, &d, NULL, &st, &err), 0);
+        kj_pod_free(p);
+        p = NULL;
+    }
+    assert_int_equal(sim_stat(ks[0], "by_code.401"), 0);
+    assert_int_equal(sim_stat(ks[0], "deletes.removed"), 3);
+    for (int i = 0; i < 3; i++)
+        kj_kube_free(ks[i]);
+
+    /* another CA's certificate; no certificate (and no token) */
+    kj_kube *bad[2] = {client_cert_flags(sim.foreign, sim.foreignkey),
+                       client_cert_flags(NULL, NULL)};
+    for (int i = 0; i < 2; i++) {
+        kj_lease l;
+        assert_int_equal(kj_kube_get_lease(bad[i], NULL, "none", &l, &st, &err), KJ_EAUTH);
+        assert_int_equal(st.http, 401);
+        assert_string_equal(st.reason, "Unauthorized");
+        assert_null(strstr(err.msg, "PRIVATE"));
+    }
+    assert_int_equal(sim_stat(bad[0], "by_code.401"), 2);
+    for (int i = 0; i < 2; i++)
+        kj_kube_free(bad[i]);
+    free(crt);
+    free(key);
+    free(crt64);
+    free(key64);
+    free(u_paths);
+    free(u_data);
+    sim_stop();
+    sim_start(TOKEN1, NULL);
+}
+
+/* The pod's finalizers as one comma-separated string, for comparisons. */
+static void pod_finalizers(kj_kube *k, const char *name, char *out, size_t n)
+{
+    kj_pod *p = NULL;
+    kj_kube_status st;
+    kj_err err = {0};
+    out[0] = '\0';
+    assert_int_equal(kj_kube_get_pod(k, NULL, name, &p, &st, &err), 0);
+    for (size_t i = 0, off = 0; i < p->n_finalizers && off < n; i++)
+        off += (size_t)snprintf(out + off, n - off, "%s%s", i ? "," : "", p->finalizers[i]);
+    kj_pod_free(p);
+}
+
+static void pod_uid(kj_kube *k, const char *name, char *uid, size_t n)
+{
+    kj_pod *p = NULL;
+    kj_kube_status st;
+    kj_err err = {0};
+    assert_int_equal(kj_kube_get_pod(k, NULL, name, &p, &st, &err), 0);
+    snprintf(uid, n, "%s", p->uid);
+    kj_pod_free(p);
+}
+
+/* A stats snapshot for the drop-after checks. */
+typedef struct {
+    long mutations, removed, marked, noop, not_found, lost, requests;
+    uint64_t retries;
+} lost_stats;
+
+static void lost_snapshot(kj_kube *k, lost_stats *s)
+{
+    kj_kube_stats ks;
+    s->mutations = sim_stat(k, "mutations");
+    s->removed = sim_stat(k, "deletes.removed");
+    s->marked = sim_stat(k, "deletes.marked");
+    s->noop = sim_stat(k, "deletes.noop");
+    s->not_found = sim_stat(k, "deletes.not_found");
+    s->lost = sim_stat(k, "faults.dropped_after");
+    s->requests = sim_requests(k);
+    kj_kube_get_stats(k, &ks);
+    s->retries = ks.retries;
+}
+
+/* The answer to a mutation is lost after kube-sim applied it (drop-after):
+ * the client repeats only what is safe to repeat, and the repeat sees the
+ * first attempt's effect, never applies it again. Two paths repeat: the
+ * client's own retry, after a connection it had just opened closed (k1, a
+ * client whose first request this is), and libcurl's resend after a
+ * kept-alive connection closed (k, which has connections open); a call that
+ * is not safe to repeat must escape both. */
+static void test_lost_answers(void **state)
+{
+    (void)state;
+    const char *fin = "kyuubi.apache.org/pod-cleanup";
+    kj_kube *k = client_flags(sim.cert, 0, 4, 0);
+    kj_kube_status st;
+    kj_err err = {0};
+    char uid[64], fins[256], patch[512];
+    lost_stats a, b;
+    delete_all(k);
+    create_pod(k, "lost-del", "lost", NULL, NULL);
+    create_pod(k, "lost-mark", "lost", NULL, "other.io/keep");
+    create_pod(k, "lost-fin", "lost", NULL, "other.io/keep");
+    create_pod(k, "lost-bare", "lost", NULL, "other.io/keep");
+    for (int i = 0; i < 2; i++) {
+        const char *name = i ? "lost-bare" : "lost-fin";
+        snprintf(patch, sizeof(patch),
+                 "[{\"op\":\"add\",\"path\":\"/metadata/finalizers/0\",\"value\":\"%s\"}]", fin);
+        assert_int_equal(kj_kube_patch_pod(k, NULL, name, patch, NULL, &st, &err), 0);
+    }
+
+    /* DELETE with a uid precondition: repeated by the client; the repeat
+     * answers 404, which the caller takes as done */
+    pod_uid(k, "lost-del", uid, sizeof(uid));
+    lost_snapshot(k, &a);
+    faults(k, "{\"fail_nth\":[\"delete:1:drop-after\"]}");
+    kj_kube_delete_opts d = {.uid = uid, .grace_period_s = 0};
+    kj_kube *k1 = client_flags(sim.cert, 0, 4, 0);
+    assert_int_equal(kj_kube_delete_pod(k1, NULL, "lost-del", &d, NULL, &st, &err), KJ_ENOENT);
+    assert_int_equal(st.http, 404);
+    kj_kube_stats s1;
+    kj_kube_get_stats(k1, &s1);
+    assert_int_equal(s1.retries, 1);
+    kj_kube_free(k1);
+    lost_snapshot(k, &b);
+    assert_int_equal(b.lost - a.lost, 1);
+    assert_int_equal(b.removed - a.removed, 1);
+    assert_int_equal(b.not_found - a.not_found, 1);
+    assert_int_equal(b.mutations - a.mutations, 1);
+    assert_int_equal(b.requests - a.requests, 2);
+
+    /* the same on a kept-alive connection, on a pod a finalizer keeps: the
+     * repeat answers 200 and changes nothing */
+    pod_uid(k, "lost-mark", uid, sizeof(uid));
+    lost_snapshot(k, &a);
+    faults(k, "{\"fail_nth\":[\"delete:1:drop-after\"]}");
+    assert_int_equal(kj_kube_delete_pod(k, NULL, "lost-mark", &d, NULL, &st, &err), 0);
+    lost_snapshot(k, &b);
+    assert_int_equal(b.marked - a.marked, 1);
+    assert_int_equal(b.noop - a.noop, 1);
+    assert_int_equal(b.mutations - a.mutations, 1);
+    assert_int_equal(b.requests - a.requests, 2);
+
+    /* JSON Patch removing our finalizer, guarded by test: repeated; the
+     * repeat fails its test (422: KJ_ECONFLICT, the caller re-reads), and
+     * the finalizer behind ours is not removed by a second removal */
+    snprintf(patch, sizeof(patch),
+             "[{\"op\":\"test\",\"path\":\"/metadata/finalizers/0\",\"value\":\"%s\"},"
+             "{\"op\":\"remove\",\"path\":\"/metadata/finalizers/0\"}]",
+             fin);
+    lost_snapshot(k, &a);
+    faults(k, "{\"fail_nth\":[\"patch:1:drop-after\"]}");
+    kj_pod *p = NULL;
+    k1 = client_flags(sim.cert, 0, 4, 0);
+    assert_int_equal(kj_kube_patch_pod(k1, NULL, "lost-fin", patch, &p, &st, &err), KJ_ECONFLICT);
+    assert_int_equal(st.http, 422);
+    assert_null(p);
+    kj_kube_get_stats(k1, &s1);
+    assert_int_equal(s1.retries, 1);
+    kj_kube_free(k1);
+    lost_snapshot(k, &b);
+    assert_int_equal(b.lost - a.lost, 1);
+    assert_int_equal(b.mutations - a.mutations, 1);
+    assert_int_equal(b.requests - a.requests, 2);
+    pod_finalizers(k, "lost-fin", fins, sizeof(fins));
+    assert_string_equal(fins, "other.io/keep");
+
+    /* the same removal without test, from the client with connections open:
+     * not repeated by anyone, KJ_EUNAVAIL; applied once */
+    lost_snapshot(k, &a);
+    faults(k, "{\"fail_nth\":[\"patch:1:drop-after\"]}");
+    assert_int_equal(kj_kube_patch_pod(k, NULL, "lost-bare",
+                                       "[{\"op\":\"remove\",\"path\":\"/metadata/finalizers/0\"}]",
+                                       NULL, &st, &err),
+                     KJ_EUNAVAIL);
+    fprintf(stderr, "lost answer of a bare patch: %s\n", err.msg);
+    lost_snapshot(k, &b);
+    assert_int_equal(b.lost - a.lost, 1);
+    assert_int_equal(b.mutations - a.mutations, 1);
+    assert_int_equal(b.requests - a.requests, 1);
+    assert_int_equal(b.retries - a.retries, 0);
+    pod_finalizers(k, "lost-bare", fins, sizeof(fins));
+    assert_string_equal(fins, "other.io/keep");
+
+    faults(k, "{\"fail_nth\":[]}");
+    const char *left[] = {"lost-mark", "lost-fin", "lost-bare"};
+    for (int i = 0; i < 3; i++) {
+        char path[128];
+        snprintf(path, sizeof(path), "/api/v1/namespaces/kyuubi/pods/%s", left[i]);
+        assert_int_equal(raw(k, "PATCH", path, "{\"metadata\":{\"finalizers\":null}}", NULL), 0);
+    }
+    delete_all(k);
+    kj_kube_free(k);
+}
+
 /* Throughput: many GETs and patches with N in flight. */
 static void test_throughput(void **state)
 {
@@ -1081,11 +1404,16 @@ int main(void)
         cmocka_unit_test_setup(test_in_cluster, need_sim),
         cmocka_unit_test_setup(test_wrong_ca, need_sim),
         cmocka_unit_test_setup(test_token_rotation, need_sim),
+        cmocka_unit_test_setup(test_client_cert, need_sim),
+        cmocka_unit_test_setup(test_lost_answers, need_sim),
         cmocka_unit_test_setup(test_faults, need_sim),
         cmocka_unit_test_setup(test_faults_mutations, need_sim),
         cmocka_unit_test_setup(test_expired_continue, need_sim),
         cmocka_unit_test_setup(test_bulk_deletes, need_sim),
         cmocka_unit_test_setup(test_throughput, need_sim),
     };
+    /* CMOCKA_TEST_FILTER=test_lost_answers runs one test (a glob) */
+    if (getenv("CMOCKA_TEST_FILTER"))
+        cmocka_set_test_filter(getenv("CMOCKA_TEST_FILTER"));
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
