@@ -341,9 +341,16 @@ int kj_plan_missing_engine(int64_t created_ms, int64_t now_ms, const kj_policy *
 
 /* --- the executor ------------------------------------------------------- */
 
-/* A set of strings (tags, application ids and uids seen in the listing). */
+/*
+ * A set of strings (tags, application ids and uids seen in the listing), kept
+ * as 64-bit fingerprints: 8 bytes a string whatever its length, so a pass
+ * over 100,000 pods holds a few MB here. Two strings sharing a fingerprint
+ * (odds around 1e-9 at 200,000 strings) make the set answer "seen" for one it
+ * never saw, which errs on the side of doing nothing: a pod skipped until the
+ * next pass, an open session not closed as engine_missing this time.
+ */
 typedef struct strset {
-    char **slot;
+    uint64_t *slot; /* 0: empty */
     size_t cap, n;
 } strset;
 
@@ -352,7 +359,13 @@ static uint64_t hash_str(const char *s)
     uint64_t h = 1469598103934665603ULL;
     for (; *s; s++)
         h = (h ^ (unsigned char)*s) * 1099511628211ULL;
-    return h;
+    /* splitmix64's finalizer: every bit of h reaches the low bits used as the index */
+    h ^= h >> 30;
+    h *= 0xbf58476d1ce4e5b9ULL;
+    h ^= h >> 27;
+    h *= 0x94d049bb133111ebULL;
+    h ^= h >> 31;
+    return h ? h : 1;
 }
 
 /* Adds s; returns 1 if it was new, 0 if present, KJ_ENOMEM. */
@@ -362,12 +375,12 @@ static int strset_add(strset *set, const char *s)
         return 0;
     if (set->n * 2 >= set->cap) {
         size_t cap = set->cap ? set->cap * 2 : 1024;
-        char **slot = calloc(cap, sizeof *slot);
+        uint64_t *slot = calloc(cap, sizeof *slot);
         if (!slot)
             return KJ_ENOMEM;
         for (size_t i = 0; i < set->cap; i++)
             if (set->slot[i]) {
-                size_t h = hash_str(set->slot[i]) & (cap - 1);
+                size_t h = set->slot[i] & (cap - 1);
                 while (slot[h])
                     h = (h + 1) & (cap - 1);
                 slot[h] = set->slot[i];
@@ -376,12 +389,12 @@ static int strset_add(strset *set, const char *s)
         set->slot = slot;
         set->cap = cap;
     }
-    size_t h = hash_str(s) & (set->cap - 1);
+    uint64_t f = hash_str(s);
+    size_t h = f & (set->cap - 1);
     for (; set->slot[h]; h = (h + 1) & (set->cap - 1))
-        if (!strcmp(set->slot[h], s))
+        if (set->slot[h] == f)
             return 0;
-    if (!(set->slot[h] = strdup(s)))
-        return KJ_ENOMEM;
+    set->slot[h] = f;
     set->n++;
     return 1;
 }
@@ -390,16 +403,15 @@ static int strset_has(const strset *set, const char *s)
 {
     if (!s || !*s || !set->cap)
         return 0;
-    for (size_t h = hash_str(s) & (set->cap - 1); set->slot[h]; h = (h + 1) & (set->cap - 1))
-        if (!strcmp(set->slot[h], s))
+    uint64_t f = hash_str(s);
+    for (size_t h = f & (set->cap - 1); set->slot[h]; h = (h + 1) & (set->cap - 1))
+        if (set->slot[h] == f)
             return 1;
     return 0;
 }
 
 static void strset_free(strset *set)
 {
-    for (size_t i = 0; i < set->cap; i++)
-        free(set->slot[i]);
     free(set->slot);
 }
 
@@ -414,8 +426,14 @@ typedef struct pass {
     size_t n_pending, cap_pending;
     int lists_failed;
     int fatal;
+    int stopping; /* the pass is being cancelled: start nothing new */
     kj_err fatal_err, list_err;
     int64_t next_progress_ms;
+    /* Pod requests handed to the kube client and not done yet, at most
+     * max_submitted; pods with a request to make wait in the backlog
+     * meanwhile (see job_advance). */
+    int submitted, max_submitted;
+    struct job *backlog_head, *backlog_tail;
 } pass;
 
 /* One pod being worked on: a copy of it as last seen, and how far it went. */
@@ -424,6 +442,7 @@ typedef struct job {
     kj_pod *pod;
     kj_step step; /* in flight */
     int steps, rereads;
+    struct job *next; /* in the backlog */
 } job;
 
 static char *dup_or_null(const char *s)
@@ -667,8 +686,44 @@ static void job_submit(job *jb, const kj_step *st)
         kj_err_set(&err, KJ_ENOMEM, "reconciler: cannot queue a request");
         fail_pass(ps, &err);
         job_free(jb);
+    } else {
+        ps->submitted++;
     }
     free(body);
+}
+
+static void backlog_push(pass *ps, job *jb)
+{
+    jb->next = NULL;
+    if (ps->backlog_tail)
+        ps->backlog_tail->next = jb;
+    else
+        ps->backlog_head = jb;
+    ps->backlog_tail = jb;
+}
+
+static void job_advance(job *jb);
+
+/* Takes pods from the backlog while there is room for their requests. */
+static void backlog_drain(pass *ps)
+{
+    while (!ps->fatal && !ps->stopping && ps->backlog_head && ps->submitted < ps->max_submitted) {
+        job *jb = ps->backlog_head;
+        ps->backlog_head = jb->next;
+        if (!ps->backlog_head)
+            ps->backlog_tail = NULL;
+        job_advance(jb);
+    }
+}
+
+static void backlog_free(pass *ps)
+{
+    while (ps->backlog_head) {
+        job *jb = ps->backlog_head;
+        ps->backlog_head = jb->next;
+        job_free(jb);
+    }
+    ps->backlog_tail = NULL;
 }
 
 /* Plans the pod again from the journal as it is now and takes the next step. */
@@ -741,16 +796,35 @@ static void job_advance(job *jb)
             ps->sum->actions_ok++;
             continue;
         }
+        /* The list runs ahead of the mutations. Rather than queue a request
+         * per pod in the kube client (memory in proportion to the cluster,
+         * and a journal check made long before the request goes out), a pod
+         * waits in the backlog and is planned again when its turn comes, so
+         * the check is fresh when the request is sent. */
+        if (ps->submitted >= ps->max_submitted || ps->stopping) {
+            backlog_push(ps, jb);
+            return;
+        }
         job_submit(jb, st);
         return;
     }
     job_free(jb);
 }
 
+static void job_result(job *jb, const kj_kube_result *res);
+
 static void job_done(kj_kube *k, const kj_kube_result *res, void *ud)
 {
     (void)k;
     job *jb = ud;
+    pass *ps = jb->ps;
+    ps->submitted--;
+    job_result(jb, res);
+    backlog_drain(ps);
+}
+
+static void job_result(job *jb, const kj_kube_result *res)
+{
     pass *ps = jb->ps;
     kj_reconcile_summary *sum = ps->sum;
     int http = res->status.http;
@@ -944,6 +1018,10 @@ int kj_reconcile(kj_journal *j, kj_kube *k, const kj_policy *p, const kj_reconci
                  kj_reconcile_summary *sum, kj_err *err)
 {
     pass ps = {.j = j, .k = k, .p = p, .o = o, .sum = sum};
+    /* Enough queued behind the requests in flight that the client never
+     * waits for the next one; few enough that memory does not grow with
+     * the number of pods. */
+    ps.max_submitted = 4 * (p->concurrency > 0 ? p->concurrency : 1) + 16;
     memset(sum, 0, sizeof *sum);
     int rc = 0;
     if (!o->dry_run &&
@@ -974,6 +1052,7 @@ int kj_reconcile(kj_journal *j, kj_kube *k, const kj_policy *p, const kj_reconci
     }
     rc = kj_kube_run(k, o->deadline_ms ? o->deadline_ms : 600000);
     if (rc == KJ_ETIMEDOUT) {
+        ps.stopping = 1;
         kj_kube_cancel(k);
         kj_err_set(err, KJ_ETIMEDOUT, "reconciler: the pass did not finish within its deadline");
         goto out;
@@ -1004,6 +1083,7 @@ out:
         rc = kj_err_set(err, ps.fatal_err.code, "%s", ps.fatal_err.msg);
     strset_free(&ps.seen_engines);
     strset_free(&ps.seen_uids);
+    backlog_free(&ps);
     free(ps.pending);
     return rc;
 }
