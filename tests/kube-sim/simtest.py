@@ -195,4 +195,37 @@ def same_status(got, want, what, message=True):
 
 
 def ok(msg):
-    print("ok: " + msg)
+    print("ok: " + msg, flush=True)
+
+
+def concurrently(*fns):
+    """Runs independent checks (each with its own kube-sim) in threads, and
+    fails as a failing one did: kjtest.check() has printed why."""
+    import threading
+    import traceback
+    failed = []
+
+    def run(fn):
+        try:
+            fn()
+        except SystemExit:
+            failed.append(fn.__name__)
+        except BaseException:
+            traceback.print_exc()
+            failed.append(fn.__name__)
+
+    threads = [threading.Thread(target=run, args=(fn,)) for fn in fns]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    kjtest.check(not failed, "failed: " + ", ".join(failed))
+
+
+def wait_for(cond, timeout=10.0, every=0.05):
+    """Polls cond() until it is true; returns the seconds it took (timeout: fails)."""
+    t0 = time.time()
+    while not cond():
+        kjtest.check(time.time() - t0 < timeout, "still waiting after %.0f s" % timeout)
+        time.sleep(every)
+    return time.time() - t0

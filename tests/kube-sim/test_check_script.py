@@ -6,14 +6,16 @@ import shutil
 import subprocess
 import sys
 
-from simtest import SKIP, Sim, ok
+from simtest import SKIP, Sim, concurrently, ok
 from kjtest import SHARED, check
 
 if not shutil.which("kubectl"):
     print("kubectl not installed: skipping")
     sys.exit(SKIP)
 script = os.path.join(SHARED, "checks", "kube-semantics.sh")
-for tls, token in ((False, None), (True, "t0ken-for-check")):
+
+
+def against(tls, token):
     with Sim(token=token, tls=tls) as sim:
         args = ["bash", script, sim.url] + ([token] if token else [])
         r = subprocess.run(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=100)
@@ -21,3 +23,6 @@ for tls, token in ((False, None), (True, "t0ken-for-check")):
         st = sim.stats()
         check(st["by_code"].get("401", 0) == 0, "no 401 with the right token")
         ok("kube-semantics.sh against %s%s: %s" % (sim.url, " with a token" if token else "", r.stdout.strip()))
+
+
+concurrently(lambda: against(False, None), lambda: against(True, "t0ken-for-check"))

@@ -8,9 +8,9 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
+import threading
 
-from simtest import SKIP, Sim, ok
+from simtest import SKIP, Sim, concurrently, ok, wait_for
 from kjtest import check
 
 KUBECTL = shutil.which("kubectl")
@@ -115,12 +115,18 @@ def flows(sim):
         run(env, "create", "-f", "-", stdin=pod_json("watched", "t5", finalizers=["a.io/x"]))
         w = subprocess.Popen([KUBECTL, "get", "pod", "watched", "-w"], env=env, stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, text=True)
-        time.sleep(1.5)
+        rows = []
+        reader = threading.Thread(target=lambda: rows.extend(iter(w.stdout.readline, "")), daemon=True)
+        reader.start()
+        # each step waits for the row the watch must print, not for a fixed time
+        wait_for(lambda: any("Pending" in r for r in rows), timeout=20)
         run(env, "delete", "pod", "watched", "--wait=false")
+        wait_for(lambda: any("Terminating" in r for r in rows), timeout=20)
         run(env, "patch", "pod", "watched", "--type=merge", "-p", '{"metadata":{"finalizers":null}}')
-        time.sleep(1.5)
         w.terminate()
-        out, _ = w.communicate(timeout=10)
+        w.communicate(timeout=10)
+        reader.join(10)
+        out = "".join(rows)
         check(out.count("Terminating") >= 1 and "Pending" in out, "kubectl get -w: %s" % out)
         # leases
         lease = {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "metadata": {"name": "l1"},
@@ -133,11 +139,19 @@ def flows(sim):
         shutil.rmtree(d, ignore_errors=True)
 
 
-with Sim() as sim:
-    flows(sim)
-    ok("kubectl over plain HTTP: create, get -l, -o json, patch json/merge/strategic, delete, --grace-period=0, finalizer flow")
-with Sim(token="kubectl-token", tls=True) as sim:
-    flows(sim)
-    st = sim.stats()
-    check(st["by_code"].get("401", 0) == 0, "no 401")
+def plain():
+    with Sim() as sim:
+        flows(sim)
+    ok("kubectl over plain HTTP: create, get -l, -o json, patch json/merge/strategic, delete, --grace-period=0, "
+       "finalizer flow")
+
+
+def tls_token():
+    with Sim(token="kubectl-token", tls=True) as sim:
+        flows(sim)
+        st = sim.stats()
+        check(st["by_code"].get("401", 0) == 0, "no 401")
     ok("kubectl over TLS (CA verified) with a token: the same flows")
+
+
+concurrently(plain, tls_token)

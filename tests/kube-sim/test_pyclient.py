@@ -6,7 +6,7 @@ Skipped (77) when the client is not installed."""
 import sys
 import time
 
-from simtest import SKIP, Sim, ok, pod
+from simtest import SKIP, Sim, concurrently, ok, pod
 from kjtest import check
 
 try:
@@ -125,10 +125,17 @@ def flows(sim):
     ac.close()
 
 
-with Sim(seed=seed(40)) as sim:
-    flows(sim)
+def plain():
+    with Sim(seed=seed(40)) as sim:
+        flows(sim)
     ok("python client over plain HTTP: paged list, 410 with fresh token, preconditions, finalizer patch, leases")
-with Sim(seed=seed(40), token="py-token", tls=True) as sim:
-    flows(sim)
-    check(sim.stats()["by_code"].get("401", 0) == 0, "no 401")
+
+
+def tls_token():
+    with Sim(seed=seed(40), token="py-token", tls=True) as sim:
+        flows(sim)
+        check(sim.stats()["by_code"].get("401", 0) == 0, "no 401")
     ok("python client over TLS (CA verified) with a token: the same")
+
+
+concurrently(plain, tls_token)
