@@ -755,6 +755,14 @@ int kj_journal_sessions(kj_journal *j, const kj_session_filter *f, kj_session_cb
         if (!first) {
             sqlite3_bind_int64(st, 7, last_t);
             sqlite3_bind_int64(st, 8, last_id);
+            /* SQLite does not seek an index on a row value: the time range
+             * itself must start at the last row, or every page rescans all
+             * the pages before it. */
+            if (f->reverse)
+                sqlite3_bind_int64(st, 6,
+                                   f->until_ms && f->until_ms <= last_t ? f->until_ms : last_t + 1);
+            else if (last_t > f->since_ms)
+                sqlite3_bind_int64(st, 5, last_t);
         }
         page pg;
         if ((rc = page_fill(j, st, &pg, "sessions", err)))
@@ -879,8 +887,18 @@ static int events_paged(kj_journal *j, const kj_event_filter *f, int by_seq, int
         int src = sqlite3_prepare_v2(j->db, sql, -1, &st, NULL);
         if (src != SQLITE_OK)
             return db_err(j, src, err, "events");
-        sqlite3_bind_int64(st, 1, f->since_ms);
-        sqlite3_bind_int64(st, 2, f->until_ms ? f->until_ms : INT64_MAX);
+        int64_t since = f->since_ms, until = f->until_ms ? f->until_ms : INT64_MAX;
+        /* SQLite does not seek an index on a row value: the time range
+         * itself must start at the last row, or every page rescans all the
+         * pages before it. */
+        if (!by_seq && !first) {
+            if (f->reverse && last_t < until)
+                until = last_t + 1;
+            else if (!f->reverse && last_t > since)
+                since = last_t;
+        }
+        sqlite3_bind_int64(st, 1, since);
+        sqlite3_bind_int64(st, 2, until);
         bind_text(st, 3, f->session_id);
         sqlite3_bind_int64(st, 4, last_s);
         sqlite3_bind_int64(st, 5, last_t);
