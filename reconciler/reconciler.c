@@ -334,9 +334,9 @@ void kj_plan_pod(const kj_pod *pod, const kj_pod_sessions *s, int64_t seen_termi
     }
 }
 
-int kj_plan_missing_engine(int64_t created_ms, int64_t now_ms, const kj_policy *p)
+int kj_plan_missing_engine(int64_t since_ms, int64_t now_ms, const kj_policy *p)
 {
-    return now_ms >= created_ms + p->submit_grace_ms;
+    return now_ms >= since_ms + p->submit_grace_ms;
 }
 
 /* --- the executor ------------------------------------------------------- */
@@ -663,6 +663,14 @@ static char *patch_for(const kj_pod *pod, const kj_step *st, const char *finaliz
     return s;
 }
 
+/* A pod waits for a grace or retain period: the pass after it is due. */
+static void note_due(kj_reconcile_summary *sum, int64_t due_ms)
+{
+    sum->waiting++;
+    if (!sum->next_due_ms || due_ms < sum->next_due_ms)
+        sum->next_due_ms = due_ms;
+}
+
 static void job_submit(job *jb, const kj_step *st)
 {
     pass *ps = jb->ps;
@@ -756,7 +764,7 @@ static void job_advance(job *jb)
             ps->sum->pods_acted_on++;
         if (plan.n == 0) {
             if (plan.due_ms)
-                ps->sum->waiting++;
+                note_due(ps->sum, plan.due_ms);
             break;
         }
         if (ps->o->dry_run) {
@@ -772,7 +780,7 @@ static void job_advance(job *jb)
             record(ps, pod, kj_step_name(st->kind), st->reason, "reported", 0, NULL);
             ps->sum->orphans_reported++;
             if (plan.due_ms)
-                ps->sum->waiting++;
+                note_due(ps->sum, plan.due_ms);
             break;
         }
         if (st->kind == KJ_STEP_CLOSE_SESSIONS) {
@@ -985,7 +993,8 @@ static int find_missing(const kj_session *s, void *ud)
     missing_ctx *m = ud;
     if (!in_scope(m->ps, s->engine_namespace) || strset_has(&m->ps->seen_engines, s->engine_tag) ||
         strset_has(&m->ps->seen_engines, s->engine_id) ||
-        !kj_plan_missing_engine(s->created_ms, m->now, m->ps->p))
+        !kj_plan_missing_engine(s->created_ms > s->recorded_ms ? s->created_ms : s->recorded_ms,
+                                m->now, m->ps->p))
         return 0;
     return collect_open(s, &m->b);
 }

@@ -122,9 +122,10 @@ const char *kj_step_name(kj_step_kind k); /* "close_session", "add_finalizer", .
 /* Terminal since: the latest container finishedAt, else seen_terminal_ms. */
 void kj_plan_pod(const kj_pod *pod, const kj_pod_sessions *sessions, int64_t seen_terminal_ms,
                  int64_t now_ms, const kj_policy *p, kj_plan *out);
-/* 1 when an open session created at created_ms whose engine pod was not
- * found should be closed (engine_missing) at now_ms. */
-int kj_plan_missing_engine(int64_t created_ms, int64_t now_ms, const kj_policy *p);
+/* 1 when an open session whose engine pod was not found should be closed
+ * (engine_missing) at now_ms; since_ms is when the journal last heard of it
+ * (after an outage, Kyuubi's retried "created" may arrive before "opened"). */
+int kj_plan_missing_engine(int64_t since_ms, int64_t now_ms, const kj_policy *p);
 
 /* --- the executor ------------------------------------------------------- */
 
@@ -149,7 +150,8 @@ typedef struct kj_reconcile_summary {
     int64_t finalizers_added, finalizers_released, pods_deleted, sessions_closed;
     int64_t orphans_reported, already_gone, conflicts;
     int64_t actions_ok, actions_failed, planned;
-    int64_t waiting;   /* pods with a step not yet due (retain period, graces) */
+    int64_t waiting;     /* pods with a step not yet due (retain period, graces) */
+    int64_t next_due_ms; /* when the first of those steps is due (epoch ms); 0: none */
     int list_complete; /* every namespace was listed to the end */
 } kj_reconcile_summary;
 

@@ -10,6 +10,8 @@
 /* Past this many queued sessions a full pass is cheaper than one per session. */
 #define QUEUE_MAX 256
 #define RETRY_MS 10000
+/* A pass for a pod whose grace or retain period ran out comes at most this often. */
+#define DUE_MIN_MS 5000
 
 struct kjd_reconciler {
     char *journal_path;
@@ -22,7 +24,15 @@ struct kjd_reconciler {
     char *queue[QUEUE_MAX];
     size_t n_queued;
     int overflow, stopping;
+    int64_t next_due_ms; /* epoch ms: the first waiting step of the passes so far */
 };
+
+/* The pass after one that saw waiting pods comes when the first is due. */
+static void note_due(kjd_reconciler *r, const kj_reconcile_summary *s)
+{
+    if (s->next_due_ms && (!r->next_due_ms || s->next_due_ms < r->next_due_ms))
+        r->next_due_ms = s->next_due_ms;
+}
 
 typedef struct engine_of {
     char tag[KJ_EVENT_FIELD_MAX + 1], app_id[KJ_EVENT_FIELD_MAX + 1];
@@ -62,8 +72,10 @@ static int full_pass(kjd_reconciler *r, kj_journal *j, kj_kube *k, const char *t
         .trigger = trigger, .default_namespace = kj_kube_config_namespace(r->cfg), .progress = 1};
     kj_reconcile_summary s;
     kj_err err = {0};
+    r->next_due_ms = 0; /* a full pass sees every waiting pod again */
     int rc = kj_reconcile(j, k, r->pol, &o, &s, &err);
     log_pass(trigger, NULL, rc, &s, &err);
+    note_due(r, &s);
     return rc;
 }
 
@@ -81,6 +93,7 @@ static void session_pass(kjd_reconciler *r, kj_journal *j, kj_kube *k, const cha
     kj_reconcile_summary s;
     int rc = kj_reconcile(j, k, r->pol, &o, &s, &err);
     log_pass("session", session, rc, &s, &err);
+    note_due(r, &s);
 }
 
 static void *run(void *arg)
@@ -100,6 +113,13 @@ static void *run(void *arg)
     int64_t next_full = kj_mono_ms() + (full_pass(r, j, k, "recovery") ? RETRY_MS : r->resync_ms);
     pthread_mutex_lock(&r->mu);
     while (!r->stopping) {
+        if (r->next_due_ms) {
+            int64_t due = kj_mono_ms() + r->next_due_ms - kj_now_ms();
+            int64_t earliest = kj_mono_ms() + DUE_MIN_MS;
+            due = due < earliest ? earliest : due;
+            if (due < next_full)
+                next_full = due;
+        }
         if (!r->n_queued && !r->overflow) {
             int64_t wait = next_full - kj_mono_ms();
             if (wait > 0) {
