@@ -176,6 +176,8 @@ static int golden(const char *path)
     if (sqlite3_open(path, &db) != SQLITE_OK ||
         sqlite3_exec(db,
                      "UPDATE events SET recorded_ms = time_ms + 250;"
+                     "UPDATE sessions SET recorded_ms = (SELECT max(recorded_ms) FROM events"
+                     " WHERE session = sessions.id);"
                      "UPDATE reconcile_runs SET started_ms = 1795861800000 + id * 600000,"
                      " finished_ms = 1795861800000 + id * 600000 + 1500;"
                      "PRAGMA wal_checkpoint(TRUNCATE)",
