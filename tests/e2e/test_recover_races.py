@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """The recovery pass racing other writers (issue 7). kube-sim logs each
-request as it arrives (--verbose) and then holds it for 300 ms (injected
+request as it arrives (--verbose) and then holds it for 500 ms (injected
 latency); the test follows the log and, inside that window, changes the pod
 the request is about, as another controller or a person would:
 
@@ -25,7 +25,7 @@ import recoverlib as rl  # noqa: E402
 import kjtest  # noqa: E402
 
 OTHER2 = "example.com/backup-controller"
-LATENCY_MS = 300
+LATENCY_MS = 500
 
 
 def request_line(method, name):
