@@ -21,7 +21,7 @@
 #define SPAN_MS (30LL * 24 * 3600 * 1000)
 
 typedef struct strings {
-    char event_id[48], session_id[48], user[16], instance[24], engine_id[32], engine_tag[48];
+    char event_id[64], session_id[48], user[16], instance[24], engine_id[32], engine_tag[64];
     char payload[192];
 } strings;
 
