@@ -444,14 +444,19 @@ class Scenario:
         self.t = now_ms()
         self.pods, self.events = scenario(self.t)
         self.sim = KubeSim(workdir, sim_flags).start()
-        self.sim.seed(self.pods)
-        # the pod being deleted while kjournald was down: our finalizer holds it
-        self.sim.delete("eng-terminating")
-        p = self.sim.pods()[(NS, "eng-terminating")]
-        check(p["metadata"].get("deletionTimestamp"), "setup: eng-terminating is not terminating")
-        self.journal = write_journal(workdir, self.events)
-        self.before = self.sim.pods()
-        self.sim.stats(reset=True)
+        try:
+            self.sim.seed(self.pods)
+            # the pod being deleted while kjournald was down: our finalizer holds it
+            self.sim.delete("eng-terminating")
+            p = self.sim.pods()[(NS, "eng-terminating")]
+            check(p["metadata"].get("deletionTimestamp"),
+                  "setup: eng-terminating is not terminating")
+            self.journal = write_journal(workdir, self.events)
+            self.before = self.sim.pods()
+            self.sim.stats(reset=True)
+        except BaseException:
+            kjtest.stop(self.sim.proc)  # no kube-sim left behind by a failed setup
+            raise
 
     def close(self):
         self.sim.stop()
