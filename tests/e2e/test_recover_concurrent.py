@@ -28,7 +28,13 @@ def one_round(i):
                                                                "50s")
         procs = [subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                   text=True, env=rl.quiet_env(wd)) for _ in range(2)]
-        outs = [p.communicate(timeout=55) for p in procs]
+        try:
+            outs = [p.communicate(timeout=55) for p in procs]
+        finally:
+            for p in procs:
+                if p.poll() is None:
+                    p.kill()
+                    p.wait()
         for n, (p, (out, err)) in enumerate(zip(procs, outs)):
             rl.check(p.returncode == 0, "round %d: pass %d exit %d\n%s\n%s"
                      % (i, n, p.returncode, out[-3000:], err[-3000:]))
