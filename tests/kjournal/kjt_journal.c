@@ -3,6 +3,9 @@
  *
  *   kjt_journal golden PATH   a small journal with fixed events, times, runs and
  *                             actions: every command's golden output reads it
+ *   kjt_journal ties PATH     1,500 sessions in groups of 300 sharing one time,
+ *                             open and close at the same time: pages of
+ *                             KJ_JOURNAL_PAGE rows end in the middle of ties
  *   kjt_journal writer PATH   appends sessions (open, later close) in small
  *                             batches until SIGTERM; prints the batches
  *                             committed on exit
@@ -189,6 +192,52 @@ static int golden(const char *path)
     return 0;
 }
 
+static int ties(const char *path)
+{
+    kj_journal *j;
+    kj_err err = {0};
+    if (kj_journal_open(path, 0, &j, &err) < 0)
+        return die("open", &err);
+    static const char *const users[] = {"alice", "bob", "carol"};
+    for (int b = 0; b < 1500; b += 30) {
+        char ids[60][48];
+        kj_event ev[60];
+        for (int i = 0; i < 30; i++) {
+            int k = b + i;
+            int64_t t = T0 + (int64_t)(k / 300) * MIN;
+            snprintf(ids[2 * i], 48, "t-%04d", k);
+            snprintf(ids[2 * i + 1], 48, "t-%04d-open", k);
+            ev[i] = (kj_event){.event_id = ids[2 * i + 1],
+                               .type = KJ_EVENT_SESSION_OPEN,
+                               .session_id = ids[2 * i],
+                               .user = users[k % 3],
+                               .instance = "kyuubi-0:10009",
+                               .time_ms = t};
+        }
+        char closes[30][48];
+        for (int i = 0; i < 30; i++) {
+            int k = b + i;
+            snprintf(closes[i], 48, "t-%04d-close", k);
+            ev[30 + i] = (kj_event){.event_id = closes[i],
+                                    .type = KJ_EVENT_SESSION_CLOSE,
+                                    .session_id = ids[2 * i],
+                                    .time_ms = T0 + (int64_t)(k / 300) * MIN,
+                                    .reason = "client"};
+        }
+        /* Closes of even sessions only: the others stay open. */
+        kj_event batch[60];
+        size_t n = 0;
+        for (int i = 0; i < 30; i++)
+            batch[n++] = ev[i];
+        for (int i = 0; i < 30; i += 2)
+            batch[n++] = ev[30 + i];
+        if (append(j, batch, n))
+            return 1;
+    }
+    kj_journal_close(j);
+    return 0;
+}
+
 static volatile sig_atomic_t stop;
 
 static void on_term(int sig)
@@ -248,11 +297,13 @@ static int writer(const char *path)
 int main(int argc, char **argv)
 {
     if (argc != 3) {
-        fprintf(stderr, "usage: kjt_journal golden|writer PATH\n");
+        fprintf(stderr, "usage: kjt_journal golden|ties|writer PATH\n");
         return 2;
     }
     if (!strcmp(argv[1], "golden"))
         return golden(argv[2]);
+    if (!strcmp(argv[1], "ties"))
+        return ties(argv[2]);
     if (!strcmp(argv[1], "writer"))
         return writer(argv[2]);
     fprintf(stderr, "kjt_journal: unknown mode '%s'\n", argv[1]);
