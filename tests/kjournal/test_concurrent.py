@@ -170,6 +170,16 @@ def main():
         first = [x["seq"] for x in rows[:10]]
         kjcli.check(first[-1] < seqs[0], "events -f: the first ten come before the new ones")
 
+        # -f whose reader goes away (| head -1): it notices within a poll and
+        # ends quietly, even with no new event to write.
+        head = subprocess.Popen([kjcli.KJOURNAL, "events", "--journal", j, "-f", "-n", "1"],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=kjcli.env())
+        kjcli.check(head.stdout.readline() != b"", "events -f printed its first line")
+        head.stdout.close()
+        kjcli.check(head.wait(10) == 0, "events -f ends cleanly when its reader goes away: %s"
+                    % head.stderr.read())
+        head.stderr.close()
+
         # prune, the one writer, next to the other writer.
         rc, out, err = kjcli.run(["prune", "--older-than", "1ms", "-o", "json"], journal=j)
         kjcli.check(rc == 0 and err == "", "prune while the writer writes: %d %r" % (rc, err))
