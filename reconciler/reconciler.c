@@ -988,13 +988,21 @@ static int in_scope(const pass *ps, const char *ns)
     return 0;
 }
 
+/* Since when a session's engine pod has been missing. Without any engine
+ * known yet, only since the journal last heard of it: after an outage
+ * Kyuubi's retried "created" can arrive well before its "opened". */
+static int64_t missing_since(const kj_session *s)
+{
+    int engine_known = (s->engine_tag && *s->engine_tag) || (s->engine_id && *s->engine_id);
+    return engine_known || s->created_ms > s->recorded_ms ? s->created_ms : s->recorded_ms;
+}
+
 static int find_missing(const kj_session *s, void *ud)
 {
     missing_ctx *m = ud;
     if (!in_scope(m->ps, s->engine_namespace) || strset_has(&m->ps->seen_engines, s->engine_tag) ||
         strset_has(&m->ps->seen_engines, s->engine_id) ||
-        !kj_plan_missing_engine(s->created_ms > s->recorded_ms ? s->created_ms : s->recorded_ms,
-                                m->now, m->ps->p))
+        !kj_plan_missing_engine(missing_since(s), m->now, m->ps->p))
         return 0;
     return collect_open(s, &m->b);
 }

@@ -122,9 +122,9 @@ const char *kj_step_name(kj_step_kind k); /* "close_session", "add_finalizer", .
 /* Terminal since: the latest container finishedAt, else seen_terminal_ms. */
 void kj_plan_pod(const kj_pod *pod, const kj_pod_sessions *sessions, int64_t seen_terminal_ms,
                  int64_t now_ms, const kj_policy *p, kj_plan *out);
-/* 1 when an open session whose engine pod was not found should be closed
- * (engine_missing) at now_ms; since_ms is when the journal last heard of it
- * (after an outage, Kyuubi's retried "created" may arrive before "opened"). */
+/* 1 when an open session whose engine pod was not found since since_ms
+ * should be closed (engine_missing) at now_ms: its creation, or for a
+ * session whose engine is not known yet, when the journal last heard of it. */
 int kj_plan_missing_engine(int64_t since_ms, int64_t now_ms, const kj_policy *p);
 
 /* --- the executor ------------------------------------------------------- */
