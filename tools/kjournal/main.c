@@ -1,15 +1,19 @@
 /* kjournal - the command line: publish events, run recovery, inspect the journal. */
+#include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli.h"
 #include "commands.h"
 
-/* One line per subcommand; each lives in cmd_<name>.c. */
+/* One line per subcommand; each lives in cmd_<name>.c. Those without a
+ * function are the programs kjournal-<name> (see CMakeLists.txt). */
 static const kj_cli_command commands[] = {
-    {"publish", "send JSON events (native or Kyuubi) to kjournald", kj_cmd_publish},
-    {"keygen", "write a CURVE key pair for kjournald or a publisher", kj_cmd_keygen},
-    {"recover", "reconcile the journal against the engine pods (--dry-run: the plan)", kj_cmd_recover},
+    {"publish", "send JSON events (native or Kyuubi) to kjournald", NULL},
+    {"keygen", "write a CURVE key pair for kjournald or a publisher", NULL},
+    {"recover", "reconcile the journal against the engine pods (--dry-run: the plan)", NULL},
     {"sessions", "list sessions (filter by state, user, instance, engine, time)", kj_cmd_sessions},
     {"show", "show a session, its events and the reconcile actions on its pods", kj_cmd_show},
     {"events", "list events by time; -f follows new events", kj_cmd_events},
@@ -31,6 +35,28 @@ static void usage(FILE *out)
     fprintf(out, "\nRun 'kjournal COMMAND --help' for a command's options and examples.\n");
 }
 
+/* Runs kjournal-<name>: next to this program (a build tree, or a relocated
+ * install), else in the libexec directory. Returns only on failure. */
+static int run_program(const char *name, char **argv)
+{
+    char self[PATH_MAX], path[PATH_MAX + 64];
+    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+    if (n > 0) {
+        self[n] = '\0';
+        char *slash = strrchr(self, '/');
+        if (slash) {
+            *slash = '\0';
+            snprintf(path, sizeof path, "%s/kjournal-%s", self, name);
+            execv(path, argv);
+        }
+    }
+    snprintf(path, sizeof path, "%s/kjournal-%s", KJ_LIBEXECDIR, name);
+    execv(path, argv);
+    fprintf(stderr, "kjournal: cannot run kjournal-%s (looked next to kjournal and in %s): %s\n",
+            name, KJ_LIBEXECDIR, strerror(errno));
+    return KJ_EXIT_FAILURE;
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 2) {
@@ -47,7 +73,7 @@ int main(int argc, char **argv)
     }
     for (const kj_cli_command *c = commands; c->name; c++)
         if (!strcmp(argv[1], c->name))
-            return c->run(argc - 1, argv + 1);
+            return c->run ? c->run(argc - 1, argv + 1) : run_program(c->name, argv + 1);
     fprintf(stderr, "kjournal: unknown command '%s'\n", argv[1]);
     usage(stderr);
     return KJ_EXIT_USAGE;
