@@ -15,7 +15,7 @@ import time
 
 BUILD = os.environ.get("KJ_BUILD_DIR", os.path.join(os.path.dirname(__file__), "..", "build"))
 SOURCE = os.environ.get("KJ_SOURCE_DIR", os.path.join(os.path.dirname(__file__), ".."))
-SHARED = os.environ.get("KJ_SHARED_DIR", os.path.join(SOURCE, "..", "shared"))
+SHARED = os.environ.get("KJ_SHARED_DIR", os.path.join(SOURCE, "tests", "shared"))
 
 
 def program(name):

@@ -20,7 +20,7 @@ def shared_dir():
     d = kjtest.SHARED
     if os.path.isdir(os.path.join(d, "fixtures", "kyuubi")):
         return d
-    return "/work/shared"
+    return os.path.join(os.path.dirname(__file__), "..", "shared")
 
 
 def fixture_lines(name):

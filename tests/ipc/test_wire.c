@@ -22,7 +22,7 @@ static const char *shared_dir(void)
         fclose(f);
         return d;
     }
-    return "/work/shared";
+    return "tests/shared";
 }
 
 static kj_wire_request *decode_ok(const char *s)

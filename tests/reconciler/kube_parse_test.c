@@ -35,7 +35,7 @@ static int setup(void **state)
 {
     (void)state;
     const char *shared = getenv("KJ_SHARED_DIR");
-    snprintf(fixdir, sizeof(fixdir), "%s/fixtures/k8s", shared ? shared : "/work/shared");
+    snprintf(fixdir, sizeof(fixdir), "%s/fixtures/k8s", shared ? shared : "tests/shared");
     return 0;
 }
 
