@@ -442,6 +442,24 @@ static void reject(kj_append_result *r, const char *code, const char *fmt, const
     snprintf(r->message, sizeof r->message, fmt, arg);
 }
 
+/* Runs the session insert or update (?1 already bound: session id or row):
+ * both take the event's fields as ?2..?11. */
+static int write_session(sqlite3_stmt *st, const kj_event *ev, kj_session_state to,
+                         const char *close_reason, int64_t now)
+{
+    sqlite3_bind_int(st, 2, to);
+    bind_text(st, 3, ev->instance);
+    bind_text(st, 4, ev->user);
+    bind_text(st, 5, ev->engine_id);
+    bind_text(st, 6, ev->engine_tag);
+    bind_text(st, 7, ev->engine_namespace);
+    sqlite3_bind_int64(st, 8, ev->time_ms);
+    sqlite3_bind_int64(st, 9, close_reason ? ev->time_ms : 0);
+    bind_text(st, 10, close_reason);
+    sqlite3_bind_int64(st, 11, now);
+    return step_done(st);
+}
+
 /* Applies one event inside the batch's transaction. Returns a SQLite code;
  * anything but SQLITE_OK aborts the whole batch. */
 static int append_one(kj_journal *j, const kj_event *ev, int64_t now, kj_append_result *r,
@@ -493,24 +511,14 @@ static int append_one(kj_journal *j, const kj_event *ev, int64_t now, kj_append_
         return SQLITE_OK;
     }
 
-    int64_t closed_ms = ev->type == KJ_EVENT_SESSION_CLOSE ? ev->time_ms : 0;
-    const char *close_reason =
-        closed_ms ? (ev->reason && *ev->reason ? ev->reason : "unknown") : NULL;
+    const char *close_reason = ev->type != KJ_EVENT_SESSION_CLOSE ? NULL
+                               : ev->reason && *ev->reason        ? ev->reason
+                                                                  : "unknown";
     int inserted = !sid;
     if (inserted) {
         st = j->st[ST_INSERT_SESSION];
         bind_text(st, 1, ev->session_id);
-        sqlite3_bind_int(st, 2, to);
-        bind_text(st, 3, ev->instance);
-        bind_text(st, 4, ev->user);
-        bind_text(st, 5, ev->engine_id);
-        bind_text(st, 6, ev->engine_tag);
-        bind_text(st, 7, ev->engine_namespace);
-        sqlite3_bind_int64(st, 8, ev->time_ms);
-        sqlite3_bind_int64(st, 9, closed_ms);
-        bind_text(st, 10, close_reason);
-        sqlite3_bind_int64(st, 11, now);
-        if ((rc = step_done(st)) != SQLITE_OK)
+        if ((rc = write_session(st, ev, to, close_reason, now)) != SQLITE_OK)
             return rc;
         sid = sqlite3_last_insert_rowid(j->db);
     }
@@ -542,17 +550,7 @@ static int append_one(kj_journal *j, const kj_event *ev, int64_t now, kj_append_
     if (!inserted) {
         st = j->st[ST_UPDATE_SESSION];
         sqlite3_bind_int64(st, 1, sid);
-        sqlite3_bind_int(st, 2, to);
-        bind_text(st, 3, ev->instance);
-        bind_text(st, 4, ev->user);
-        bind_text(st, 5, ev->engine_id);
-        bind_text(st, 6, ev->engine_tag);
-        bind_text(st, 7, ev->engine_namespace);
-        sqlite3_bind_int64(st, 8, ev->time_ms);
-        sqlite3_bind_int64(st, 9, closed_ms);
-        bind_text(st, 10, close_reason);
-        sqlite3_bind_int64(st, 11, now);
-        if ((rc = step_done(st)) != SQLITE_OK)
+        if ((rc = write_session(st, ev, to, close_reason, now)) != SQLITE_OK)
             return rc;
     }
     r->status = KJ_APPEND_STORED;
@@ -1444,18 +1442,19 @@ int kj_journal_actions(kj_journal *j, const kj_action_filter *f, kj_action_cb cb
     int rc = 0;
     while (left > 0) {
         char sql[1024];
-        snprintf(sql, sizeof sql,
-                 "SELECT id, run, time_ms, namespace, pod, uid, engine_tag, engine_id, action,"
-                 " reason, result, http_code, message FROM reconcile_actions a"
-                 " WHERE id %s ?1%s%s ORDER BY id %s LIMIT %d",
-                 cmp, f->run_id ? " AND run = ?2" : "",
-                 /* Scalar subqueries, so that SQLite reads the two engine
-                  * indexes (MULTI-INDEX OR) rather than every action. */
-                 f->session_id
-                     ? " AND (a.engine_tag = (SELECT engine_tag FROM sessions WHERE session_id = ?3)"
-                       " OR a.engine_id = (SELECT engine_id FROM sessions WHERE session_id = ?3))"
-                     : "",
-                 dir, left < KJ_JOURNAL_PAGE ? (int)left : KJ_JOURNAL_PAGE);
+        snprintf(
+            sql, sizeof sql,
+            "SELECT id, run, time_ms, namespace, pod, uid, engine_tag, engine_id, action,"
+            " reason, result, http_code, message FROM reconcile_actions a"
+            " WHERE id %s ?1%s%s ORDER BY id %s LIMIT %d",
+            cmp, f->run_id ? " AND run = ?2" : "",
+            /* Scalar subqueries, so that SQLite reads the two engine
+             * indexes (MULTI-INDEX OR) rather than every action. */
+            f->session_id
+                ? " AND (a.engine_tag = (SELECT engine_tag FROM sessions WHERE session_id = ?3)"
+                  " OR a.engine_id = (SELECT engine_id FROM sessions WHERE session_id = ?3))"
+                : "",
+            dir, left < KJ_JOURNAL_PAGE ? (int)left : KJ_JOURNAL_PAGE);
         sqlite3_stmt *st = NULL;
         int src = sqlite3_prepare_v2(j->db, sql, -1, &st, NULL);
         if (src != SQLITE_OK)
