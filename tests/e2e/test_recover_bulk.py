@@ -53,8 +53,9 @@ def main():
         expected = {(rl.NS, "done-%03d" % i): None for i in range(N)}
         expected.update({(rl.NS, "live-%03d" % i): ([rl.OURS], False) for i in range(N)})
         rl.check_pods(sim, before, expected)
-        rl.check(st["deletes"]["removed"] == N and st["deletes"]["noop"] == 0,
-                 "deletes: %s, expected %d removed" % (st["deletes"], N))
+        # (kube-sim counts a dropped DELETE as a no-op: only "removed" is exact here)
+        rl.check(st["deletes"]["removed"] == N, "deletes: %s, expected %d removed"
+                 % (st["deletes"], N))
         rl.check(st["by_code"].get("410", 0) >= 1, "no continue token expired: %s" % st["by_code"])
         audit = rl.actions(wd, journal)
         ok = collections.Counter((a["pod"], a["action"]) for a in audit if a["result"] == "ok")
