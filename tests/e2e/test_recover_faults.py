@@ -4,7 +4,8 @@ with Retry-After, 500, dropped connections, latency with jitter, continue
 tokens expiring mid-list (more than one page: --continue-ttl 0) and an
 injected 409 on the first patch. The pass must end exactly where the
 fault-free pass ends, report no failure, and a second pass under the same
-faults must send no mutating request at all.
+faults must send no mutating request at all. Before that, the same scenario
+with answers lost after the write was applied (drop-after).
 """
 import os
 import sys
@@ -24,7 +25,48 @@ FAULTS = dict(
 )
 
 
+# Answers lost after the write was applied: the client repeats the request
+# (a uid-guarded DELETE then answers 404, a test-guarded patch 422), and the
+# pass must still end in the same state, with nothing reported as failed.
+LOST_ANSWERS = dict(
+    latency_ms=2, jitter_ms=5, drop_after_rate=5,
+    fail_nth=["patch:2:drop-after", "delete:1:drop-after", "delete:3:drop-after"],
+)
+
+
+def lost_answers():
+    wd = kjtest.tmpdir("kj-recover-lost-")
+    sc = rl.Scenario(wd)
+    try:
+        sc.sim.faults(**LOST_ANSWERS)
+        rc, printed, err = rl.recover(wd, sc.sim, sc.journal, "--timeout", "50s")
+        st = sc.sim.stats()
+        rl.check(st["faults"].get("dropped_after", 0) >= 3,
+                 "lost answers: %s" % st["faults"])
+        rl.check_pods(sc.sim, sc.before, why="with lost answers: ")
+        rl.check_sessions(wd, sc.journal)
+        rl.check(st["deletes"]["removed"] == rl.EXPECTED_REMOVED_BY_DELETE,
+                 "deletes that removed a pod: %s" % st["deletes"])
+        audit = rl.actions(wd, sc.journal)
+        rl.check(not [a for a in audit if a["result"] == "failed"], "failed rows: %s" % audit)
+        # each expected action is there, done by us ("ok") or found done
+        # because our own lost answer did it ("gone", or a conflict re-planned)
+        seen = {(a["pod"], a["action"]) for a in audit}
+        rl.check({(p, a) for p, a, _ in rl.EXPECTED_ACTIONS} <= seen,
+                 "missing actions: %s" % sorted({(p, a) for p, a, _ in rl.EXPECTED_ACTIONS} - seen))
+        after = sc.sim.pods()
+        sc.sim.clear_faults()
+        sc.sim.stats(reset=True)
+        rl.recover(wd, sc.sim, sc.journal)
+        rl.check_no_mutation(sc.sim.stats(), "the pass after lost answers")
+        rl.check(sc.sim.pods() == after, "the pass after lost answers changed a pod")
+    finally:
+        sc.close()
+    rl.cleanup(wd)
+
+
 def main():
+    lost_answers()
     wd = kjtest.tmpdir("kj-recover-faults-")
     sc = rl.Scenario(wd)
     try:
