@@ -25,8 +25,7 @@ typedef struct kj_cli_command {
     int (*run)(int argc, char **argv); /* argv[0] is the command name */
 } kj_cli_command;
 
-
-/* --- helpers for the journal commands (cli.c, out.c) ------------------------
+/* --- helpers for the journal commands (cli.c, out.c, rows.c) --------------
  *
  * A read command parses its flags with getopt_long, passing the options every
  * command shares to kj_cli_common_opt(), opens the journal with
@@ -40,7 +39,7 @@ typedef struct kj_cli_command {
  *         return rc;                           // already reported on stderr
  *     kj_out *o = kj_out_new(&c);
  *     kj_out_begin_list(o, NULL, "sessions", fields, n);
- *     kj_out_row(o, values);                   // from a query callback
+ *     kj_journal_sessions(j, &filter, kj_print_session, o, &err);
  *     kj_out_end_list(o);
  *     rc = kj_out_free(o);                     // KJ_EXIT_OK unless stdout failed
  */
@@ -181,12 +180,12 @@ void kj_out_row(kj_out *o, const kj_val *vals);
 void kj_out_end_list(kj_out *o);
 /* Writes what short has buffered (before following waits for more). */
 void kj_out_flush(kj_out *o);
-/* Rows held back to be printed in reverse (-n N: the last N, oldest first). */
-typedef struct kj_rowbuf kj_rowbuf;
-kj_rowbuf *kj_rowbuf_new(size_t nfields);
-void kj_rowbuf_push(kj_rowbuf *b, const kj_val *vals);
-void kj_rowbuf_emit_reverse(kj_rowbuf *b, kj_out *o);
-void kj_rowbuf_free(kj_rowbuf *b);
+/* -n N lists the last N rows, oldest first: unless -r asked for newest first
+ * (*reverse), the query is to run newest first (*reverse is set) and the
+ * current list holds its rows back, to print them in reverse when it ends or
+ * at kj_out_release(). Nothing is held without a limit. */
+void kj_out_last(kj_out *o, int64_t limit, int *reverse);
+void kj_out_release(kj_out *o);
 
 /* Non-zero once stdout is gone (a closed pipe): stop producing output. */
 int kj_out_closed(const kj_out *o);
@@ -209,6 +208,14 @@ extern const kj_field kj_run_fields[];
 extern const size_t kj_run_nfields;
 void kj_run_vals(const kj_run *r, kj_val *v);
 
+/* Query callbacks that print each row into the current list of out (a
+ * kj_out *); they stop the query once stdout is gone. */
+int kj_print_session(const kj_session *s, void *out);
+int kj_print_event(const kj_event_row *r, void *out);
+int kj_print_action(const kj_action *a, void *out);
+int kj_print_run(const kj_run *r, void *out);
+
+/* Room for the values of any row above. */
 #define KJ_VALS_MAX 16
 
 #endif

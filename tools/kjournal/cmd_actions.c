@@ -28,47 +28,18 @@ static const char examples[] =
     "  kjournal actions --run 42\n"
     "  kjournal actions --session 8e9f1c2a-41d7-4b1e-9b0e-3f1c2a41d74b\n";
 
-typedef struct ctx {
-    kj_out *o;
-    kj_rowbuf *held;
-    int found;
-} ctx;
-
-static void emit(ctx *x, const kj_val *v)
-{
-    if (x->held)
-        kj_rowbuf_push(x->held, v);
-    else
-        kj_out_row(x->o, v);
-}
-
-static int on_action(const kj_action *a, void *ud)
-{
-    kj_val v[KJ_VALS_MAX];
-    kj_action_vals(a, v);
-    emit(ud, v);
-    return kj_out_closed(((ctx *)ud)->o);
-}
-
-static int on_run(const kj_run *r, void *ud)
-{
-    kj_val v[KJ_VALS_MAX];
-    kj_run_vals(r, v);
-    emit(ud, v);
-    return kj_out_closed(((ctx *)ud)->o);
-}
-
-static int found_run(const kj_run *r, void *ud)
+/* Existence checks: a missing run or session is KJ_ENOENT. */
+static int ignore_run(const kj_run *r, void *ud)
 {
     (void)r;
-    ((ctx *)ud)->found = 1;
+    (void)ud;
     return 0;
 }
 
-static int found_session(const kj_session *s, void *ud)
+static int ignore_session(const kj_session *s, void *ud)
 {
     (void)s;
-    ((ctx *)ud)->found = 1;
+    (void)ud;
     return 0;
 }
 
@@ -134,16 +105,15 @@ int kj_cmd_actions(int argc, char **argv)
     if ((rc = kj_cli_open(&c, KJ_JOURNAL_READONLY, &j)))
         return rc;
     kj_err err = {0};
-    ctx x = {0};
     int qrc = 0;
     if (f.run_id) {
-        qrc = kj_journal_run_get(j, f.run_id, found_run, &x, &err);
+        qrc = kj_journal_run_get(j, f.run_id, ignore_run, NULL, &err);
         if (qrc == KJ_ENOENT)
             rc = kj_cli_fail(&c, KJ_EXIT_NOTFOUND, "no reconcile run %lld in journal '%s'",
                              (long long)f.run_id, c.journal);
     }
     if (!qrc && f.session_id) {
-        qrc = kj_journal_session_get(j, f.session_id, found_session, &x, &err);
+        qrc = kj_journal_session_get(j, f.session_id, ignore_session, NULL, &err);
         if (qrc == KJ_ENOENT)
             rc = kj_cli_fail(&c, KJ_EXIT_NOTFOUND, "no session '%s' in journal '%s'", f.session_id,
                              c.journal);
@@ -154,24 +124,19 @@ int kj_cmd_actions(int argc, char **argv)
         kj_journal_close(j);
         return rc;
     }
-    x.o = kj_out_new(&c);
-    if (f.limit && !f.reverse) {
-        x.held = kj_rowbuf_new(runs ? kj_run_nfields : kj_action_nfields);
-        f.reverse = 1;
-    }
+    kj_out *o = kj_out_new(&c);
     if (runs) {
-        kj_out_begin_list(x.o, "runs", "-- no reconcile runs --", kj_run_fields, kj_run_nfields);
-        qrc = kj_journal_runs_list(j, f.limit, f.reverse, on_run, &x, &err);
+        kj_out_begin_list(o, "runs", "-- no reconcile runs --", kj_run_fields, kj_run_nfields);
+        kj_out_last(o, f.limit, &f.reverse);
+        qrc = kj_journal_runs_list(j, f.limit, f.reverse, kj_print_run, o, &err);
     } else {
-        kj_out_begin_list(x.o, "actions", "-- no reconcile actions --", kj_action_fields,
+        kj_out_begin_list(o, "actions", "-- no reconcile actions --", kj_action_fields,
                           kj_action_nfields);
-        qrc = kj_journal_actions(j, &f, on_action, &x, &err);
+        kj_out_last(o, f.limit, &f.reverse);
+        qrc = kj_journal_actions(j, &f, kj_print_action, o, &err);
     }
-    if (x.held)
-        kj_rowbuf_emit_reverse(x.held, x.o);
-    kj_out_end_list(x.o);
-    rc = kj_out_free(x.o);
-    kj_rowbuf_free(x.held);
+    kj_out_end_list(o);
+    rc = kj_out_free(o);
     if (qrc < 0)
         rc = kj_cli_fail_err(&c, &err);
     kj_journal_close(j);

@@ -45,7 +45,6 @@ static void on_signal(int sig)
 
 typedef struct ctx {
     kj_out *o;
-    kj_rowbuf *held;
     int64_t max_seq;      /* print only events committed up to here (0: any) */
     int64_t since, until; /* while following: the time window */
 } ctx;
@@ -57,13 +56,7 @@ static int on_event(const kj_event_row *r, void *ud)
         return 0;
     if ((x->since && r->event.time_ms < x->since) || (x->until && r->event.time_ms >= x->until))
         return 0;
-    kj_val v[KJ_VALS_MAX];
-    kj_event_vals(r, v);
-    if (x->held)
-        kj_rowbuf_push(x->held, v);
-    else
-        kj_out_row(x->o, v);
-    return kj_out_closed(x->o) || stop;
+    return kj_print_event(r, x->o) || stop;
 }
 
 static int ignore_session(const kj_session *s, void *ud)
@@ -188,18 +181,12 @@ int kj_cmd_events(int argc, char **argv)
     if (!qrc && follow_mode)
         qrc = kj_journal_last_seq(j, &last, &err);
     x.max_seq = last;
-    if (f.limit && !f.reverse) {
-        x.held = kj_rowbuf_new(kj_event_nfields);
-        f.reverse = 1;
-    }
     kj_out_begin_list(x.o, "events", follow_mode ? NULL : "-- no events --", kj_event_fields,
                       kj_event_nfields);
+    kj_out_last(x.o, f.limit, &f.reverse);
     if (!qrc && !(follow_mode && last == 0))
         qrc = kj_journal_events(j, &f, on_event, &x, &err);
-    if (x.held)
-        kj_rowbuf_emit_reverse(x.held, x.o);
-    kj_rowbuf_free(x.held);
-    x.held = NULL;
+    kj_out_release(x.o);
     if (qrc >= 0 && follow_mode) {
         x.since = f.since_ms;
         x.until = f.until_ms;

@@ -39,17 +39,11 @@ static void usage(FILE *f)
             kj_policy_help);
 }
 
-typedef struct printer {
-    kj_out *out;
-    int json;
-} printer;
-
-static void print_action(const kj_action *a, void *ud)
+/* The reconciler cannot be stopped mid-pass: a closed stdout only ends the
+ * printing. */
+static void print_action(const kj_action *a, void *out)
 {
-    printer *p = ud;
-    kj_val v[32];
-    kj_action_vals(a, v);
-    kj_out_row(p->out, v);
+    kj_print_action(a, out);
 }
 
 int kj_cmd_recover(int argc, char **argv)
@@ -124,7 +118,6 @@ int kj_cmd_recover(int argc, char **argv)
         goto out;
     }
     out = kj_out_new(&c);
-    printer pr = {.out = out, .json = c.fmt == KJ_FMT_JSON};
     kj_out_begin_list(out, NULL, dry_run ? "-- nothing to do --" : "-- no actions --",
                       kj_action_fields, kj_action_nfields);
     kj_reconcile_opts o = {
@@ -132,7 +125,7 @@ int kj_cmd_recover(int argc, char **argv)
         .dry_run = dry_run,
         .default_namespace = kj_kube_config_namespace(cfg),
         .on_action = print_action,
-        .ud = &pr,
+        .ud = out,
         .progress = !quiet,
         .deadline_ms = timeout_ms,
     };

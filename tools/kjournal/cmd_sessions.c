@@ -28,23 +28,6 @@ static const char examples[] = "\nexamples:\n"
                                "  kjournal sessions --user alice --since yesterday -o json\n"
                                "  kjournal sessions --engine spark-1a2b3c -n 20 -r\n";
 
-typedef struct ctx {
-    kj_out *o;
-    kj_rowbuf *held;
-} ctx;
-
-static int on_session(const kj_session *s, void *ud)
-{
-    ctx *x = ud;
-    kj_val v[KJ_VALS_MAX];
-    kj_session_vals(s, v);
-    if (x->held)
-        kj_rowbuf_push(x->held, v);
-    else
-        kj_out_row(x->o, v);
-    return kj_out_closed(x->o);
-}
-
 int kj_cmd_sessions(int argc, char **argv)
 {
     static const struct option longopts[] = {
@@ -116,20 +99,13 @@ int kj_cmd_sessions(int argc, char **argv)
     kj_journal *j = NULL;
     if ((rc = kj_cli_open(&c, KJ_JOURNAL_READONLY, &j)))
         return rc;
-    ctx x = {.o = kj_out_new(&c)};
-    /* -n N without -r: the last N, still oldest first. */
-    if (f.limit && !f.reverse) {
-        x.held = kj_rowbuf_new(kj_session_nfields);
-        f.reverse = 1;
-    }
+    kj_out *o = kj_out_new(&c);
+    kj_out_begin_list(o, "sessions", "-- no sessions --", kj_session_fields, kj_session_nfields);
+    kj_out_last(o, f.limit, &f.reverse);
     kj_err err = {0};
-    kj_out_begin_list(x.o, "sessions", "-- no sessions --", kj_session_fields, kj_session_nfields);
-    int qrc = kj_journal_sessions(j, &f, on_session, &x, &err);
-    if (x.held)
-        kj_rowbuf_emit_reverse(x.held, x.o);
-    kj_out_end_list(x.o);
-    rc = kj_out_free(x.o);
-    kj_rowbuf_free(x.held);
+    int qrc = kj_journal_sessions(j, &f, kj_print_session, o, &err);
+    kj_out_end_list(o);
+    rc = kj_out_free(o);
     if (qrc < 0)
         rc = kj_cli_fail_err(&c, &err);
     kj_journal_close(j);

@@ -66,24 +66,6 @@ static int on_session(const kj_session *s, void *ud)
     return 0;
 }
 
-static int on_event(const kj_event_row *r, void *ud)
-{
-    ctx *x = ud;
-    kj_val v[KJ_VALS_MAX];
-    kj_event_vals(r, v);
-    kj_out_row(x->o, v);
-    return kj_out_closed(x->o);
-}
-
-static int on_action(const kj_action *a, void *ud)
-{
-    ctx *x = ud;
-    kj_val v[KJ_VALS_MAX];
-    kj_action_vals(a, v);
-    kj_out_row(x->o, v);
-    return kj_out_closed(x->o);
-}
-
 int kj_cmd_show(int argc, char **argv)
 {
     static const struct option longopts[] = {
@@ -121,14 +103,14 @@ int kj_cmd_show(int argc, char **argv)
     if (qrc == 0) {
         kj_event_filter ef = {.session_id = id};
         kj_out_begin_list(x.o, "events", "-- no events --", kj_event_fields, kj_event_nfields);
-        qrc = kj_journal_events(j, &ef, on_event, &x, &err);
+        qrc = kj_journal_events(j, &ef, kj_print_event, x.o, &err);
         kj_out_end_list(x.o);
     }
     if (qrc == 0) {
         kj_action_filter af = {.session_id = id};
         kj_out_begin_list(x.o, "actions", "-- no reconcile actions --", kj_action_fields,
                           kj_action_nfields);
-        qrc = kj_journal_actions(j, &af, on_action, &x, &err);
+        qrc = kj_journal_actions(j, &af, kj_print_action, x.o, &err);
         kj_out_end_list(x.o);
     }
     if (x.started && qrc >= 0)

@@ -26,6 +26,12 @@ typedef struct level {
     size_t rows; /* rows of a list seen so far */
 } level;
 
+/* Rows held back to be printed in reverse (kj_out_last). */
+typedef struct rowbuf {
+    size_t nfields, rows, cap;
+    kj_val *vals; /* row-major; strings owned */
+} rowbuf;
+
 /* What short and csv hold back: the values of an object (printed when it
  * ends or a list begins inside it) and up to KJ_OUT_ALIGN rows of a table. */
 typedef struct held {
@@ -47,6 +53,7 @@ struct kj_out {
     size_t *width; /* short: column widths of the current table, only grow */
     int header_done;
     int closed, failed;
+    rowbuf *last; /* kj_out_last: the current list's rows, held */
 };
 
 /* --- writing ---------------------------------------------------------------- */
@@ -372,6 +379,48 @@ static void flush_table(kj_out *o)
     o->rows = 0;
 }
 
+/* --- rows held back --------------------------------------------------------- */
+
+static rowbuf *rowbuf_new(size_t nfields)
+{
+    rowbuf *b = calloc(1, sizeof *b);
+    if (!b) {
+        fprintf(stderr, "kjournal: out of memory\n");
+        exit(KJ_EXIT_FAILURE);
+    }
+    b->nfields = nfields;
+    return b;
+}
+
+static void rowbuf_push(rowbuf *b, const kj_val *vals)
+{
+    if (b->rows == b->cap) {
+        size_t cap = b->cap ? b->cap * 2 : 64;
+        kj_val *v = realloc(b->vals, cap * b->nfields * sizeof *v);
+        if (!v) {
+            fprintf(stderr, "kjournal: out of memory\n");
+            exit(KJ_EXIT_FAILURE);
+        }
+        b->vals = v;
+        b->cap = cap;
+    }
+    kj_val *row = &b->vals[b->rows++ * b->nfields];
+    for (size_t i = 0; i < b->nfields; i++) {
+        row[i].n = vals[i].n;
+        row[i].s = vals[i].s ? strdup(vals[i].s) : NULL;
+    }
+}
+
+static void rowbuf_free(rowbuf *b)
+{
+    if (!b)
+        return;
+    for (size_t i = 0; i < b->rows * b->nfields; i++)
+        free((char *)b->vals[i].s);
+    free(b->vals);
+    free(b);
+}
+
 /* --- the API ---------------------------------------------------------------- */
 
 kj_out *kj_out_new(const kj_cli_common *c)
@@ -407,6 +456,7 @@ int kj_out_free(kj_out *o)
     free(o->obj.fields);
     free(o->cells);
     free(o->width);
+    rowbuf_free(o->last);
     free(o);
     return rc;
 }
@@ -534,6 +584,10 @@ void kj_out_begin_list(kj_out *o, const char *name, const char *empty, const kj_
 
 void kj_out_row(kj_out *o, const kj_val *vals)
 {
+    if (o->last) {
+        rowbuf_push(o->last, vals);
+        return;
+    }
     level *l = &o->st[o->depth - 1];
     l->rows++;
     if (o->fmt == KJ_FMT_JSON || o->fmt == KJ_FMT_JSON_PRETTY) {
@@ -577,8 +631,28 @@ void kj_out_row(kj_out *o, const kj_val *vals)
     check_stream(o);
 }
 
+void kj_out_last(kj_out *o, int64_t limit, int *reverse)
+{
+    if (!limit || *reverse)
+        return;
+    o->last = rowbuf_new(o->st[o->depth - 1].n);
+    *reverse = 1;
+}
+
+void kj_out_release(kj_out *o)
+{
+    rowbuf *b = o->last;
+    if (!b)
+        return;
+    o->last = NULL;
+    for (size_t r = b->rows; r-- > 0 && !kj_out_closed(o);)
+        kj_out_row(o, &b->vals[r * b->nfields]);
+    rowbuf_free(b);
+}
+
 void kj_out_end_list(kj_out *o)
 {
+    kj_out_release(o);
     level *l = &o->st[o->depth - 1];
     int json = o->fmt == KJ_FMT_JSON || o->fmt == KJ_FMT_JSON_PRETTY;
     if (o->fmt == KJ_FMT_SHORT) {
@@ -593,57 +667,4 @@ void kj_out_end_list(kj_out *o)
         put(o, "]");
     }
     check_stream(o);
-}
-
-/* --- rows held back --------------------------------------------------------- */
-
-struct kj_rowbuf {
-    size_t nfields, rows, cap;
-    kj_val *vals; /* row-major; strings owned */
-};
-
-kj_rowbuf *kj_rowbuf_new(size_t nfields)
-{
-    kj_rowbuf *b = calloc(1, sizeof *b);
-    if (!b) {
-        fprintf(stderr, "kjournal: out of memory\n");
-        exit(KJ_EXIT_FAILURE);
-    }
-    b->nfields = nfields;
-    return b;
-}
-
-void kj_rowbuf_push(kj_rowbuf *b, const kj_val *vals)
-{
-    if (b->rows == b->cap) {
-        size_t cap = b->cap ? b->cap * 2 : 64;
-        kj_val *v = realloc(b->vals, cap * b->nfields * sizeof *v);
-        if (!v) {
-            fprintf(stderr, "kjournal: out of memory\n");
-            exit(KJ_EXIT_FAILURE);
-        }
-        b->vals = v;
-        b->cap = cap;
-    }
-    kj_val *row = &b->vals[b->rows++ * b->nfields];
-    for (size_t i = 0; i < b->nfields; i++) {
-        row[i].n = vals[i].n;
-        row[i].s = vals[i].s ? strdup(vals[i].s) : NULL;
-    }
-}
-
-void kj_rowbuf_emit_reverse(kj_rowbuf *b, kj_out *o)
-{
-    for (size_t r = b->rows; r-- > 0 && !kj_out_closed(o);)
-        kj_out_row(o, &b->vals[r * b->nfields]);
-}
-
-void kj_rowbuf_free(kj_rowbuf *b)
-{
-    if (!b)
-        return;
-    for (size_t i = 0; i < b->rows * b->nfields; i++)
-        free((char *)b->vals[i].s);
-    free(b->vals);
-    free(b);
 }

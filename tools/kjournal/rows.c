@@ -140,3 +140,35 @@ void kj_run_vals(const kj_run *r, kj_val *v)
     v[7] = KJ_N(r->actions_ok);
     v[8] = KJ_N(r->actions_failed);
 }
+
+int kj_print_session(const kj_session *s, void *out)
+{
+    kj_val v[KJ_VALS_MAX];
+    kj_session_vals(s, v);
+    kj_out_row(out, v);
+    return kj_out_closed(out);
+}
+
+int kj_print_event(const kj_event_row *r, void *out)
+{
+    kj_val v[KJ_VALS_MAX];
+    kj_event_vals(r, v);
+    kj_out_row(out, v);
+    return kj_out_closed(out);
+}
+
+int kj_print_action(const kj_action *a, void *out)
+{
+    kj_val v[KJ_VALS_MAX];
+    kj_action_vals(a, v);
+    kj_out_row(out, v);
+    return kj_out_closed(out);
+}
+
+int kj_print_run(const kj_run *r, void *out)
+{
+    kj_val v[KJ_VALS_MAX];
+    kj_run_vals(r, v);
+    kj_out_row(out, v);
+    return kj_out_closed(out);
+}
