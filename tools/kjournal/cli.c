@@ -72,11 +72,16 @@ int kj_cli_common_opt(kj_cli_common *c, int opt, const char *arg)
     case KJ_OPT_NO_COLOR:
         c->color = 0;
         return 0;
+    case KJ_OPT_SINCE:
+        c->since = arg;
+        return 0;
+    case KJ_OPT_UNTIL:
+        c->until = arg;
+        return 0;
     case ':':
         return kj_cli_fail(c, KJ_EXIT_USAGE, "option '%s' needs a value", c->argv[optind - 1]);
     case '?':
-        if (optopt > 0 && optopt < 0x100 && !strchr("-", optopt) &&
-            strncmp(c->argv[optind - 1], "--", 2))
+        if (optopt > 0 && optopt < 0x100 && optopt != '-' && strncmp(c->argv[optind - 1], "--", 2))
             return kj_cli_fail(c, KJ_EXIT_USAGE, "unknown option '-%c'", optopt);
         return kj_cli_fail(c, KJ_EXIT_USAGE, "unknown option '%s'", c->argv[optind - 1]);
     default:
@@ -91,9 +96,98 @@ void kj_cli_common_done(kj_cli_common *c)
         c->color = 0;
 }
 
+/* --- help ------------------------------------------------------------------- */
+
+static void help_common(FILE *f)
+{
+    fprintf(f,
+            "\ncommon options:\n"
+            "  --journal PATH     the journal (default $KJOURNAL_JOURNAL, else " KJ_DEFAULT_JOURNAL
+            ")\n"
+            "  -o, --output FMT   short (aligned, for people; the default), json (one\n"
+            "                     object per line), json-pretty, csv\n"
+            "  --utc              show times in UTC, and read times without a zone as UTC\n"
+            "  --no-color         no colour (also when NO_COLOR is set or stdout is not a\n"
+            "                     terminal)\n"
+            "  -h, --help         this help\n");
+}
+
+static void help_times(FILE *f)
+{
+    fprintf(f, "\ntimes (--since, --until):\n"
+               "  2026-11-29, 2026-11-29T05:00, 2026-11-29 05:00:00.250, ...Z, ...+01:00\n"
+               "                     ISO 8601; without a zone the local time (UTC with --utc)\n"
+               "  -1h, -30m, -2d, -1h30m, +10m\n"
+               "                     relative to now (units ms, s, m, min, h, d, w)\n"
+               "  now, today, yesterday, tomorrow, @1764391200 (seconds since the epoch)\n");
+}
+
+static void help_exit_codes(FILE *f, int notfound)
+{
+    fprintf(f,
+            "\nexit codes:\n"
+            "  %d  done\n"
+            "  %d  the command failed\n"
+            "  %d  bad option, argument or time expression\n"
+            "  %d  no such journal file\n"
+            "  %d  the file is not a kjournal journal\n"
+            "  %d  the journal is newer than this kjournal\n"
+            "  %d  the journal is damaged\n",
+            KJ_EXIT_OK, KJ_EXIT_FAILURE, KJ_EXIT_USAGE, KJ_EXIT_NOFILE, KJ_EXIT_NOTJOURNAL,
+            KJ_EXIT_TOONEW, KJ_EXIT_CORRUPT);
+    if (notfound)
+        fprintf(f, "  %d  no such session (or run)\n", KJ_EXIT_NOTFOUND);
+}
+
+static void help(const kj_cli_spec *spec)
+{
+    fputs(spec->help, stdout);
+    help_common(stdout);
+    if (spec->flags & KJ_CLI_TIMES)
+        help_times(stdout);
+    fputs(spec->examples, stdout);
+    help_exit_codes(stdout, spec->flags & KJ_CLI_NOTFOUND);
+}
+
+int kj_cli_parse(kj_cli_common *c, const kj_cli_spec *spec, int argc, char **argv, void *ud)
+{
+    static const struct option common_longopts[] = {KJ_CLI_COMMON_LONGOPTS, {NULL, 0, NULL, 0}};
+    const struct option *longopts = spec->longopts ? spec->longopts : common_longopts;
+    /* ':' first: a missing value is reported as such, not as an unknown option. */
+    char shortopts[32];
+    snprintf(shortopts, sizeof shortopts, ":%s%s", KJ_CLI_COMMON_SHORTOPTS,
+             spec->shortopts ? spec->shortopts : "");
+    kj_cli_common_init(c, argv);
+    int opt, rc;
+    while ((opt = getopt_long(argc, argv, shortopts, longopts, NULL)) != -1) {
+        if (opt == 'h') {
+            help(spec);
+            exit(KJ_EXIT_OK);
+        }
+        rc = kj_cli_common_opt(c, opt, optarg);
+        if (rc < 0)
+            rc = spec->opt(c, opt, optarg, ud);
+        if (rc)
+            return rc;
+    }
+    int operands = spec->flags & KJ_CLI_OPERAND ? 1 : 0;
+    if (optind + operands < argc)
+        return kj_cli_fail(c, KJ_EXIT_USAGE, "unexpected argument '%s'", argv[optind + operands]);
+    kj_cli_common_done(c);
+    return 0;
+}
+
+int kj_cli_opt_value(kj_cli_common *c, int opt, const char *arg, void *ud)
+{
+    (void)c;
+    (void)opt;
+    *(const char **)ud = arg;
+    return 0;
+}
+
 /* --- errors and opening ----------------------------------------------------- */
 
-int kj_cli_exit_of(int kj_code)
+static int exit_of(int kj_code)
 {
     switch (kj_code) {
     case KJ_OK:
@@ -115,7 +209,7 @@ int kj_cli_exit_of(int kj_code)
 
 int kj_cli_fail_err(const kj_cli_common *c, const kj_err *err)
 {
-    return kj_cli_fail(c, kj_cli_exit_of(err->code), "%s",
+    return kj_cli_fail(c, exit_of(err->code), "%s",
                        err->msg[0] ? err->msg : kj_strerror(err->code));
 }
 
@@ -130,50 +224,7 @@ int kj_cli_open(const kj_cli_common *c, unsigned flags, kj_journal **out)
                            "cannot open journal '%s': no such file (give the path with "
                            "--journal or $KJOURNAL_JOURNAL)",
                            c->journal);
-    return kj_cli_fail(c, kj_cli_exit_of(rc), "cannot open %s", err.msg);
-}
-
-/* --- help ------------------------------------------------------------------- */
-
-void kj_cli_help_common(FILE *f)
-{
-    fprintf(f,
-            "\ncommon options:\n"
-            "  --journal PATH     the journal (default $KJOURNAL_JOURNAL, else " KJ_DEFAULT_JOURNAL
-            ")\n"
-            "  -o, --output FMT   short (aligned, for people; the default), json (one\n"
-            "                     object per line), json-pretty, csv\n"
-            "  --utc              show times in UTC, and read times without a zone as UTC\n"
-            "  --no-color         no colour (also when NO_COLOR is set or stdout is not a\n"
-            "                     terminal)\n"
-            "  -h, --help         this help\n");
-}
-
-void kj_cli_help_times(FILE *f)
-{
-    fprintf(f, "\ntimes (--since, --until):\n"
-               "  2026-11-29, 2026-11-29T05:00, 2026-11-29 05:00:00.250, ...Z, ...+01:00\n"
-               "                     ISO 8601; without a zone the local time (UTC with --utc)\n"
-               "  -1h, -30m, -2d, -1h30m, +10m\n"
-               "                     relative to now (units ms, s, m, min, h, d, w)\n"
-               "  now, today, yesterday, tomorrow, @1764391200 (seconds since the epoch)\n");
-}
-
-void kj_cli_help_exit_codes(FILE *f, int notfound)
-{
-    fprintf(f,
-            "\nexit codes:\n"
-            "  %d  done\n"
-            "  %d  the command failed\n"
-            "  %d  bad option, argument or time expression\n"
-            "  %d  no such journal file\n"
-            "  %d  the file is not a kjournal journal\n"
-            "  %d  the journal is newer than this kjournal\n"
-            "  %d  the journal is damaged\n",
-            KJ_EXIT_OK, KJ_EXIT_FAILURE, KJ_EXIT_USAGE, KJ_EXIT_NOFILE, KJ_EXIT_NOTJOURNAL,
-            KJ_EXIT_TOONEW, KJ_EXIT_CORRUPT);
-    if (notfound)
-        fprintf(f, "  %d  no such session (or run)\n", KJ_EXIT_NOTFOUND);
+    return kj_cli_fail(c, exit_of(rc), "cannot open %s", err.msg);
 }
 
 /* --- times and durations ---------------------------------------------------- */
@@ -405,7 +456,7 @@ int kj_cli_parse_time(const char *s, int64_t now_ms, int utc, int64_t *out, char
     return KJ_EINVAL;
 }
 
-int kj_cli_time_opt(const kj_cli_common *c, const char *opt, const char *arg, int64_t *out)
+static int time_opt(const kj_cli_common *c, const char *opt, const char *arg, int64_t *out)
 {
     char msg[128];
     if (kj_cli_parse_time(arg, kj_now_ms(), c->utc, out, msg, sizeof msg) == 0)
@@ -414,6 +465,16 @@ int kj_cli_time_opt(const kj_cli_common *c, const char *opt, const char *arg, in
                        "bad time '%s' for %s: %s; use ISO 8601 (2026-11-29T05:00:00Z), a "
                        "relative time (-1h, -30m, -2d), today, yesterday or now",
                        arg, opt, msg);
+}
+
+int kj_cli_times(const kj_cli_common *c, int64_t *since_ms, int64_t *until_ms)
+{
+    int rc = 0;
+    if (c->since && (rc = time_opt(c, "--since", c->since, since_ms)))
+        return rc;
+    if (c->until)
+        rc = time_opt(c, "--until", c->until, until_ms);
+    return rc;
 }
 
 int kj_cli_parse_count(const char *s, int64_t *out)
@@ -428,5 +489,12 @@ int kj_cli_parse_count(const char *s, int64_t *out)
     if (!isdigit((unsigned char)*s) || errno || *end || n <= 0)
         return KJ_EINVAL;
     *out = n;
+    return 0;
+}
+
+int kj_cli_count_opt(const kj_cli_common *c, const char *arg, int64_t *out)
+{
+    if (kj_cli_parse_count(arg, out))
+        return kj_cli_fail(c, KJ_EXIT_USAGE, "bad count '%s' for -n", arg);
     return 0;
 }

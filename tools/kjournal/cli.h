@@ -27,22 +27,23 @@ typedef struct kj_cli_command {
 
 /* --- helpers for the journal commands (cli.c, out.c, rows.c) --------------
  *
- * A read command parses its flags with getopt_long, passing the options every
- * command shares to kj_cli_common_opt(), opens the journal with
- * kj_cli_open(), and prints through a kj_out, which knows the -o formats:
+ * A read command describes its --help and its own options in a kj_cli_spec,
+ * parses its argv with kj_cli_parse(), opens the journal with kj_cli_open(),
+ * and prints through a kj_out, which knows the -o formats:
  *
  *     kj_cli_common c;
- *     kj_cli_common_init(&c, argv);
- *     ... getopt_long loop: default: rc = kj_cli_common_opt(&c, opt, optarg) ...
+ *     if ((rc = kj_cli_parse(&c, &spec, argc, argv, &my_options)))
+ *         return rc;                           // already reported on stderr
  *     kj_journal *j;
  *     if ((rc = kj_cli_open(&c, KJ_JOURNAL_READONLY, &j)))
- *         return rc;                           // already reported on stderr
+ *         return rc;
  *     kj_out *o = kj_out_new(&c);
  *     kj_out_begin_list(o, NULL, "sessions", fields, n);
  *     kj_journal_sessions(j, &filter, kj_print_session, o, &err);
  *     kj_out_end_list(o);
  *     rc = kj_out_free(o);                     // KJ_EXIT_OK unless stdout failed
  */
+#include <getopt.h>
 #include <stdint.h>
 #include <stdio.h>
 
@@ -57,6 +58,8 @@ enum {
     KJ_OPT_JOURNAL = 0x1000,
     KJ_OPT_UTC,
     KJ_OPT_NO_COLOR,
+    KJ_OPT_SINCE,
+    KJ_OPT_UNTIL,
 };
 
 typedef struct kj_cli_common {
@@ -65,6 +68,8 @@ typedef struct kj_cli_common {
     kj_fmt fmt;          /* -o */
     int utc;             /* --utc: show and read times in UTC */
     int color;           /* stdout is a terminal, NO_COLOR unset, no --no-color */
+    const char *since;   /* --since, as given (kj_cli_times() parses it) */
+    const char *until;   /* --until, likewise */
     char **argv;         /* the command's argv, to name a bad option */
 } kj_cli_common;
 
@@ -77,9 +82,41 @@ typedef struct kj_cli_common {
     {"utc", no_argument, NULL, KJ_OPT_UTC},                                                        \
     {"no-color", no_argument, NULL, KJ_OPT_NO_COLOR},                                              \
     {"help", no_argument, NULL, 'h'}
+/* --since and --until, for the commands that take a time window. */
+#define KJ_CLI_TIME_LONGOPTS                                                                       \
+    {"since", required_argument, NULL, KJ_OPT_SINCE},                                              \
+    {"until", required_argument, NULL, KJ_OPT_UNTIL}
 /* clang-format on */
 #define KJ_CLI_COMMON_SHORTOPTS "o:h"
 
+/* A journal command as kj_cli_parse() sees it: its --help and its options. */
+typedef struct kj_cli_spec {
+    const char *help;              /* usage, what it does, its own options */
+    const char *examples;          /* "\nexamples:\n..." */
+    unsigned flags;                /* KJ_CLI_* below */
+    const char *shortopts;         /* its own short options ("n:r"), or NULL */
+    const struct option *longopts; /* its options and KJ_CLI_COMMON_LONGOPTS;
+                                      NULL: only those */
+    /* Takes one of its own options: 0, or an exit code once reported. */
+    int (*opt)(kj_cli_common *c, int opt, const char *arg, void *ud);
+} kj_cli_spec;
+
+enum {
+    KJ_CLI_TIMES = 1 << 0,    /* takes --since/--until: --help explains times */
+    KJ_CLI_NOTFOUND = 1 << 1, /* may exit KJ_EXIT_NOTFOUND: --help says so */
+    KJ_CLI_OPERAND = 1 << 2,  /* takes one operand, argv[optind] (missing: its own check) */
+};
+
+/* Parses a command's argv: the shared options into c, its own through
+ * spec->opt(c, opt, optarg, ud), then decides on colour. Returns 0, or an
+ * exit code after reporting the usage error. --help prints the command's help
+ * and exits 0 here, as nothing is open yet. */
+int kj_cli_parse(kj_cli_common *c, const kj_cli_spec *spec, int argc, char **argv, void *ud);
+/* A spec->opt for a command with one option of its own, which takes a value:
+ * stores the value in *(const char **)ud. */
+int kj_cli_opt_value(kj_cli_common *c, int opt, const char *arg, void *ud);
+
+/* For commands that parse their own way (recover): */
 void kj_cli_common_init(kj_cli_common *c, char **argv);
 /* Handles one shared option. Returns 0 when handled, -1 when opt is not a
  * shared option, or a KJ_EXIT_USAGE after printing what was wrong. '?' (from
@@ -91,8 +128,6 @@ void kj_cli_common_done(kj_cli_common *c);
 /* Prints "kjournal CMD: message" on stderr and returns code. */
 int kj_cli_fail(const kj_cli_common *c, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
-/* The exit code for a library error code (KJ_ENOENT when opening: NOFILE). */
-int kj_cli_exit_of(int kj_code);
 /* Reports err (from the library) and returns its exit code; KJ_ENOENT means
  * an unknown session or run here, since opening reports its own. */
 int kj_cli_fail_err(const kj_cli_common *c, const kj_err *err);
@@ -100,12 +135,6 @@ int kj_cli_fail_err(const kj_cli_common *c, const kj_err *err);
 /* Opens the journal (flags: KJ_JOURNAL_READONLY for the read commands, else
  * KJ_JOURNAL_NOCREATE). On failure reports it and returns the exit code. */
 int kj_cli_open(const kj_cli_common *c, unsigned flags, kj_journal **out);
-
-/* The "exit codes:" paragraph of --help. */
-void kj_cli_help_exit_codes(FILE *f, int notfound);
-/* The paragraph of --help on the shared options and time expressions. */
-void kj_cli_help_common(FILE *f);
-void kj_cli_help_times(FILE *f);
 
 /*
  * Time expressions (--since, --until): ISO 8601 ("2026-11-29", "2026-11-29
@@ -117,11 +146,14 @@ void kj_cli_help_times(FILE *f);
 int kj_cli_parse_time(const char *s, int64_t now_ms, int utc, int64_t *out, char *msg, size_t size);
 /* A duration ("30d", "12h", "1d12h", "90m", "1w"), > 0, in ms. */
 int kj_cli_parse_duration(const char *s, int64_t *out, char *msg, size_t size);
-/* Parses the time expression arg of option opt (after all options, so that
- * --utc applies); on failure reports it and returns KJ_EXIT_USAGE. */
-int kj_cli_time_opt(const kj_cli_common *c, const char *opt, const char *arg, int64_t *out);
-/* A count for -n: a positive integer. */
+/* The --since and --until of c as epoch ms (left alone when not given); after
+ * kj_cli_parse(), so that --utc applies wherever it stood. On failure reports
+ * it and returns KJ_EXIT_USAGE. */
+int kj_cli_times(const kj_cli_common *c, int64_t *since_ms, int64_t *until_ms);
+/* A count for -n: a positive integer, or "all" (0). */
 int kj_cli_parse_count(const char *s, int64_t *out);
+/* Parses the -n argument arg; on failure reports it and returns KJ_EXIT_USAGE. */
+int kj_cli_count_opt(const kj_cli_common *c, const char *arg, int64_t *out);
 
 /* --- output ------------------------------------------------------------------
  *

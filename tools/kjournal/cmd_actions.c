@@ -1,6 +1,5 @@
 /* cmd_actions.c - kjournal actions: the reconciler's audit, actions and runs. */
 #include <errno.h>
-#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -43,6 +42,38 @@ static int ignore_session(const kj_session *s, void *ud)
     return 0;
 }
 
+typedef struct opts {
+    kj_action_filter f;
+    int runs;
+} opts;
+
+static int on_opt(kj_cli_common *c, int opt, const char *arg, void *ud)
+{
+    opts *o = ud;
+    switch (opt) {
+    case 'R': {
+        char *end = NULL;
+        errno = 0;
+        o->f.run_id = strtoll(arg, &end, 10);
+        if (errno || *end || end == arg || o->f.run_id <= 0)
+            return kj_cli_fail(c, KJ_EXIT_USAGE, "bad run id '%s'", arg);
+        break;
+    }
+    case 's':
+        o->f.session_id = arg;
+        break;
+    case 'L':
+        o->runs = 1;
+        break;
+    case 'n':
+        return kj_cli_count_opt(c, arg, &o->f.limit);
+    case 'r':
+        o->f.reverse = 1;
+        break;
+    }
+    return 0;
+}
+
 int kj_cmd_actions(int argc, char **argv)
 {
     static const struct option longopts[] = {
@@ -54,68 +85,37 @@ int kj_cmd_actions(int argc, char **argv)
         KJ_CLI_COMMON_LONGOPTS,
         {NULL, 0, NULL, 0},
     };
+    static const kj_cli_spec spec = {.help = help,
+                                     .examples = examples,
+                                     .flags = KJ_CLI_NOTFOUND,
+                                     .shortopts = "n:r",
+                                     .longopts = longopts,
+                                     .opt = on_opt};
     kj_cli_common c;
-    kj_cli_common_init(&c, argv);
-    kj_action_filter f = {0};
-    int opt, rc, runs = 0;
-    while ((opt = getopt_long(argc, argv, ":" KJ_CLI_COMMON_SHORTOPTS "n:r", longopts, NULL)) !=
-           -1) {
-        switch (opt) {
-        case 'R': {
-            char *end = NULL;
-            errno = 0;
-            f.run_id = strtoll(optarg, &end, 10);
-            if (errno || *end || end == optarg || f.run_id <= 0)
-                return kj_cli_fail(&c, KJ_EXIT_USAGE, "bad run id '%s'", optarg);
-            break;
-        }
-        case 's':
-            f.session_id = optarg;
-            break;
-        case 'L':
-            runs = 1;
-            break;
-        case 'n':
-            if (kj_cli_parse_count(optarg, &f.limit))
-                return kj_cli_fail(&c, KJ_EXIT_USAGE, "bad count '%s' for -n", optarg);
-            break;
-        case 'r':
-            f.reverse = 1;
-            break;
-        case 'h':
-            fputs(help, stdout);
-            kj_cli_help_common(stdout);
-            fputs(examples, stdout);
-            kj_cli_help_exit_codes(stdout, 1);
-            return KJ_EXIT_OK;
-        default:
-            if ((rc = kj_cli_common_opt(&c, opt, optarg)))
-                return rc;
-        }
-    }
-    if (optind < argc)
-        return kj_cli_fail(&c, KJ_EXIT_USAGE, "unexpected argument '%s'", argv[optind]);
-    if (runs && (f.run_id || f.session_id))
+    opts op = {0};
+    kj_action_filter *f = &op.f;
+    int rc;
+    if ((rc = kj_cli_parse(&c, &spec, argc, argv, &op)))
+        return rc;
+    if (op.runs && (f->run_id || f->session_id))
         return kj_cli_fail(&c, KJ_EXIT_USAGE,
-                           "--runs lists every run; it takes no --run or "
-                           "--session");
-    kj_cli_common_done(&c);
+                           "--runs lists every run; it takes no --run or --session");
 
     kj_journal *j = NULL;
     if ((rc = kj_cli_open(&c, KJ_JOURNAL_READONLY, &j)))
         return rc;
     kj_err err = {0};
     int qrc = 0;
-    if (f.run_id) {
-        qrc = kj_journal_run_get(j, f.run_id, ignore_run, NULL, &err);
+    if (f->run_id) {
+        qrc = kj_journal_run_get(j, f->run_id, ignore_run, NULL, &err);
         if (qrc == KJ_ENOENT)
             rc = kj_cli_fail(&c, KJ_EXIT_NOTFOUND, "no reconcile run %lld in journal '%s'",
-                             (long long)f.run_id, c.journal);
+                             (long long)f->run_id, c.journal);
     }
-    if (!qrc && f.session_id) {
-        qrc = kj_journal_session_get(j, f.session_id, ignore_session, NULL, &err);
+    if (!qrc && f->session_id) {
+        qrc = kj_journal_session_get(j, f->session_id, ignore_session, NULL, &err);
         if (qrc == KJ_ENOENT)
-            rc = kj_cli_fail(&c, KJ_EXIT_NOTFOUND, "no session '%s' in journal '%s'", f.session_id,
+            rc = kj_cli_fail(&c, KJ_EXIT_NOTFOUND, "no session '%s' in journal '%s'", f->session_id,
                              c.journal);
     }
     if (qrc) {
@@ -125,15 +125,15 @@ int kj_cmd_actions(int argc, char **argv)
         return rc;
     }
     kj_out *o = kj_out_new(&c);
-    if (runs) {
+    if (op.runs) {
         kj_out_begin_list(o, "runs", "-- no reconcile runs --", kj_run_fields, kj_run_nfields);
-        kj_out_last(o, f.limit, &f.reverse);
-        qrc = kj_journal_runs_list(j, f.limit, f.reverse, kj_print_run, o, &err);
+        kj_out_last(o, f->limit, &f->reverse);
+        qrc = kj_journal_runs_list(j, f->limit, f->reverse, kj_print_run, o, &err);
     } else {
         kj_out_begin_list(o, "actions", "-- no reconcile actions --", kj_action_fields,
                           kj_action_nfields);
-        kj_out_last(o, f.limit, &f.reverse);
-        qrc = kj_journal_actions(j, &f, kj_print_action, o, &err);
+        kj_out_last(o, f->limit, &f->reverse);
+        qrc = kj_journal_actions(j, f, kj_print_action, o, &err);
     }
     kj_out_end_list(o);
     rc = kj_out_free(o);

@@ -1,5 +1,4 @@
 /* cmd_backup.c - kjournal backup: a consistent copy while kjournald writes. */
-#include <getopt.h>
 #include <stdio.h>
 #include <sys/stat.h>
 
@@ -35,28 +34,15 @@ int kj_cmd_backup(int argc, char **argv)
         KJ_CLI_COMMON_LONGOPTS,
         {NULL, 0, NULL, 0},
     };
+    static const kj_cli_spec spec = {
+        .help = help, .examples = examples, .longopts = longopts, .opt = kj_cli_opt_value};
     kj_cli_common c;
-    kj_cli_common_init(&c, argv);
     const char *to = NULL;
-    int opt, rc;
-    while ((opt = getopt_long(argc, argv, ":" KJ_CLI_COMMON_SHORTOPTS, longopts, NULL)) != -1) {
-        if (opt == 't') {
-            to = optarg;
-        } else if (opt == 'h') {
-            fputs(help, stdout);
-            kj_cli_help_common(stdout);
-            fputs(examples, stdout);
-            kj_cli_help_exit_codes(stdout, 0);
-            return KJ_EXIT_OK;
-        } else if ((rc = kj_cli_common_opt(&c, opt, optarg))) {
-            return rc;
-        }
-    }
-    if (optind < argc)
-        return kj_cli_fail(&c, KJ_EXIT_USAGE, "unexpected argument '%s'", argv[optind]);
+    int rc;
+    if ((rc = kj_cli_parse(&c, &spec, argc, argv, &to)))
+        return rc;
     if (!to || !*to)
         return kj_cli_fail(&c, KJ_EXIT_USAGE, "where to? give --to FILE");
-    kj_cli_common_done(&c);
 
     struct stat sb;
     if (stat(to, &sb) == 0)

@@ -1,10 +1,7 @@
 /* cmd_events.c - kjournal events: the event log, and -f to follow it. */
-#include <errno.h>
-#include <getopt.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
-#include <string.h>
 #include <unistd.h>
 
 #include "cli.h"
@@ -96,69 +93,60 @@ static int follow(kj_journal *j, ctx *x, const char *session, int64_t after, kj_
     return 0;
 }
 
+typedef struct opts {
+    kj_event_filter f;
+    int follow, lines_given;
+} opts;
+
+static int on_opt(kj_cli_common *c, int opt, const char *arg, void *ud)
+{
+    opts *o = ud;
+    switch (opt) {
+    case 's':
+        o->f.session_id = arg;
+        break;
+    case 'n':
+        o->lines_given = 1;
+        return kj_cli_count_opt(c, arg, &o->f.limit);
+    case 'r':
+        o->f.reverse = 1;
+        break;
+    case 'f':
+        o->follow = 1;
+        break;
+    }
+    return 0;
+}
+
 int kj_cmd_events(int argc, char **argv)
 {
     static const struct option longopts[] = {
         {"session", required_argument, NULL, 's'},
-        {"since", required_argument, NULL, 'S'},
-        {"until", required_argument, NULL, 'U'},
+        KJ_CLI_TIME_LONGOPTS,
         {"lines", required_argument, NULL, 'n'},
         {"reverse", no_argument, NULL, 'r'},
         {"follow", no_argument, NULL, 'f'},
         KJ_CLI_COMMON_LONGOPTS,
         {NULL, 0, NULL, 0},
     };
+    static const kj_cli_spec spec = {.help = help,
+                                     .examples = examples,
+                                     .flags = KJ_CLI_TIMES | KJ_CLI_NOTFOUND,
+                                     .shortopts = "n:rf",
+                                     .longopts = longopts,
+                                     .opt = on_opt};
     kj_cli_common c;
-    kj_cli_common_init(&c, argv);
-    kj_event_filter f = {0};
-    const char *since = NULL, *until = NULL;
-    int opt, rc, follow_mode = 0, lines_given = 0;
-    while ((opt = getopt_long(argc, argv, ":" KJ_CLI_COMMON_SHORTOPTS "n:rf", longopts, NULL)) !=
-           -1) {
-        switch (opt) {
-        case 's':
-            f.session_id = optarg;
-            break;
-        case 'S':
-            since = optarg;
-            break;
-        case 'U':
-            until = optarg;
-            break;
-        case 'n':
-            if (kj_cli_parse_count(optarg, &f.limit))
-                return kj_cli_fail(&c, KJ_EXIT_USAGE, "bad count '%s' for -n", optarg);
-            lines_given = 1;
-            break;
-        case 'r':
-            f.reverse = 1;
-            break;
-        case 'f':
-            follow_mode = 1;
-            break;
-        case 'h':
-            fputs(help, stdout);
-            kj_cli_help_common(stdout);
-            kj_cli_help_times(stdout);
-            fputs(examples, stdout);
-            kj_cli_help_exit_codes(stdout, 1);
-            return KJ_EXIT_OK;
-        default:
-            if ((rc = kj_cli_common_opt(&c, opt, optarg)))
-                return rc;
-        }
-    }
-    if (optind < argc)
-        return kj_cli_fail(&c, KJ_EXIT_USAGE, "unexpected argument '%s'", argv[optind]);
-    if (follow_mode && f.reverse)
+    opts op = {0};
+    kj_event_filter *f = &op.f;
+    int rc;
+    if ((rc = kj_cli_parse(&c, &spec, argc, argv, &op)))
+        return rc;
+    if (op.follow && f->reverse)
         return kj_cli_fail(&c, KJ_EXIT_USAGE, "-f and -r cannot be used together");
-    kj_cli_common_done(&c);
-    if (since && (rc = kj_cli_time_opt(&c, "--since", since, &f.since_ms)))
+    if ((rc = kj_cli_times(&c, &f->since_ms, &f->until_ms)))
         return rc;
-    if (until && (rc = kj_cli_time_opt(&c, "--until", until, &f.until_ms)))
-        return rc;
-    if (follow_mode && !lines_given)
-        f.limit = FOLLOW_DEFAULT_LINES;
+    if (op.follow && !op.lines_given)
+        f->limit = FOLLOW_DEFAULT_LINES;
 
     kj_journal *j = NULL;
     if ((rc = kj_cli_open(&c, KJ_JOURNAL_READONLY, &j)))
@@ -166,31 +154,31 @@ int kj_cmd_events(int argc, char **argv)
     kj_err err = {0};
     int qrc = 0;
     /* An unknown session is an error, unless following: it may yet appear. */
-    if (f.session_id && !follow_mode) {
-        qrc = kj_journal_session_get(j, f.session_id, ignore_session, NULL, &err);
+    if (f->session_id && !op.follow) {
+        qrc = kj_journal_session_get(j, f->session_id, ignore_session, NULL, &err);
         if (qrc == KJ_ENOENT) {
             kj_journal_close(j);
             return kj_cli_fail(&c, KJ_EXIT_NOTFOUND, "no session '%s' in journal '%s'",
-                               f.session_id, c.journal);
+                               f->session_id, c.journal);
         }
     }
     ctx x = {.o = kj_out_new(&c)};
     /* Following starts after the last event committed now; the first listing
      * leaves out anything committed later, which following prints. */
     int64_t last = 0;
-    if (!qrc && follow_mode)
+    if (!qrc && op.follow)
         qrc = kj_journal_last_seq(j, &last, &err);
     x.max_seq = last;
-    kj_out_begin_list(x.o, "events", follow_mode ? NULL : "-- no events --", kj_event_fields,
+    kj_out_begin_list(x.o, "events", op.follow ? NULL : "-- no events --", kj_event_fields,
                       kj_event_nfields);
-    kj_out_last(x.o, f.limit, &f.reverse);
-    if (!qrc && !(follow_mode && last == 0))
-        qrc = kj_journal_events(j, &f, on_event, &x, &err);
+    kj_out_last(x.o, f->limit, &f->reverse);
+    if (!qrc && !(op.follow && last == 0))
+        qrc = kj_journal_events(j, f, on_event, &x, &err);
     kj_out_release(x.o);
-    if (qrc >= 0 && follow_mode) {
-        x.since = f.since_ms;
-        x.until = f.until_ms;
-        qrc = follow(j, &x, f.session_id, last, &err);
+    if (qrc >= 0 && op.follow) {
+        x.since = f->since_ms;
+        x.until = f->until_ms;
+        qrc = follow(j, &x, f->session_id, last, &err);
     }
     kj_out_end_list(x.o);
     rc = kj_out_free(x.o);

@@ -1,5 +1,4 @@
 /* cmd_prune.c - kjournal prune: retention, the one journal command that writes. */
-#include <getopt.h>
 #include <stdio.h>
 
 #include "cli.h"
@@ -35,32 +34,19 @@ int kj_cmd_prune(int argc, char **argv)
         KJ_CLI_COMMON_LONGOPTS,
         {NULL, 0, NULL, 0},
     };
+    static const kj_cli_spec spec = {
+        .help = help, .examples = examples, .longopts = longopts, .opt = kj_cli_opt_value};
     kj_cli_common c;
-    kj_cli_common_init(&c, argv);
     const char *older = NULL;
-    int opt, rc;
-    while ((opt = getopt_long(argc, argv, ":" KJ_CLI_COMMON_SHORTOPTS, longopts, NULL)) != -1) {
-        if (opt == 'O') {
-            older = optarg;
-        } else if (opt == 'h') {
-            fputs(help, stdout);
-            kj_cli_help_common(stdout);
-            fputs(examples, stdout);
-            kj_cli_help_exit_codes(stdout, 0);
-            return KJ_EXIT_OK;
-        } else if ((rc = kj_cli_common_opt(&c, opt, optarg))) {
-            return rc;
-        }
-    }
-    if (optind < argc)
-        return kj_cli_fail(&c, KJ_EXIT_USAGE, "unexpected argument '%s'", argv[optind]);
+    int rc;
+    if ((rc = kj_cli_parse(&c, &spec, argc, argv, &older)))
+        return rc;
     if (!older)
         return kj_cli_fail(&c, KJ_EXIT_USAGE, "how old? give --older-than DURATION");
     int64_t age = 0;
     char msg[128];
     if (kj_cli_parse_duration(older, &age, msg, sizeof msg))
         return kj_cli_fail(&c, KJ_EXIT_USAGE, "bad duration '%s' for --older-than: %s", older, msg);
-    kj_cli_common_done(&c);
 
     /* A read-only open first: it refuses what is not a journal of this
      * version (an empty file, say) where a read-write open would make one. */

@@ -1,7 +1,5 @@
 /* cmd_sessions.c - kjournal sessions: list sessions, filtered. */
-#include <getopt.h>
 #include <stdio.h>
-#include <string.h>
 
 #include "cli.h"
 #include "commands.h"
@@ -28,6 +26,32 @@ static const char examples[] = "\nexamples:\n"
                                "  kjournal sessions --user alice --since yesterday -o json\n"
                                "  kjournal sessions --engine spark-1a2b3c -n 20 -r\n";
 
+static int on_opt(kj_cli_common *c, int opt, const char *arg, void *ud)
+{
+    kj_session_filter *f = ud;
+    switch (opt) {
+    case 's':
+        if (kj_session_state_parse(arg, &f->state) < 0 || f->state == KJ_SESSION_NONE)
+            return kj_cli_fail(c, KJ_EXIT_USAGE, "unknown state '%s' (open, closed)", arg);
+        break;
+    case 'u':
+        f->user = arg;
+        break;
+    case 'i':
+        f->instance = arg;
+        break;
+    case 'e':
+        f->engine = arg;
+        break;
+    case 'n':
+        return kj_cli_count_opt(c, arg, &f->limit);
+    case 'r':
+        f->reverse = 1;
+        break;
+    }
+    return 0;
+}
+
 int kj_cmd_sessions(int argc, char **argv)
 {
     static const struct option longopts[] = {
@@ -35,65 +59,23 @@ int kj_cmd_sessions(int argc, char **argv)
         {"user", required_argument, NULL, 'u'},
         {"instance", required_argument, NULL, 'i'},
         {"engine", required_argument, NULL, 'e'},
-        {"since", required_argument, NULL, 'S'},
-        {"until", required_argument, NULL, 'U'},
+        KJ_CLI_TIME_LONGOPTS,
         {"lines", required_argument, NULL, 'n'},
         {"reverse", no_argument, NULL, 'r'},
         KJ_CLI_COMMON_LONGOPTS,
         {NULL, 0, NULL, 0},
     };
+    static const kj_cli_spec spec = {.help = help,
+                                     .examples = examples,
+                                     .flags = KJ_CLI_TIMES,
+                                     .shortopts = "n:r",
+                                     .longopts = longopts,
+                                     .opt = on_opt};
     kj_cli_common c;
-    kj_cli_common_init(&c, argv);
     kj_session_filter f = {0};
-    const char *since = NULL, *until = NULL;
-    int opt, rc;
-    while ((opt = getopt_long(argc, argv, ":" KJ_CLI_COMMON_SHORTOPTS "n:r", longopts, NULL)) !=
-           -1) {
-        switch (opt) {
-        case 's':
-            if (kj_session_state_parse(optarg, &f.state) < 0 || f.state == KJ_SESSION_NONE)
-                return kj_cli_fail(&c, KJ_EXIT_USAGE, "unknown state '%s' (open, closed)", optarg);
-            break;
-        case 'u':
-            f.user = optarg;
-            break;
-        case 'i':
-            f.instance = optarg;
-            break;
-        case 'e':
-            f.engine = optarg;
-            break;
-        case 'S':
-            since = optarg;
-            break;
-        case 'U':
-            until = optarg;
-            break;
-        case 'n':
-            if (kj_cli_parse_count(optarg, &f.limit))
-                return kj_cli_fail(&c, KJ_EXIT_USAGE, "bad count '%s' for -n", optarg);
-            break;
-        case 'r':
-            f.reverse = 1;
-            break;
-        case 'h':
-            fputs(help, stdout);
-            kj_cli_help_common(stdout);
-            kj_cli_help_times(stdout);
-            fputs(examples, stdout);
-            kj_cli_help_exit_codes(stdout, 0);
-            return KJ_EXIT_OK;
-        default:
-            if ((rc = kj_cli_common_opt(&c, opt, optarg)))
-                return rc;
-        }
-    }
-    if (optind < argc)
-        return kj_cli_fail(&c, KJ_EXIT_USAGE, "unexpected argument '%s'", argv[optind]);
-    kj_cli_common_done(&c);
-    if (since && (rc = kj_cli_time_opt(&c, "--since", since, &f.since_ms)))
-        return rc;
-    if (until && (rc = kj_cli_time_opt(&c, "--until", until, &f.until_ms)))
+    int rc;
+    if ((rc = kj_cli_parse(&c, &spec, argc, argv, &f)) ||
+        (rc = kj_cli_times(&c, &f.since_ms, &f.until_ms)))
         return rc;
 
     kj_journal *j = NULL;

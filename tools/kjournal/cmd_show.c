@@ -1,9 +1,6 @@
 /* cmd_show.c - kjournal show: one session, its events and the reconcile
  * actions on its engine's pods. */
-#include <getopt.h>
 #include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
 
 #include "cli.h"
 #include "commands.h"
@@ -68,30 +65,15 @@ static int on_session(const kj_session *s, void *ud)
 
 int kj_cmd_show(int argc, char **argv)
 {
-    static const struct option longopts[] = {
-        KJ_CLI_COMMON_LONGOPTS,
-        {NULL, 0, NULL, 0},
-    };
+    static const kj_cli_spec spec = {
+        .help = help, .examples = examples, .flags = KJ_CLI_NOTFOUND | KJ_CLI_OPERAND};
     kj_cli_common c;
-    kj_cli_common_init(&c, argv);
-    int opt, rc;
-    while ((opt = getopt_long(argc, argv, ":" KJ_CLI_COMMON_SHORTOPTS, longopts, NULL)) != -1) {
-        if (opt == 'h') {
-            fputs(help, stdout);
-            kj_cli_help_common(stdout);
-            fputs(examples, stdout);
-            kj_cli_help_exit_codes(stdout, 1);
-            return KJ_EXIT_OK;
-        }
-        if ((rc = kj_cli_common_opt(&c, opt, optarg)))
-            return rc;
-    }
+    int rc;
+    if ((rc = kj_cli_parse(&c, &spec, argc, argv, NULL)))
+        return rc;
     if (optind >= argc)
         return kj_cli_fail(&c, KJ_EXIT_USAGE, "which session? give a SESSION_ID");
-    if (optind + 1 < argc)
-        return kj_cli_fail(&c, KJ_EXIT_USAGE, "unexpected argument '%s'", argv[optind + 1]);
     const char *id = argv[optind];
-    kj_cli_common_done(&c);
 
     kj_journal *j = NULL;
     if ((rc = kj_cli_open(&c, KJ_JOURNAL_READONLY, &j)))

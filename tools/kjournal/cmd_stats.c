@@ -1,5 +1,4 @@
 /* cmd_stats.c - kjournal stats: what the journal holds, from its totals. */
-#include <getopt.h>
 #include <stdio.h>
 
 #include "cli.h"
@@ -59,27 +58,11 @@ static int on_count(const char *key, int64_t open, int64_t closed, void *ud)
 
 int kj_cmd_stats(int argc, char **argv)
 {
-    static const struct option longopts[] = {
-        KJ_CLI_COMMON_LONGOPTS,
-        {NULL, 0, NULL, 0},
-    };
+    static const kj_cli_spec spec = {.help = help, .examples = examples};
     kj_cli_common c;
-    kj_cli_common_init(&c, argv);
-    int opt, rc;
-    while ((opt = getopt_long(argc, argv, ":" KJ_CLI_COMMON_SHORTOPTS, longopts, NULL)) != -1) {
-        if (opt == 'h') {
-            fputs(help, stdout);
-            kj_cli_help_common(stdout);
-            fputs(examples, stdout);
-            kj_cli_help_exit_codes(stdout, 0);
-            return KJ_EXIT_OK;
-        }
-        if ((rc = kj_cli_common_opt(&c, opt, optarg)))
-            return rc;
-    }
-    if (optind < argc)
-        return kj_cli_fail(&c, KJ_EXIT_USAGE, "unexpected argument '%s'", argv[optind]);
-    kj_cli_common_done(&c);
+    int rc;
+    if ((rc = kj_cli_parse(&c, &spec, argc, argv, NULL)))
+        return rc;
 
     kj_journal *j = NULL;
     if ((rc = kj_cli_open(&c, KJ_JOURNAL_READONLY, &j)))

@@ -1,5 +1,4 @@
 /* cmd_verify.c - kjournal verify: integrity and invariants, exit 0 only when clean. */
-#include <getopt.h>
 #include <stdio.h>
 
 #include "cli.h"
@@ -12,12 +11,14 @@ static const char help[] =
     "invariants (every session's state, event count and times agree with its\n"
     "events; no event without its session; the totals stats reads agree with the\n"
     "sessions and events). Prints each problem found. Exits 0 only when the journal\n"
-    "is clean, %d when problems were found.\n"
+    "is clean, 1 when problems were found.\n"
     "\n"
     "The journal is opened read-only. The integrity check reads the whole file in\n"
     "one read transaction: on a large live journal it delays WAL checkpoints (it\n"
     "never blocks kjournald) for as long as it runs; run it on a backup to avoid\n"
     "even that.\n";
+
+_Static_assert(KJ_EXIT_FAILURE == 1, "verify's --help names its exit code");
 
 static const char examples[] = "\nexamples:\n"
                                "  kjournal verify\n"
@@ -58,27 +59,11 @@ static int print_problem(const char *problem, void *ud)
 
 int kj_cmd_verify(int argc, char **argv)
 {
-    static const struct option longopts[] = {
-        KJ_CLI_COMMON_LONGOPTS,
-        {NULL, 0, NULL, 0},
-    };
+    static const kj_cli_spec spec = {.help = help, .examples = examples};
     kj_cli_common c;
-    kj_cli_common_init(&c, argv);
-    int opt, rc;
-    while ((opt = getopt_long(argc, argv, ":" KJ_CLI_COMMON_SHORTOPTS, longopts, NULL)) != -1) {
-        if (opt == 'h') {
-            printf(help, KJ_EXIT_FAILURE);
-            kj_cli_help_common(stdout);
-            fputs(examples, stdout);
-            kj_cli_help_exit_codes(stdout, 0);
-            return KJ_EXIT_OK;
-        }
-        if ((rc = kj_cli_common_opt(&c, opt, optarg)))
-            return rc;
-    }
-    if (optind < argc)
-        return kj_cli_fail(&c, KJ_EXIT_USAGE, "unexpected argument '%s'", argv[optind]);
-    kj_cli_common_done(&c);
+    int rc;
+    if ((rc = kj_cli_parse(&c, &spec, argc, argv, NULL)))
+        return rc;
 
     kj_journal *j = NULL;
     if ((rc = kj_cli_open(&c, KJ_JOURNAL_READONLY, &j)))
