@@ -56,6 +56,13 @@ struct kj_out {
     rowbuf *last; /* kj_out_last: the current list's rows, held */
 };
 
+static void out_of_memory(void) __attribute__((noreturn));
+static void out_of_memory(void)
+{
+    fprintf(stderr, "kjournal: out of memory\n");
+    exit(KJ_EXIT_FAILURE);
+}
+
 /* --- writing ---------------------------------------------------------------- */
 
 static void check_stream(kj_out *o)
@@ -206,6 +213,11 @@ static void put_padded(kj_out *o, const kj_field *f, const char *text, size_t wi
 }
 
 /* --- JSON ------------------------------------------------------------------- */
+
+static int is_json(const kj_out *o)
+{
+    return o->fmt == KJ_FMT_JSON || o->fmt == KJ_FMT_JSON_PRETTY;
+}
 
 static int pretty(const kj_out *o)
 {
@@ -384,10 +396,8 @@ static void flush_table(kj_out *o)
 static rowbuf *rowbuf_new(size_t nfields)
 {
     rowbuf *b = calloc(1, sizeof *b);
-    if (!b) {
-        fprintf(stderr, "kjournal: out of memory\n");
-        exit(KJ_EXIT_FAILURE);
-    }
+    if (!b)
+        out_of_memory();
     b->nfields = nfields;
     return b;
 }
@@ -397,10 +407,8 @@ static void rowbuf_push(rowbuf *b, const kj_val *vals)
     if (b->rows == b->cap) {
         size_t cap = b->cap ? b->cap * 2 : 64;
         kj_val *v = realloc(b->vals, cap * b->nfields * sizeof *v);
-        if (!v) {
-            fprintf(stderr, "kjournal: out of memory\n");
-            exit(KJ_EXIT_FAILURE);
-        }
+        if (!v)
+            out_of_memory();
         b->vals = v;
         b->cap = cap;
     }
@@ -444,8 +452,6 @@ int kj_out_free(kj_out *o)
     if (!o)
         return KJ_EXIT_OK;
     kj_out_flush(o);
-    if (!o->closed && fflush(o->f) != 0)
-        check_stream(o);
     check_stream(o);
     int rc = o->failed ? KJ_EXIT_FAILURE : KJ_EXIT_OK;
     if (o->failed)
@@ -488,7 +494,7 @@ static level *push(kj_out *o, int kind)
 
 void kj_out_begin_object(kj_out *o, const char *name)
 {
-    if (o->fmt == KJ_FMT_JSON || o->fmt == KJ_FMT_JSON_PRETTY) {
+    if (is_json(o)) {
         json_sep(o);
         if (name && o->depth && o->st[o->depth - 1].kind == L_OBJECT)
             json_key(o, name);
@@ -504,7 +510,7 @@ void kj_out_value(kj_out *o, const kj_field *f, kj_val v)
 {
     if (!shown(o, f))
         return;
-    if (o->fmt == KJ_FMT_JSON || o->fmt == KJ_FMT_JSON_PRETTY) {
+    if (is_json(o)) {
         json_sep(o);
         json_key(o, f->key);
         json_value(o, f, v);
@@ -516,7 +522,7 @@ void kj_out_value(kj_out *o, const kj_field *f, kj_val v)
 void kj_out_end_object(kj_out *o)
 {
     level *l = &o->st[--o->depth];
-    if (o->fmt == KJ_FMT_JSON || o->fmt == KJ_FMT_JSON_PRETTY) {
+    if (is_json(o)) {
         if (l->count)
             indent(o, o->depth);
         put(o, "}");
@@ -532,7 +538,7 @@ void kj_out_end_object(kj_out *o)
 void kj_out_begin_list(kj_out *o, const char *name, const char *empty, const kj_field *fields,
                        size_t n)
 {
-    int json = o->fmt == KJ_FMT_JSON || o->fmt == KJ_FMT_JSON_PRETTY;
+    int json = is_json(o);
     int top = o->depth == 0;
     if (json && !top) {
         json_sep(o);
@@ -575,10 +581,8 @@ void kj_out_begin_list(kj_out *o, const char *name, const char *empty, const kj_
             o->width[i] = strlen(fields[i].title);
         o->rows = 0;
         o->header_done = 0;
-        if (!o->width) {
-            fprintf(stderr, "kjournal: out of memory\n");
-            exit(KJ_EXIT_FAILURE);
-        }
+        if (!o->width)
+            out_of_memory();
     }
 }
 
@@ -590,7 +594,7 @@ void kj_out_row(kj_out *o, const kj_val *vals)
     }
     level *l = &o->st[o->depth - 1];
     l->rows++;
-    if (o->fmt == KJ_FMT_JSON || o->fmt == KJ_FMT_JSON_PRETTY) {
+    if (is_json(o)) {
         kj_out_begin_object(o, NULL);
         for (size_t i = 0; i < l->n; i++)
             kj_out_value(o, &l->fields[i], vals[i]);
@@ -615,10 +619,8 @@ void kj_out_row(kj_out *o, const kj_val *vals)
     if (o->rows == o->rows_cap) {
         size_t cap = o->rows_cap ? o->rows_cap * 2 : 16;
         char **cells = realloc(o->cells, cap * l->n * sizeof *cells);
-        if (!cells) {
-            fprintf(stderr, "kjournal: out of memory\n");
-            exit(KJ_EXIT_FAILURE);
-        }
+        if (!cells)
+            out_of_memory();
         o->cells = cells;
         o->rows_cap = cap;
     }
@@ -654,7 +656,7 @@ void kj_out_end_list(kj_out *o)
 {
     kj_out_release(o);
     level *l = &o->st[o->depth - 1];
-    int json = o->fmt == KJ_FMT_JSON || o->fmt == KJ_FMT_JSON_PRETTY;
+    int json = is_json(o);
     if (o->fmt == KJ_FMT_SHORT) {
         flush_table(o);
         if (!l->rows && l->empty)
