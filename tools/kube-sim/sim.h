@@ -40,6 +40,9 @@ void ks_buf_free(ks_buf *b);
 void ks_buf_reserve(ks_buf *b, size_t extra);
 /* compact JSON of o, malloc'ed to its exact size */
 char *ks_print(const cJSON *o);
+/* the same in a per-thread buffer, valid until the thread's next ks_print or
+ * ks_print_scratch; *len receives the length. Not to be freed. */
+const char *ks_print_scratch(const cJSON *o, size_t *len);
 /* NUL-terminated contents; the buffer is left empty */
 char *ks_buf_take(ks_buf *b);
 

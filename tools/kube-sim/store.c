@@ -235,19 +235,27 @@ static void normalize(cJSON *obj)
     ks_reorder(meta, meta_order);
 }
 
+/* obj at rv, normalized; v's labels and fields from it, v->item left alone */
+static void ver_prepare(ver *v, cJSON *obj, uint64_t rv)
+{
+    set_rv(obj, rv);
+    normalize(obj);
+    v->rv_from = rv;
+    labels_pack(cJSON_GetObjectItemCaseSensitive(ks_jobj(obj, "metadata"), "labels"), &v->labels);
+    fields_extract(obj, v->fv);
+}
+
 /* obj: item form (no kind/apiVersion); not consumed */
 static ver *ver_new(cJSON *obj, uint64_t rv)
 {
     ver *v = calloc(1, sizeof *v);
     if (!v)
         abort();
-    set_rv(obj, rv);
-    normalize(obj);
-    v->item = ks_print(obj);
-    v->item_len = strlen(v->item);
-    v->rv_from = rv;
-    labels_pack(cJSON_GetObjectItemCaseSensitive(ks_jobj(obj, "metadata"), "labels"), &v->labels);
-    fields_extract(obj, v->fv);
+    ver_prepare(v, obj, rv);
+    size_t n;
+    const char *item = ks_print_scratch(obj, &n);
+    v->item = ks_xstrndup(item, n);
+    v->item_len = n;
     return v;
 }
 
@@ -277,15 +285,56 @@ static cJSON *ver_obj(const ver *v)
     return o;
 }
 
+/* pre + {"kind":K,"apiVersion":V, + the item's members + post, in one
+ * allocation of its exact size (no doubling: objects are a few KB, and a
+ * request allocates several); *obj_off and *obj_len locate the object */
+static char *wrap_item(ks_kind k, const char *pre, const char *item, size_t len, const char *post,
+                       size_t *obj_off, size_t *obj_len)
+{
+    char head[160];
+    size_t plen = strlen(pre), tlen = strlen(post);
+    int h = snprintf(head, sizeof head, "{\"kind\":\"%s\",\"apiVersion\":\"%s\",",
+                     ks_resources[k].kind_name, ks_resources[k].api_version);
+    size_t hlen = (size_t)h;
+    char *out = ks_xmalloc(plen + hlen + len - 1 + tlen + 1);
+    char *p = out;
+    memcpy(p, pre, plen);
+    p += plen;
+    memcpy(p, head, hlen);
+    p += hlen;
+    memcpy(p, item + 1, len - 1);
+    p += len - 1;
+    memcpy(p, post, tlen + 1);
+    if (obj_off)
+        *obj_off = plen;
+    if (obj_len)
+        *obj_len = hlen + len - 1;
+    return out;
+}
+
 /* the object as a single resource: kind and apiVersion first */
 static char *full_json(ks_kind k, const char *item, size_t len)
 {
-    ks_buf b = {0};
-    ks_buf_reserve(&b, len + 64);
-    ks_buf_addf(&b, "{\"kind\":\"%s\",\"apiVersion\":\"%s\",", ks_resources[k].kind_name,
-                ks_resources[k].api_version);
-    ks_buf_add(&b, item + 1, len - 1);
-    return ks_buf_take(&b);
+    return wrap_item(k, "", item, len, "", NULL, NULL);
+}
+
+static void prepend_str(cJSON *o, const char *key, const char *val)
+{
+    cJSON *it = cJSON_CreateString(val);
+    if (!it)
+        abort();
+    cJSON_AddItemToObject(o, key, it);
+    cJSON_DetachItemViaPointer(o, it);
+    cJSON_InsertItemInArray(o, 0, it);
+}
+
+/* the tree full_json() would parse to, without printing and parsing it */
+static cJSON *full_obj(ks_kind k, const ver *v)
+{
+    cJSON *o = ver_obj(v);
+    prepend_str(o, "apiVersion", ks_resources[k].api_version);
+    prepend_str(o, "kind", ks_resources[k].kind_name);
+    return o;
 }
 
 /* ---- index ---- */
@@ -540,45 +589,59 @@ out:
 
 /* ---- watch events ---- */
 
+/* appends an event to the ring; v's labels and fields are copied, or taken
+ * over when steal is set (v is a throwaway then) */
 static void emit(ks_store *s, ks_kind k, const entry *e, const char *type, const char *item,
-                 size_t len, const ver *v)
+                 size_t len, ver *v, int steal)
 {
-    ks_buf b = {0};
-    ks_buf_reserve(&b, len + 128);
-    ks_buf_addf(&b, "{\"type\":\"%s\",\"object\":", type);
-    size_t obj_off = b.len;
-    ks_buf_addf(&b, "{\"kind\":\"%s\",\"apiVersion\":\"%s\",", ks_resources[k].kind_name,
-                ks_resources[k].api_version);
-    ks_buf_add(&b, item + 1, len - 1);
-    size_t obj_len = b.len - obj_off;
-    ks_buf_adds(&b, "}\n");
+    char pre[64];
+    size_t obj_off, obj_len;
+    snprintf(pre, sizeof pre, "{\"type\":\"%s\",\"object\":", type);
+    char *line = wrap_item(k, pre, item, len, "}\n", &obj_off, &obj_len);
+    ks_labels labels = v->labels;
+    char *fv[F_COUNT];
+    if (steal) {
+        memcpy(fv, v->fv, sizeof fv);
+        memset(v->fv, 0, sizeof v->fv);
+        v->labels.packed = NULL;
+        v->labels.n = 0;
+    } else {
+        if (labels.n) {
+            const char *p = labels.packed;
+            for (int i = 0; i < labels.n * 2; i++)
+                p += strlen(p) + 1;
+            labels.packed = ks_xstrndup(labels.packed, (size_t)(p - labels.packed));
+        }
+        for (int i = 0; i < F_COUNT; i++)
+            fv[i] = v->fv[i] ? ks_xstrdup(v->fv[i]) : NULL;
+    }
+    if (!labels.n) {
+        free((char *)labels.packed);
+        labels.packed = NULL;
+    }
+    char *ns = ks_xstrndup(e->key, e->ns_len);
     pthread_mutex_lock(&s->ev_mu);
     event *ev = &s->ring[s->ev_head % EVENT_RING];
-    free(ev->ns);
-    free(ev->line);
-    free((char *)ev->labels.packed);
-    for (int i = 0; i < F_COUNT; i++)
-        free(ev->fv[i]);
+    char *old_ns = ev->ns, *old_line = ev->line, *old_labels = (char *)ev->labels.packed;
+    char *old_fv[F_COUNT];
+    memcpy(old_fv, ev->fv, sizeof old_fv);
     ev->rv = s->rv;
     ev->kind = k;
-    ev->ns = ks_xstrndup(e->key, e->ns_len);
-    ev->line = ks_buf_take(&b);
+    ev->ns = ns;
+    ev->line = line;
     ev->obj_off = obj_off;
     ev->obj_len = obj_len;
     ev->type = type;
-    ev->labels.n = v->labels.n;
-    ev->labels.packed = NULL;
-    if (v->labels.n) {
-        const char *p = v->labels.packed;
-        for (int i = 0; i < v->labels.n * 2; i++)
-            p += strlen(p) + 1;
-        ev->labels.packed = ks_xstrndup(v->labels.packed, (size_t)(p - v->labels.packed));
-    }
-    for (int i = 0; i < F_COUNT; i++)
-        ev->fv[i] = v->fv[i] ? ks_xstrdup(v->fv[i]) : NULL;
+    ev->labels = labels;
+    memcpy(ev->fv, fv, sizeof fv);
     s->ev_head++;
     pthread_cond_broadcast(&s->ev_cond);
     pthread_mutex_unlock(&s->ev_mu);
+    free(old_ns);
+    free(old_line);
+    free(old_labels);
+    for (int i = 0; i < F_COUNT; i++)
+        free(old_fv[i]);
 }
 
 /* ---- writes (store lock held exclusively) ---- */
@@ -598,7 +661,7 @@ static const ver *put(ks_store *s, ks_kind k, const char *ns, const char *name, 
     e->head = v;
     if (created)
         *created = !was_live;
-    emit(s, k, e, was_live ? "MODIFIED" : "ADDED", v->item, v->item_len, v);
+    emit(s, k, e, was_live ? "MODIFIED" : "ADDED", v->item, v->item_len, v, 0);
     after_write(s, k, e);
     return v;
 }
@@ -606,20 +669,21 @@ static const ver *put(ks_store *s, ks_kind k, const char *ns, const char *name, 
 /* removes e's current version; returns the final object (full JSON) */
 static char *remove_obj(ks_store *s, ks_kind k, entry *e, cJSON *final, uint64_t body_rv)
 {
-    ver *last = ver_new(final, ++s->rv);
+    /* the last version only feeds the DELETED event: printed in the scratch
+     * buffer, its labels and fields handed to the event */
+    ver last = {0};
+    ver_prepare(&last, final, ++s->rv);
+    size_t len;
+    const char *item = ks_print_scratch(final, &len);
+    emit(s, k, e, "DELETED", item, len, &last, 1);
     char *body;
     if (body_rv) {
         /* an update that empties the finalizers deletes instead of writing:
          * the answer carries the last stored resourceVersion */
         set_rv(final, body_rv);
-        char *item = ks_print(final);
-        body = full_json(k, item, strlen(item));
-        free(item);
-    } else {
-        body = full_json(k, last->item, last->item_len);
+        item = ks_print_scratch(final, &len);
     }
-    emit(s, k, e, "DELETED", last->item, last->item_len, last);
-    ver_free(last);
+    body = full_json(k, item, len);
     e->head->rv_to = s->rv;
     s->history++;
     after_write(s, k, e);
@@ -1216,7 +1280,9 @@ void ks_store_list(ks_store *s, const ks_request *r, ks_result *out)
                     "\"resourceVersion\":\"%" PRIu64 "\"",
                     ks_resources[r->kind].kind_name, ks_resources[r->kind].api_version, at);
     int64_t now = ks_now_ms();
-    ks_buf items = {0};
+    /* the page's versions first, then the body in one allocation */
+    const ver **page = NULL;
+    size_t page_cap = 0, items_len = 0;
     long count = 0;
     const entry *last = NULL;
     int more = 0;
@@ -1252,12 +1318,12 @@ void ks_store_list(ks_store *s, const ks_request *r, ks_result *out)
             }
             break;
         }
-        ks_buf_adds(&items, count ? "," : "[");
-        if (r->table)
-            table_row(&items, r->kind, v->item, v->item_len, now);
-        else
-            ks_buf_add(&items, v->item, v->item_len);
-        count++;
+        if ((size_t)count == page_cap) {
+            page_cap = page_cap ? page_cap * 2 : 256;
+            page = ks_xrealloc(page, sizeof *page * page_cap);
+        }
+        page[count++] = v;
+        items_len += v->item_len + 1;
         last = e;
     }
     if (more && last) {
@@ -1272,13 +1338,17 @@ void ks_store_list(ks_store *s, const ks_request *r, ks_result *out)
                     r->kind == KS_POD ? pod_columns : lease_columns);
     else
         ks_buf_adds(&b, "},\"items\":");
-    if (count) {
-        ks_buf_add(&b, items.buf, items.len);
-        ks_buf_adds(&b, "]}");
-    } else {
-        ks_buf_adds(&b, "[]}");
+    if (!r->table)
+        ks_buf_reserve(&b, items_len + 3);
+    for (long j = 0; j < count; j++) {
+        ks_buf_add(&b, j ? "," : "[", 1);
+        if (r->table)
+            table_row(&b, r->kind, page[j]->item, page[j]->item_len, now);
+        else
+            ks_buf_add(&b, page[j]->item, page[j]->item_len);
     }
-    ks_buf_free(&items);
+    ks_buf_adds(&b, count ? "]}" : "[]}");
+    free(page);
     out->code = 200;
     out->body = ks_buf_take(&b);
 out:
@@ -1389,9 +1459,12 @@ static void apply_update(ks_store *s, const ks_request *r, entry *e, cJSON *next
         res = cJSON_Duplicate(cur, 1);
         cJSON *st = cJSON_GetObjectItemCaseSensitive(next, "status");
         if (st)
-            ks_jset(res, "status", cJSON_Duplicate(st, 1));
+            ks_jset(res, "status", cJSON_DetachItemViaPointer(next, st));
     } else {
-        res = cJSON_Duplicate(next, 1);
+        /* next is consumed: it becomes the result (nmeta, nrv, nname and
+         * nns point into it and are not used past this point) */
+        res = next;
+        next = NULL;
         cJSON *rmeta = ks_jobj(res, "metadata");
         cJSON *cmeta = ks_jobj(cur, "metadata");
         static const char *const owned[] = {"name",
@@ -1524,9 +1597,7 @@ void ks_store_patch(ks_store *s, const ks_request *r, ks_result *out)
         res_not_found(out, r->kind, r->name);
         goto out;
     }
-    char *full = full_json(r->kind, cv->item, cv->item_len);
-    cJSON *doc = cJSON_Parse(full);
-    free(full);
+    cJSON *doc = full_obj(r->kind, cv);
     const char *body = r->body ? r->body : "";
     int rc = type == 1   ? ks_json_patch(&doc, body, r->body_len, &err)
              : type == 2 ? ks_merge_patch(&doc, body, r->body_len, &err)

@@ -57,31 +57,59 @@ void ks_buf_reserve(ks_buf *b, size_t extra)
     buf_grow(b, extra);
 }
 
+/* per-thread print buffers: a fixed one, and the last print that did not fit */
+typedef struct {
+    char *fixed;
+    char *big;
+} print_bufs;
+
 static pthread_key_t print_key;
 static pthread_once_t print_once = PTHREAD_ONCE_INIT;
 
-static void print_key_init(void)
+static void print_bufs_free(void *p)
 {
-    pthread_key_create(&print_key, free);
+    print_bufs *pb = p;
+    free(pb->fixed);
+    free(pb->big);
+    free(pb);
 }
 
-char *ks_print(const cJSON *o)
+static void print_key_init(void)
+{
+    pthread_key_create(&print_key, print_bufs_free);
+}
+
+const char *ks_print_scratch(const cJSON *o, size_t *len)
 {
     /* cJSON grows its print buffer with realloc from 256 bytes; on a heap
      * holding 100,000 pods that dominates, so print into a reused buffer */
     const size_t tcap = 256 * 1024;
     pthread_once(&print_once, print_key_init);
-    char *tbuf = pthread_getspecific(print_key);
-    if (!tbuf) {
-        tbuf = ks_xmalloc(tcap);
-        pthread_setspecific(print_key, tbuf);
+    print_bufs *pb = pthread_getspecific(print_key);
+    if (!pb) {
+        pb = ks_xmalloc(sizeof *pb);
+        pb->fixed = ks_xmalloc(tcap);
+        pb->big = NULL;
+        pthread_setspecific(print_key, pb);
     }
-    if (cJSON_PrintPreallocated((cJSON *)o, tbuf, (int)tcap, 0))
-        return ks_xstrdup(tbuf);
-    char *s = cJSON_PrintUnformatted(o);
-    if (!s)
-        abort();
+    free(pb->big);
+    pb->big = NULL;
+    const char *s = pb->fixed;
+    if (!cJSON_PrintPreallocated((cJSON *)o, pb->fixed, (int)tcap, 0)) {
+        pb->big = cJSON_PrintUnformatted(o);
+        if (!pb->big)
+            abort();
+        s = pb->big;
+    }
+    *len = strlen(s);
     return s;
+}
+
+char *ks_print(const cJSON *o)
+{
+    size_t n;
+    const char *s = ks_print_scratch(o, &n);
+    return ks_xstrndup(s, n);
 }
 
 void ks_buf_add(ks_buf *b, const char *s, size_t n)
