@@ -7,6 +7,7 @@
 
 #include <errno.h>
 #include <getopt.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -117,6 +118,10 @@ static char *read_file(const char *path, size_t *len, char **err)
 
 int main(int argc, char **argv)
 {
+    /* every write frees a version and every list page megabytes: keep the
+     * heap rather than trim it and fault the pages back in at the next request */
+    mallopt(M_TRIM_THRESHOLD, 64 * 1024 * 1024);
+    mallopt(M_TOP_PAD, 1024 * 1024);
     enum {
         O_LISTEN = 1000,
         O_TOKEN,
