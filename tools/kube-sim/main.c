@@ -122,6 +122,7 @@ int main(int argc, char **argv)
      * heap rather than trim it and fault the pages back in at the next request */
     mallopt(M_TRIM_THRESHOLD, 64 * 1024 * 1024);
     mallopt(M_TOP_PAD, 1024 * 1024);
+    ks_json_init();
     enum {
         O_LISTEN = 1000,
         O_TOKEN,

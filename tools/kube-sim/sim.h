@@ -38,6 +38,8 @@ void ks_buf_adds(ks_buf *b, const char *s);
 void ks_buf_addf(ks_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void ks_buf_free(ks_buf *b);
 void ks_buf_reserve(ks_buf *b, size_t extra);
+/* once, before any thread uses cJSON: its small blocks cached per thread */
+void ks_json_init(void);
 /* compact JSON of o, malloc'ed to its exact size */
 char *ks_print(const cJSON *o);
 /* the same in a per-thread buffer, valid until the thread's next ks_print or

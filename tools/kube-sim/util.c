@@ -6,6 +6,7 @@
 #include "sim.h"
 
 #include <ctype.h>
+#include <malloc.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -110,6 +111,107 @@ char *ks_print(const cJSON *o)
     size_t n;
     const char *s = ks_print_scratch(o, &n);
     return ks_xstrndup(s, n);
+}
+
+/* ---- cJSON allocations ----
+ * A PATCH or a DELETE parses a pod or two into a few hundred small blocks and
+ * frees them again. glibc's per-thread cache keeps 7 blocks of a size; the
+ * rest go through the arena, its bins and its consolidation. Small blocks are
+ * kept per thread here instead. Every block is a malloc() block, so memory
+ * from cJSON may still be passed to free() and the other way round. Off under
+ * AddressSanitizer: its quarantine must see every free. */
+#if defined(__SANITIZE_ADDRESS__)
+#define KS_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define KS_ASAN 1
+#endif
+#endif
+
+enum { JC_CLASSES = 4, JC_SMALLEST = 32, JC_KEEP = 512 }; /* 32 .. 256 bytes */
+
+typedef struct {
+    void *head[JC_CLASSES];
+    int n[JC_CLASSES];
+} jcache;
+
+static pthread_key_t jc_key;
+static pthread_once_t jc_once = PTHREAD_ONCE_INIT;
+static __thread jcache *jc_tls;
+
+static void jc_destroy(void *p)
+{
+    jcache *j = p;
+    for (int c = 0; c < JC_CLASSES; c++)
+        while (j->head[c]) {
+            void *b = j->head[c];
+            j->head[c] = *(void **)b;
+            free(b);
+        }
+    free(j);
+    jc_tls = NULL;
+}
+
+static void jc_key_init(void)
+{
+    pthread_key_create(&jc_key, jc_destroy);
+}
+
+static jcache *jc_get(void)
+{
+    if (!jc_tls) {
+        jc_tls = calloc(1, sizeof *jc_tls);
+        if (!jc_tls)
+            abort();
+        pthread_setspecific(jc_key, jc_tls);
+    }
+    return jc_tls;
+}
+
+static void *jc_alloc(size_t n)
+{
+    for (int c = 0; c < JC_CLASSES; c++) {
+        size_t size = (size_t)JC_SMALLEST << c;
+        if (n > size)
+            continue;
+        jcache *j = jc_get();
+        void *b = j->head[c];
+        if (!b)
+            return malloc(size);
+        j->head[c] = *(void **)b;
+        j->n[c]--;
+        return b;
+    }
+    return malloc(n);
+}
+
+static void jc_free(void *b)
+{
+    if (!b)
+        return;
+    size_t usable = malloc_usable_size(b);
+    if (usable >= JC_SMALLEST && usable < ((size_t)JC_SMALLEST << JC_CLASSES)) {
+        int c = JC_CLASSES - 1;
+        while (usable < ((size_t)JC_SMALLEST << c))
+            c--;
+        jcache *j = jc_get();
+        if (j->n[c] < JC_KEEP) {
+            *(void **)b = j->head[c];
+            j->head[c] = b;
+            j->n[c]++;
+            return;
+        }
+    }
+    free(b);
+}
+
+void ks_json_init(void)
+{
+#ifndef KS_ASAN
+    pthread_once(&jc_once, jc_key_init);
+    cJSON_Hooks h = {jc_alloc, jc_free};
+    cJSON_InitHooks(&h);
+#endif
 }
 
 void ks_buf_add(ks_buf *b, const char *s, size_t n)
