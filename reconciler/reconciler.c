@@ -429,6 +429,7 @@ typedef struct pass {
     int stopping; /* the pass is being cancelled: start nothing new */
     kj_err fatal_err, list_err;
     int64_t next_progress_ms;
+    int64_t flushed_ms; /* when action records were last written */
     /* Pod requests handed to the kube client and not done yet, at most
      * max_submitted; pods with a request to make wait in the backlog
      * meanwhile (see job_advance). */
@@ -485,6 +486,7 @@ static int flush_actions(pass *ps)
         return 0;
     kj_err err = {0};
     int rc = kj_journal_action_record_batch(ps->j, ps->pending, ps->n_pending, &err);
+    ps->flushed_ms = kj_mono_ms();
     for (size_t i = 0; i < ps->n_pending; i++) {
         kj_action *a = &ps->pending[i];
         free((char *)a->namespace_);
@@ -539,7 +541,8 @@ static void record(pass *ps, const kj_pod *pod, const char *action, const char *
     a.engine_id = dup_or_null(a.engine_id);
     a.message = dup_or_null(a.message);
     ps->pending[ps->n_pending++] = a;
-    if (ps->n_pending >= 512)
+    /* One transaction for many records, yet a crash loses at most a second's. */
+    if (ps->n_pending >= 512 || kj_mono_ms() - ps->flushed_ms >= 1000)
         flush_actions(ps);
 }
 
@@ -1034,7 +1037,7 @@ static int close_missing_engines(pass *ps, kj_err *err)
 int kj_reconcile(kj_journal *j, kj_kube *k, const kj_policy *p, const kj_reconcile_opts *o,
                  kj_reconcile_summary *sum, kj_err *err)
 {
-    pass ps = {.j = j, .k = k, .p = p, .o = o, .sum = sum};
+    pass ps = {.j = j, .k = k, .p = p, .o = o, .sum = sum, .flushed_ms = kj_mono_ms()};
     /* Enough queued behind the requests in flight that the client never
      * waits for the next one; few enough that memory does not grow with
      * the number of pods. */
