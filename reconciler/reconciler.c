@@ -1070,11 +1070,17 @@ int kj_reconcile(kj_journal *j, kj_kube *k, const kj_policy *p, const kj_reconci
             goto out;
         }
     }
-    rc = kj_kube_run(k, o->deadline_ms ? o->deadline_ms : 600000);
-    if (rc == KJ_ETIMEDOUT) {
+    /* Run in slices, so that a stop request or the deadline is seen soon. */
+    int64_t deadline = kj_mono_ms() + (o->deadline_ms ? o->deadline_ms : 600000);
+    while ((rc = kj_kube_run(k, 250)) == KJ_ETIMEDOUT) {
+        int cancelled = o->cancel && atomic_load(o->cancel);
+        if (!cancelled && kj_mono_ms() < deadline)
+            continue;
         ps.stopping = 1;
         kj_kube_cancel(k);
-        kj_err_set(err, KJ_ETIMEDOUT, "reconciler: the pass did not finish within its deadline");
+        rc = cancelled ? kj_err_set(err, KJ_ECANCELED, "reconciler: the pass was stopped")
+                       : kj_err_set(err, KJ_ETIMEDOUT,
+                                    "reconciler: the pass did not finish within its deadline");
         goto out;
     }
     sum->list_complete = !ps.lists_failed && !ps.fatal;

@@ -32,6 +32,7 @@
 #ifndef KJ_RECONCILER_H
 #define KJ_RECONCILER_H
 
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -142,6 +143,9 @@ typedef struct kj_reconcile_opts {
     void *ud;
     int progress;        /* log progress lines on stderr during long passes */
     int64_t deadline_ms; /* whole pass; 0: 10 minutes */
+    /* Another thread sets *cancel to stop the pass within a fraction of a
+     * second: requests in flight are abandoned, the pass returns KJ_ECANCELED. */
+    const atomic_int *cancel;
 } kj_reconcile_opts;
 
 typedef struct kj_reconcile_summary {
@@ -152,7 +156,7 @@ typedef struct kj_reconcile_summary {
     int64_t actions_ok, actions_failed, planned;
     int64_t waiting;     /* pods with a step not yet due (retain period, graces) */
     int64_t next_due_ms; /* when the first of those steps is due (epoch ms); 0: none */
-    int list_complete; /* every namespace was listed to the end */
+    int list_complete;   /* every namespace was listed to the end */
 } kj_reconcile_summary;
 
 /*

@@ -24,6 +24,7 @@ struct kjd_reconciler {
     char *queue[QUEUE_MAX];
     size_t n_queued;
     int overflow, stopping;
+    atomic_int cancel;   /* set by kjd_reconciler_stop(): ends the pass in hand */
     int64_t next_due_ms; /* epoch ms: the first waiting step of the passes so far */
 };
 
@@ -50,6 +51,10 @@ static void log_pass(const char *trigger, const char *session, int rc,
                      const kj_reconcile_summary *s, const kj_err *err)
 {
     char q[600];
+    if (rc == KJ_ECANCELED) {
+        kj_log(KJ_LOG_INFO, "reconcile pass stopped", "trigger=%s", trigger);
+        return;
+    }
     if (rc && rc != KJ_EIO) {
         kj_log(KJ_LOG_ERROR, "reconcile pass failed", "trigger=%s error=%s", trigger,
                kj_logq(q, sizeof q, err->msg));
@@ -68,8 +73,10 @@ static void log_pass(const char *trigger, const char *session, int rc,
 
 static int full_pass(kjd_reconciler *r, kj_journal *j, kj_kube *k, const char *trigger)
 {
-    kj_reconcile_opts o = {
-        .trigger = trigger, .default_namespace = kj_kube_config_namespace(r->cfg), .progress = 1};
+    kj_reconcile_opts o = {.trigger = trigger,
+                           .default_namespace = kj_kube_config_namespace(r->cfg),
+                           .progress = 1,
+                           .cancel = &r->cancel};
     kj_reconcile_summary s;
     kj_err err = {0};
     r->next_due_ms = 0; /* a full pass sees every waiting pod again */
@@ -87,6 +94,7 @@ static void session_pass(kjd_reconciler *r, kj_journal *j, kj_kube *k, const cha
     if (kj_journal_session_get(j, session, copy_engine, &e, &err) || (!*e.tag && !*e.app_id))
         return; /* no engine known yet: the resync or a later event covers it */
     kj_reconcile_opts o = {.trigger = "session",
+                           .cancel = &r->cancel,
                            .default_namespace = kj_kube_config_namespace(r->cfg),
                            .only_tag = *e.tag ? e.tag : NULL,
                            .only_app_id = *e.app_id ? e.app_id : NULL};
@@ -204,6 +212,7 @@ void kjd_reconciler_stop(kjd_reconciler *r)
 {
     if (!r)
         return;
+    atomic_store(&r->cancel, 1);
     pthread_mutex_lock(&r->mu);
     r->stopping = 1;
     pthread_cond_signal(&r->cv);

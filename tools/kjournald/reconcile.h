@@ -17,7 +17,8 @@ int kjd_reconciler_start(const char *journal_path, const kj_kube_config *cfg, co
 /* Queues a targeted pass for the pods of session_id (any thread; never blocks
  * on the API server). */
 void kjd_reconciler_notify(kjd_reconciler *r, const char *session_id);
-/* Stops after the pass in hand and joins the thread; accepts NULL. */
+/* Stops the pass in hand (within a fraction of a second) and joins the
+ * thread; accepts NULL. */
 void kjd_reconciler_stop(kjd_reconciler *r);
 
 #endif
