@@ -95,7 +95,7 @@ def no_configuration(workdir):
 
 
 def stop_during_slow_pass(workdir):
-    sim = KubeSim(workdir, ["--latency-ms", "20000", "--jitter-ms", "0"]).start()
+    sim = KubeSim(workdir, ["--latency-ms", "8000", "--jitter-ms", "0"]).start()
     journal = os.path.join(workdir, "slow.db")
     try:
         d, ep, log = start_kjournald(workdir, journal, "--server", sim.url, "--namespace", NS)
@@ -113,7 +113,7 @@ def stop_during_slow_pass(workdir):
         check(took < 5, "kjournald took %.1f s to stop" % took)
         r = kjournal(workdir, "show", "--journal", journal, "s-slow")
         check(r.returncode == 0, "the acknowledged event is not in the journal: %s" % r.stderr)
-        print("stopped %.2f s after SIGTERM during a pass held up by a 20 s API latency" % took)
+        print("stopped %.2f s after SIGTERM during a pass held up by an 8 s API latency" % took)
     finally:
         sim.stop()
 
