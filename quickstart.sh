@@ -8,7 +8,7 @@ cd "$(dirname "$0")"
 
 PACKAGES="build-essential cmake pkg-config git ca-certificates curl openssl sqlite3 \
   libsqlite3-dev libzmq3-dev libcjson-dev libcurl4-openssl-dev libyaml-dev \
-  libmicrohttpd-dev libcmocka-dev python3 python3-zmq python3-kubernetes"
+  libmicrohttpd-dev libcmocka-dev python3 python3-zmq python3-kubernetes python3-jsonschema"
 
 deps() {
     missing=""
