@@ -403,6 +403,19 @@ def test_auth():
     ok("bearer token: 401 Status otherwise")
 
 
+def dechunk(data):
+    """The body of a chunked HTTP/1.1 response. Events are lines of the body:
+    one chunk may carry several of them, or part of one."""
+    body, rest = b"", data.split(b"\r\n\r\n", 1)[1]
+    while rest:
+        size_line, rest = rest.split(b"\r\n", 1)
+        size = int(size_line.split(b";")[0], 16)
+        if size == 0:
+            break
+        body, rest = body + rest[:size], rest[size + 2:]
+    return body
+
+
 def test_watch(sim):
     ns = "/api/v1/namespaces/w/pods"
     sim.request("POST", ns, pod("w1", {"k": "v"}, ns="w"))
@@ -436,7 +449,7 @@ def test_watch(sim):
     s.close()
     text = data.decode()
     check("Transfer-Encoding: chunked" in text, "watch is chunked")
-    evs = [json.loads(line) for line in text.split("\r\n") if line.startswith("{")]
+    evs = [json.loads(line) for line in dechunk(data).decode().splitlines() if line.strip()]
     check([(e["type"], e["object"]["metadata"]["name"]) for e in evs] == [("MODIFIED", "w1"), ("DELETED", "w1")],
           "watch events %s" % [(e["type"], e["object"]["metadata"]["name"]) for e in evs])
     ok("watch: ADDED for the current state, then MODIFIED/DELETED after resourceVersion, timeoutSeconds")
