@@ -26,6 +26,7 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1897,6 +1898,9 @@ int ks_store_seed(ks_store *s, const char *json, size_t n, char **err)
     }
     pthread_rwlock_unlock(&s->lock);
     cJSON_Delete(root);
+    /* the parsed seed is garbage now, and main() turned automatic trimming
+     * off: give it back once */
+    malloc_trim(0);
     return count;
 }
 

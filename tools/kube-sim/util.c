@@ -128,16 +128,24 @@ char *ks_print(const cJSON *o)
 #endif
 #endif
 
-enum { JC_CLASSES = 4, JC_SMALLEST = 32, JC_KEEP = 512 }; /* 32 .. 256 bytes */
+#ifndef KS_ASAN
+/* class c holds blocks of at least 24 + 16 c usable bytes: glibc's chunk
+ * sizes, so a cached block costs no more memory than malloc's own */
+enum { JC_CLASSES = 16, JC_KEEP_BYTES = 256 * 1024 };
 
 typedef struct {
     void *head[JC_CLASSES];
-    int n[JC_CLASSES];
+    size_t bytes;
 } jcache;
 
 static pthread_key_t jc_key;
 static pthread_once_t jc_once = PTHREAD_ONCE_INIT;
 static __thread jcache *jc_tls;
+
+static size_t jc_size(int c)
+{
+    return 24 + 16 * (size_t)c;
+}
 
 static void jc_destroy(void *p)
 {
@@ -170,19 +178,16 @@ static jcache *jc_get(void)
 
 static void *jc_alloc(size_t n)
 {
-    for (int c = 0; c < JC_CLASSES; c++) {
-        size_t size = (size_t)JC_SMALLEST << c;
-        if (n > size)
-            continue;
-        jcache *j = jc_get();
-        void *b = j->head[c];
-        if (!b)
-            return malloc(size);
-        j->head[c] = *(void **)b;
-        j->n[c]--;
-        return b;
-    }
-    return malloc(n);
+    if (n > jc_size(JC_CLASSES - 1))
+        return malloc(n);
+    int c = n <= 24 ? 0 : (int)((n - 24 + 15) / 16);
+    jcache *j = jc_get();
+    void *b = j->head[c];
+    if (!b)
+        return malloc(jc_size(c));
+    j->head[c] = *(void **)b;
+    j->bytes -= jc_size(c);
+    return b;
 }
 
 static void jc_free(void *b)
@@ -190,15 +195,13 @@ static void jc_free(void *b)
     if (!b)
         return;
     size_t usable = malloc_usable_size(b);
-    if (usable >= JC_SMALLEST && usable < ((size_t)JC_SMALLEST << JC_CLASSES)) {
-        int c = JC_CLASSES - 1;
-        while (usable < ((size_t)JC_SMALLEST << c))
-            c--;
+    if (usable >= 24) {
+        size_t c = (usable - 24) / 16;
         jcache *j = jc_get();
-        if (j->n[c] < JC_KEEP) {
+        if (c < JC_CLASSES && j->bytes + jc_size((int)c) <= JC_KEEP_BYTES) {
             *(void **)b = j->head[c];
             j->head[c] = b;
-            j->n[c]++;
+            j->bytes += jc_size((int)c);
             return;
         }
     }
@@ -207,12 +210,15 @@ static void jc_free(void *b)
 
 void ks_json_init(void)
 {
-#ifndef KS_ASAN
     pthread_once(&jc_once, jc_key_init);
     cJSON_Hooks h = {jc_alloc, jc_free};
     cJSON_InitHooks(&h);
-#endif
 }
+#else
+void ks_json_init(void)
+{
+}
+#endif
 
 void ks_buf_add(ks_buf *b, const char *s, size_t n)
 {
