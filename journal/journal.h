@@ -213,7 +213,8 @@ typedef struct kj_action {
     const char *engine_tag, *engine_id; /* its labels, so sessions find their actions */
     const char *action;                 /* "release_finalizer", "delete", "close_session", ... */
     const char *reason;                 /* why, from the reconciliation table */
-    const char *result;                 /* "ok", "gone", "conflict", "failed", "planned" */
+    const char *result;                 /* "ok", "gone", "conflict", "canceled", "failed",
+                                           "reported", "planned" */
     int http_code;                      /* 0 when no request was made */
     const char *message;                /* may be NULL */
 } kj_action;

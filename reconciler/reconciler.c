@@ -502,7 +502,7 @@ static int flush_actions(pass *ps)
     return rc;
 }
 
-/* Reports an action and queues its record; result is "ok", "gone", "conflict",
+/* Reports an action and queues its record; result is "ok", "gone", "conflict", "canceled",
  * "failed", "reported" or "planned". */
 static void record(pass *ps, const kj_pod *pod, const char *action, const char *reason,
                    const char *result, int http, const char *message)
@@ -884,11 +884,15 @@ static void job_result(job *jb, const kj_kube_result *res)
             job_advance(jb);
             return;
         }
+    } else if (res->rc == KJ_ECANCELED) {
+        /* The pass was stopped: the request may or may not have been
+         * applied; the next pass looks again. */
+        record(ps, jb->pod, action, reason, "canceled", http, NULL);
     } else if (res->rc == KJ_ENOENT) {
         /* Someone (another pass, a person) was first: done, not an error. */
         record(ps, jb->pod, action, reason, "gone", http, NULL);
         sum->already_gone++;
-    } else if (res->rc == KJ_ECONFLICT && jb->rereads < 5) {
+    } else if (res->rc == KJ_ECONFLICT && jb->rereads < 5 && !ps->stopping) {
         record(ps, jb->pod, action, reason, "conflict", http, res->status.message);
         sum->conflicts++;
         jb->rereads++;
