@@ -35,20 +35,20 @@ static void usage(FILE *out)
     fprintf(out, "\nRun 'kjournal COMMAND --help' for a command's options and examples.\n");
 }
 
-/* Runs kjournal-<name>: next to this program (a build tree, or a relocated
- * install), else in the libexec directory. Returns only on failure. */
+/* Runs kjournal-<name>: next to this program (a build tree), in
+ * ../libexec/kjournal beside it (an installation moved elsewhere), else in
+ * the libexec directory it was built for. Returns only on failure. */
 static int run_program(const char *name, char **argv)
 {
     char self[PATH_MAX], path[PATH_MAX + 64];
     ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
-    if (n > 0) {
-        self[n] = '\0';
-        char *slash = strrchr(self, '/');
-        if (slash) {
-            *slash = '\0';
-            snprintf(path, sizeof path, "%s/kjournal-%s", self, name);
-            execv(path, argv);
-        }
+    char *slash = n > 0 ? (self[n] = '\0', strrchr(self, '/')) : NULL;
+    if (slash) {
+        *slash = '\0';
+        snprintf(path, sizeof path, "%s/kjournal-%s", self, name);
+        execv(path, argv);
+        snprintf(path, sizeof path, "%s/../libexec/kjournal/kjournal-%s", self, name);
+        execv(path, argv);
     }
     snprintf(path, sizeof path, "%s/kjournal-%s", KJ_LIBEXECDIR, name);
     execv(path, argv);
