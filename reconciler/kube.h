@@ -102,8 +102,10 @@
 
 /* ---- flags and configuration ------------------------------------------ */
 
-#define KJ_KUBE_DEFAULT_QPS 50.0
-#define KJ_KUBE_DEFAULT_BURST 100
+/* High enough never to be what a reconcile pass waits for (the bound on
+ * requests in flight is what protects the API server), bounded all the same. */
+#define KJ_KUBE_DEFAULT_QPS 5000
+#define KJ_KUBE_DEFAULT_BURST 1000
 #define KJ_KUBE_DEFAULT_IN_FLIGHT 32
 #define KJ_KUBE_DEFAULT_SA_DIR "/var/run/secrets/kubernetes.io/serviceaccount"
 #define KJ_KUBE_RETRY_AFTER_MAX_MS 10000

@@ -15,6 +15,9 @@
 
 #include "reconciler/kube_internal.h"
 
+#define KJ_STR_(x) #x
+#define KJ_STR(x) KJ_STR_(x)
+
 #define MAX_CONFIG_FILE (4u << 20)
 #define MAX_KUBECONFIGS 16
 
@@ -28,8 +31,10 @@ const char kj_kube_flags_help[] =
     "  --kubeconfig PATH             kubeconfig file (default $KUBECONFIG, ~/.kube/config,\n"
     "                                then in-cluster service account)\n"
     "  --context NAME                kubeconfig context (default current-context)\n"
-    "  --qps N                       client-side request rate limit (default 50; 0: none)\n"
-    "  --burst N                     rate limit burst (default 100)\n";
+    "  --qps N                       client-side request rate limit (default " KJ_STR(
+        KJ_KUBE_DEFAULT_QPS) "; 0: none)\n"
+                             "  --burst N                     rate limit burst (default " KJ_STR(
+                                 KJ_KUBE_DEFAULT_BURST) ")\n";
 
 void kj_kube_flags_init(kj_kube_flags *f)
 {

@@ -42,10 +42,6 @@
 #define KJ_DEFAULT_FINALIZER "kyuubi.apache.org/pod-cleanup"
 #define KJ_DEFAULT_SELECTOR "kyuubi-unique-tag"
 #define KJ_MAX_NAMESPACES 16
-/* The reconciler's client-side rate limit unless --qps/--burst say otherwise:
- * high enough never to be what a pass waits for, bounded all the same. */
-#define KJ_RECONCILE_QPS 5000.0
-#define KJ_RECONCILE_BURST 1000
 
 typedef enum {
     KJ_CLEANUP_ALL = 0,   /* delete terminal pods whatever their phase */

@@ -26,7 +26,7 @@ static void usage(FILE *f)
             "  --quiet                    no progress lines on stderr\n\n"
             "Kubernetes (like kubectl; flags win over the kubeconfig, which wins over\n"
             "in-cluster configuration):\n%s"
-            "  (the rate limit defaults to --qps %.0f --burst %d here)\n\n"
+            "\n"
             "policy:\n%s\n"
             "examples:\n"
             "  kjournal recover --dry-run --namespace kyuubi\n"
@@ -35,8 +35,7 @@ static void usage(FILE *f)
             "exit codes: 0 converged; 1 some actions failed (each is named); 2 usage or\n"
             "configuration error; 3-6 the journal cannot be opened (see 'kjournal --help');\n"
             "8 the Kubernetes API cannot be reached.\n",
-            KJ_DEFAULT_JOURNAL, kj_kube_flags_help, KJ_RECONCILE_QPS, KJ_RECONCILE_BURST,
-            kj_policy_help);
+            KJ_DEFAULT_JOURNAL, kj_kube_flags_help, kj_policy_help);
 }
 
 /* The reconciler cannot be stopped mid-pass: a closed stdout only ends the
@@ -52,8 +51,6 @@ int kj_cmd_recover(int argc, char **argv)
     kj_cli_common_init(&c, argv);
     kj_kube_flags fl;
     kj_kube_flags_init(&fl);
-    fl.qps = KJ_RECONCILE_QPS;
-    fl.burst = KJ_RECONCILE_BURST;
     kj_policy pol;
     kj_policy_init(&pol);
     int dry_run = 0, quiet = 0, rc;

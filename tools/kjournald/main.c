@@ -172,8 +172,6 @@ static int parse_args(int argc, char **argv, config *c)
     c->level = KJ_LOG_INFO;
     c->resync_ms = 5 * 60 * 1000;
     kj_kube_flags_init(&c->kube);
-    c->kube.qps = KJ_RECONCILE_QPS;
-    c->kube.burst = KJ_RECONCILE_BURST;
     kj_policy_init(&c->policy);
     if (take_shared_flags(&argc, argv, c) < 0)
         return -1;
