@@ -31,10 +31,11 @@ const char kj_kube_flags_help[] =
     "  --kubeconfig PATH             kubeconfig file (default $KUBECONFIG, ~/.kube/config,\n"
     "                                then in-cluster service account)\n"
     "  --context NAME                kubeconfig context (default current-context)\n"
-    "  --qps N                       client-side request rate limit (default " KJ_STR(
-        KJ_KUBE_DEFAULT_QPS) "; 0: none)\n"
-                             "  --burst N                     rate limit burst (default " KJ_STR(
-                                 KJ_KUBE_DEFAULT_BURST) ")\n";
+    /* clang-format off */
+    "  --qps N                       client-side request rate limit (default "
+                                     KJ_STR(KJ_KUBE_DEFAULT_QPS) "; 0: none)\n"
+    "  --burst N                     rate limit burst (default " KJ_STR(KJ_KUBE_DEFAULT_BURST) ")\n";
+/* clang-format on */
 
 void kj_kube_flags_init(kj_kube_flags *f)
 {
