@@ -11,7 +11,9 @@
  *   patch.c   JSON Patch, JSON merge patch, strategic merge patch
  *   store.c   the object store: sorted index, a version chain per object (so
  *             continue tokens read a consistent snapshot, like etcd's MVCC),
- *             global resourceVersion, pod deletion / finalizer rules
+ *             global resourceVersion; its other files (continue tokens, the
+ *             watch ring, the verbs, pod deletion / finalizer rules, Table
+ *             printing, seeding) are listed in store_internal.h
  *   http.c    libmicrohttpd handler: routing, auth, faults, stats, discovery
  *   main.c    flags, logging, signals
  *
@@ -119,7 +121,7 @@ int ks_json_patch(cJSON **doc, const char *patch, size_t n, char **err);
 int ks_merge_patch(cJSON **doc, const char *patch, size_t n, char **err);
 int ks_strategic_patch(cJSON **doc, const char *patch, size_t n, char **err);
 
-/* ---- store.c ---- */
+/* ---- store.c and the files of store_internal.h ---- */
 
 typedef enum { KS_POD = 0, KS_LEASE = 1, KS_NKINDS } ks_kind;
 
