@@ -52,6 +52,38 @@ def test_cli():
     ok("command line: --help, bad flags exit 2, bad seed exit 1, port 0 + --port-file, SIGINT exit 0")
 
 
+# One validator for the fault settings: a flag and POST /_sim/faults refuse a
+# value with the same words. (flag, its argument, the JSON value, the words)
+FAULT_WORDING = [
+    ("latency-ms", "600001", 600001, "want milliseconds from 0 to 600000"),
+    ("jitter-ms", "-1", -1, "want milliseconds from 0 to 600000"),
+    ("error-rate", "150", 150, "want a percentage from 0 to 100"),
+    ("drop-rate", "x", "x", "want a percentage from 0 to 100"),
+    ("drop-after-rate", "100.5", 100.5, "want a percentage from 0 to 100"),
+    ("retry-after", "3601", 3601, "want seconds from 0 to 3600"),
+    ("continue-ttl", "86401", 86401, "want seconds from 0 to 86400"),
+    ("error-codes", "200", [200], "want 1 to 8 codes from 400 to 599"),
+    ("error-codes", "429,500,503,429,500,503,429,500,503", [429, 500, 503] * 3,
+     "want 1 to 8 codes from 400 to 599"),
+    ("fail-nth", "get:0:500", ["get:0:500"],
+     "want VERB:N:CODE, e.g. delete:3:500, patch:1:drop or delete:1:drop-after"),
+]
+
+
+def test_fault_wording():
+    with Sim() as sim:
+        for flag, arg, value, words in FAULT_WORDING:
+            r = subprocess.run([BIN, "--" + flag, arg], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True, timeout=10)
+            want = "kube-sim: --%s %s: %s\n" % (flag, arg, words)
+            check(r.returncode == 2 and r.stderr.startswith(want), "--%s %s: %r, want %r" % (flag, arg, r.stderr, want))
+            name = flag.replace("-", "_")
+            st, body, _ = sim.request("POST", "/_sim/faults", {name: value}, token=False)
+            want = "%s: %s%s" % (name, arg + ": " if flag == "fail-nth" else "", words)
+            check(st == 400 and body["message"] == want, "%s %r: %s %r, want %r" % (name, value, st, body, want))
+    ok("fault settings: a flag and POST /_sim/faults refuse a value with the same words")
+
+
 def test_faults():
     with Sim("--fail-nth", "delete:2:500", "--fail-nth", "get:3:429", "--fail-nth", "list:1:drop",
              "--retry-after", "3") as sim:
@@ -304,6 +336,7 @@ def test_fuzz():
 
 
 test_cli()
+test_fault_wording()
 test_faults()
 test_drop_after()
 test_malformed()

@@ -124,190 +124,27 @@ int ks_failnth_parse(const char *spec, ks_failnth *out, char **err)
 
 /* ---- /_sim ---- */
 
-static cJSON *faults_json(ks_server *srv)
-{
-    cJSON *o = cJSON_CreateObject();
-    ks_faults *f = &srv->cfg.faults;
-    cJSON_AddNumberToObject(o, "latency_ms", f->latency_ms);
-    cJSON_AddNumberToObject(o, "jitter_ms", f->jitter_ms);
-    cJSON_AddNumberToObject(o, "error_rate", f->error_rate);
-    cJSON *codes = cJSON_AddArrayToObject(o, "error_codes");
-    for (int i = 0; i < f->n_error_codes; i++)
-        cJSON_AddItemToArray(codes, cJSON_CreateNumber(f->error_codes[i]));
-    cJSON_AddNumberToObject(o, "retry_after", f->retry_after);
-    cJSON_AddNumberToObject(o, "drop_rate", f->drop_rate);
-    cJSON_AddNumberToObject(o, "drop_after_rate", f->drop_after_rate);
-    cJSON_AddNumberToObject(o, "continue_ttl", ks_store_continue_ttl(srv->store));
-    cJSON *fn = cJSON_AddArrayToObject(o, "fail_nth");
-    for (int i = 0; i < srv->cfg.n_failnth; i++) {
-        ks_failnth *r = &srv->cfg.failnth[i];
-        cJSON *e = cJSON_CreateObject();
-        cJSON_AddStringToObject(e, "verb", r->verb);
-        cJSON_AddNumberToObject(e, "n", (double)r->n);
-        if (r->code)
-            cJSON_AddNumberToObject(e, "code", r->code);
-        else
-            cJSON_AddStringToObject(e, "code", r->after ? "drop-after" : "drop");
-        cJSON_AddNumberToObject(e, "seen", (double)r->seen);
-        cJSON_AddBoolToObject(e, "fired", r->fired);
-        cJSON_AddItemToArray(fn, e);
-    }
-    return o;
-}
-
-static int num_field(const cJSON *o, const char *k, double lo, double hi, double *out, char **err)
-{
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
-    if (!v)
-        return 0;
-    if (!cJSON_IsNumber(v) || v->valuedouble < lo || v->valuedouble > hi) {
-        char msg[200];
-        snprintf(msg, sizeof msg, "%s: want a number from %g to %g", k, lo, hi);
-        *err = ks_xstrdup(msg);
-        return -1;
-    }
-    *out = v->valuedouble;
-    return 1;
-}
-
 /* applies a /_sim/faults body; all or nothing */
 static int set_faults(ks_server *srv, const char *body, size_t n, char **err)
 {
-    cJSON *o = NULL;
-    int rc = -1;
-    char *gerr = ks_go_json_error(body, n);
-    if (gerr) {
-        *err = gerr;
-        return -1;
-    }
-    o = cJSON_ParseWithLength(body, n);
-    if (!cJSON_IsObject(o)) {
-        *err = ks_xstrdup("want a JSON object");
-        goto out;
-    }
-    static const char *const known[] = {
-        "latency_ms", "jitter_ms",       "error_rate",   "error_codes", "retry_after",
-        "drop_rate",  "drop_after_rate", "continue_ttl", "fail_nth",    NULL};
-    const cJSON *it;
-    cJSON_ArrayForEach(it, o)
-    {
-        int ok = 0;
-        for (int i = 0; known[i]; i++)
-            ok |= !strcmp(known[i], it->string);
-        if (!ok) {
-            char msg[200];
-            snprintf(msg, sizeof msg, "unknown fault \"%s\"", it->string);
-            *err = ks_xstrdup(msg);
-            goto out;
-        }
-    }
     ks_faults f;
     ks_failnth fn[KS_MAX_FAILNTH];
-    int nfn;
+    int nfn, ttl = -1;
     pthread_mutex_lock(&srv->mu);
     f = srv->cfg.faults;
     nfn = srv->cfg.n_failnth;
     memcpy(fn, srv->cfg.failnth, sizeof fn);
     pthread_mutex_unlock(&srv->mu);
-    double v = 0, ttl = -1;
-    if (num_field(o, "latency_ms", 0, 600000, &v, err) < 0)
-        goto out;
-    else if (cJSON_GetObjectItemCaseSensitive(o, "latency_ms"))
-        f.latency_ms = (int)v;
-    if (num_field(o, "jitter_ms", 0, 600000, &v, err) < 0)
-        goto out;
-    else if (cJSON_GetObjectItemCaseSensitive(o, "jitter_ms"))
-        f.jitter_ms = (int)v;
-    if (num_field(o, "error_rate", 0, 100, &v, err) < 0)
-        goto out;
-    else if (cJSON_GetObjectItemCaseSensitive(o, "error_rate"))
-        f.error_rate = v;
-    if (num_field(o, "drop_rate", 0, 100, &v, err) < 0)
-        goto out;
-    else if (cJSON_GetObjectItemCaseSensitive(o, "drop_rate"))
-        f.drop_rate = v;
-    if (num_field(o, "drop_after_rate", 0, 100, &v, err) < 0)
-        goto out;
-    else if (cJSON_GetObjectItemCaseSensitive(o, "drop_after_rate"))
-        f.drop_after_rate = v;
-    if (num_field(o, "retry_after", 0, 3600, &v, err) < 0)
-        goto out;
-    else if (cJSON_GetObjectItemCaseSensitive(o, "retry_after"))
-        f.retry_after = (int)v;
-    if (num_field(o, "continue_ttl", 0, 86400, &ttl, err) < 0)
-        goto out;
-    const cJSON *codes = cJSON_GetObjectItemCaseSensitive(o, "error_codes");
-    if (codes) {
-        if (!cJSON_IsArray(codes) || cJSON_GetArraySize(codes) < 1 ||
-            cJSON_GetArraySize(codes) > 8) {
-            *err = ks_xstrdup("error_codes: want an array of 1 to 8 codes");
-            goto out;
-        }
-        f.n_error_codes = 0;
-        cJSON_ArrayForEach(it, codes)
-        {
-            if (!cJSON_IsNumber(it) || it->valuedouble < 400 || it->valuedouble > 599) {
-                *err = ks_xstrdup("error_codes: codes must be 400-599");
-                goto out;
-            }
-            f.error_codes[f.n_error_codes++] = (int)it->valuedouble;
-        }
-    }
-    const cJSON *rules = cJSON_GetObjectItemCaseSensitive(o, "fail_nth");
-    if (rules) {
-        if (!cJSON_IsArray(rules) || cJSON_GetArraySize(rules) > KS_MAX_FAILNTH) {
-            *err = ks_xstrdup("fail_nth: want an array of rules");
-            goto out;
-        }
-        nfn = 0;
-        cJSON_ArrayForEach(it, rules)
-        {
-            char spec[64];
-            if (cJSON_IsString(it)) {
-                snprintf(spec, sizeof spec, "%s", it->valuestring);
-            } else if (cJSON_IsObject(it)) {
-                const cJSON *c = cJSON_GetObjectItemCaseSensitive(it, "code");
-                const cJSON *nn = cJSON_GetObjectItemCaseSensitive(it, "n");
-                char cs[16];
-                if (cJSON_IsNumber(c) && c->valuedouble >= 0 && c->valuedouble < 1000)
-                    snprintf(cs, sizeof cs, "%d", (int)c->valuedouble);
-                else if (cJSON_IsNumber(c))
-                    snprintf(cs, sizeof cs, "bad");
-                else
-                    snprintf(cs, sizeof cs, "%s", cJSON_IsString(c) ? c->valuestring : "?");
-                snprintf(spec, sizeof spec, "%s:%ld:%s",
-                         ks_jstr(it, "verb") ? ks_jstr(it, "verb") : "?",
-                         (cJSON_IsNumber(nn) && nn->valuedouble >= 1 && nn->valuedouble <= 1e9)
-                             ? (long)nn->valuedouble
-                             : 0L,
-                         cs);
-            } else {
-                *err = ks_xstrdup(
-                    "fail_nth: each rule is \"VERB:N:CODE\" or {\"verb\",\"n\",\"code\"}");
-                goto out;
-            }
-            char *e2 = NULL;
-            if (ks_failnth_parse(spec, &fn[nfn], &e2)) {
-                char msg[300];
-                snprintf(msg, sizeof msg, "fail_nth: %s: %s", spec, e2);
-                free(e2);
-                *err = ks_xstrdup(msg);
-                goto out;
-            }
-            nfn++;
-        }
-    }
+    if (ks_faults_apply_json(body, n, &f, fn, &nfn, &ttl, err))
+        return -1;
     pthread_mutex_lock(&srv->mu);
     srv->cfg.faults = f;
     srv->cfg.n_failnth = nfn;
     memcpy(srv->cfg.failnth, fn, sizeof fn);
     pthread_mutex_unlock(&srv->mu);
     if (ttl >= 0)
-        ks_store_set_continue_ttl(srv->store, (int)ttl);
-    rc = 0;
-out:
-    cJSON_Delete(o);
-    return rc;
+        ks_store_set_continue_ttl(srv->store, ttl);
+    return 0;
 }
 
 static char *stats_json(ks_server *srv)
@@ -384,14 +221,13 @@ static enum MHD_Result handle_sim(ks_server *srv, struct MHD_Connection *c, cons
             ks_log("info", "faults set", NULL);
         } else if (!strcmp(method, "DELETE")) {
             pthread_mutex_lock(&srv->mu);
-            srv->cfg.faults.latency_ms = srv->cfg.faults.jitter_ms = 0;
-            srv->cfg.faults.error_rate = srv->cfg.faults.drop_rate = 0;
-            srv->cfg.faults.drop_after_rate = 0;
+            ks_faults_clear(&srv->cfg.faults);
             srv->cfg.n_failnth = 0;
             pthread_mutex_unlock(&srv->mu);
         }
         pthread_mutex_lock(&srv->mu);
-        cJSON *fj = faults_json(srv);
+        cJSON *fj = ks_faults_json(&srv->cfg.faults, srv->cfg.failnth, srv->cfg.n_failnth,
+                                   ks_store_continue_ttl(srv->store));
         pthread_mutex_unlock(&srv->mu);
         char *out = cJSON_PrintUnformatted(fj);
         cJSON_Delete(fj);

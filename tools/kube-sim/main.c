@@ -79,6 +79,16 @@ static int bad_flag(const char *msg, const char *arg)
     return 2;
 }
 
+/* "kube-sim: --flag value: err"; frees err */
+static int bad_value(const char *flag, const char *value, char *err)
+{
+    char msg[300];
+    snprintf(msg, sizeof msg, "--%s%s%s", flag, *value ? " " : "", value);
+    int rc = bad_flag(msg, err);
+    free(err);
+    return rc;
+}
+
 static int parse_num(const char *s, double lo, double hi, double *out)
 {
     char *end;
@@ -116,164 +126,132 @@ static char *read_file(const char *path, size_t *len, char **err)
     return ks_buf_take(&b);
 }
 
-int main(int argc, char **argv)
-{
-    /* every write frees a version and every list page megabytes: keep the
-     * heap rather than trim it and fault the pages back in at the next request */
-    mallopt(M_TRIM_THRESHOLD, 64 * 1024 * 1024);
-    mallopt(M_TOP_PAD, 1024 * 1024);
-    ks_json_init();
-    enum {
-        O_LISTEN = 1000,
-        O_TOKEN,
-        O_CERT,
-        O_KEY,
-        O_SEED,
-        O_LAT,
-        O_JIT,
-        O_ERR,
-        O_CODES,
-        O_RA,
-        O_DROP,
-        O_DROPAFTER,
-        O_CLIENTCA,
-        O_TTL,
-        O_NTH,
-        O_VERBOSE,
-        O_PORTFILE,
-        O_HELP
-    };
-    static const struct option longopts[] = {
-        {"listen", required_argument, 0, O_LISTEN},
-        {"token", required_argument, 0, O_TOKEN},
-        {"tls-cert", required_argument, 0, O_CERT},
-        {"tls-key", required_argument, 0, O_KEY},
-        {"seed", required_argument, 0, O_SEED},
-        {"latency-ms", required_argument, 0, O_LAT},
-        {"jitter-ms", required_argument, 0, O_JIT},
-        {"error-rate", required_argument, 0, O_ERR},
-        {"error-codes", required_argument, 0, O_CODES},
-        {"retry-after", required_argument, 0, O_RA},
-        {"drop-rate", required_argument, 0, O_DROP},
-        {"drop-after-rate", required_argument, 0, O_DROPAFTER},
-        {"client-ca", required_argument, 0, O_CLIENTCA},
-        {"continue-ttl", required_argument, 0, O_TTL},
-        {"fail-nth", required_argument, 0, O_NTH},
-        {"port-file", required_argument, 0, O_PORTFILE},
-        {"verbose", no_argument, 0, O_VERBOSE},
-        {"help", no_argument, 0, O_HELP},
-        {0, 0, 0, 0},
-    };
-    ks_config cfg = {0};
-    const char *listen = "127.0.0.1:8080", *cert = NULL, *key = NULL, *seed = NULL;
-    const char *client_ca = NULL;
-    const char *port_file = NULL;
+/* what the command line asks for */
+typedef struct {
+    ks_config cfg;
+    const char *listen, *cert, *key, *seed, *client_ca, *port_file;
     char host[256];
-    int ttl = 300, jitter_set = 0, rc = 0;
-    char *err = NULL, *cert_pem = NULL, *key_pem = NULL, *ca_pem = NULL, *seed_json = NULL;
-    ks_store *store = NULL;
-    ks_server *srv = NULL;
-    double v;
-    cfg.faults.retry_after = 1;
-    cfg.faults.error_codes[0] = 429;
-    cfg.faults.error_codes[1] = 500;
-    cfg.faults.error_codes[2] = 503;
-    cfg.faults.n_error_codes = 3;
+    int ttl;
+} options;
 
+enum {
+    O_LISTEN = 1000,
+    O_TOKEN,
+    O_CERT,
+    O_KEY,
+    O_SEED,
+    O_CLIENTCA,
+    O_NTH,
+    O_VERBOSE,
+    O_PORTFILE,
+    O_HELP,
+    /* the fault settings (faults.c), one value each: getopt_long would take
+     * an abbreviation shared by options with the same value for the first */
+    O_FAULT_FIRST,
+    O_LAT = O_FAULT_FIRST,
+    O_JIT,
+    O_ERR,
+    O_CODES,
+    O_RA,
+    O_DROP,
+    O_DROPAFTER,
+    O_TTL,
+    O_FAULT_LAST = O_TTL,
+};
+
+static const struct option longopts[] = {
+    {"listen", required_argument, 0, O_LISTEN},
+    {"token", required_argument, 0, O_TOKEN},
+    {"tls-cert", required_argument, 0, O_CERT},
+    {"tls-key", required_argument, 0, O_KEY},
+    {"seed", required_argument, 0, O_SEED},
+    {"latency-ms", required_argument, 0, O_LAT},
+    {"jitter-ms", required_argument, 0, O_JIT},
+    {"error-rate", required_argument, 0, O_ERR},
+    {"error-codes", required_argument, 0, O_CODES},
+    {"retry-after", required_argument, 0, O_RA},
+    {"drop-rate", required_argument, 0, O_DROP},
+    {"drop-after-rate", required_argument, 0, O_DROPAFTER},
+    {"client-ca", required_argument, 0, O_CLIENTCA},
+    {"continue-ttl", required_argument, 0, O_TTL},
+    {"fail-nth", required_argument, 0, O_NTH},
+    {"port-file", required_argument, 0, O_PORTFILE},
+    {"verbose", no_argument, 0, O_VERBOSE},
+    {"help", no_argument, 0, O_HELP},
+    {0, 0, 0, 0},
+};
+
+/* --listen HOST:PORT into o->host and o->cfg.port; 0, or the exit code */
+static int parse_listen(options *o)
+{
+    const char *listen = o->listen;
+    const char *colon = strrchr(listen, ':');
+    if (!colon || colon == listen || (size_t)(colon - listen) >= sizeof o->host)
+        return bad_flag("--listen wants HOST:PORT", listen);
+    double pv;
+    if (parse_num(colon + 1, 0, 65535, &pv))
+        return bad_flag("--listen: bad port", listen);
+    snprintf(o->host, sizeof o->host, "%.*s", (int)(colon - listen), listen);
+    if (o->host[0] == '[' && o->host[strlen(o->host) - 1] == ']') {
+        memmove(o->host, o->host + 1, strlen(o->host));
+        o->host[strlen(o->host) - 1] = '\0';
+    }
+    o->cfg.host = o->host;
+    o->cfg.port = (int)pv;
+    return 0;
+}
+
+/* argv into o; -1 to go on, else the exit code (0 for --help, 2: bad flags) */
+static int parse_flags(int argc, char **argv, options *o)
+{
+    char *err = NULL;
+    int jitter_set = 0;
+    memset(o, 0, sizeof *o);
+    o->listen = "127.0.0.1:8080";
+    o->ttl = 300;
+    ks_faults_default(&o->cfg.faults);
     opterr = 0;
-    int o;
-    while ((o = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
-        switch (o) {
+    int c, li = 0;
+    while ((c = getopt_long(argc, argv, "h", longopts, &li)) != -1) {
+        if (c >= O_FAULT_FIRST && c <= O_FAULT_LAST) {
+            if (ks_faults_set_text(&o->cfg.faults, &o->ttl, longopts[li].name, optarg, &err))
+                return bad_value(longopts[li].name, optarg, err);
+            jitter_set |= c == O_JIT;
+            continue;
+        }
+        switch (c) {
         case O_LISTEN:
-            listen = optarg;
+            o->listen = optarg;
             break;
         case O_TOKEN:
             if (!*optarg)
                 return bad_flag("--token must not be empty", NULL);
-            cfg.token = optarg;
+            o->cfg.token = optarg;
             break;
         case O_CERT:
-            cert = optarg;
+            o->cert = optarg;
             break;
         case O_KEY:
-            key = optarg;
+            o->key = optarg;
             break;
         case O_CLIENTCA:
-            client_ca = optarg;
+            o->client_ca = optarg;
             break;
         case O_SEED:
-            seed = optarg;
+            o->seed = optarg;
             break;
         case O_PORTFILE:
-            port_file = optarg;
+            o->port_file = optarg;
             break;
-        case O_LAT:
-            if (parse_num(optarg, 0, 600000, &v))
-                return bad_flag("--latency-ms wants 0..600000", optarg);
-            cfg.faults.latency_ms = (int)v;
-            break;
-        case O_JIT:
-            if (parse_num(optarg, 0, 600000, &v))
-                return bad_flag("--jitter-ms wants 0..600000", optarg);
-            cfg.faults.jitter_ms = (int)v;
-            jitter_set = 1;
-            break;
-        case O_ERR:
-            if (parse_num(optarg, 0, 100, &v))
-                return bad_flag("--error-rate wants a percentage 0..100", optarg);
-            cfg.faults.error_rate = v;
-            break;
-        case O_DROP:
-            if (parse_num(optarg, 0, 100, &v))
-                return bad_flag("--drop-rate wants a percentage 0..100", optarg);
-            cfg.faults.drop_rate = v;
-            break;
-        case O_DROPAFTER:
-            if (parse_num(optarg, 0, 100, &v))
-                return bad_flag("--drop-after-rate wants a percentage 0..100", optarg);
-            cfg.faults.drop_after_rate = v;
-            break;
-        case O_RA:
-            if (parse_num(optarg, 0, 3600, &v))
-                return bad_flag("--retry-after wants 0..3600 seconds", optarg);
-            cfg.faults.retry_after = (int)v;
-            break;
-        case O_TTL:
-            if (parse_num(optarg, 0, 86400, &v))
-                return bad_flag("--continue-ttl wants 0..86400 seconds", optarg);
-            ttl = (int)v;
-            break;
-        case O_CODES: {
-            cfg.faults.n_error_codes = 0;
-            const char *p = optarg;
-            while (*p) {
-                char *end;
-                long c = strtol(p, &end, 10);
-                if (end == p || c < 400 || c > 599 || cfg.faults.n_error_codes == 8 ||
-                    (*end && *end != ','))
-                    return bad_flag("--error-codes wants up to 8 codes 400-599, e.g. 429,503",
-                                    optarg);
-                cfg.faults.error_codes[cfg.faults.n_error_codes++] = (int)c;
-                p = *end ? end + 1 : end;
-            }
-            if (!cfg.faults.n_error_codes)
-                return bad_flag("--error-codes wants at least one code", NULL);
-            break;
-        }
         case O_NTH:
-            if (cfg.n_failnth == KS_MAX_FAILNTH)
+            if (o->cfg.n_failnth == KS_MAX_FAILNTH)
                 return bad_flag("too many --fail-nth", NULL);
-            if (ks_failnth_parse(optarg, &cfg.failnth[cfg.n_failnth], &err)) {
-                char msg[300];
-                snprintf(msg, sizeof msg, "--fail-nth %s", optarg);
-                rc = bad_flag(msg, err);
-                free(err);
-                return rc;
-            }
-            cfg.n_failnth++;
+            if (ks_failnth_parse(optarg, &o->cfg.failnth[o->cfg.n_failnth], &err))
+                return bad_value("fail-nth", optarg, err);
+            o->cfg.n_failnth++;
             break;
         case O_VERBOSE:
-            cfg.verbose = 1;
+            o->cfg.verbose = 1;
             break;
         case 'h':
         case O_HELP:
@@ -287,68 +265,66 @@ int main(int argc, char **argv)
     }
     if (optind < argc)
         return bad_flag("unexpected argument", argv[optind]);
-    if (!!cert != !!key)
+    if (!!o->cert != !!o->key)
         return bad_flag("--tls-cert and --tls-key go together", NULL);
-    if (client_ca && !cert)
+    if (o->client_ca && !o->cert)
         return bad_flag("--client-ca needs TLS (--tls-cert and --tls-key)", NULL);
     if (!jitter_set)
-        cfg.faults.jitter_ms = cfg.faults.latency_ms / 2;
+        o->cfg.faults.jitter_ms = o->cfg.faults.latency_ms / 2;
+    int rc = parse_listen(o);
+    return rc ? rc : -1;
+}
 
-    const char *colon = strrchr(listen, ':');
-    if (!colon || colon == listen || (size_t)(colon - listen) >= sizeof host)
-        return bad_flag("--listen wants HOST:PORT", listen);
-    double pv;
-    if (parse_num(colon + 1, 0, 65535, &pv))
-        return bad_flag("--listen: bad port", listen);
-    snprintf(host, sizeof host, "%.*s", (int)(colon - listen), listen);
-    if (host[0] == '[' && host[strlen(host) - 1] == ']') {
-        memmove(host, host + 1, strlen(host));
-        host[strlen(host) - 1] = '\0';
-    }
-    cfg.host = host;
-    cfg.port = (int)pv;
+/* the files the flags name, read: 0, or 1 with the error printed */
+typedef struct {
+    char *cert, *key, *ca, *seed;
+    size_t seed_len;
+} files;
 
+static int read_files(options *o, files *fl)
+{
+    char *err = NULL;
     size_t len;
-    if (cert) {
-        if (!(cert_pem = read_file(cert, &len, &err)) || !(key_pem = read_file(key, &len, &err))) {
-            fprintf(stderr, "kube-sim: %s\n", err);
-            rc = 1;
+    int rc = 1;
+    if (o->cert) {
+        if (!(fl->cert = read_file(o->cert, &len, &err)) ||
+            !(fl->key = read_file(o->key, &len, &err)))
             goto out;
-        }
-        cfg.tls_cert = cert_pem;
-        cfg.tls_key = key_pem;
+        o->cfg.tls_cert = fl->cert;
+        o->cfg.tls_key = fl->key;
     }
-    if (client_ca) {
-        if (!(ca_pem = read_file(client_ca, &len, &err))) {
-            fprintf(stderr, "kube-sim: %s\n", err);
-            rc = 1;
+    if (o->client_ca) {
+        if (!(fl->ca = read_file(o->client_ca, &len, &err)))
+            goto out;
+        if (!strstr(fl->ca, "-----BEGIN CERTIFICATE-----")) {
+            fprintf(stderr, "kube-sim: --client-ca '%s': no PEM certificate in it\n", o->client_ca);
             goto out;
         }
-        if (!strstr(ca_pem, "-----BEGIN CERTIFICATE-----")) {
-            fprintf(stderr, "kube-sim: --client-ca '%s': no PEM certificate in it\n", client_ca);
-            rc = 1;
-            goto out;
-        }
-        cfg.client_ca = ca_pem;
+        o->cfg.client_ca = fl->ca;
     }
+    if (o->seed && !(fl->seed = read_file(o->seed, &fl->seed_len, &err)))
+        goto out;
+    rc = 0;
+out:
+    if (err)
+        fprintf(stderr, "kube-sim: %s\n", err);
+    free(err);
+    return rc;
+}
 
-    store = ks_store_new();
-    ks_store_set_continue_ttl(store, ttl);
-    if (seed) {
-        if (!(seed_json = read_file(seed, &len, &err))) {
-            fprintf(stderr, "kube-sim: %s\n", err);
-            rc = 1;
-            goto out;
-        }
-        int n = ks_store_seed(store, seed_json, len, &err);
-        if (n < 0) {
-            fprintf(stderr, "kube-sim: seed '%s': %s\n", seed, err);
-            rc = 1;
-            goto out;
-        }
-        ks_log("info", "seeded", "file=\"%s\" objects=%d", seed, n);
-    }
+static void files_free(files *fl)
+{
+    free(fl->cert);
+    free(fl->key);
+    free(fl->ca);
+    free(fl->seed);
+}
 
+/* serves until SIGINT or SIGTERM: 0, or 1 when it cannot start */
+static int serve(options *o, ks_store *store)
+{
+    char *err = NULL;
+    int rc = 0;
     sigset_t set;
     sigemptyset(&set);
     sigaddset(&set, SIGINT);
@@ -356,22 +332,22 @@ int main(int argc, char **argv)
     pthread_sigmask(SIG_BLOCK, &set, NULL);
     signal(SIGPIPE, SIG_IGN);
 
-    srv = ks_server_start(&cfg, store, &err);
+    ks_server *srv = ks_server_start(&o->cfg, store, &err);
     if (!srv) {
         ks_log("error", "cannot start", "err=\"%s\"", err);
-        rc = 1;
-        goto out;
+        free(err);
+        return 1;
     }
     int port = ks_server_port(srv);
-    ks_log("info", "listening", "addr=%s:%d tls=%s auth=%s", host, port, cert ? "on" : "off",
-           cfg.token && client_ca ? "token,client-cert"
-           : cfg.token            ? "token"
-           : client_ca            ? "client-cert"
-                                  : "none");
-    if (port_file) {
-        FILE *f = fopen(port_file, "w");
+    ks_log("info", "listening", "addr=%s:%d tls=%s auth=%s", o->host, port, o->cert ? "on" : "off",
+           o->cfg.token && o->client_ca ? "token,client-cert"
+           : o->cfg.token               ? "token"
+           : o->client_ca               ? "client-cert"
+                                        : "none");
+    if (o->port_file) {
+        FILE *f = fopen(o->port_file, "w");
         if (!f || fprintf(f, "%d\n", port) < 0 || fclose(f)) {
-            ks_log("error", "cannot write port file", "file=\"%s\"", port_file);
+            ks_log("error", "cannot write port file", "file=\"%s\"", o->port_file);
             rc = 1;
             goto out;
         }
@@ -381,11 +357,41 @@ int main(int argc, char **argv)
     ks_log("info", "stopping", "signal=%s", sig == SIGINT ? "SIGINT" : "SIGTERM");
 out:
     ks_server_stop(srv);
+    return rc;
+}
+
+int main(int argc, char **argv)
+{
+    /* every write frees a version and every list page megabytes: keep the
+     * heap rather than trim it and fault the pages back in at the next request */
+    mallopt(M_TRIM_THRESHOLD, 64 * 1024 * 1024);
+    mallopt(M_TOP_PAD, 1024 * 1024);
+    ks_json_init();
+    options o;
+    files fl = {0};
+    ks_store *store = NULL;
+    char *err = NULL;
+    int rc = parse_flags(argc, argv, &o);
+    if (rc >= 0)
+        return rc;
+    rc = read_files(&o, &fl);
+    if (rc)
+        goto out;
+    store = ks_store_new();
+    ks_store_set_continue_ttl(store, o.ttl);
+    if (o.seed) {
+        int n = ks_store_seed(store, fl.seed, fl.seed_len, &err);
+        if (n < 0) {
+            fprintf(stderr, "kube-sim: seed '%s': %s\n", o.seed, err);
+            rc = 1;
+            goto out;
+        }
+        ks_log("info", "seeded", "file=\"%s\" objects=%d", o.seed, n);
+    }
+    rc = serve(&o, store);
+out:
     ks_store_free(store);
-    free(cert_pem);
-    free(key_pem);
-    free(ca_pem);
-    free(seed_json);
+    files_free(&fl);
     free(err);
     if (!rc)
         ks_log("info", "stopped", NULL);

@@ -14,6 +14,7 @@
  *             global resourceVersion; its other files (continue tokens, the
  *             watch ring, the verbs, pod deletion / finalizer rules, Table
  *             printing, seeding) are listed in store_internal.h
+ *   faults.c  the fault settings: one validator for flags and /_sim/faults
  *   http.c    libmicrohttpd handler: routing, auth, faults, stats, discovery
  *   main.c    flags, logging, signals
  *
@@ -201,9 +202,7 @@ void ks_watch_close(ks_watch *w);
 /* wakes every watcher (shutdown) */
 void ks_store_wake_watchers(ks_store *s);
 
-/* ---- http.c ---- */
-
-typedef struct ks_server ks_server;
+/* ---- faults.c ---- */
 
 typedef struct {
     int latency_ms;
@@ -225,6 +224,32 @@ typedef struct {
     long seen;
     int fired;
 } ks_failnth;
+
+/*
+ * One validator for the fault settings, whether they come from a flag or
+ * from POST /_sim/faults: same names (latency-ms or latency_ms), same ranges,
+ * same messages. *err receives what was wanted ("want seconds from 0 to
+ * 3600"); the caller names the setting in front of it.
+ */
+
+/* no faults; retry_after 1, error_codes 429,500,503 */
+void ks_faults_default(ks_faults *f);
+/* what DELETE /_sim/faults turns off: latency, jitter and the rates */
+void ks_faults_clear(ks_faults *f);
+/* sets one setting from a flag's text (name: "latency-ms", "error-codes",
+ * ...); continue-ttl goes to *ttl. 0, or -1 with *err */
+int ks_faults_set_text(ks_faults *f, int *ttl, const char *name, const char *value, char **err);
+/* applies a POST /_sim/faults body: only the settings it names change, all
+ * or none; fail_nth replaces fn[0..*nfn), continue_ttl goes to *ttl (left
+ * alone when absent). 0, or -1 with *err, the setting named in it */
+int ks_faults_apply_json(const char *body, size_t n, ks_faults *f, ks_failnth *fn, int *nfn,
+                         int *ttl, char **err);
+/* GET /_sim/faults: the settings, the rules with seen and fired, ttl */
+cJSON *ks_faults_json(const ks_faults *f, const ks_failnth *fn, int nfn, int ttl);
+
+/* ---- http.c ---- */
+
+typedef struct ks_server ks_server;
 
 typedef struct {
     const char *host;
