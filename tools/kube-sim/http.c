@@ -658,6 +658,208 @@ static int client_cert_ok(ks_server *srv, struct MHD_Connection *c)
     return ok;
 }
 
+/* the apiserver's 3 MiB limit; /_sim/seed may load more */
+static void collect_body(conn_ctx *cc, const char *url, const char *data, size_t n)
+{
+    if (cc->too_large)
+        return;
+    size_t limit = strncmp(url, "/_sim/", 6) ? MAX_BODY : MAX_SIM_BODY;
+    if (cc->body.len + n > limit) {
+        cc->too_large = 1;
+        ks_buf_free(&cc->body);
+    } else {
+        ks_buf_add(&cc->body, data, n);
+    }
+}
+
+/* the V_* of a request to a resource path (or a namespace); V_OTHER else */
+static int verb_of(struct MHD_Connection *c, const char *method, const route *rt, int is_get)
+{
+    if (rt->ok && rt->pkind != P_NAMESPACES) {
+        if (is_get)
+            return rt->has_name ? V_GET : (truthy(arg(c, "watch")) ? V_WATCH : V_LIST);
+        if (!strcmp(method, "POST"))
+            return V_CREATE;
+        if (!strcmp(method, "PUT"))
+            return V_UPDATE;
+        if (!strcmp(method, "PATCH"))
+            return V_PATCH;
+        if (!strcmp(method, "DELETE"))
+            return V_DELETE;
+    } else if (rt->ok && is_get) {
+        return V_GET;
+    }
+    return V_OTHER;
+}
+
+/* like the apiserver's union of authenticators: either one admits */
+static int authorized(ks_server *srv, struct MHD_Connection *c)
+{
+    if (!srv->cfg.token && !srv->cfg.client_ca)
+        return 1;
+    const char *auth = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization");
+    int ok =
+        srv->cfg.token && auth && !strncmp(auth, "Bearer ", 7) && !strcmp(auth + 7, srv->cfg.token);
+    if (!ok && srv->cfg.client_ca)
+        ok = client_cert_ok(srv, c);
+    return ok;
+}
+
+/* a path that is no resource: 404 as the apiserver gives it (a Status under
+ * /api/ and /apis/, Go's plain text elsewhere) */
+static enum MHD_Result not_found(ks_server *srv, struct MHD_Connection *c, const char *url,
+                                 int lose, int verb)
+{
+    if (!strncmp(url, "/api/", 5) || !strncmp(url, "/apis/", 6))
+        return answer(srv, c, lose, verb, P_OTHER, 404, NULL,
+                      ks_status_json(404, "NotFound",
+                                     "the server could not find the requested resource",
+                                     &(ks_details){0}),
+                      NULL);
+    return answer(srv, c, lose, verb, P_OTHER, 404, NULL, ks_xstrdup("404 page not found\n"),
+                  "text/plain; charset=utf-8");
+}
+
+static enum MHD_Result not_allowed(ks_server *srv, struct MHD_Connection *c, int lose, int verb,
+                                   int pkind)
+{
+    return answer(srv, c, lose, verb, pkind, 405, NULL,
+                  status_simple(405, "MethodNotAllowed",
+                                "the server does not allow this method on the requested resource"),
+                  NULL);
+}
+
+/* every namespace exists */
+static enum MHD_Result namespace_reply(ks_server *srv, struct MHD_Connection *c, const route *rt,
+                                       int lose, int verb, int is_get)
+{
+    if (!is_get)
+        return not_allowed(srv, c, lose, verb, rt->pkind);
+    char body[700];
+    snprintf(body, sizeof body,
+             "{\"kind\":\"Namespace\",\"apiVersion\":\"v1\",\"metadata\":{\"name\":\"%s\"},"
+             "\"spec\":{\"finalizers\":[\"kubernetes\"]},\"status\":{\"phase\":\"Active\"}}",
+             rt->ns);
+    return answer(srv, c, lose, verb, rt->pkind, 200, NULL, ks_xstrdup(body), NULL);
+}
+
+/* the store's request from the route, the query and the headers */
+static void make_request(struct MHD_Connection *c, const route *rt, const conn_ctx *cc,
+                         ks_request *req)
+{
+    const char *dry = arg(c, "dryRun");
+    const char *accept = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Accept");
+    *req = (ks_request){
+        .kind = rt->kind,
+        .ns = rt->has_ns ? rt->ns : NULL,
+        .name = rt->has_name ? rt->name : NULL,
+        .status_sub = rt->status,
+        .body = cc->body.buf,
+        .body_len = cc->body.len,
+        .content_type = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Type"),
+        .label_selector = arg(c, "labelSelector"),
+        .field_selector = arg(c, "fieldSelector"),
+        .limit = arg(c, "limit"),
+        .cont = arg(c, "continue"),
+        .grace_param = arg(c, "gracePeriodSeconds"),
+        .resource_version = arg(c, "resourceVersion"),
+        .dry_run = dry && !strcmp(dry, "All"),
+        .table = accept && strstr(accept, "as=Table") != NULL,
+    };
+}
+
+/* queues the watch stream w (taken); a lost answer closes the connection */
+static enum MHD_Result start_watch(ks_server *srv, struct MHD_Connection *c, ks_watch *w, int lose,
+                                   int pkind)
+{
+    if (lose) {
+        ks_watch_close(w);
+        count(srv, V_WATCH, pkind, 0, NULL);
+        return MHD_NO;
+    }
+    watch_ctx *wc = calloc(1, sizeof *wc);
+    if (!wc)
+        abort();
+    wc->srv = srv;
+    wc->w = w;
+    const char *ts = arg(c, "timeoutSeconds");
+    long t = ts ? strtol(ts, NULL, 10) : 1800;
+    if (t <= 0 || t > 86400)
+        t = 1800;
+    wc->deadline_ms = ks_now_ms() + t * 1000;
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+    wc->fd = ci ? ci->connect_fd : -1;
+    struct MHD_Response *r = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 32 * 1024,
+                                                               watch_reader, wc, watch_free);
+    MHD_add_response_header(r, "Content-Type", "application/json");
+    MHD_add_response_header(r, "Cache-Control", "no-cache, private");
+    enum MHD_Result rc = MHD_queue_response(c, 200, r);
+    MHD_destroy_response(r);
+    count(srv, V_WATCH, pkind, 200, NULL);
+    return rc;
+}
+
+/* a verb on pods or leases: the store does it */
+static enum MHD_Result handle_resource(ks_server *srv, struct MHD_Connection *c, const char *url,
+                                       const char *method, const route *rt, const conn_ctx *cc,
+                                       int lose, int verb, int pkind)
+{
+    ks_request req;
+    make_request(c, rt, cc, &req);
+    ks_result res = {0};
+    int allowed = 1;
+    switch (verb) {
+    case V_GET:
+        ks_store_get(srv->store, &req, &res);
+        break;
+    case V_LIST:
+        if (rt->status)
+            allowed = 0;
+        else
+            ks_store_list(srv->store, &req, &res);
+        break;
+    case V_WATCH: {
+        ks_watch *w = NULL;
+        if (ks_watch_open(srv->store, &req, &w, &res) == 0)
+            return start_watch(srv, c, w, lose, pkind);
+        break;
+    }
+    case V_CREATE:
+        if (rt->has_name || !rt->has_ns)
+            allowed = 0;
+        else
+            ks_store_create(srv->store, &req, &res);
+        break;
+    case V_UPDATE:
+        if (!rt->has_name)
+            allowed = 0;
+        else
+            ks_store_update(srv->store, &req, &res);
+        break;
+    case V_PATCH:
+        if (!rt->has_name)
+            allowed = 0;
+        else
+            ks_store_patch(srv->store, &req, &res);
+        break;
+    case V_DELETE:
+        if (!rt->has_name || rt->status)
+            allowed = 0;
+        else
+            ks_store_delete(srv->store, &req, &res);
+        break;
+    default:
+        allowed = 0;
+    }
+    if (!allowed)
+        return not_allowed(srv, c, lose, verb, pkind);
+    if (srv->cfg.verbose)
+        ks_log("info", lose ? "answer lost" : "response", "method=%s path=\"%s\" code=%d", method,
+               url, res.code);
+    return answer(srv, c, lose, verb, pkind, res.code, &res, res.body, NULL);
+}
+
 static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *url,
                                const char *method, const char *version, const char *upload_data,
                                size_t *upload_data_size, void **con_cls)
@@ -673,16 +875,7 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
         return MHD_YES;
     }
     if (*upload_data_size) {
-        if (!cc->too_large) {
-            /* the apiserver's 3 MiB limit; /_sim/seed may load more */
-            size_t limit = strncmp(url, "/_sim/", 6) ? MAX_BODY : MAX_SIM_BODY;
-            if (cc->body.len + *upload_data_size > limit) {
-                cc->too_large = 1;
-                ks_buf_free(&cc->body);
-            } else {
-                ks_buf_add(&cc->body, upload_data, *upload_data_size);
-            }
-        }
+        collect_body(cc, url, upload_data, *upload_data_size);
         *upload_data_size = 0;
         return MHD_YES;
     }
@@ -695,36 +888,14 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
 
     route rt;
     parse_route(url, &rt);
-    int verb = V_OTHER;
     int is_get = !strcmp(method, "GET") || !strcmp(method, "HEAD");
-    if (rt.ok && rt.pkind != P_NAMESPACES) {
-        if (is_get)
-            verb = rt.has_name ? V_GET : (truthy(arg(c, "watch")) ? V_WATCH : V_LIST);
-        else if (!strcmp(method, "POST"))
-            verb = V_CREATE;
-        else if (!strcmp(method, "PUT"))
-            verb = V_UPDATE;
-        else if (!strcmp(method, "PATCH"))
-            verb = V_PATCH;
-        else if (!strcmp(method, "DELETE"))
-            verb = V_DELETE;
-    } else if (rt.ok && is_get) {
-        verb = V_GET;
-    }
+    int verb = verb_of(c, method, &rt, is_get);
     const char *disc = is_get ? discovery(url) : NULL;
     int pkind = disc ? P_DISCOVERY : rt.pkind;
 
-    if (srv->cfg.token || srv->cfg.client_ca) {
-        /* like the apiserver's union of authenticators: either one admits */
-        const char *auth = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization");
-        int ok = srv->cfg.token && auth && !strncmp(auth, "Bearer ", 7) &&
-                 !strcmp(auth + 7, srv->cfg.token);
-        if (!ok && srv->cfg.client_ca)
-            ok = client_cert_ok(srv, c);
-        if (!ok) {
-            count(srv, verb, pkind, 401, NULL);
-            return reply(c, 401, status_simple(401, "Unauthorized", "Unauthorized"), NULL, 0);
-        }
+    if (!authorized(srv, c)) {
+        count(srv, verb, pkind, 401, NULL);
+        return reply(c, 401, status_simple(401, "Unauthorized", "Unauthorized"), NULL, 0);
     }
 
     int fcode = 0, retry_after = 0;
@@ -744,139 +915,16 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
                       status_simple(413, "RequestEntityTooLarge",
                                     "Request entity too large: limit is 3145728"),
                       NULL);
-
     if (disc)
         return answer(srv, c, lose, verb, pkind, 200, NULL, ks_xstrdup(disc), NULL);
     if (!strcmp(url, "/healthz") || !strcmp(url, "/livez") || !strcmp(url, "/readyz"))
         return answer(srv, c, lose, verb, P_OTHER, 200, NULL, ks_xstrdup("ok"),
                       "text/plain; charset=utf-8");
-    if (!rt.ok) {
-        if (!strncmp(url, "/api/", 5) || !strncmp(url, "/apis/", 6))
-            return answer(srv, c, lose, verb, P_OTHER, 404, NULL,
-                          ks_status_json(404, "NotFound",
-                                         "the server could not find the requested resource",
-                                         &(ks_details){0}),
-                          NULL);
-        return answer(srv, c, lose, verb, P_OTHER, 404, NULL, ks_xstrdup("404 page not found\n"),
-                      "text/plain; charset=utf-8");
-    }
-    if (rt.pkind == P_NAMESPACES) {
-        if (!is_get)
-            return answer(srv, c, lose, verb, pkind, 405, NULL,
-                          status_simple(405, "MethodNotAllowed",
-                                        "the server does not allow this method on the requested "
-                                        "resource"),
-                          NULL);
-        char body[700];
-        snprintf(body, sizeof body,
-                 "{\"kind\":\"Namespace\",\"apiVersion\":\"v1\",\"metadata\":{\"name\":\"%s\"},"
-                 "\"spec\":{\"finalizers\":[\"kubernetes\"]},\"status\":{\"phase\":\"Active\"}}",
-                 rt.ns);
-        return answer(srv, c, lose, verb, pkind, 200, NULL, ks_xstrdup(body), NULL);
-    }
-
-    const char *dry = arg(c, "dryRun");
-    ks_request req = {
-        .kind = rt.kind,
-        .ns = rt.has_ns ? rt.ns : NULL,
-        .name = rt.has_name ? rt.name : NULL,
-        .status_sub = rt.status,
-        .body = cc->body.buf,
-        .body_len = cc->body.len,
-        .content_type = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Type"),
-        .label_selector = arg(c, "labelSelector"),
-        .field_selector = arg(c, "fieldSelector"),
-        .limit = arg(c, "limit"),
-        .cont = arg(c, "continue"),
-        .grace_param = arg(c, "gracePeriodSeconds"),
-        .resource_version = arg(c, "resourceVersion"),
-        .dry_run = dry && !strcmp(dry, "All"),
-    };
-    const char *accept = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Accept");
-    req.table = accept && strstr(accept, "as=Table") != NULL;
-    ks_result res = {0};
-    int allowed = 1;
-    switch (verb) {
-    case V_GET:
-        ks_store_get(srv->store, &req, &res);
-        break;
-    case V_LIST:
-        if (rt.status)
-            allowed = 0;
-        else
-            ks_store_list(srv->store, &req, &res);
-        break;
-    case V_WATCH: {
-        ks_watch *w = NULL;
-        if (ks_watch_open(srv->store, &req, &w, &res) == 0) {
-            if (lose) {
-                ks_watch_close(w);
-                count(srv, verb, pkind, 0, NULL);
-                return MHD_NO;
-            }
-            watch_ctx *wc = calloc(1, sizeof *wc);
-            if (!wc)
-                abort();
-            wc->srv = srv;
-            wc->w = w;
-            const char *ts = arg(c, "timeoutSeconds");
-            long t = ts ? strtol(ts, NULL, 10) : 1800;
-            if (t <= 0 || t > 86400)
-                t = 1800;
-            wc->deadline_ms = ks_now_ms() + t * 1000;
-            const union MHD_ConnectionInfo *ci =
-                MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
-            wc->fd = ci ? ci->connect_fd : -1;
-            struct MHD_Response *r = MHD_create_response_from_callback(
-                MHD_SIZE_UNKNOWN, 32 * 1024, watch_reader, wc, watch_free);
-            MHD_add_response_header(r, "Content-Type", "application/json");
-            MHD_add_response_header(r, "Cache-Control", "no-cache, private");
-            enum MHD_Result rc = MHD_queue_response(c, 200, r);
-            MHD_destroy_response(r);
-            count(srv, verb, pkind, 200, NULL);
-            return rc;
-        }
-        break;
-    }
-    case V_CREATE:
-        if (rt.has_name)
-            allowed = 0;
-        else if (!rt.has_ns)
-            allowed = 0;
-        else
-            ks_store_create(srv->store, &req, &res);
-        break;
-    case V_UPDATE:
-        if (!rt.has_name)
-            allowed = 0;
-        else
-            ks_store_update(srv->store, &req, &res);
-        break;
-    case V_PATCH:
-        if (!rt.has_name)
-            allowed = 0;
-        else
-            ks_store_patch(srv->store, &req, &res);
-        break;
-    case V_DELETE:
-        if (!rt.has_name || rt.status)
-            allowed = 0;
-        else
-            ks_store_delete(srv->store, &req, &res);
-        break;
-    default:
-        allowed = 0;
-    }
-    if (!allowed)
-        return answer(
-            srv, c, lose, verb, pkind, 405, NULL,
-            status_simple(405, "MethodNotAllowed",
-                          "the server does not allow this method on the requested resource"),
-            NULL);
-    if (srv->cfg.verbose)
-        ks_log("info", lose ? "answer lost" : "response", "method=%s path=\"%s\" code=%d", method,
-               url, res.code);
-    return answer(srv, c, lose, verb, pkind, res.code, &res, res.body, NULL);
+    if (!rt.ok)
+        return not_found(srv, c, url, lose, verb);
+    if (rt.pkind == P_NAMESPACES)
+        return namespace_reply(srv, c, &rt, lose, verb, is_get);
+    return handle_resource(srv, c, url, method, &rt, cc, lose, verb, pkind);
 }
 
 static void completed(void *cls, struct MHD_Connection *c, void **con_cls,

@@ -164,6 +164,76 @@ static cJSON *op_detach(cJSON *doc, const char *path)
     return v;
 }
 
+/* one operation of a JSON Patch: KS_PATCH_OK, or KS_PATCH_FAILED with *err */
+static int apply_op(cJSON **doc, const cJSON *op, char **err)
+{
+    const char *kind = ks_jstr(op, "op");
+    const char *path = ks_jstr(op, "path");
+    const char *from = ks_jstr(op, "from");
+    cJSON *value = cJSON_GetObjectItemCaseSensitive(op, "value");
+    char msg[256];
+    if (!kind) {
+        *err = ks_xstrdup("Unexpected kind: unknown");
+        return KS_PATCH_FAILED;
+    }
+    if (!path) {
+        snprintf(msg, sizeof msg, "%s operation missing path", kind);
+        *err = ks_xstrdup(msg);
+        return KS_PATCH_FAILED;
+    }
+    if (!strcmp(kind, "add")) {
+        if (!value || op_add(doc, path, cJSON_Duplicate(value, 1))) {
+            snprintf(msg, sizeof msg, "add operation does not apply: doc is missing path: \"%s\"",
+                     path);
+            *err = ks_xstrdup(msg);
+            return KS_PATCH_FAILED;
+        }
+    } else if (!strcmp(kind, "remove")) {
+        cJSON *v = op_detach(*doc, path);
+        if (!v) {
+            snprintf(msg, sizeof msg,
+                     "remove operation does not apply: doc is missing path: \"%s\"", path);
+            *err = ks_xstrdup(msg);
+            return KS_PATCH_FAILED;
+        }
+        cJSON_Delete(v);
+    } else if (!strcmp(kind, "replace")) {
+        cJSON *v = value ? op_detach(*doc, path) : NULL;
+        if (!v && !(value && !*path)) {
+            snprintf(msg, sizeof msg, "replace operation does not apply: doc is missing key: %s",
+                     path);
+            *err = ks_xstrdup(msg);
+            return KS_PATCH_FAILED;
+        }
+        cJSON_Delete(v);
+        op_add(doc, path, cJSON_Duplicate(value, 1));
+    } else if (!strcmp(kind, "test")) {
+        cJSON *v = get_path(*doc, path);
+        int same = (!v && cJSON_IsNull(value)) || (v && value && cJSON_Compare(v, value, 1));
+        if (!same) {
+            snprintf(msg, sizeof msg, "testing value %s failed: test failed", path);
+            *err = ks_xstrdup(msg);
+            return KS_PATCH_FAILED;
+        }
+    } else if (!strcmp(kind, "move") || !strcmp(kind, "copy")) {
+        cJSON *v = NULL;
+        if (from)
+            v = !strcmp(kind, "move") ? op_detach(*doc, from)
+                                      : cJSON_Duplicate(get_path(*doc, from), 1);
+        if (!v || op_add(doc, path, v)) {
+            snprintf(msg, sizeof msg, "%s operation does not apply: doc is missing from path: %s",
+                     kind, from ? from : "");
+            *err = ks_xstrdup(msg);
+            return KS_PATCH_FAILED;
+        }
+    } else {
+        snprintf(msg, sizeof msg, "Unexpected kind: %s", kind);
+        *err = ks_xstrdup(msg);
+        return KS_PATCH_FAILED;
+    }
+    return KS_PATCH_OK;
+}
+
 int ks_json_patch(cJSON **doc, const char *patch, size_t n, char **err)
 {
     int rc = KS_PATCH_OK;
@@ -186,73 +256,9 @@ int ks_json_patch(cJSON **doc, const char *patch, size_t n, char **err)
     }
     cJSON_ArrayForEach(op, ops)
     {
-        const char *kind = ks_jstr(op, "op");
-        const char *path = ks_jstr(op, "path");
-        const char *from = ks_jstr(op, "from");
-        cJSON *value = cJSON_GetObjectItemCaseSensitive(op, "value");
-        char msg[256];
-        rc = KS_PATCH_FAILED;
-        if (!kind) {
-            *err = ks_xstrdup("Unexpected kind: unknown");
-            goto out;
-        }
-        if (!path) {
-            snprintf(msg, sizeof msg, "%s operation missing path", kind);
-            *err = ks_xstrdup(msg);
-            goto out;
-        }
-        if (!strcmp(kind, "add")) {
-            if (!value || op_add(doc, path, cJSON_Duplicate(value, 1))) {
-                snprintf(msg, sizeof msg,
-                         "add operation does not apply: doc is missing path: \"%s\"", path);
-                *err = ks_xstrdup(msg);
-                goto out;
-            }
-        } else if (!strcmp(kind, "remove")) {
-            cJSON *v = op_detach(*doc, path);
-            if (!v) {
-                snprintf(msg, sizeof msg,
-                         "remove operation does not apply: doc is missing path: \"%s\"", path);
-                *err = ks_xstrdup(msg);
-                goto out;
-            }
-            cJSON_Delete(v);
-        } else if (!strcmp(kind, "replace")) {
-            cJSON *v = value ? op_detach(*doc, path) : NULL;
-            if (!v && !(value && !*path)) {
-                snprintf(msg, sizeof msg,
-                         "replace operation does not apply: doc is missing key: %s", path);
-                *err = ks_xstrdup(msg);
-                goto out;
-            }
-            cJSON_Delete(v);
-            op_add(doc, path, cJSON_Duplicate(value, 1));
-        } else if (!strcmp(kind, "test")) {
-            cJSON *v = get_path(*doc, path);
-            int same = (!v && cJSON_IsNull(value)) || (v && value && cJSON_Compare(v, value, 1));
-            if (!same) {
-                snprintf(msg, sizeof msg, "testing value %s failed: test failed", path);
-                *err = ks_xstrdup(msg);
-                goto out;
-            }
-        } else if (!strcmp(kind, "move") || !strcmp(kind, "copy")) {
-            cJSON *v = NULL;
-            if (from)
-                v = !strcmp(kind, "move") ? op_detach(*doc, from)
-                                          : cJSON_Duplicate(get_path(*doc, from), 1);
-            if (!v || op_add(doc, path, v)) {
-                snprintf(msg, sizeof msg,
-                         "%s operation does not apply: doc is missing from path: %s", kind,
-                         from ? from : "");
-                *err = ks_xstrdup(msg);
-                goto out;
-            }
-        } else {
-            snprintf(msg, sizeof msg, "Unexpected kind: %s", kind);
-            *err = ks_xstrdup(msg);
-            goto out;
-        }
-        rc = KS_PATCH_OK;
+        rc = apply_op(doc, op, err);
+        if (rc != KS_PATCH_OK)
+            break;
     }
 out:
     cJSON_Delete(ops);

@@ -215,9 +215,7 @@ void ks_json_init(void)
     cJSON_InitHooks(&h);
 }
 #else
-void ks_json_init(void)
-{
-}
+void ks_json_init(void) {}
 #endif
 
 void ks_buf_add(ks_buf *b, const char *s, size_t n)
@@ -528,6 +526,65 @@ static int gnumber(gscan *g)
     return 0;
 }
 
+/* after the '{' */
+static int gobject(gscan *g)
+{
+    int rc;
+    gws(g);
+    if (g->i < g->n && g->s[g->i] == '}') {
+        g->i++;
+        return 0;
+    }
+    for (;;) {
+        gws(g);
+        if (g->i >= g->n || g->s[g->i] != '"')
+            return gfail(g, "looking for beginning of object key string");
+        if ((rc = gstring(g)))
+            return rc;
+        gws(g);
+        if (g->i >= g->n || g->s[g->i] != ':')
+            return gfail(g, "after object key");
+        g->i++;
+        if ((rc = gvalue(g)))
+            return rc;
+        gws(g);
+        if (g->i < g->n && g->s[g->i] == ',') {
+            g->i++;
+            continue;
+        }
+        if (g->i < g->n && g->s[g->i] == '}') {
+            g->i++;
+            return 0;
+        }
+        return gfail(g, "after object key:value pair");
+    }
+}
+
+/* after the '[' */
+static int garray(gscan *g)
+{
+    int rc;
+    gws(g);
+    if (g->i < g->n && g->s[g->i] == ']') {
+        g->i++;
+        return 0;
+    }
+    for (;;) {
+        if ((rc = gvalue(g)))
+            return rc;
+        gws(g);
+        if (g->i < g->n && g->s[g->i] == ',') {
+            g->i++;
+            continue;
+        }
+        if (g->i < g->n && g->s[g->i] == ']') {
+            g->i++;
+            return 0;
+        }
+        return gfail(g, "after array element");
+    }
+}
+
 static int gvalue(gscan *g)
 {
     gws(g);
@@ -537,65 +594,14 @@ static int gvalue(gscan *g)
         g->err = ks_xstrdup("exceeded max depth");
         return -1;
     }
-    int rc = 0;
+    int rc;
     char c = g->s[g->i];
     if (c == '{') {
         g->i++;
-        gws(g);
-        if (g->i < g->n && g->s[g->i] == '}') {
-            g->i++;
-            goto out;
-        }
-        for (;;) {
-            gws(g);
-            if (g->i >= g->n || g->s[g->i] != '"') {
-                rc = gfail(g, "looking for beginning of object key string");
-                goto out;
-            }
-            if ((rc = gstring(g)))
-                goto out;
-            gws(g);
-            if (g->i >= g->n || g->s[g->i] != ':') {
-                rc = gfail(g, "after object key");
-                goto out;
-            }
-            g->i++;
-            if ((rc = gvalue(g)))
-                goto out;
-            gws(g);
-            if (g->i < g->n && g->s[g->i] == ',') {
-                g->i++;
-                continue;
-            }
-            if (g->i < g->n && g->s[g->i] == '}') {
-                g->i++;
-                goto out;
-            }
-            rc = gfail(g, "after object key:value pair");
-            goto out;
-        }
+        rc = gobject(g);
     } else if (c == '[') {
         g->i++;
-        gws(g);
-        if (g->i < g->n && g->s[g->i] == ']') {
-            g->i++;
-            goto out;
-        }
-        for (;;) {
-            if ((rc = gvalue(g)))
-                goto out;
-            gws(g);
-            if (g->i < g->n && g->s[g->i] == ',') {
-                g->i++;
-                continue;
-            }
-            if (g->i < g->n && g->s[g->i] == ']') {
-                g->i++;
-                goto out;
-            }
-            rc = gfail(g, "after array element");
-            goto out;
-        }
+        rc = garray(g);
     } else if (c == '"') {
         rc = gstring(g);
     } else if (c == 'n') {
@@ -609,7 +615,6 @@ static int gvalue(gscan *g)
     } else {
         rc = gfail(g, "looking for beginning of value");
     }
-out:
     g->depth--;
     return rc;
 }
