@@ -94,33 +94,34 @@ static int requested_grace(const ks_request *r, cJSON **opts, long *grace, ks_re
     return 0;
 }
 
+/* 409 for a precondition (the UID or the ResourceVersion) that does not
+ * hold; -1 */
+static int precondition_failed(const ks_request *r, const char *what, const char *want,
+                               const char *have, const char *why, ks_result *out)
+{
+    char msg[800];
+    snprintf(msg, sizeof msg,
+             "Operation cannot be fulfilled on %s \"%s\": the %s in the precondition (%s) does "
+             "not match the %s in record (%s). The object might have been %s",
+             ks_resources[r->kind].kind_name, r->name, what, want, what, have, why);
+    ks_details d = {r->name, ks_resources[r->kind].group, ks_resources[r->kind].kind_name, NULL};
+    st_res_status(out, 409, "Conflict", msg, &d);
+    return -1;
+}
+
 /* DeleteOptions.preconditions against the stored metadata; 0, or -1 with
  * the 409 in out */
 static int check_preconditions(const ks_request *r, const cJSON *opts, cJSON *meta, ks_result *out)
 {
-    char msg[800];
     const cJSON *pre = cJSON_GetObjectItemCaseSensitive(opts, "preconditions");
     const char *puid = ks_jstr(pre, "uid");
     const char *prv = ks_jstr(pre, "resourceVersion");
-    ks_details d = {r->name, ks_resources[r->kind].group, ks_resources[r->kind].kind_name, NULL};
-    if (puid && strcmp(puid, ks_jstr(meta, "uid") ? ks_jstr(meta, "uid") : "")) {
-        snprintf(msg, sizeof msg,
-                 "Operation cannot be fulfilled on %s \"%s\": the UID in the precondition (%s) "
-                 "does not match the UID in record (%s). The object might have been deleted and "
-                 "then recreated",
-                 ks_resources[r->kind].kind_name, r->name, puid, ks_jstr(meta, "uid"));
-        st_res_status(out, 409, "Conflict", msg, &d);
-        return -1;
-    }
-    if (prv && strcmp(prv, ks_jstr(meta, "resourceVersion"))) {
-        snprintf(msg, sizeof msg,
-                 "Operation cannot be fulfilled on %s \"%s\": the ResourceVersion in the "
-                 "precondition (%s) does not match the ResourceVersion in record (%s). The object "
-                 "might have been modified",
-                 ks_resources[r->kind].kind_name, r->name, prv, ks_jstr(meta, "resourceVersion"));
-        st_res_status(out, 409, "Conflict", msg, &d);
-        return -1;
-    }
+    const char *uid = ks_jstr(meta, "uid");
+    const char *rv = ks_jstr(meta, "resourceVersion");
+    if (puid && strcmp(puid, uid ? uid : ""))
+        return precondition_failed(r, "UID", puid, uid, "deleted and then recreated", out);
+    if (prv && strcmp(prv, rv))
+        return precondition_failed(r, "ResourceVersion", prv, rv, "modified", out);
     return 0;
 }
 
