@@ -228,8 +228,8 @@ int kj_kube_read_token(const char *path, char **out, kj_err *err)
     /* every byte, a NUL included: the header would end at the first NUL */
     if (!token_bytes_ok(buf + a, n - a)) {
         kj_kube_free_secret(buf, len);
-        return kj_err_set(err, KJ_EINVAL,
-                          "token file '%s' holds characters not allowed in a token", path);
+        return kj_err_set(err, KJ_EINVAL, "token file '%s' holds characters not allowed in a token",
+                          path);
     }
     memmove(buf, buf + a, n - a);
     memset(buf + (n - a), 0, len - (n - a));
@@ -349,8 +349,8 @@ int kj_kube_config_dup(const kj_kube_config *c, kj_kube_config **out)
     r |= dup_blob(c->cert_data, c->cert_len, &d->cert_data);
     r |= dup_blob(c->key_data, c->key_len, &d->key_data);
     if (r || (c->server && !d->server) || (c->server_shown && !d->server_shown) ||
-        (c->namespace_ && !d->namespace_) ||
-        (c->source && !d->source) || (c->context && !d->context) || (c->ca_file && !d->ca_file) ||
+        (c->namespace_ && !d->namespace_) || (c->source && !d->source) ||
+        (c->context && !d->context) || (c->ca_file && !d->ca_file) ||
         (c->cert_file && !d->cert_file) || (c->key_file && !d->key_file) ||
         (c->token_file && !d->token_file) || (c->token && !d->token)) {
         kj_kube_config_free(d);
@@ -411,15 +411,14 @@ const char *kj_kube_config_describe(const kj_kube_config *c, char *buf, size_t s
     const char *auth = c->token_file ? "token-file" : c->token ? "token" : "none";
     if (c->cert_file || c->cert_data)
         auth = c->token_file ? "token-file+cert" : c->token ? "token+cert" : "cert";
-    snprintf(buf, size, "server=%s source=%s context=%s namespace=%s auth=%s ca=%s insecure=%d",
-             kj_logq(srv, sizeof(srv), kj_kube_config_server(c)),
-             kj_logq(src, sizeof(src), c->source),
-             kj_logq(ctx, sizeof(ctx), c->context ? c->context : "-"), kj_kube_config_namespace(c),
-             auth,
-             c->ca_data   ? "inline"
-             : c->ca_file ? "file"
-                          : "system",
-             c->insecure);
+    snprintf(
+        buf, size, "server=%s source=%s context=%s namespace=%s auth=%s ca=%s insecure=%d",
+        kj_logq(srv, sizeof(srv), kj_kube_config_server(c)), kj_logq(src, sizeof(src), c->source),
+        kj_logq(ctx, sizeof(ctx), c->context ? c->context : "-"), kj_kube_config_namespace(c), auth,
+        c->ca_data   ? "inline"
+        : c->ca_file ? "file"
+                     : "system",
+        c->insecure);
     return buf;
 }
 

@@ -270,13 +270,11 @@ static const kc_case cases[] = {
      "contexts:\n- name: a\n  context: {cluster: c1, user: u1}\n",
      NULL, KJ_EINVAL, "not allowed in a token", NULL, 0, 0},
     {"token with a space",
-     "current-context: a\n" CLUSTERS "users:\n- name: u1\n  user:\n    token: '" SECRET
-     " x'\n"
+     "current-context: a\n" CLUSTERS "users:\n- name: u1\n  user:\n    token: '" SECRET " x'\n"
      "contexts:\n- name: a\n  context: {cluster: c1, user: u1}\n",
      NULL, KJ_EINVAL, "not allowed in a token", NULL, 0, 0},
     {"token with a NUL",
-     "current-context: a\n" CLUSTERS "users:\n- name: u1\n  user:\n    token: \"" SECRET
-     "\\0x\"\n"
+     "current-context: a\n" CLUSTERS "users:\n- name: u1\n  user:\n    token: \"" SECRET "\\0x\"\n"
      "contexts:\n- name: a\n  context: {cluster: c1, user: u1}\n",
      NULL, KJ_EINVAL, "'token' is not a string", NULL, 0, 0},
     {"token with a non-ASCII character",

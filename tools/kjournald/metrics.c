@@ -51,7 +51,7 @@
 typedef struct conn {
     struct conn *prev, *next;
     int fd;
-    int closing; /* shut down by us; MHD has not closed it yet */
+    int closing;   /* shut down by us; MHD has not closed it yet */
     int64_t since; /* mono ms: accepted, or its previous request ended */
     char peer[64];
 } conn;
@@ -165,7 +165,8 @@ static void on_connection(void *cls, struct MHD_Connection *mc, void **socket_co
         }
         return;
     }
-    const union MHD_ConnectionInfo *fd = MHD_get_connection_info(mc, MHD_CONNECTION_INFO_CONNECTION_FD);
+    const union MHD_ConnectionInfo *fd =
+        MHD_get_connection_info(mc, MHD_CONNECTION_INFO_CONNECTION_FD);
     conn *c = fd ? calloc(1, sizeof *c) : NULL;
     if (!c)
         return; /* untracked: MHD's idle timeout and limit still hold */
@@ -334,18 +335,27 @@ static char *render(kjd_metrics *m)
              "kjournal_ingest_up %d\n",
              (long long)file_size(m->path, ""), (long long)file_size(m->path, "-wal"), st.running);
     fputs(line, f);
-    snprintf(line, sizeof line,
-             "# HELP kjournal_metrics_connections Connections open to this endpoint.\n"
-             "# TYPE kjournal_metrics_connections gauge\n"
-             "kjournal_metrics_connections %d\n"
-             "# HELP kjournal_metrics_connections_closed_total Connections this endpoint closed:"
-             " no complete request within its deadline, or the oldest when too many were open.\n"
-             "# TYPE kjournal_metrics_connections_closed_total counter\n"
-             "kjournal_metrics_connections_closed_total{reason=\"deadline\"} %llu\n"
-             "kjournal_metrics_connections_closed_total{reason=\"evicted\"} %llu\n",
-             m->n_conns, (unsigned long long)m->closed_deadline,
-             (unsigned long long)m->closed_evicted);
-    fputs(line, f);
+    fprintf(f,
+            "# HELP kjournal_metrics_connections Connections open to this endpoint.\n"
+            "# TYPE kjournal_metrics_connections gauge\n"
+            "kjournal_metrics_connections %d\n"
+            "# HELP kjournal_metrics_connections_closed_total Connections this endpoint closed:"
+            " no complete request within its deadline, or the oldest when too many were open.\n"
+            "# TYPE kjournal_metrics_connections_closed_total counter\n"
+            "kjournal_metrics_connections_closed_total{reason=\"deadline\"} %llu\n"
+            "kjournal_metrics_connections_closed_total{reason=\"evicted\"} %llu\n",
+            m->n_conns, (unsigned long long)m->closed_deadline,
+            (unsigned long long)m->closed_evicted);
+    int64_t orphans = kjd_reconciler_running_orphans();
+    if (orphans >= 0) { /* absent until a full pass has counted them */
+        fprintf(f,
+                "# HELP kjournal_reconcile_running_orphans Live engine pods no session in the"
+                " journal uses, kept running, as of the last full pass"
+                " ('kjournal recover --dry-run' lists them).\n"
+                "# TYPE kjournal_reconcile_running_orphans gauge\n"
+                "kjournal_reconcile_running_orphans %lld\n",
+                (long long)orphans);
+    }
     if (fclose(f) != 0) {
         free(out);
         return NULL;
@@ -437,10 +447,10 @@ int kjd_metrics_start(const char *addr, kj_ipc_server *srv, const char *journal_
     /* the logger first: MHD prints what comes before it on stderr */
     m->d = MHD_start_daemon(
         flags, 0, NULL, NULL, answer, m, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_message, m,
-        MHD_OPTION_SOCK_ADDR, ai->ai_addr, MHD_OPTION_NOTIFY_CONNECTION,
-        on_connection, m, MHD_OPTION_NOTIFY_COMPLETED, on_completed, m,
-        MHD_OPTION_CONNECTION_LIMIT, (unsigned)CONN_MHD_LIMIT, MHD_OPTION_CONNECTION_TIMEOUT,
-        (unsigned)IDLE_TIMEOUT_S, MHD_OPTION_END);
+        MHD_OPTION_SOCK_ADDR, ai->ai_addr, MHD_OPTION_NOTIFY_CONNECTION, on_connection, m,
+        MHD_OPTION_NOTIFY_COMPLETED, on_completed, m, MHD_OPTION_CONNECTION_LIMIT,
+        (unsigned)CONN_MHD_LIMIT, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)IDLE_TIMEOUT_S,
+        MHD_OPTION_END);
     freeaddrinfo(ai);
     if (!m->d || !MHD_get_daemon_info(m->d, MHD_DAEMON_INFO_EPOLL_FD)) {
         int rc = kj_err_set(err, KJ_EUNAVAIL, "cannot serve metrics on '%s'", addr);
