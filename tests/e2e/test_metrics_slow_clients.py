@@ -6,8 +6,9 @@
    line, then one header byte a second, forever. kjournald closes every one
    of them (an idle timeout, which each byte resets, never would).
 2. Probes get in: 70 connections (more than the endpoint serves at once)
-   trickle the same way and are reopened as soon as they are closed; all the
-   while, every /healthz probe is answered 200.
+   trickle the same way and are reopened before each probe; every one of 40
+   /healthz probes is answered 200 (each with a generous 30 s timeout: a
+   refused connection, not a slow answer, is what the bug looked like).
 3. libmicrohttpd's own messages go through kjournald's logger: every line
    kjournald wrote is a logfmt record, and the closed connections were
    logged (rate-limited) and counted in /metrics.
@@ -113,19 +114,16 @@ def main():
 
         # 2. probes answered while 70 trickling connections are held open
         t = Tricklers(mport, 70, reopen=True)
-        probes = 0
-        start = time.time()
-        while time.time() - start < 25:
-            t.tick()
+        probes = 40
+        for _ in range(probes):
+            t.tick()  # reopens what was closed: 70 are open when the probe connects
             code, body = healthz(mport)
             kjtest.check(code == 200 and body == b"ok\n",
                          "/healthz answered %d %r during the trickle" % (code, body))
-            probes += 1
-            time.sleep(0.5)
+            time.sleep(0.5)  # the pace of the trickle, not a wait for an event
         held = len(t.socks)
         closed = len(t.closed_by_server)
         t.close()
-        kjtest.check(probes >= 10, "only %d probes in 25 s" % probes)
         print("%d/%d probes answered 200 while %d trickling connections were held open "
               "(%d closed and reopened)" % (probes, probes, held, closed))
 
