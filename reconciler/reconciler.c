@@ -799,10 +799,7 @@ static void job_advance(job *jb)
         kj_plan plan;
         kj_plan_pod(pod, &s, seen_terminal, now, ps->p, &plan);
         if (!ps->o->dry_run && plan.n && plan.steps[0].kind == KJ_STEP_REPORT_ORPHAN) {
-            int rc = report_orphan(ps, pod, &plan.steps[0], jb->steps == 1);
-            if (rc < 0)
-                break;
-            if (plan.due_ms)
+            if (report_orphan(ps, pod, &plan.steps[0], jb->steps == 1) == 0 && plan.due_ms)
                 note_due(ps->sum, plan.due_ms);
             break;
         }
