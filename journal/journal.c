@@ -1514,3 +1514,42 @@ int kj_journal_pod_terminal_since(kj_journal *j, const char *uid, int64_t now_ms
     sqlite3_finalize(st);
     return rc == SQLITE_OK ? 0 : db_err(j, rc, err, "pod terminal time");
 }
+
+static int same_text(const unsigned char *a, const char *b)
+{
+    return a ? b && !strcmp((const char *)a, b) : !b;
+}
+
+int kj_journal_action_repeats_last(kj_journal *j, const kj_action *a, kj_err *err)
+{
+    /* The engine indexes hold a pod's rows in id order: the newest is one
+     * step away. A pod with neither label is rare (a custom selector); its
+     * search reads the audit backwards to its latest row. */
+    const char *sql =
+        a->engine_tag  ? "SELECT action, reason, result, message FROM reconcile_actions"
+                         " WHERE engine_tag = ?1 AND uid IS ?3 ORDER BY id DESC LIMIT 1"
+        : a->engine_id ? "SELECT action, reason, result, message FROM reconcile_actions"
+                         " WHERE engine_id = ?2 AND uid IS ?3 ORDER BY id DESC LIMIT 1"
+                       : "SELECT action, reason, result, message FROM reconcile_actions"
+                         " WHERE uid IS ?3 AND engine_tag IS NULL AND engine_id IS NULL"
+                         " ORDER BY id DESC LIMIT 1";
+    sqlite3_stmt *st = NULL;
+    int rc = sqlite3_prepare_v2(j->db, sql, -1, &st, NULL), same = 0;
+    if (rc == SQLITE_OK) {
+        bind_text(st, 1, a->engine_tag);
+        bind_text(st, 2, a->engine_id);
+        bind_text(st, 3, a->uid);
+        rc = sqlite3_step(st);
+        if (rc == SQLITE_ROW) {
+            same = same_text(sqlite3_column_text(st, 0), a->action) &&
+                   same_text(sqlite3_column_text(st, 1), a->reason) &&
+                   same_text(sqlite3_column_text(st, 2), a->result ? a->result : "ok") &&
+                   same_text(sqlite3_column_text(st, 3), a->message);
+            rc = SQLITE_OK;
+        } else if (rc == SQLITE_DONE) {
+            rc = SQLITE_OK;
+        }
+    }
+    sqlite3_finalize(st);
+    return rc == SQLITE_OK ? same : db_err(j, rc, err, "latest action of pod");
+}

@@ -255,4 +255,14 @@ int kj_journal_actions(kj_journal *j, const kj_action_filter *f, kj_action_cb cb
 int kj_journal_pod_terminal_since(kj_journal *j, const char *uid, int64_t now_ms, int64_t *first_ms,
                                   kj_err *err);
 
+/*
+ * Whether a would only repeat the latest action recorded for its pod: 1 when
+ * the last row for a->uid (looked up through a->engine_tag, else
+ * a->engine_id, the audit's indexes) has the same action, reason, result and
+ * message; 0 when it differs or the pod has none; a negative code on error.
+ * Lets the reconciler record a running orphan once, then only when it
+ * changes, rather than at every pass.
+ */
+int kj_journal_action_repeats_last(kj_journal *j, const kj_action *a, kj_err *err);
+
 #endif

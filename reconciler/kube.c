@@ -141,6 +141,24 @@ static int reload_token(kj_kube *k)
 
 /* ---- lifecycle --------------------------------------------------------- */
 
+/* Credentials over plain http can be read, and replayed, by anyone on the
+ * path: allowed (a local API server, a test), but never silently. */
+static void warn_plain_http(const kj_kube_config *c)
+{
+    if (strncmp(c->server, "http://", 7))
+        return;
+    char q[600];
+    const char *what = NULL;
+    if (c->token || c->token_file)
+        what = "the bearer token";
+    else if (strcspn(c->server + 7, "/?#") > strcspn(c->server + 7, "@"))
+        what = "the credentials in the server URL";
+    if (what)
+        kj_log(KJ_LOG_WARN, "kube: credentials sent over plain http",
+               "server=%s what=\"%s\" hint=\"use an https:// server URL\"",
+               kj_logq(q, sizeof(q), kj_kube_config_server(c)), what);
+}
+
 int kj_kube_new(const kj_kube_config *cfg, kj_kube **out, kj_err *err)
 {
     int rc = 0;
@@ -165,10 +183,20 @@ int kj_kube_new(const kj_kube_config *cfg, kj_kube **out, kj_err *err)
         if ((rc = kj_kube_read_token(cfg->token_file, &k->token, err)) < 0)
             goto out;
         k->token_read_at = kj_mono_ms();
-    } else if (cfg->token && !(k->token = strdup(cfg->token))) {
-        rc = kj_err_set(err, KJ_ENOMEM, "out of memory");
-        goto out;
+    } else if (cfg->token) {
+        /* kj_kube_config_load() checked it; a config built another way is
+         * held to the same rule before the token becomes a header */
+        if (!kj_kube_token_valid(cfg->token)) {
+            rc = kj_err_set(err, KJ_EINVAL,
+                            "kube: the token holds characters not allowed in a token");
+            goto out;
+        }
+        if (!(k->token = strdup(cfg->token))) {
+            rc = kj_err_set(err, KJ_ENOMEM, "out of memory");
+            goto out;
+        }
     }
+    warn_plain_http(k->cfg);
     *out = k;
     k = NULL;
 out:

@@ -160,6 +160,8 @@ int kj_kube_config_load(const kj_kube_flags *f, kj_kube_config **out, kj_err *er
 void kj_kube_config_free(kj_kube_config *c);
 
 /* Accessors; strings belong to the config. */
+/* The server URL for messages and logs: credentials written into it
+ * (https://user:password@host) are masked as https://xxxxx@host. */
 const char *kj_kube_config_server(const kj_kube_config *c);
 const char *kj_kube_config_namespace(const kj_kube_config *c); /* "default" if none */
 /* "flags", "kubeconfig <path>" or "in-cluster": for log lines. */

@@ -16,7 +16,8 @@
  * is re-read by the client.
  */
 struct kj_kube_config {
-    char *server; /* without a trailing '/' */
+    char *server;       /* without a trailing '/' */
+    char *server_shown; /* server for messages: credentials in it masked */
     char *namespace_;
     char *source;
     char *context;
@@ -41,11 +42,18 @@ struct kj_kube_config {
  * KJ_ENOENT, KJ_EIO, KJ_EINVAL (too large), KJ_ENOMEM. errno-style message in err
  * naming path only. */
 int kj_kube_read_file(const char *path, size_t max, char **out, size_t *len, kj_err *err);
-/* Reads a token file: whitespace trimmed; an empty token is KJ_EINVAL. */
+/* 1 when t may go into an Authorization header: non-empty, printable ASCII
+ * (0x21-0x7e) only, so no CR, LF, NUL or space can add or split a header. */
+int kj_kube_token_valid(const char *t);
+/* Reads a token file: whitespace trimmed; an empty token or one that is not
+ * kj_kube_token_valid() is KJ_EINVAL. */
 int kj_kube_read_token(const char *path, char **out, kj_err *err);
 /* Decodes standard base64 (whitespace ignored, padding optional). */
 int kj_kube_b64_decode(const char *in, size_t len, unsigned char **out, size_t *out_len);
 int kj_kube_config_dup(const kj_kube_config *c, kj_kube_config **out);
+/* A copy of url (malloc'd; NULL when out of memory) with the userinfo of its
+ * authority masked: "https://u:p@h:6443/x" -> "https://xxxxx@h:6443/x". */
+char *kj_kube_redact_url(const char *url);
 /* Frees s after overwriting it with zeros; accepts NULL. */
 void kj_kube_free_secret(void *s, size_t len);
 

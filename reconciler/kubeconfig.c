@@ -194,33 +194,45 @@ out:
     return rc;
 }
 
+static int token_bytes_ok(const char *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)p[i] < 0x21 || (unsigned char)p[i] > 0x7e)
+            return 0;
+    return n > 0;
+}
+
+int kj_kube_token_valid(const char *t)
+{
+    return t && token_bytes_ok(t, strlen(t));
+}
+
 int kj_kube_read_token(const char *path, char **out, kj_err *err)
 {
     char *buf;
-    size_t n;
-    int rc = kj_kube_read_file(path, 64 * 1024, &buf, &n, err);
+    size_t len, n;
+    int rc = kj_kube_read_file(path, 64 * 1024, &buf, &len, err);
     if (rc < 0)
         return kj_err_prefix(err, "token file");
     size_t a = 0;
+    n = len;
     while (a < n && (buf[a] == ' ' || buf[a] == '\t' || buf[a] == '\n' || buf[a] == '\r'))
         a++;
     while (n > a &&
            (buf[n - 1] == ' ' || buf[n - 1] == '\t' || buf[n - 1] == '\n' || buf[n - 1] == '\r'))
         n--;
-    for (size_t i = a; i < n; i++) {
-        unsigned char c = (unsigned char)buf[i];
-        if (c < 0x21 || c > 0x7e) {
-            kj_kube_free_secret(buf, strlen(buf));
-            return kj_err_set(err, KJ_EINVAL,
-                              "token file '%s' holds characters not allowed in a token", path);
-        }
-    }
     if (n == a) {
-        kj_kube_free_secret(buf, strlen(buf));
+        kj_kube_free_secret(buf, len);
         return kj_err_set(err, KJ_EINVAL, "token file '%s' is empty", path);
     }
+    /* every byte, a NUL included: the header would end at the first NUL */
+    if (!token_bytes_ok(buf + a, n - a)) {
+        kj_kube_free_secret(buf, len);
+        return kj_err_set(err, KJ_EINVAL, "token file '%s' holds characters not allowed in a token",
+                          path);
+    }
     memmove(buf, buf + a, n - a);
-    memset(buf + (n - a), 0, strlen(buf + (n - a)));
+    memset(buf + (n - a), 0, len - (n - a));
     *out = buf;
     return 0;
 }
@@ -302,6 +314,7 @@ void kj_kube_config_free(kj_kube_config *c)
     if (!c)
         return;
     free(c->server);
+    free(c->server_shown);
     free(c->namespace_);
     free(c->source);
     free(c->context);
@@ -323,6 +336,7 @@ int kj_kube_config_dup(const kj_kube_config *c, kj_kube_config **out)
         return KJ_ENOMEM;
     *d = *c;
     d->server = xstrdup(c->server);
+    d->server_shown = xstrdup(c->server_shown);
     d->namespace_ = xstrdup(c->namespace_);
     d->source = xstrdup(c->source);
     d->context = xstrdup(c->context);
@@ -334,8 +348,9 @@ int kj_kube_config_dup(const kj_kube_config *c, kj_kube_config **out)
     int r = dup_blob(c->ca_data, c->ca_len, &d->ca_data);
     r |= dup_blob(c->cert_data, c->cert_len, &d->cert_data);
     r |= dup_blob(c->key_data, c->key_len, &d->key_data);
-    if (r || (c->server && !d->server) || (c->namespace_ && !d->namespace_) ||
-        (c->source && !d->source) || (c->context && !d->context) || (c->ca_file && !d->ca_file) ||
+    if (r || (c->server && !d->server) || (c->server_shown && !d->server_shown) ||
+        (c->namespace_ && !d->namespace_) || (c->source && !d->source) ||
+        (c->context && !d->context) || (c->ca_file && !d->ca_file) ||
         (c->cert_file && !d->cert_file) || (c->key_file && !d->key_file) ||
         (c->token_file && !d->token_file) || (c->token && !d->token)) {
         kj_kube_config_free(d);
@@ -347,7 +362,28 @@ int kj_kube_config_dup(const kj_kube_config *c, kj_kube_config **out)
 
 const char *kj_kube_config_server(const kj_kube_config *c)
 {
-    return c ? c->server : NULL;
+    return c ? (c->server_shown ? c->server_shown : c->server) : NULL;
+}
+
+char *kj_kube_redact_url(const char *url)
+{
+    if (!url)
+        return NULL;
+    const char *auth = strstr(url, "://");
+    auth = auth ? auth + 3 : url;
+    size_t alen = strcspn(auth, "/?#");
+    const char *at = NULL;
+    for (const char *p = auth; p < auth + alen; p++)
+        if (*p == '@')
+            at = p;
+    if (!at)
+        return strdup(url);
+    static const char mask[] = "xxxxx";
+    size_t pre = (size_t)(auth - url), n = pre + sizeof(mask) - 1 + strlen(at) + 1;
+    char *r = malloc(n);
+    if (r)
+        snprintf(r, n, "%.*s%s%s", (int)pre, url, mask, at);
+    return r;
 }
 const char *kj_kube_config_namespace(const kj_kube_config *c)
 {
@@ -375,14 +411,14 @@ const char *kj_kube_config_describe(const kj_kube_config *c, char *buf, size_t s
     const char *auth = c->token_file ? "token-file" : c->token ? "token" : "none";
     if (c->cert_file || c->cert_data)
         auth = c->token_file ? "token-file+cert" : c->token ? "token+cert" : "cert";
-    snprintf(buf, size, "server=%s source=%s context=%s namespace=%s auth=%s ca=%s insecure=%d",
-             kj_logq(srv, sizeof(srv), c->server), kj_logq(src, sizeof(src), c->source),
-             kj_logq(ctx, sizeof(ctx), c->context ? c->context : "-"), kj_kube_config_namespace(c),
-             auth,
-             c->ca_data   ? "inline"
-             : c->ca_file ? "file"
-                          : "system",
-             c->insecure);
+    snprintf(
+        buf, size, "server=%s source=%s context=%s namespace=%s auth=%s ca=%s insecure=%d",
+        kj_logq(srv, sizeof(srv), kj_kube_config_server(c)), kj_logq(src, sizeof(src), c->source),
+        kj_logq(ctx, sizeof(ctx), c->context ? c->context : "-"), kj_kube_config_namespace(c), auth,
+        c->ca_data   ? "inline"
+        : c->ca_file ? "file"
+                     : "system",
+        c->insecure);
     return buf;
 }
 
@@ -681,9 +717,26 @@ static int from_kubeconfig(kcfile *files, size_t nf, const char *want_ctx, kj_ku
                           "auth-provider), which kjournal does not support; use a token, a token "
                           "file or a client certificate",
                           f->path, user);
+    /* Impersonation would mean headers built from these fields; without it
+     * the requests would go out as the user itself, not as the one asked for. */
+    static const char *const impersonation[] = {"as", "as-uid", "as-groups", "as-user-extra"};
+    for (size_t i = 0; i < sizeof(impersonation) / sizeof(impersonation[0]); i++)
+        if (yget(f, m, impersonation[i]))
+            return kj_err_set(err, KJ_EINVAL,
+                              "kubeconfig '%s': user '%s' asks for impersonation ('%s'), which "
+                              "kjournal does not support; give the credentials of the identity "
+                              "to act as",
+                              f->path, user, impersonation[i]);
     const char *tok;
     if ((rc = field(f, m, what, "token", &tok, err)) < 0)
         return rc;
+    /* The token becomes an HTTP header: a CR or LF in it would add headers
+     * of its own (the token file is held to the same rule). */
+    if (tok && !kj_kube_token_valid(tok))
+        return kj_err_set(err, KJ_EINVAL,
+                          "kubeconfig '%s': user '%s': 'token' holds characters not allowed in a "
+                          "token (only printable ASCII without spaces)",
+                          f->path, user);
     if (tok && !(c->token = strdup(tok)))
         return kj_err_set(err, KJ_ENOMEM, "out of memory");
     if ((rc = path_field(f, m, what, "tokenFile", &c->token_file, err)) < 0 ||
@@ -815,11 +868,16 @@ static int check_files(kj_kube_config *c, kj_err *err)
         free_str_secret(c->token); /* the file wins */
         c->token = NULL;
     }
+    /* Messages and logs show the server without the credentials a URL may
+     * carry (https://user:password@host). */
     size_t sl = strlen(c->server);
-    if (strncmp(c->server, "https://", 8) && strncmp(c->server, "http://", 7))
-        return kj_err_set(err, KJ_EINVAL, "server '%s' is not an http(s) URL", c->server);
     while (sl > 0 && c->server[sl - 1] == '/')
         c->server[--sl] = '\0';
+    free(c->server_shown);
+    if (!(c->server_shown = kj_kube_redact_url(c->server)))
+        return kj_err_set(err, KJ_ENOMEM, "out of memory");
+    if (strncmp(c->server, "https://", 8) && strncmp(c->server, "http://", 7))
+        return kj_err_set(err, KJ_EINVAL, "server '%s' is not an http(s) URL", c->server_shown);
     for (size_t i = 0; i < sl; i++)
         if ((unsigned char)c->server[i] <= 0x20 || c->server[i] == 0x7f)
             return kj_err_set(err, KJ_EINVAL, "server URL holds a control character or a space");

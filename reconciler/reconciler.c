@@ -737,6 +737,41 @@ static void backlog_free(pass *ps)
     ps->backlog_tail = NULL;
 }
 
+/*
+ * A live pod that no session uses, kept running: recorded when first seen and
+ * again only when something about it changes (its phase, why it is kept), so
+ * that the audit does not grow by one row per orphan at every pass. The
+ * orphans running now are counted either way (sum->orphans_running).
+ */
+static int report_orphan(pass *ps, const kj_pod *pod, const kj_step *st, int first_step)
+{
+    char msg[96];
+    kj_err err = {0};
+    snprintf(msg, sizeof msg, "phase %.64s", pod->phase ? pod->phase : "unknown");
+    kj_action a = {.namespace_ = pod->namespace_,
+                   .pod = pod->name,
+                   .uid = pod->uid,
+                   .engine_tag = pod->unique_tag,
+                   .engine_id = pod->app_selector,
+                   .action = kj_step_name(st->kind),
+                   .reason = st->reason,
+                   .result = "reported",
+                   .message = msg};
+    int same = kj_journal_action_repeats_last(ps->j, &a, &err);
+    if (same < 0) {
+        fail_pass(ps, &err);
+        return same;
+    }
+    ps->sum->orphans_running++;
+    if (same)
+        return 0;
+    if (first_step)
+        ps->sum->pods_acted_on++;
+    record(ps, pod, a.action, a.reason, a.result, 0, msg);
+    ps->sum->orphans_reported++;
+    return 0;
+}
+
 /* Plans the pod again from the journal as it is now and takes the next step. */
 static void job_advance(job *jb)
 {
@@ -763,6 +798,11 @@ static void job_advance(job *jb)
         }
         kj_plan plan;
         kj_plan_pod(pod, &s, seen_terminal, now, ps->p, &plan);
+        if (!ps->o->dry_run && plan.n && plan.steps[0].kind == KJ_STEP_REPORT_ORPHAN) {
+            if (report_orphan(ps, pod, &plan.steps[0], jb->steps == 1) == 0 && plan.due_ms)
+                note_due(ps->sum, plan.due_ms);
+            break;
+        }
         if (jb->steps == 1 && plan.n)
             ps->sum->pods_acted_on++;
         if (plan.n == 0) {
@@ -775,17 +815,12 @@ static void job_advance(job *jb)
                 record(ps, pod, kj_step_name(plan.steps[i].kind), plan.steps[i].reason, "planned",
                        0, NULL);
                 ps->sum->planned++;
+                if (plan.steps[i].kind == KJ_STEP_REPORT_ORPHAN)
+                    ps->sum->orphans_running++;
             }
             break;
         }
         const kj_step *st = &plan.steps[0];
-        if (st->kind == KJ_STEP_REPORT_ORPHAN) {
-            record(ps, pod, kj_step_name(st->kind), st->reason, "reported", 0, NULL);
-            ps->sum->orphans_reported++;
-            if (plan.due_ms)
-                note_due(ps->sum, plan.due_ms);
-            break;
-        }
         if (st->kind == KJ_STEP_CLOSE_SESSIONS) {
             close_batch b = {0};
             int64_t before = ps->sum->sessions_closed;

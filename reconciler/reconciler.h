@@ -153,6 +153,11 @@ typedef struct kj_reconcile_summary {
     int64_t waiting;     /* pods with a step not yet due (retain period, graces) */
     int64_t next_due_ms; /* when the first of those steps is due (epoch ms); 0: none */
     int list_complete;   /* every namespace was listed to the end */
+    /* live orphans kept running (--running-orphans report, or younger than
+     * the orphan grace), whether recorded in this pass or before:
+     * orphans_reported counts only those recorded now, when first seen or
+     * changed (a dry run counts them all as running, none as reported) */
+    int64_t orphans_running;
 } kj_reconcile_summary;
 
 /*

@@ -8,7 +8,8 @@ by kjournald from events published over ZeroMQ, then `kjournal recover`:
      writes nothing (the journal file is byte for byte the same);
   2. the pass: every pod and every session ends exactly as the table says,
      and the audit (`kjournal actions`) holds exactly the expected rows;
-  3. a second pass mutates nothing and records only the orphan report.
+  3. a second pass mutates nothing and records nothing: the running orphan
+     was reported by the first and has not changed.
 """
 import os
 import sys

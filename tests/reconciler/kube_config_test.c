@@ -64,6 +64,7 @@ static int setup(void **state)
     write_file("client.key", "-----BEGIN PRIVATE KEY-----\nMIIB\n-----END PRIVATE KEY-----\n");
     write_file("token", "  " SECRET "\n");
     write_file("empty-token", "\n\n");
+    write_file("crlf-token", SECRET "\r\nX-Injected: yes\n");
     clear_env();
     return 0;
 }
@@ -257,6 +258,69 @@ static const kc_case cases[] = {
      "current-context: a\n" CLUSTERS "users:\n- name: u1\n  user: {token: [" SECRET "]}\n"
      "contexts:\n- name: a\n  context: {cluster: c1, user: u1}\n",
      NULL, KJ_EINVAL, "'token' is not a string", NULL, 0, 0},
+    /* issue 10: an inline token becomes a header; CR LF in it would add headers */
+    {"token with CR LF (header injection)",
+     "current-context: a\n" CLUSTERS "users:\n- name: u1\n  user:\n    token: \"" SECRET
+     "\\r\\nX-Injected: yes\"\n"
+     "contexts:\n- name: a\n  context: {cluster: c1, user: u1}\n",
+     NULL, KJ_EINVAL, "user 'u1': 'token' holds characters not allowed in a token", NULL, 0, 0},
+    {"token with a bare LF",
+     "current-context: a\n" CLUSTERS "users:\n- name: u1\n  user:\n    token: \"" SECRET
+     "\\nX-Injected: yes\"\n"
+     "contexts:\n- name: a\n  context: {cluster: c1, user: u1}\n",
+     NULL, KJ_EINVAL, "not allowed in a token", NULL, 0, 0},
+    {"token with a space",
+     "current-context: a\n" CLUSTERS "users:\n- name: u1\n  user:\n    token: '" SECRET " x'\n"
+     "contexts:\n- name: a\n  context: {cluster: c1, user: u1}\n",
+     NULL, KJ_EINVAL, "not allowed in a token", NULL, 0, 0},
+    {"token with a NUL",
+     "current-context: a\n" CLUSTERS "users:\n- name: u1\n  user:\n    token: \"" SECRET "\\0x\"\n"
+     "contexts:\n- name: a\n  context: {cluster: c1, user: u1}\n",
+     NULL, KJ_EINVAL, "'token' is not a string", NULL, 0, 0},
+    {"token with a non-ASCII character",
+     "current-context: a\n" CLUSTERS "users:\n- name: u1\n  user:\n    token: \"" SECRET
+     "\xc3\xa9\"\n"
+     "contexts:\n- name: a\n  context: {cluster: c1, user: u1}\n",
+     NULL, KJ_EINVAL, "not allowed in a token", NULL, 0, 0},
+    {"token file with CR LF inside",
+     "current-context: a\n" CLUSTERS "users:\n- name: u1\n  user: {tokenFile: crlf-token}\n"
+     "contexts:\n- name: a\n  context: {cluster: c1, user: u1}\n",
+     NULL, KJ_EINVAL, "not allowed in a token", NULL, 0, 0},
+    {"impersonation (as)",
+     "current-context: a\n" CLUSTERS "users:\n- name: u1\n  user:\n    token: " SECRET
+     "\n    as: \"admin\\r\\nX-Injected: yes\"\n"
+     "contexts:\n- name: a\n  context: {cluster: c1, user: u1}\n",
+     NULL, KJ_EINVAL, "impersonation ('as')", NULL, 0, 0},
+    {"impersonation (as-groups)",
+     "current-context: a\n" CLUSTERS "users:\n- name: u1\n  user:\n    token: " SECRET
+     "\n    as-groups: [system:masters]\n"
+     "contexts:\n- name: a\n  context: {cluster: c1, user: u1}\n",
+     NULL, KJ_EINVAL, "impersonation ('as-groups')", NULL, 0, 0},
+    {"impersonation (as-user-extra)",
+     "current-context: a\n" CLUSTERS "users:\n- name: u1\n  user:\n    token: " SECRET
+     "\n    as-user-extra: {scopes: [a]}\n"
+     "contexts:\n- name: a\n  context: {cluster: c1, user: u1}\n",
+     NULL, KJ_EINVAL, "impersonation ('as-user-extra')", NULL, 0, 0},
+    /* issue 10: credentials in the server URL are masked wherever it is shown */
+    {"server URL with credentials",
+     "current-context: a\nclusters:\n- name: c1\n  cluster:\n    server: https://alice:" SECRET
+     "@one:6443/\n" USERS_TOK "contexts:\n- name: a\n  context: {cluster: c1, user: u1}\n",
+     NULL, 0, "https://xxxxx@one:6443", "default", 1, 0},
+    {"server URL with a user only",
+     "current-context: a\nclusters:\n- name: c1\n  cluster:\n    server: http://" SECRET
+     "@one:8080/api?x=a@b\n"
+     "contexts:\n- name: a\n  context: {cluster: c1}\n",
+     NULL, 0, "http://xxxxx@one:8080/api?x=a@b", "default", 0, 0},
+    {"bad server URL with credentials",
+     "current-context: a\nclusters:\n- name: c1\n  cluster:\n    server: ftp://alice:" SECRET
+     "@one/\n"
+     "contexts:\n- name: a\n  context: {cluster: c1}\n",
+     NULL, KJ_EINVAL, "server 'ftp://xxxxx@one' is not an http(s) URL", NULL, 0, 0},
+    {"server without a scheme, with credentials",
+     "current-context: a\nclusters:\n- name: c1\n  cluster:\n    server: alice:" SECRET
+     "@one:6443\n"
+     "contexts:\n- name: a\n  context: {cluster: c1}\n",
+     NULL, KJ_EINVAL, "server 'xxxxx@one:6443' is not an http(s) URL", NULL, 0, 0},
     {"binary junk", "\x01\x02\xff\xfe: \x00", NULL, KJ_EINVAL, "kubeconfig", NULL, 0, 0},
     {"tab indentation", "current-context: a\nclusters:\n\t- name: c1\n", NULL, KJ_EINVAL,
      "invalid YAML", NULL, 0, 0},

@@ -26,6 +26,7 @@
 #define MAXREQ 256
 #define TOKEN_A "token-AAAA-secret"
 #define TOKEN_B "token-BBBB-secret"
+#define TOKEN_C "token-CCCC-secret"
 
 /* ---- canned server ----------------------------------------------------- */
 
@@ -751,6 +752,74 @@ static void test_bounds_and_rate(void **state)
     answers(0, 1, OK_POD);
 }
 
+/* issue 10: a token that would split the Authorization header never goes
+ * out: not from a kubeconfig, not from a token file rewritten later, not from
+ * a config whose token was set some other way. */
+static void test_header_injection(void **state)
+{
+    (void)state;
+    char server[64], kc[300], yaml[1024];
+    snprintf(server, sizeof(server), "http://127.0.0.1:%d", S.port);
+    snprintf(kc, sizeof(kc), "%s/kc.yaml", tmpd);
+    snprintf(yaml, sizeof(yaml),
+             "current-context: a\nclusters:\n- name: c1\n  cluster: {server: '%s'}\n"
+             "users:\n- name: u1\n  user:\n    token: \"%s\\r\\nX-Injected: yes\"\n"
+             "contexts:\n- name: a\n  context: {cluster: c1, user: u1, namespace: kyuubi}\n",
+             server, TOKEN_C);
+    FILE *f = fopen(kc, "w");
+    fputs(yaml, f);
+    fclose(f);
+    kj_kube_flags fl;
+    kj_kube_flags_init(&fl);
+    fl.kubeconfig = kc;
+    kj_kube_config *cfg = NULL;
+    kj_err err = {0};
+    answers(0, 1, OK_POD);
+    assert_int_equal(kj_kube_config_load(&fl, &cfg, &err), KJ_EINVAL);
+    assert_null(cfg);
+    assert_non_null(strstr(err.msg, "not allowed in a token"));
+    no_secret(&err);
+
+    /* a config with a good token, then a bad one put in by hand */
+    kj_kube_flags_init(&fl);
+    fl.server = server;
+    fl.namespace_ = "kyuubi";
+    assert_int_equal(kj_kube_config_load(&fl, &cfg, &err), 0);
+    cfg->token = strdup(TOKEN_C "\r\nX-Injected: yes");
+    kj_kube *k = NULL;
+    assert_int_equal(kj_kube_new(cfg, &k, &err), KJ_EINVAL);
+    assert_null(k);
+    no_secret(&err);
+    kj_kube_config_free(cfg);
+
+    /* the token file rewritten with a header in it: the old token stays */
+    k = client(0, 1, 4);
+    kj_kube_set_token_reread(k, 1);
+    write_token(TOKEN_C "\r\nX-Injected: yes\n");
+    usleep(5000);
+    kj_pod *p = NULL;
+    kj_kube_status st;
+    assert_int_equal(kj_kube_get_pod(k, NULL, "p1", &p, &st, &err), 0);
+    kj_pod_free(p);
+    kj_kube_free(k);
+    /* every request the server saw in this test (a straggler of an earlier
+     * test may be among them): none carries the injected header */
+    pthread_mutex_lock(&S.mu);
+    int n = S.seen < MAXREQ ? S.seen : MAXREQ, with_a = 0;
+    for (int i = 0; i < n; i++) {
+        if (!S.reqs[i])
+            continue;
+        assert_null(strstr(S.reqs[i], "X-Injected"));
+        assert_null(strstr(S.reqs[i], TOKEN_C));
+        with_a += strstr(S.reqs[i], "GET /api/v1/namespaces/kyuubi/pods/p1 ") &&
+                  strstr(S.reqs[i], "Authorization: Bearer " TOKEN_A "\r\n");
+    }
+    pthread_mutex_unlock(&S.mu);
+    assert_true(with_a >= 1);
+    write_token(TOKEN_A "\n");
+    unlink(kc);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -763,6 +832,7 @@ int main(void)
         cmocka_unit_test(test_list_expired),
         cmocka_unit_test(test_callback_submits),
         cmocka_unit_test(test_bounds_and_rate),
+        cmocka_unit_test(test_header_injection),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -134,14 +134,15 @@ int kj_cmd_recover(int argc, char **argv)
     kj_out_end_list(out);
     fprintf(stderr,
             "kjournal recover: %s%lld pods seen, %lld acted on: %lld finalizers released, "
-            "%lld added, %lld pods deleted, %lld sessions closed, %lld orphans reported, "
+            "%lld added, %lld pods deleted, %lld sessions closed, %lld running orphans "
+            "(%lld reported now: new or changed), "
             "%lld already gone, %lld conflicts re-read, %lld waiting for a grace or retain "
             "period, %lld failed\n",
             dry_run ? "(dry run) " : "", (long long)s.pods_seen, (long long)s.pods_acted_on,
             (long long)s.finalizers_released, (long long)s.finalizers_added,
-            (long long)s.pods_deleted, (long long)s.sessions_closed, (long long)s.orphans_reported,
-            (long long)s.already_gone, (long long)s.conflicts, (long long)s.waiting,
-            (long long)s.actions_failed);
+            (long long)s.pods_deleted, (long long)s.sessions_closed, (long long)s.orphans_running,
+            (long long)s.orphans_reported, (long long)s.already_gone, (long long)s.conflicts,
+            (long long)s.waiting, (long long)s.actions_failed);
     if (prc == 0)
         rc = KJ_EXIT_OK;
     else if (prc == KJ_EIO && s.actions_failed)

@@ -28,6 +28,15 @@ struct kjd_reconciler {
     int64_t next_due_ms; /* epoch ms: the first waiting step of the passes so far */
 };
 
+/* Live orphans kept running, as of the last full pass that listed every
+ * namespace; -1 until there is one. A process has one reconciler thread. */
+static atomic_llong running_orphans = -1;
+
+int64_t kjd_reconciler_running_orphans(void)
+{
+    return atomic_load(&running_orphans);
+}
+
 /* The pass after one that saw waiting pods comes when the first is due. */
 static void note_due(kjd_reconciler *r, const kj_reconcile_summary *s)
 {
@@ -64,11 +73,12 @@ static void log_pass(const char *trigger, const char *session, int rc,
         return;
     kj_log(rc ? KJ_LOG_WARN : KJ_LOG_INFO, "reconcile pass done",
            "trigger=%s session=%s run=%lld pods=%lld released=%lld added=%lld deleted=%lld "
-           "closed=%lld orphans=%lld waiting=%lld failed=%lld",
+           "closed=%lld orphans=%lld running_orphans=%lld waiting=%lld failed=%lld",
            trigger, session ? session : "-", (long long)s->run_id, (long long)s->pods_seen,
            (long long)s->finalizers_released, (long long)s->finalizers_added,
            (long long)s->pods_deleted, (long long)s->sessions_closed,
-           (long long)s->orphans_reported, (long long)s->waiting, (long long)s->actions_failed);
+           (long long)s->orphans_reported, (long long)s->orphans_running, (long long)s->waiting,
+           (long long)s->actions_failed);
 }
 
 static int full_pass(kjd_reconciler *r, kj_journal *j, kj_kube *k, const char *trigger)
@@ -83,6 +93,8 @@ static int full_pass(kjd_reconciler *r, kj_journal *j, kj_kube *k, const char *t
     int rc = kj_reconcile(j, k, r->pol, &o, &s, &err);
     log_pass(trigger, NULL, rc, &s, &err);
     note_due(r, &s);
+    if (s.list_complete && (rc == 0 || rc == KJ_EIO))
+        atomic_store(&running_orphans, s.orphans_running);
     return rc;
 }
 

@@ -17,6 +17,10 @@ int kjd_reconciler_start(const char *journal_path, const kj_kube_config *cfg, co
 /* Queues a targeted pass for the pods of session_id (any thread; never blocks
  * on the API server). */
 void kjd_reconciler_notify(kjd_reconciler *r, const char *session_id);
+/* Live pods that no session uses, kept running, as of the last full pass
+ * that listed every namespace; -1 before the first (or without a
+ * reconciler). Any thread. */
+int64_t kjd_reconciler_running_orphans(void);
 /* Stops the pass in hand (within a fraction of a second) and joins the
  * thread; accepts NULL. */
 void kjd_reconciler_stop(kjd_reconciler *r);
