@@ -29,6 +29,9 @@
 /* time_ms must lie in [2000-01-01, 2100-01-01). */
 #define KJ_EVENT_TIME_MIN 946684800000LL
 #define KJ_EVENT_TIME_MAX 4102444800000LL
+/* How far ahead of the journal's clock time_ms may be (clocks of different
+ * hosts disagree a little); the journal rejects a later one (time_in_future). */
+#define KJ_EVENT_CLOCK_SKEW_MS (5LL * 60 * 1000)
 
 typedef enum {
     KJ_EVENT_SESSION_OPEN = 1,
