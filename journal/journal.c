@@ -5,6 +5,8 @@
 #include "journal.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -88,6 +90,7 @@ struct kj_journal {
     sqlite3 *db;
     char *path;
     int readonly;
+    mode_t file_mode; /* of the files this handle creates: 0600, or 0640 */
     sqlite3_stmt *st[ST_COUNT_];
 };
 
@@ -109,6 +112,8 @@ static int code_of_sqlite(int rc)
         return KJ_EREADONLY;
     case SQLITE_CANTOPEN:
         return KJ_ENOENT;
+    case SQLITE_FULL:
+        return KJ_ENOSPC;
     default:
         return KJ_EIO;
     }
@@ -122,6 +127,8 @@ static int db_err(kj_journal *j, int rc, kj_err *err, const char *what)
         detail = "not a kjournal database";
     else if (code == KJ_ECORRUPT)
         detail = "the journal file is damaged (run 'kjournal verify')";
+    else if (code == KJ_ENOSPC)
+        detail = "the disk is full";
     return kj_err_set(err, code, "journal '%s': %s: %s", j ? j->path : "?", what, detail);
 }
 
@@ -252,6 +259,39 @@ static int migrate(kj_journal *j, kj_err *err)
     return 0;
 }
 
+/*
+ * Creates path, which must not exist yet, as an empty file with exactly mode,
+ * whatever the umask: the journal and its backups hold every session's users
+ * and payloads, and SQLite gives the -wal and -shm files the mode of the
+ * database file. Returns 0 or an errno value.
+ */
+static int create_file(const char *path, mode_t mode)
+{
+    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode);
+    if (fd < 0)
+        return errno;
+    int e = fchmod(fd, mode) == 0 ? 0 : errno;
+    if (close(fd) != 0 && !e)
+        e = errno;
+    if (e)
+        unlink(path);
+    return e;
+}
+
+/* Why path could not be created (e from create_file), into err. */
+static int create_failed(kj_err *err, int e, const char *what, const char *path)
+{
+    int code = e == ENOENT ? KJ_ENOENT : e == ENOSPC ? KJ_ENOSPC : KJ_EIO;
+    if (e == ENOENT) {
+        char dir[4096];
+        snprintf(dir, sizeof dir, "%s", path);
+        return kj_err_set(err, code, "cannot create %s '%s': directory '%s' does not exist", what,
+                          path, dirname(dir));
+    }
+    return kj_err_set(err, code, "cannot create %s '%s': %s", what, path,
+                      e == ENOSPC ? "the disk is full" : strerror(e));
+}
+
 static int prepare_statements(kj_journal *j, kj_err *err)
 {
     for (int i = 0; i < ST_COUNT_; i++) {
@@ -275,12 +315,19 @@ int kj_journal_open(const char *path, unsigned flags, kj_journal **out, kj_err *
         return kj_err_set(err, KJ_ENOMEM, "journal: out of memory");
     }
     j->readonly = (flags & KJ_JOURNAL_READONLY) != 0;
+    j->file_mode = flags & KJ_JOURNAL_GROUP_READABLE ? 0640 : 0600;
 
     struct stat sb;
     if (stat(path, &sb) != 0) {
         if (errno != ENOENT || j->readonly || (flags & KJ_JOURNAL_NOCREATE)) {
             rc = kj_err_set(err, errno == ENOENT ? KJ_ENOENT : KJ_EIO, "journal '%s': %s", path,
                             strerror(errno));
+            goto out;
+        }
+        /* EEXIST: another process created it meanwhile; it is opened as found. */
+        int e = create_file(path, j->file_mode);
+        if (e && e != EEXIST) {
+            rc = create_failed(err, e, "journal", path);
             goto out;
         }
     } else if (!S_ISREG(sb.st_mode)) {
@@ -1188,12 +1235,17 @@ int kj_journal_prune(kj_journal *j, int64_t cutoff_ms, int64_t *sessions, int64_
 
 int kj_journal_backup(kj_journal *j, const char *dest, kj_err *err)
 {
-    struct stat sb;
     if (!dest || !*dest)
         return kj_err_set(err, KJ_EINVAL, "backup: no destination given");
-    if (stat(dest, &sb) == 0)
+    /* Created here, with the journal's mode, rather than by VACUUM INTO
+     * (which takes an empty file): the umask's 0644 would show every
+     * session to every user of the machine. */
+    int e = create_file(dest, j->file_mode);
+    if (e == EEXIST)
         return kj_err_set(err, KJ_EINVAL, "backup: '%s' already exists; refusing to overwrite it",
                           dest);
+    if (e)
+        return create_failed(err, e, "backup", dest);
     /* query_only forbids VACUUM INTO even though it writes only dest; a
      * read-only handle still has mode=ro, so the journal stays untouched. */
     if (j->readonly)
@@ -1210,14 +1262,16 @@ int kj_journal_backup(kj_journal *j, const char *dest, kj_err *err)
         snprintf(detail, sizeof detail, "%s",
                  code_of_sqlite(rc) == KJ_ECORRUPT
                      ? "the journal file is damaged (run 'kjournal verify')"
-                     : sqlite3_errmsg(j->db));
+                 : code_of_sqlite(rc) == KJ_ENOSPC ? "the disk is full"
+                                                   : sqlite3_errmsg(j->db));
     sqlite3_finalize(st);
     if (j->readonly)
         sqlite3_exec(j->db, "PRAGMA query_only = ON", NULL, NULL, NULL);
     if (rc != SQLITE_OK) {
         unlink(dest); /* a partial copy is no backup; dest did not exist before */
-        return kj_err_set(err, code_of_sqlite(rc), "backup of '%s' to '%s': %s", j->path, dest,
-                          detail);
+        /* A destination SQLite cannot open is no missing session or journal. */
+        int code = code_of_sqlite(rc) == KJ_ENOENT ? KJ_EIO : code_of_sqlite(rc);
+        return kj_err_set(err, code, "backup of '%s' to '%s': %s", j->path, dest, detail);
     }
     return 0;
 }

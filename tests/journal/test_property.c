@@ -231,8 +231,8 @@ static void seq_print(const seq *q, int64_t now)
 {
     for (int i = 0; i < q->n; i++) {
         const kj_event *e = &q->ev[i];
-        print_error("  %s %s session=%s user=%s instance=%s t=now%+" PRId64 "ms\n",
-                    e->event_id, kj_event_type_name(e->type), e->session_id ? e->session_id : "-",
+        print_error("  %s %s session=%s user=%s instance=%s t=now%+" PRId64 "ms\n", e->event_id,
+                    kj_event_type_name(e->type), e->session_id ? e->session_id : "-",
                     e->user ? e->user : "-", e->instance ? e->instance : "-", e->time_ms - now);
     }
 }
@@ -285,8 +285,7 @@ static const char *check(kj_journal *j, const model *m, int first, char *why, si
         st.events_open != m->events_open || st.events_close != m->events_close) {
         snprintf(why, size,
                  "stats: sessions %" PRId64 " open %" PRId64 " closed, events %" PRId64
-                 " open %" PRId64 " close; recount: %" PRId64 " %" PRId64 ", %" PRId64
-                 " %" PRId64,
+                 " open %" PRId64 " close; recount: %" PRId64 " %" PRId64 ", %" PRId64 " %" PRId64,
                  st.sessions_open, st.sessions_closed, st.events_open, st.events_close, open,
                  closed, m->events_open, m->events_close);
         return why;
@@ -304,8 +303,7 @@ static const char *check(kj_journal *j, const model *m, int first, char *why, si
             int g = 0;
             while (g < got.n && strcmp(got.t[g].key, want[k].key))
                 g++;
-            if (g == got.n || got.t[g].open != want[k].open ||
-                got.t[g].closed != want[k].closed) {
+            if (g == got.n || got.t[g].open != want[k].open || got.t[g].closed != want[k].closed) {
                 snprintf(why, size,
                          "count by %s '%s': %" PRId64 " open %" PRId64 " closed, recount %" PRId64
                          " %" PRId64,
@@ -405,8 +403,8 @@ static void test_random_sequences(void **state)
                     fail_msg("seed %" PRIu64 " sequence %d: event %s: status %d (%s: %s), "
                              "model says %d (%s)",
                              seed, number, q->ev[i + k].event_id ? q->ev[i + k].event_id : "-",
-                             res[k].status, res[k].code ? res[k].code : "-", res[k].message,
-                             want, code ? code : "-");
+                             res[k].status, res[k].code ? res[k].code : "-", res[k].message, want,
+                             code ? code : "-");
                 }
             }
             i += n;

@@ -84,12 +84,11 @@ static double run(const char *path, size_t n, int distinct_users)
 
 static void usage(FILE *out)
 {
-    fprintf(out,
-            "usage: bench_batch [--dir DIR] [--events N] [--distinct users|sessions]\n"
-            "Appends N/8, N/4, N/2 and N events (default 100000), each in one transaction,\n"
-            "to a fresh journal in DIR (default: the current directory) and prints the\n"
-            "seconds each took. --distinct users (default): every event has its own user\n"
-            "and instance; sessions: 200 users and 8 instances.\n");
+    fprintf(out, "usage: bench_batch [--dir DIR] [--events N] [--distinct users|sessions]\n"
+                 "Appends N/8, N/4, N/2 and N events (default 100000), each in one transaction,\n"
+                 "to a fresh journal in DIR (default: the current directory) and prints the\n"
+                 "seconds each took. --distinct users (default): every event has its own user\n"
+                 "and instance; sessions: 200 users and 8 instances.\n");
 }
 
 int main(int argc, char **argv)
