@@ -15,6 +15,10 @@
  *   closed        | reject "session_closed"      | stored, stays closed
  *
  * A retried event (same event_id) is a duplicate before any of this applies.
+ * The journal also rejects, whatever the state, an event more than
+ * KJ_EVENT_CLOCK_SKEW_MS ahead of its clock ("time_in_future") and a close
+ * earlier than its session's first event ("close_before_open"): time_ms
+ * decides when grace periods end.
  */
 #ifndef KJ_EVENT_H
 #define KJ_EVENT_H
