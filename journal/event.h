@@ -15,6 +15,10 @@
  *   closed        | reject "session_closed"      | stored, stays closed
  *
  * A retried event (same event_id) is a duplicate before any of this applies.
+ * The journal also rejects, whatever the state, an event more than
+ * KJ_EVENT_CLOCK_SKEW_MS ahead of its clock ("time_in_future") and a close
+ * earlier than its session's first event ("close_before_open"): time_ms
+ * decides when grace periods end.
  */
 #ifndef KJ_EVENT_H
 #define KJ_EVENT_H
@@ -29,6 +33,9 @@
 /* time_ms must lie in [2000-01-01, 2100-01-01). */
 #define KJ_EVENT_TIME_MIN 946684800000LL
 #define KJ_EVENT_TIME_MAX 4102444800000LL
+/* How far ahead of the journal's clock time_ms may be (clocks of different
+ * hosts disagree a little); the journal rejects a later one (time_in_future). */
+#define KJ_EVENT_CLOCK_SKEW_MS (5LL * 60 * 1000)
 
 typedef enum {
     KJ_EVENT_SESSION_OPEN = 1,

@@ -5,6 +5,8 @@
 #include "journal.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -47,11 +49,13 @@ enum {
 
 static const char *const append_sql[ST_COUNT_] = {
     [ST_FIND_EVENT] = "SELECT 1 FROM events WHERE event_id = ?1",
-    [ST_FIND_SESSION] = "SELECT id, state, user, instance FROM sessions WHERE session_id = ?1",
+    [ST_FIND_SESSION] =
+        "SELECT id, state, user, instance, created_ms FROM sessions WHERE session_id = ?1",
     [ST_INSERT_SESSION] =
         "INSERT INTO sessions (session_id, state, instance, user, engine_id, engine_tag,"
         " engine_namespace, created_ms, updated_ms, closed_ms, close_reason, event_count,"
-        " recorded_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8, ?9, ?10, 1, ?11)",
+        " recorded_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8, ?9, ?10, 1, ?11)"
+        " RETURNING state, user, instance",
     [ST_UPDATE_SESSION] =
         "UPDATE sessions SET state = ?2,"
         " instance = coalesce(?3, instance), user = coalesce(?4, user),"
@@ -63,7 +67,7 @@ static const char *const append_sql[ST_COUNT_] = {
         " close_reason = CASE WHEN ?9 <> 0 AND (closed_ms = 0 OR ?9 < closed_ms)"
         "                     THEN ?10 ELSE close_reason END,"
         " event_count = event_count + 1, recorded_ms = max(recorded_ms, ?11)"
-        " WHERE id = ?1",
+        " WHERE id = ?1 RETURNING state, user, instance",
     [ST_INSERT_EVENT] =
         "INSERT INTO events (event_id, session, type, time_ms, recorded_ms, instance, user,"
         " engine_id, engine_tag, engine_namespace, reason, payload)"
@@ -86,6 +90,7 @@ struct kj_journal {
     sqlite3 *db;
     char *path;
     int readonly;
+    mode_t file_mode; /* of the files this handle creates: 0600, or 0640 */
     sqlite3_stmt *st[ST_COUNT_];
 };
 
@@ -107,6 +112,8 @@ static int code_of_sqlite(int rc)
         return KJ_EREADONLY;
     case SQLITE_CANTOPEN:
         return KJ_ENOENT;
+    case SQLITE_FULL:
+        return KJ_ENOSPC;
     default:
         return KJ_EIO;
     }
@@ -120,6 +127,8 @@ static int db_err(kj_journal *j, int rc, kj_err *err, const char *what)
         detail = "not a kjournal database";
     else if (code == KJ_ECORRUPT)
         detail = "the journal file is damaged (run 'kjournal verify')";
+    else if (code == KJ_ENOSPC)
+        detail = "the disk is full";
     return kj_err_set(err, code, "journal '%s': %s: %s", j ? j->path : "?", what, detail);
 }
 
@@ -250,6 +259,39 @@ static int migrate(kj_journal *j, kj_err *err)
     return 0;
 }
 
+/*
+ * Creates path, which must not exist yet, as an empty file with exactly mode,
+ * whatever the umask: the journal and its backups hold every session's users
+ * and payloads, and SQLite gives the -wal and -shm files the mode of the
+ * database file. Returns 0 or an errno value.
+ */
+static int create_file(const char *path, mode_t mode)
+{
+    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode);
+    if (fd < 0)
+        return errno;
+    int e = fchmod(fd, mode) == 0 ? 0 : errno;
+    if (close(fd) != 0 && !e)
+        e = errno;
+    if (e)
+        unlink(path);
+    return e;
+}
+
+/* Why path could not be created (e from create_file), into err. */
+static int create_failed(kj_err *err, int e, const char *what, const char *path)
+{
+    int code = e == ENOENT ? KJ_ENOENT : e == ENOSPC ? KJ_ENOSPC : KJ_EIO;
+    if (e == ENOENT) {
+        char dir[4096];
+        snprintf(dir, sizeof dir, "%s", path);
+        return kj_err_set(err, code, "cannot create %s '%s': directory '%s' does not exist", what,
+                          path, dirname(dir));
+    }
+    return kj_err_set(err, code, "cannot create %s '%s': %s", what, path,
+                      e == ENOSPC ? "the disk is full" : strerror(e));
+}
+
 static int prepare_statements(kj_journal *j, kj_err *err)
 {
     for (int i = 0; i < ST_COUNT_; i++) {
@@ -273,12 +315,19 @@ int kj_journal_open(const char *path, unsigned flags, kj_journal **out, kj_err *
         return kj_err_set(err, KJ_ENOMEM, "journal: out of memory");
     }
     j->readonly = (flags & KJ_JOURNAL_READONLY) != 0;
+    j->file_mode = flags & KJ_JOURNAL_GROUP_READABLE ? 0640 : 0600;
 
     struct stat sb;
     if (stat(path, &sb) != 0) {
         if (errno != ENOENT || j->readonly || (flags & KJ_JOURNAL_NOCREATE)) {
             rc = kj_err_set(err, errno == ENOENT ? KJ_ENOENT : KJ_EIO, "journal '%s': %s", path,
                             strerror(errno));
+            goto out;
+        }
+        /* EEXIST: another process created it meanwhile; it is opened as found. */
+        int e = create_file(path, j->file_mode);
+        if (e && e != EEXIST) {
+            rc = create_failed(err, e, "journal", path);
             goto out;
         }
     } else if (!S_ISREG(sb.st_mode)) {
@@ -369,28 +418,73 @@ static void bind_text(sqlite3_stmt *st, int i, const char *s)
         sqlite3_bind_null(st, i);
 }
 
-/* Count deltas gathered over a batch and written once at its end. */
+/*
+ * Count deltas gathered over a batch and written once at its end. A batch may
+ * touch as many keys as it has events (every session its own user), so the
+ * deltas are found through a hash table: the cost of a commit stays linear in
+ * its size.
+ */
 typedef struct count_delta {
     char dim[12];
     char *key;
+    uint64_t hash;
     int64_t open, closed;
 } count_delta;
 
 typedef struct count_batch {
-    count_delta *d;
+    count_delta *d; /* in the order first touched */
     size_t n, cap;
+    size_t *slot; /* open addressing: index into d plus 1, 0 for empty */
+    size_t nslot; /* a power of two, at least twice n */
 } count_batch;
+
+/* FNV-1a over dim, a separator and key. */
+static uint64_t count_hash(const char *dim, const char *key)
+{
+    uint64_t h = 1469598103934665603ULL;
+    for (const char *p = dim; *p; p++)
+        h = (h ^ (unsigned char)*p) * 1099511628211ULL;
+    h = (h ^ 0xff) * 1099511628211ULL;
+    for (const char *p = key; *p; p++)
+        h = (h ^ (unsigned char)*p) * 1099511628211ULL;
+    return h;
+}
+
+static int count_rehash(count_batch *b, size_t nslot)
+{
+    size_t *slot = calloc(nslot, sizeof *slot);
+    if (!slot)
+        return KJ_ENOMEM;
+    for (size_t i = 0; i < b->n; i++) {
+        size_t k = (size_t)b->d[i].hash & (nslot - 1);
+        while (slot[k])
+            k = (k + 1) & (nslot - 1);
+        slot[k] = i + 1;
+    }
+    free(b->slot);
+    b->slot = slot;
+    b->nslot = nslot;
+    return 0;
+}
 
 static int count_add(count_batch *b, const char *dim, const char *key, int64_t open, int64_t closed)
 {
     if (!key)
         key = "";
-    for (size_t i = 0; i < b->n; i++)
-        if (!strcmp(b->d[i].dim, dim) && !strcmp(b->d[i].key, key)) {
-            b->d[i].open += open;
-            b->d[i].closed += closed;
+    if (open == 0 && closed == 0)
+        return 0;
+    if (2 * (b->n + 1) > b->nslot && count_rehash(b, b->nslot ? 2 * b->nslot : 64))
+        return KJ_ENOMEM;
+    uint64_t h = count_hash(dim, key);
+    size_t k = (size_t)h & (b->nslot - 1);
+    for (; b->slot[k]; k = (k + 1) & (b->nslot - 1)) {
+        count_delta *c = &b->d[b->slot[k] - 1];
+        if (c->hash == h && !strcmp(c->dim, dim) && !strcmp(c->key, key)) {
+            c->open += open;
+            c->closed += closed;
             return 0;
         }
+    }
     if (b->n == b->cap) {
         size_t cap = b->cap ? b->cap * 2 : 16;
         count_delta *d = realloc(b->d, cap * sizeof *d);
@@ -403,9 +497,10 @@ static int count_add(count_batch *b, const char *dim, const char *key, int64_t o
     snprintf(c->dim, sizeof c->dim, "%s", dim);
     if (!(c->key = strdup(key)))
         return KJ_ENOMEM;
+    c->hash = h;
     c->open = open;
     c->closed = closed;
-    b->n++;
+    b->slot[k] = ++b->n;
     return 0;
 }
 
@@ -414,17 +509,37 @@ static void count_free(count_batch *b)
     for (size_t i = 0; i < b->n; i++)
         free(b->d[i].key);
     free(b->d);
+    free(b->slot);
 }
 
-/* Session totals move when a session appears or closes: by state, user, instance. */
-static int count_session(count_batch *b, const char *user, const char *instance, int64_t open,
-                         int64_t closed)
+/*
+ * What a session is counted under in the totals: its state, user and
+ * instance exactly as its row holds them (NULL stored as ""), so that the
+ * totals always equal a recount of the sessions table (verify checks it).
+ */
+typedef struct session_key {
+    kj_session_state state;
+    char user[KJ_EVENT_FIELD_MAX + 1], instance[KJ_EVENT_FIELD_MAX + 1];
+} session_key;
+
+static void session_key_set(session_key *k, int state, const unsigned char *user,
+                            const unsigned char *instance)
 {
+    k->state = (kj_session_state)state;
+    snprintf(k->user, sizeof k->user, "%s", user ? (const char *)user : "");
+    snprintf(k->instance, sizeof k->instance, "%s", instance ? (const char *)instance : "");
+}
+
+/* Adds sign (1 or -1) times the session k to the totals by state, user, instance. */
+static int count_session(count_batch *b, const session_key *k, int64_t sign)
+{
+    int64_t open = k->state == KJ_SESSION_OPEN ? sign : 0;
+    int64_t closed = k->state == KJ_SESSION_CLOSED ? sign : 0;
     int rc = count_add(b, "state", "all", open, closed);
     if (!rc)
-        rc = count_add(b, "user", user, open, closed);
+        rc = count_add(b, "user", k->user, open, closed);
     if (!rc)
-        rc = count_add(b, "instance", instance, open, closed);
+        rc = count_add(b, "instance", k->instance, open, closed);
     return rc;
 }
 
@@ -435,17 +550,11 @@ static int step_done(sqlite3_stmt *st)
     return rc == SQLITE_DONE ? SQLITE_OK : rc;
 }
 
-static void reject(kj_append_result *r, const char *code, const char *fmt, const char *arg)
-{
-    r->status = KJ_APPEND_REJECTED;
-    r->code = code;
-    snprintf(r->message, sizeof r->message, fmt, arg);
-}
-
 /* Runs the session insert or update (?1 already bound: session id or row):
- * both take the event's fields as ?2..?11. */
+ * both take the event's fields as ?2..?11 and return the row's new state,
+ * user and instance into *after. */
 static int write_session(sqlite3_stmt *st, const kj_event *ev, kj_session_state to,
-                         const char *close_reason, int64_t now)
+                         const char *close_reason, int64_t now, session_key *after)
 {
     sqlite3_bind_int(st, 2, to);
     bind_text(st, 3, ev->instance);
@@ -457,7 +566,40 @@ static int write_session(sqlite3_stmt *st, const kj_event *ev, kj_session_state 
     sqlite3_bind_int64(st, 9, close_reason ? ev->time_ms : 0);
     bind_text(st, 10, close_reason);
     sqlite3_bind_int64(st, 11, now);
-    return step_done(st);
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        session_key_set(after, sqlite3_column_int(st, 0), sqlite3_column_text(st, 1),
+                        sqlite3_column_text(st, 2));
+        rc = sqlite3_step(st);
+    } else if (rc == SQLITE_DONE) {
+        rc = SQLITE_INTERNAL; /* RETURNING always yields the row it wrote */
+    }
+    sqlite3_reset(st);
+    return rc == SQLITE_DONE ? SQLITE_OK : rc;
+}
+
+/*
+ * Rejects ev with code and the message in r->message, unless an event with
+ * its id is already stored: a retry of a stored event is a duplicate, not a
+ * rejection, whatever has happened to its session since.
+ */
+static int reject_unless_stored(kj_journal *j, const kj_event *ev, kj_append_result *r,
+                                const char *code)
+{
+    sqlite3_stmt *st = j->st[ST_FIND_EVENT];
+    bind_text(st, 1, ev->event_id);
+    int rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    if (rc == SQLITE_ROW) {
+        r->status = KJ_APPEND_DUPLICATE;
+        r->message[0] = '\0';
+    } else if (rc == SQLITE_DONE) {
+        r->status = KJ_APPEND_REJECTED;
+        r->code = code;
+    } else {
+        return rc;
+    }
+    return SQLITE_OK;
 }
 
 /* Applies one event inside the batch's transaction. Returns a SQLite code;
@@ -475,18 +617,16 @@ static int append_one(kj_journal *j, const kj_event *ev, int64_t now, kj_append_
 
     /* The hot path never looks the event id up: the insert's ON CONFLICT
      * finds a duplicate, and a session row inserted for it is taken back. */
-    int64_t sid = 0;
-    kj_session_state from = KJ_SESSION_NONE;
-    char old_user[KJ_EVENT_FIELD_MAX + 1] = "", old_instance[KJ_EVENT_FIELD_MAX + 1] = "";
+    int64_t sid = 0, created_ms = 0;
+    session_key before = {0}, after = {0};
     sqlite3_stmt *st = j->st[ST_FIND_SESSION];
     bind_text(st, 1, ev->session_id);
     int rc = sqlite3_step(st);
     if (rc == SQLITE_ROW) {
         sid = sqlite3_column_int64(st, 0);
-        from = (kj_session_state)sqlite3_column_int(st, 1);
-        const unsigned char *u = sqlite3_column_text(st, 2), *in = sqlite3_column_text(st, 3);
-        snprintf(old_user, sizeof old_user, "%s", u ? (const char *)u : "");
-        snprintf(old_instance, sizeof old_instance, "%s", in ? (const char *)in : "");
+        session_key_set(&before, sqlite3_column_int(st, 1), sqlite3_column_text(st, 2),
+                        sqlite3_column_text(st, 3));
+        created_ms = sqlite3_column_int64(st, 4);
         rc = SQLITE_OK;
     } else if (rc == SQLITE_DONE) {
         rc = SQLITE_OK;
@@ -495,20 +635,31 @@ static int append_one(kj_journal *j, const kj_event *ev, int64_t now, kj_append_
     if (rc != SQLITE_OK)
         return rc;
 
-    kj_session_state to = kj_session_next(from, ev->type, &code);
+    /* The publisher's clock decides when grace periods end (they count from
+     * closed_ms): a time far ahead would hold a pod forever, a close before
+     * its session's open would release a live engine at once. Old times stay
+     * valid, for replays after an outage. */
+    char t1[40], t2[40];
+    if (ev->time_ms > now + KJ_EVENT_CLOCK_SKEW_MS) {
+        snprintf(r->message, sizeof r->message,
+                 "field 'time_ms' is %s, more than %lld s ahead of the journal's clock (%s)",
+                 kj_format_time(ev->time_ms, 1, t1, sizeof t1),
+                 (long long)(KJ_EVENT_CLOCK_SKEW_MS / 1000), kj_format_time(now, 1, t2, sizeof t2));
+        return reject_unless_stored(j, ev, r, "time_in_future");
+    }
+    if (sid && ev->type == KJ_EVENT_SESSION_CLOSE && ev->time_ms < created_ms) {
+        snprintf(r->message, sizeof r->message,
+                 "field 'time_ms' is %s, earlier than the open of session '%.64s' (%s)",
+                 kj_format_time(ev->time_ms, 1, t1, sizeof t1), ev->session_id,
+                 kj_format_time(created_ms, 1, t2, sizeof t2));
+        return reject_unless_stored(j, ev, r, "close_before_open");
+    }
+
+    kj_session_state to = kj_session_next(before.state, ev->type, &code);
     if (to == KJ_SESSION_NONE) {
-        /* A retry of an event that was stored is a duplicate, not a rejection. */
-        st = j->st[ST_FIND_EVENT];
-        bind_text(st, 1, ev->event_id);
-        rc = sqlite3_step(st);
-        sqlite3_reset(st);
-        if (rc == SQLITE_ROW)
-            r->status = KJ_APPEND_DUPLICATE;
-        else if (rc == SQLITE_DONE)
-            reject(r, code, "session '%s' is already closed", ev->session_id);
-        else
-            return rc;
-        return SQLITE_OK;
+        snprintf(r->message, sizeof r->message, "session '%.120s' is already closed",
+                 ev->session_id);
+        return reject_unless_stored(j, ev, r, code);
     }
 
     const char *close_reason = ev->type != KJ_EVENT_SESSION_CLOSE ? NULL
@@ -518,7 +669,7 @@ static int append_one(kj_journal *j, const kj_event *ev, int64_t now, kj_append_
     if (inserted) {
         st = j->st[ST_INSERT_SESSION];
         bind_text(st, 1, ev->session_id);
-        if ((rc = write_session(st, ev, to, close_reason, now)) != SQLITE_OK)
+        if ((rc = write_session(st, ev, to, close_reason, now, &after)) != SQLITE_OK)
             return rc;
         sid = sqlite3_last_insert_rowid(j->db);
     }
@@ -550,20 +701,23 @@ static int append_one(kj_journal *j, const kj_event *ev, int64_t now, kj_append_
     if (!inserted) {
         st = j->st[ST_UPDATE_SESSION];
         sqlite3_bind_int64(st, 1, sid);
-        if ((rc = write_session(st, ev, to, close_reason, now)) != SQLITE_OK)
+        if ((rc = write_session(st, ev, to, close_reason, now, &after)) != SQLITE_OK)
             return rc;
     }
     r->status = KJ_APPEND_STORED;
 
-    /* Totals: a new session counts under the user and instance it arrived
-     * with; an open session keeps the ones it was first counted under. */
+    /* Totals: the session leaves what it was counted under and joins what
+     * its row now says. Any event may move it: a close changes its state,
+     * and any event may teach it a user or instance it did not have, or
+     * another one. */
     int cerr = 0;
-    if (from == KJ_SESSION_NONE)
-        cerr = count_session(counts, ev->user, ev->instance, to == KJ_SESSION_OPEN,
-                             to == KJ_SESSION_CLOSED);
-    else if (from == KJ_SESSION_OPEN && to == KJ_SESSION_CLOSED)
-        cerr = count_session(counts, *old_user ? old_user : NULL,
-                             *old_instance ? old_instance : NULL, -1, 1);
+    if (before.state != after.state || strcmp(before.user, after.user) ||
+        strcmp(before.instance, after.instance)) {
+        if (before.state != KJ_SESSION_NONE)
+            cerr = count_session(counts, &before, -1);
+        if (!cerr)
+            cerr = count_session(counts, &after, 1);
+    }
     if (!cerr)
         cerr = count_add(counts, "events", "all", ev->type == KJ_EVENT_SESSION_OPEN,
                          ev->type == KJ_EVENT_SESSION_CLOSE);
@@ -1081,12 +1235,17 @@ int kj_journal_prune(kj_journal *j, int64_t cutoff_ms, int64_t *sessions, int64_
 
 int kj_journal_backup(kj_journal *j, const char *dest, kj_err *err)
 {
-    struct stat sb;
     if (!dest || !*dest)
         return kj_err_set(err, KJ_EINVAL, "backup: no destination given");
-    if (stat(dest, &sb) == 0)
+    /* Created here, with the journal's mode, rather than by VACUUM INTO
+     * (which takes an empty file): the umask's 0644 would show every
+     * session to every user of the machine. */
+    int e = create_file(dest, j->file_mode);
+    if (e == EEXIST)
         return kj_err_set(err, KJ_EINVAL, "backup: '%s' already exists; refusing to overwrite it",
                           dest);
+    if (e)
+        return create_failed(err, e, "backup", dest);
     /* query_only forbids VACUUM INTO even though it writes only dest; a
      * read-only handle still has mode=ro, so the journal stays untouched. */
     if (j->readonly)
@@ -1103,14 +1262,16 @@ int kj_journal_backup(kj_journal *j, const char *dest, kj_err *err)
         snprintf(detail, sizeof detail, "%s",
                  code_of_sqlite(rc) == KJ_ECORRUPT
                      ? "the journal file is damaged (run 'kjournal verify')"
-                     : sqlite3_errmsg(j->db));
+                 : code_of_sqlite(rc) == KJ_ENOSPC ? "the disk is full"
+                                                   : sqlite3_errmsg(j->db));
     sqlite3_finalize(st);
     if (j->readonly)
         sqlite3_exec(j->db, "PRAGMA query_only = ON", NULL, NULL, NULL);
     if (rc != SQLITE_OK) {
         unlink(dest); /* a partial copy is no backup; dest did not exist before */
-        return kj_err_set(err, code_of_sqlite(rc), "backup of '%s' to '%s': %s", j->path, dest,
-                          detail);
+        /* A destination SQLite cannot open is no missing session or journal. */
+        int code = code_of_sqlite(rc) == KJ_ENOENT ? KJ_EIO : code_of_sqlite(rc);
+        return kj_err_set(err, code, "backup of '%s' to '%s': %s", j->path, dest, detail);
     }
     return 0;
 }
@@ -1213,19 +1374,28 @@ int kj_journal_verify(kj_journal *j, kj_problem_cb cb, void *ud, int64_t *proble
          "  OR s.state <> (CASE WHEN e.cl IS NULL THEN 1 ELSE 2 END)"
          "  OR s.closed_ms <> coalesce(e.cl, 0) OR s.created_ms <> e.mn OR s.updated_ms <> e.mx"
          "  OR s.recorded_ms <> e.rmx"},
+        /* Both ways: a total that is wrong, and a key with sessions but no
+         * total at all. */
         {"totals disagree with the journal",
-         "SELECT 'count ' || c.dim || '/' || c.key, 'recorded ' || c.open || ' open, '"
-         " || c.closed || ' closed; found ' || coalesce(a.open, 0) || ' open, '"
-         " || coalesce(a.closed, 0) || ' closed'"
-         " FROM counts c LEFT JOIN ("
-         "  SELECT 'state' dim, 'all' key, sum(state = 1) open, sum(state = 2) closed"
+         "WITH a (dim, key, open, closed) AS ("
+         "  SELECT 'state', 'all', coalesce(sum(state = 1), 0), coalesce(sum(state = 2), 0)"
          "   FROM sessions"
-         "  UNION ALL SELECT 'events', 'all', sum(type = 1), sum(type = 2) FROM events"
+         "  UNION ALL SELECT 'events', 'all', coalesce(sum(type = 1), 0),"
+         "   coalesce(sum(type = 2), 0) FROM events"
          "  UNION ALL SELECT 'user', coalesce(user, ''), sum(state = 1), sum(state = 2)"
          "   FROM sessions GROUP BY 2"
-         " ) a ON a.dim = c.dim AND a.key = c.key"
-         " WHERE c.dim <> 'instance' AND (coalesce(a.open, 0) <> c.open"
-         "  OR coalesce(a.closed, 0) <> c.closed)"},
+         "  UNION ALL SELECT 'instance', coalesce(instance, ''), sum(state = 1), sum(state = 2)"
+         "   FROM sessions GROUP BY 2)"
+         " SELECT 'count ' || c.dim || '/' || c.key, 'recorded ' || c.open || ' open, '"
+         "  || c.closed || ' closed; found ' || coalesce(a.open, 0) || ' open, '"
+         "  || coalesce(a.closed, 0) || ' closed'"
+         " FROM counts c LEFT JOIN a ON a.dim = c.dim AND a.key = c.key"
+         " WHERE coalesce(a.open, 0) <> c.open OR coalesce(a.closed, 0) <> c.closed"
+         " UNION ALL"
+         " SELECT 'count ' || a.dim || '/' || a.key, 'recorded nothing; found ' || a.open"
+         "  || ' open, ' || a.closed || ' closed'"
+         " FROM a WHERE (a.open <> 0 OR a.closed <> 0) AND NOT EXISTS"
+         "  (SELECT 1 FROM counts c WHERE c.dim = a.dim AND c.key = a.key)"},
     };
     for (size_t i = 0; i < sizeof checks / sizeof checks[0] && !rc; i++)
         rc = check_rows(j, &v, checks[i].what, checks[i].sql, err);

@@ -44,14 +44,18 @@ typedef struct kj_journal kj_journal;
 enum {
     KJ_JOURNAL_READONLY = 1 << 0, /* open with mode=ro; the file must exist */
     KJ_JOURNAL_NOCREATE = 1 << 1, /* fail with KJ_ENOENT rather than create the file */
+    /* The files this handle creates (the journal with its -wal and -shm, and
+     * backups) are mode 0640 rather than 0600, whatever the umask. Files
+     * that exist keep their mode. */
+    KJ_JOURNAL_GROUP_READABLE = 1 << 2,
 };
 
 /*
- * Opens (and creates, unless NOCREATE or READONLY) the journal at path and
- * brings its schema up to date. Refuses, without modifying the file:
- * a file that is not SQLite or a SQLite database that is not a journal
- * (KJ_ENOTJOURNAL), a journal whose schema is newer than this binary
- * (KJ_ETOONEW), a damaged file (KJ_ECORRUPT).
+ * Opens (and creates, unless NOCREATE or READONLY, mode 0600 or with
+ * GROUP_READABLE 0640) the journal at path and brings its schema up to date.
+ * Refuses, without modifying the file: a file that is not SQLite or a SQLite
+ * database that is not a journal (KJ_ENOTJOURNAL), a journal whose schema is
+ * newer than this binary (KJ_ETOONEW), a damaged file (KJ_ECORRUPT).
  */
 int kj_journal_open(const char *path, unsigned flags, kj_journal **out, kj_err *err);
 /* Closes j; accepts NULL. */
@@ -76,7 +80,12 @@ typedef struct kj_append_result {
 
 /*
  * Appends n events in one transaction and fills results[0..n). A rejected
- * event changes nothing; the others still land. Returns 0 once the
+ * event changes nothing; the others still land. Besides kj_event_validate()'s
+ * codes, the journal rejects "session_closed" (an open for a closed session),
+ * "time_in_future" (time_ms more than KJ_EVENT_CLOCK_SKEW_MS ahead of the
+ * journal's clock) and "close_before_open" (a close earlier than its
+ * session's first event); an event whose event_id is stored is a duplicate
+ * whatever it carries. Returns 0 once the
  * transaction is committed and durable, or a negative code when nothing was
  * committed (results are then meaningless).
  */
@@ -182,7 +191,8 @@ int kj_journal_count_by(kj_journal *j, const char *column, kj_count_cb cb, void 
 /* Deletes sessions closed before cutoff_ms, with their events. */
 int kj_journal_prune(kj_journal *j, int64_t cutoff_ms, int64_t *sessions, int64_t *events,
                      kj_err *err);
-/* Writes a consistent copy to dest (VACUUM INTO); dest must not exist. Safe
+/* Writes a consistent copy to dest (VACUUM INTO); dest must not exist, and is
+ * created 0600 (0640 for a handle opened KJ_JOURNAL_GROUP_READABLE). Safe
  * while another process writes. Works on a read-only handle. */
 int kj_journal_backup(kj_journal *j, const char *dest, kj_err *err);
 

@@ -43,6 +43,8 @@ const char *kj_strerror(int code)
         return "authentication failed";
     case KJ_EUNAVAIL:
         return "unavailable";
+    case KJ_ENOSPC:
+        return "disk is full";
     default:
         return "unknown error";
     }

@@ -39,6 +39,7 @@ enum {
     KJ_ECANCELED = -14,  /* stopped on request */
     KJ_EAUTH = -15,      /* authentication or authorization failed */
     KJ_EUNAVAIL = -16,   /* the peer cannot be reached */
+    KJ_ENOSPC = -17,     /* no space left: the disk (or the file size limit) is full */
 };
 
 /* A static name for an error code ("not a kjournal database"). */

@@ -175,6 +175,61 @@ static void test_readonly_never_writes(void **state)
     rm_tree(dir);
 }
 
+struct kj_schema_migration {
+    int version;
+    const char *name;
+    const char *sql;
+};
+extern const struct kj_schema_migration kj_schema_migrations[];
+
+/* A version-1 journal whose totals the bug of issue 10 (item 3) left wrong:
+ * s1 opened as alice, then as bob, then closed ("bob -1 open"); s2 opened
+ * without a user, closed as carol. Opening it read-write migrates it and
+ * counts the totals again: verify is clean, stats right. */
+static void test_v1_totals_recounted(void **state)
+{
+    (void)state;
+    char *dir = test_dir(), *path = path_in(dir, "v1.db");
+    sqlite3 *db = NULL;
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    assert_int_equal(kj_schema_migrations[0].version, 1);
+    assert_int_equal(sqlite3_exec(db, kj_schema_migrations[0].sql, NULL, NULL, NULL), SQLITE_OK);
+    assert_int_equal(
+        sqlite3_exec(db,
+                     "PRAGMA user_version = 1;"
+                     "INSERT INTO sessions (id, session_id, state, instance, user, created_ms,"
+                     " updated_ms, closed_ms, close_reason, event_count, recorded_ms) VALUES"
+                     " (1, 's1', 2, 'k0', 'bob', 1000, 3000, 3000, 'client', 3, 5),"
+                     " (2, 's2', 2, 'k0', 'carol', 1000, 2000, 2000, 'client', 2, 5);"
+                     "INSERT INTO events (event_id, session, type, time_ms, recorded_ms) VALUES"
+                     " ('a', 1, 1, 1000, 5), ('b', 1, 1, 2000, 5), ('c', 1, 2, 3000, 5),"
+                     " ('d', 2, 1, 1000, 5), ('e', 2, 2, 2000, 5);"
+                     "INSERT INTO counts VALUES ('state', 'all', 0, 2), ('events', 'all', 3, 2),"
+                     " ('user', 'alice', 1, 0), ('user', 'bob', -1, 1), ('user', '', 0, 1),"
+                     " ('instance', 'k0', 0, 2);",
+                     NULL, NULL, NULL),
+        SQLITE_OK);
+    sqlite3_close(db);
+
+    kj_journal *j = NULL;
+    kj_err err = {0};
+    /* A reader cannot upgrade it, and says so. */
+    assert_int_equal(kj_journal_open(path, KJ_JOURNAL_READONLY, &j, &err), KJ_EINVAL);
+    assert_non_null(strstr(err.msg, "older"));
+    assert_int_equal(kj_journal_open(path, 0, &j, &err), 0);
+    kj_journal_stats st;
+    assert_int_equal(kj_journal_stats_get(j, &st, &err), 0);
+    assert_int_equal(st.schema_version, kj_journal_schema_version());
+    assert_true(kj_journal_schema_version() >= 2);
+    assert_int_equal(st.sessions_closed, 2);
+    assert_int_equal(st.events_open, 3);
+    if (kj_journal_verify(j, NULL, NULL, NULL, &err))
+        fail_msg("verify after migration: %s", err.msg);
+    kj_journal_close(j);
+    free(path);
+    rm_tree(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -184,6 +239,7 @@ int main(void)
         cmocka_unit_test(test_foreign_sqlite_refused),
         cmocka_unit_test(test_missing_and_odd_paths),
         cmocka_unit_test(test_readonly_never_writes),
+        cmocka_unit_test(test_v1_totals_recounted),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

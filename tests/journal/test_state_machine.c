@@ -298,12 +298,155 @@ static void test_batch_mixed(void **state)
     rm_tree(dir);
 }
 
+typedef struct totals {
+    char keys[8][32];
+    int64_t open[8], closed[8];
+    int n;
+} totals;
+
+static int collect_totals(const char *key, int64_t open, int64_t closed, void *ud)
+{
+    totals *t = ud;
+    if (t->n < 8) {
+        snprintf(t->keys[t->n], sizeof t->keys[0], "%s", key ? key : "(none)");
+        t->open[t->n] = open;
+        t->closed[t->n] = closed;
+        t->n++;
+    }
+    return 0;
+}
+
+/* Appends evs one by one (each must be stored), then checks that the only
+ * total by dim is key with open/closed sessions, and that verify is clean. */
+static void check_totals(const kj_event *evs, size_t n, const char *dim, const char *key,
+                         int64_t open, int64_t closed)
+{
+    char *dir = test_dir(), *path = path_in(dir, "j.db");
+    kj_journal *j = NULL;
+    kj_err err = {0};
+    assert_int_equal(kj_journal_open(path, 0, &j, &err), 0);
+    for (size_t i = 0; i < n; i++) {
+        kj_append_result res;
+        assert_int_equal(kj_journal_append(j, &evs[i], 1, &res, &err), 0);
+        assert_int_equal(res.status, KJ_APPEND_STORED);
+    }
+    totals t = {0};
+    assert_int_equal(kj_journal_count_by(j, dim, collect_totals, &t, &err), 0);
+    assert_int_equal(t.n, 1);
+    assert_string_equal(t.keys[0], key);
+    assert_int_equal(t.open[0], open);
+    assert_int_equal(t.closed[0], closed);
+    if (kj_journal_verify(j, NULL, NULL, NULL, &err))
+        fail_msg("verify: %s", err.msg);
+    kj_journal_close(j);
+    free(path);
+    rm_tree(dir);
+}
+
+/* Issue 10 item 3: a session's user or instance learnt or changed by a later
+ * event moves its totals with it ("bob -1 open" before). */
+static void test_totals_follow_user_and_instance(void **state)
+{
+    (void)state;
+    kj_event a[2] = {ev_open("a1", "s", T0), ev_close("a2", "s", T0 + 10)};
+    a[0].user = NULL;
+    a[1].user = "alice";
+    check_totals(a, 2, "user", "alice", 0, 1);
+
+    kj_event b[3] = {ev_open("b1", "s", T0), ev_open("b2", "s", T0 + 5),
+                     ev_close("b3", "s", T0 + 10)};
+    b[1].user = "bob";
+    check_totals(b, 3, "user", "bob", 0, 1);
+    check_totals(b, 2, "user", "bob", 1, 0);
+
+    kj_event c[3] = {ev_open("c1", "s", T0), ev_open("c2", "s", T0 + 5),
+                     ev_close("c3", "s", T0 + 10)};
+    c[0].instance = NULL;
+    c[1].instance = "10.0.0.2:10009";
+    c[2].instance = "10.0.0.3:10009";
+    check_totals(c, 3, "instance", "10.0.0.3:10009", 0, 1);
+
+    /* A closed session that learns its user. */
+    kj_event d[2] = {ev_close("d1", "s", T0), ev_close("d2", "s", T0 + 10)};
+    d[1].user = "carol";
+    check_totals(d, 2, "user", "carol", 0, 1);
+}
+
+static kj_append_result append1(kj_journal *j, kj_event e)
+{
+    kj_append_result res;
+    kj_err err = {0};
+    assert_int_equal(kj_journal_append(j, &e, 1, &res, &err), 0);
+    return res;
+}
+
+/* Issue 10 item 5: the publisher's clock cannot end a grace period early
+ * (a close before its session's open) or hold it forever (a time ahead of
+ * the journal's clock); old events replayed after an outage stay valid. */
+static void test_publisher_time(void **state)
+{
+    (void)state;
+    char *dir = test_dir(), *path = path_in(dir, "j.db");
+    kj_journal *j = NULL;
+    kj_err err = {0};
+    assert_int_equal(kj_journal_open(path, 0, &j, &err), 0);
+    int64_t now = kj_now_ms();
+
+    assert_int_equal(append1(j, ev_open("o", "s", now)).status, KJ_APPEND_STORED);
+    kj_append_result r = append1(j, ev_close("c2000", "s", 946684800000LL));
+    assert_int_equal(r.status, KJ_APPEND_REJECTED);
+    assert_string_equal(r.code, "close_before_open");
+    assert_non_null(strstr(r.message, "time_ms"));
+    assert_non_null(strstr(r.message, "2000-01-01T00:00:00.000Z"));
+    r = append1(j, ev_close("c2099", "s", 4070908800000LL)); /* 2099-01-01 */
+    assert_int_equal(r.status, KJ_APPEND_REJECTED);
+    assert_string_equal(r.code, "time_in_future");
+    assert_non_null(strstr(r.message, "time_ms"));
+    r = append1(j, ev_open("o-late", "s", now + KJ_EVENT_CLOCK_SKEW_MS + 60000));
+    assert_int_equal(r.status, KJ_APPEND_REJECTED);
+    assert_string_equal(r.code, "time_in_future");
+    session_seen seen = {0};
+    assert_int_equal(kj_journal_session_get(j, "s", copy_session, &seen, &err), 0);
+    assert_int_equal(seen.state, KJ_SESSION_OPEN);
+    assert_int_equal(seen.event_count, 1);
+
+    /* A rejected first event creates no session. */
+    r = append1(j, ev_close("f", "future", now + 3600 * 1000));
+    assert_string_equal(r.code, "time_in_future");
+    assert_int_equal(kj_journal_session_get(j, "future", copy_session, &seen, &err), KJ_ENOENT);
+
+    /* Within the skew, and at the open's own time: stored. */
+    assert_int_equal(append1(j, ev_close("c", "s", now + 60000)).status, KJ_APPEND_STORED);
+    kj_event o2 = ev_open("o2", "t", now), c2 = ev_close("c2", "t", now);
+    assert_int_equal(append1(j, o2).status, KJ_APPEND_STORED);
+    assert_int_equal(append1(j, c2).status, KJ_APPEND_STORED);
+
+    /* A replay of a day-old session, close first: stored; its late open is
+     * still refused as before (session_closed); a retry is a duplicate. */
+    int64_t day = 24 * 3600 * 1000LL;
+    assert_int_equal(append1(j, ev_close("old-c", "old", now - day + 600000)).status,
+                     KJ_APPEND_STORED);
+    assert_string_equal(append1(j, ev_open("old-o", "old", now - day)).code, "session_closed");
+    assert_int_equal(append1(j, ev_close("old-c", "old", now - day + 600000)).status,
+                     KJ_APPEND_DUPLICATE);
+    /* A retried close whose id is stored is a duplicate even with a time
+     * that would be rejected now. */
+    assert_int_equal(append1(j, ev_close("old-c", "old", 946684800000LL)).status,
+                     KJ_APPEND_DUPLICATE);
+    assert_int_equal(kj_journal_verify(j, NULL, NULL, NULL, &err), 0);
+    kj_journal_close(j);
+    free(path);
+    rm_tree(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_next),
         cmocka_unit_test(test_table),
         cmocka_unit_test(test_batch_mixed),
+        cmocka_unit_test(test_totals_follow_user_and_instance),
+        cmocka_unit_test(test_publisher_time),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -10,11 +10,16 @@ static const char help[] =
     "\n"
     "Writes a consistent, compacted copy of the journal to FILE (SQLite's VACUUM\n"
     "INTO), safe while kjournald writes: the copy is the journal as of one\n"
-    "moment. FILE must not exist. The journal is opened read-only; the copy holds\n"
-    "one read transaction for as long as it takes (it never blocks kjournald).\n"
+    "moment. FILE must not exist; it is created mode 0600 whatever the umask (it\n"
+    "holds every session's users and payloads). The journal is opened read-only;\n"
+    "the copy holds one read transaction for as long as it takes (it never blocks\n"
+    "kjournald). A destination that cannot be written (no such directory, no\n"
+    "permission, a full disk) exits 1 and leaves no partial copy.\n"
     "\n"
     "options:\n"
-    "  --to FILE   where to write the copy\n";
+    "  --to FILE          where to write the copy\n"
+    "  --group-readable   create FILE mode 0640 (readable by the file's group),\n"
+    "                     as kjournald --group-readable does for the journal\n";
 
 static const char examples[] =
     "\nexamples:\n"
@@ -27,20 +32,38 @@ static const kj_field fields[] = {
     {"bytes", "size", KJ_F_BYTES},
 };
 
+typedef struct backup_opts {
+    const char *to;
+    int group_readable;
+} backup_opts;
+
+static int take_opt(kj_cli_common *c, int opt, const char *arg, void *ud)
+{
+    (void)c;
+    backup_opts *b = ud;
+    if (opt == 'g')
+        b->group_readable = 1;
+    else
+        b->to = arg;
+    return 0;
+}
+
 int kj_cmd_backup(int argc, char **argv)
 {
     static const struct option longopts[] = {
         {"to", required_argument, NULL, 't'},
+        {"group-readable", no_argument, NULL, 'g'},
         KJ_CLI_COMMON_LONGOPTS,
         {NULL, 0, NULL, 0},
     };
     static const kj_cli_spec spec = {
-        .help = help, .examples = examples, .longopts = longopts, .opt = kj_cli_opt_value};
+        .help = help, .examples = examples, .longopts = longopts, .opt = take_opt};
     kj_cli_common c;
-    const char *to = NULL;
+    backup_opts b = {0};
     int rc;
-    if ((rc = kj_cli_parse(&c, &spec, argc, argv, &to)))
+    if ((rc = kj_cli_parse(&c, &spec, argc, argv, &b)))
         return rc;
+    const char *to = b.to;
     if (!to || !*to)
         return kj_cli_fail(&c, KJ_EXIT_USAGE, "where to? give --to FILE");
 
@@ -49,13 +72,17 @@ int kj_cmd_backup(int argc, char **argv)
         return kj_cli_fail(&c, KJ_EXIT_FAILURE, "'%s' already exists; refusing to overwrite it",
                            to);
     kj_journal *j = NULL;
-    if ((rc = kj_cli_open(&c, KJ_JOURNAL_READONLY, &j)))
+    if ((rc = kj_cli_open(
+             &c, KJ_JOURNAL_READONLY | (b.group_readable ? KJ_JOURNAL_GROUP_READABLE : 0), &j)))
         return rc;
     kj_err err = {0};
     int qrc = kj_journal_backup(j, to, &err);
     kj_journal_close(j);
+    /* Whatever went wrong with the copy is a failure (1), or a damaged
+     * journal (6); never "no such session" (7) for a missing directory. */
     if (qrc < 0)
-        return kj_cli_fail_err(&c, &err);
+        return kj_cli_fail(&c, qrc == KJ_ECORRUPT ? KJ_EXIT_CORRUPT : KJ_EXIT_FAILURE, "%s",
+                           err.msg);
     kj_out *o = kj_out_new(&c);
     kj_out_begin_object(o, NULL);
     kj_out_value(o, &fields[0], KJ_S(c.journal));

@@ -43,6 +43,7 @@ typedef struct config {
     kj_policy policy;
     int64_t resync_ms;
     int no_reconcile;
+    int group_readable;
 } config;
 
 static kj_ipc_server *g_server;
@@ -58,8 +59,10 @@ static void usage(FILE *out)
             "acknowledges each event once it is on disk. Protocol: schema/PROTOCOL.md.\n"
             "\n"
             "options:\n"
-            "  --journal PATH          journal file, created if missing\n"
-            "                          (default " KJD_DEFAULT_JOURNAL ")\n"
+            "  --journal PATH          journal file, created if missing, mode 0600 whatever\n"
+            "                          the umask (default " KJD_DEFAULT_JOURNAL ")\n"
+            "  --group-readable        create the journal mode 0640 instead, for readers in\n"
+            "                          its group (kjournal backup has the same option)\n"
             "  --listen ENDPOINT       tcp://HOST:PORT or ipc://PATH; repeat for several\n"
             "                          (default " KJ_IPC_DEFAULT_ENDPOINT "). An ipc:// socket is\n"
             "                          created mode 0600; its directory is created 0700\n"
@@ -149,7 +152,8 @@ static int parse_args(int argc, char **argv, config *c)
         O_HELP,
         O_VERSION,
         O_RESYNC,
-        O_NORECONCILE
+        O_NORECONCILE,
+        O_GROUPREAD
     };
     static const struct option opts[] = {{"journal", 1, 0, O_JOURNAL},
                                          {"listen", 1, 0, O_LISTEN},
@@ -166,6 +170,7 @@ static int parse_args(int argc, char **argv, config *c)
                                          {"version", 0, 0, O_VERSION},
                                          {"resync", 1, 0, O_RESYNC},
                                          {"no-reconcile", 0, 0, O_NORECONCILE},
+                                         {"group-readable", 0, 0, O_GROUPREAD},
                                          {0, 0, 0, 0}};
     c->journal = KJD_DEFAULT_JOURNAL;
     c->srv = kj_ipc_server_defaults();
@@ -240,6 +245,9 @@ static int parse_args(int argc, char **argv, config *c)
             break;
         case O_NORECONCILE:
             c->no_reconcile = 1;
+            break;
+        case O_GROUPREAD:
+            c->group_readable = 1;
             break;
         case O_HELP:
         case 'h':
@@ -324,6 +332,7 @@ static int exit_code_of(int rc)
     switch (rc) {
     case KJ_ENOENT:
     case KJ_EIO:
+    case KJ_ENOSPC:
     case KJ_EREADONLY:
         return KJD_EXIT_NOFILE;
     case KJ_ENOTJOURNAL:
@@ -351,7 +360,8 @@ int main(int argc, char **argv)
     kjd_metrics *m = NULL;
     int code = KJD_EXIT_OK, rc;
     char q[4200];
-    if ((rc = kj_journal_open(c.journal, 0, &j, &err)) < 0) {
+    if ((rc = kj_journal_open(c.journal, c.group_readable ? KJ_JOURNAL_GROUP_READABLE : 0, &j,
+                              &err)) < 0) {
         kj_log(KJ_LOG_ERROR, "cannot open journal", "error=%s", kj_logq(q, sizeof q, err.msg));
         return exit_code_of(rc);
     }
