@@ -16,6 +16,7 @@ import os
 import shutil
 import subprocess
 import time
+import urllib.request
 
 import ingestlib as L
 import kjtest
@@ -29,7 +30,7 @@ env = dict(os.environ)
 # Under AddressSanitizer, freed memory waits in a 256 MB quarantine before it
 # is reused or returned; a small one lets the measure mean the same thing.
 if "ASAN_OPTIONS" in env:
-    env["ASAN_OPTIONS"] += ":quarantine_size_mb=16:thread_local_quarantine_size_kb=256"
+    env["ASAN_OPTIONS"] += ":quarantine_size_mb=8:thread_local_quarantine_size_kb=256"
 
 
 def status(pid):
@@ -39,8 +40,19 @@ def status(pid):
 
 
 work = kjtest.tmpdir("kj-mem-")
-d = L.Daemon(work, ["--max-message", str(MiB + 4096), "--max-queued-bytes", str(QUEUED)],
-             env=env).start()
+mport = kjtest.free_port()
+d = L.Daemon(work, ["--max-message", str(MiB + 4096), "--max-queued-bytes", str(QUEUED),
+                    "--metrics", "127.0.0.1:%d" % mport], env=env).start()
+
+
+def metric(name):
+    text = urllib.request.urlopen("http://127.0.0.1:%d/metrics" % mport, timeout=10).read().decode()
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    raise KeyError(name)
+
+
 try:
     req = L.connect(d.endpoint, timeout_ms=30000)
     for i in range(20):  # warm up: the allocator's arenas, sqlite's cache
@@ -83,15 +95,21 @@ try:
             ((hwm - base_rss) / MiB, base_rss / MiB))
     for s in peers:
         s.close(0)
+    L.check(metric("kjournal_ingest_overloaded_total") == codes.get("overloaded", 0),
+            "overloaded counted")
+    deadline = time.time() + 30  # replies are sent before the count is given back
+    while metric("kjournal_ingest_queued_bytes") != 0 and time.time() < deadline:
+        time.sleep(0.1)
+    L.check(metric("kjournal_ingest_queued_bytes") == 0, "nothing held once all is answered")
     # ... and gives it back once the flood is over.
     deadline = time.time() + 60
     while True:
         rss, _ = status(d.proc.pid)
-        if rss - base_rss < 48 * MiB or time.time() > deadline:
+        if rss - base_rss < 64 * MiB or time.time() > deadline:
             break
         time.sleep(0.5)
     print("after: RSS %.0f MiB" % (rss / MiB))
-    L.check(rss - base_rss < 48 * MiB, "memory given back: RSS %.0f MiB, base %.0f MiB" %
+    L.check(rss - base_rss < 64 * MiB, "memory given back: RSS %.0f MiB, base %.0f MiB" %
             (rss / MiB, base_rss / MiB))
     L.check(L.request(req, L.event("after-flood", "s-warm"))["results"][0]["status"] == "stored",
             "serves after the flood")
