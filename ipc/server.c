@@ -419,7 +419,10 @@ static int front_take(kj_ipc_server *s, uint32_t k)
         return 1;
     }
     atomic_fetch_add(&s->queued, bytes);
-    pipe_hdr h = {k, bytes};
+    pipe_hdr h;
+    memset(&h, 0, sizeof h); /* padding too: it travels */
+    h.sock = k;
+    h.bytes = bytes;
     /* The pipe has no HWM and lives in this process: a send cannot fail short
      * of running out of memory, and then the request is simply not answered. */
     zmq_send(s->pipe_front, &h, sizeof h, ZMQ_SNDMORE);
@@ -508,7 +511,9 @@ static void pending_free(kj_ipc_server *s, pending *p)
 static void send_reply(kj_ipc_server *s, pending *p, const char *body)
 {
     int ok = body != NULL;
-    pipe_hdr h = {(uint32_t)p->sock, 0};
+    pipe_hdr h;
+    memset(&h, 0, sizeof h);
+    h.sock = (uint32_t)p->sock;
     if (ok && zmq_send(s->pipe_work, &h, sizeof h, ZMQ_SNDMORE) < 0)
         ok = 0;
     for (int i = 0; i < p->nenv; i++) {
@@ -900,7 +905,9 @@ int kj_ipc_server_run(kj_ipc_server *s, kj_err *err)
     }
     commit(s);
     /* The front sends what the worker handed it, then stops. */
-    pipe_hdr quit = {QUIT, 0};
+    pipe_hdr quit;
+    memset(&quit, 0, sizeof quit);
+    quit.sock = QUIT;
     zmq_send(s->pipe_work, &quit, sizeof quit, 0);
     pthread_join(s->front, NULL);
     pthread_mutex_lock(&s->mu);
