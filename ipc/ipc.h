@@ -50,14 +50,14 @@
 
 /* Defaults; PROTOCOL.md documents the same numbers. */
 #define KJ_IPC_DEFAULT_ENDPOINT "tcp://127.0.0.1:5680"
-#define KJ_IPC_MAX_MESSAGE 1048576 /* bytes in a request frame */
-#define KJ_IPC_MAX_EVENTS 1000     /* events in one request */
-#define KJ_IPC_MAX_DEPTH 32        /* JSON nesting depth of a request */
-#define KJ_IPC_BATCH_MAX 2000      /* events in one commit */
-#define KJ_IPC_HWM 1000            /* messages queued per peer, each way */
+#define KJ_IPC_MAX_MESSAGE 1048576    /* bytes in a request frame */
+#define KJ_IPC_MAX_EVENTS 1000        /* events in one request */
+#define KJ_IPC_MAX_DEPTH 32           /* JSON nesting depth of a request */
+#define KJ_IPC_BATCH_MAX 2000         /* events in one commit */
+#define KJ_IPC_HWM 1000               /* messages queued per peer, each way */
 #define KJ_IPC_MAX_QUEUED (64u << 20) /* bytes of requests held, all peers together */
 #define KJ_IPC_HARD_CAP (16u << 20)   /* frames up to this get an answer (see PROTOCOL.md) */
-#define KJ_IPC_ENVELOPE_MAX 4      /* envelope frames before the delimiter */
+#define KJ_IPC_ENVELOPE_MAX 4         /* envelope frames before the delimiter */
 #define KJ_IPC_ENVELOPE_FRAME_MAX 255
 
 /* --- the decoder ------------------------------------------------------------ */

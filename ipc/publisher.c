@@ -154,9 +154,9 @@ void kj_publisher_destroy(kj_publisher *p)
 /* What the publisher knows of each event before it sends it, from the
  * server's own decoder: whether it is one object, and its event_id. */
 typedef struct known {
-    char **id;     /* event_id the server will name (NULL: none) */
-    char *object;  /* 1: one JSON object, may share a batch */
-    size_t *solo;  /* events to send again one per request */
+    char **id;    /* event_id the server will name (NULL: none) */
+    char *object; /* 1: one JSON object, may share a batch */
+    size_t *solo; /* events to send again one per request */
     size_t nsolo, solo_at;
 } known;
 

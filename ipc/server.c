@@ -211,8 +211,8 @@ int kj_ipc_server_new(kj_journal *j, const kj_ipc_server_opts *opts, kj_ipc_serv
         s->o.drain_budget_ms = d.drain_budget_ms;
     if (!s->o.max_queued_bytes)
         s->o.max_queued_bytes = d.max_queued_bytes;
-    s->transport_max = s->o.max_message + 65536 > KJ_IPC_HARD_CAP ? s->o.max_message + 65536
-                                                                  : KJ_IPC_HARD_CAP;
+    s->transport_max =
+        s->o.max_message + 65536 > KJ_IPC_HARD_CAP ? s->o.max_message + 65536 : KJ_IPC_HARD_CAP;
     s->lim.max_message = s->o.max_message;
     s->lim.max_events = s->o.max_events;
     s->wake[0] = s->wake[1] = -1;
@@ -715,8 +715,8 @@ static int take_one(kj_ipc_server *s)
         zmq_msg_close(&f[i]);
     }
     kj_wire_error we = {0};
-    int rc = kj_wire_decode(zmq_msg_data(&f[body_at]), zmq_msg_size(&f[body_at]), &s->lim, &p->req,
-                            &we);
+    int rc =
+        kj_wire_decode(zmq_msg_data(&f[body_at]), zmq_msg_size(&f[body_at]), &s->lim, &p->req, &we);
     zmq_msg_close(&f[body_at]);
     free(m); /* its frames are p's or closed; its bytes are p's to give back */
     if (rc < 0) {
@@ -777,7 +777,8 @@ static void log_commit_failure(kj_ipc_server *s, size_t nev, const char *msg)
         return;
     char q[600];
     if (s->fail_run == 1)
-        kj_log(KJ_LOG_ERROR, "commit failed", "events=%zu error=%s", nev, kj_logq(q, sizeof q, msg));
+        kj_log(KJ_LOG_ERROR, "commit failed", "events=%zu error=%s", nev,
+               kj_logq(q, sizeof q, msg));
     else
         kj_log(KJ_LOG_ERROR, "commits still failing",
                "failed=%llu since_last_line=%llu events=%zu error=%s",

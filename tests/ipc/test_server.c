@@ -495,8 +495,8 @@ static char *fake_answer(fake *f, const char *body, size_t len)
         snprintf(out, 1 << 16,
                  "{\"ok\":false,\"retry\":true,\"error\":{\"code\":\"journal_unavailable\","
                  "\"message\":\"busy\"}}");
-    } else if (f->mode == F_TOO_LARGE || (f->mode == F_BATCH_TOO_LARGE && events &&
-                                           cJSON_GetArraySize(events) > 1)) {
+    } else if (f->mode == F_TOO_LARGE ||
+               (f->mode == F_BATCH_TOO_LARGE && events && cJSON_GetArraySize(events) > 1)) {
         snprintf(out, 1 << 16,
                  "{\"ok\":false,\"error\":{\"code\":\"too_large\",\"message\":\"request is "
                  "%zu bytes, the limit is 10\"}}",
@@ -675,7 +675,8 @@ static void test_too_large_answered(void **state)
     /* 1 MiB: before, anything over max_message + 64 KiB was dropped unanswered */
     size_t len = 1 << 20;
     char *big = malloc(len + 128);
-    int at = snprintf(big, 128, "{\"event_id\":\"big\",\"type\":\"session_open\",\"session_id\":\"");
+    int at =
+        snprintf(big, 128, "{\"event_id\":\"big\",\"type\":\"session_open\",\"session_id\":\"");
     memset(big + at, 's', len);
     snprintf(big + at + len, 128, "\",\"time_ms\":1764391200000}");
     kj_publisher_opts po = kj_publisher_defaults();

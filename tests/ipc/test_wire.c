@@ -133,8 +133,8 @@ static void test_events_key_spelling(void **state)
     assert_string_equal(kj_wire_item_at(r, 1)->ev.payload, b);
     kj_wire_request_free(r);
     /* "events" after members whose text looks like it */
-    snprintf(buf, sizeof buf,
-             "{\"request_id\":\"\\\"events\\\":[\",\"v\":1,\"\\u0065vents\":[%s]}", b);
+    snprintf(buf, sizeof buf, "{\"request_id\":\"\\\"events\\\":[\",\"v\":1,\"\\u0065vents\":[%s]}",
+             b);
     r = decode_ok(buf);
     assert_int_equal(kj_wire_count(r), 1);
     assert_string_equal(kj_wire_item_at(r, 0)->ev.event_id, "b");
@@ -262,8 +262,7 @@ static const bad bad_requests[] = {
     /* issue 10 item 4: one reading of "events", whatever the spelling */
     {"events twice", "{\"events\":[{}],\"events\":[{}]}", -1, "bad_request"},
     {"events twice, escaped", "{\"even\\u0074s\":[{}],\"events\":[{}]}", -1, "bad_request"},
-    {"events twice, escaped second", "{\"events\":[{}],\"\\u0065vents\":[{}]}", -1,
-     "bad_request"},
+    {"events twice, escaped second", "{\"events\":[{}],\"\\u0065vents\":[{}]}", -1, "bad_request"},
     {"request_id twice", "{\"events\":[{}],\"request_id\":\"a\",\"request_id\":\"b\"}", -1,
      "bad_request"},
     /* issue 10 item 6: RFC 8259 only; raw control characters never pass */

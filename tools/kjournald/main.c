@@ -99,8 +99,7 @@ static void usage(FILE *out)
             "3 journal cannot be opened or created, 4 not a kjournal database,\n"
             "5 journal newer than this binary, 6 journal damaged, 8 cannot listen.\n",
             KJ_IPC_BATCH_MAX, KJ_IPC_MAX_MESSAGE, KJ_IPC_MAX_EVENTS, KJ_IPC_HWM,
-            KJ_IPC_MAX_QUEUED >> 20, kj_kube_flags_help,
-            kj_policy_help);
+            KJ_IPC_MAX_QUEUED >> 20, kj_kube_flags_help, kj_policy_help);
 }
 
 static int parse_num(const char *flag, const char *s, long min, long max, long *out)
