@@ -898,7 +898,7 @@ int kj_ipc_server_run(kj_ipc_server *s, kj_err *err)
         while (s->o.batch_window_ms > 0 && s->nev > 0 && s->nev < s->o.batch_max &&
                !atomic_load(&s->stop)) {
             int64_t left = start + s->o.batch_window_ms - kj_mono_ms();
-            if (!s->turn_head && (left <= 0 || zmq_poll(pi, 1, (long)left) <= 0))
+            if (left <= 0 || (!s->turn_head && zmq_poll(pi, 1, (long)left) <= 0))
                 break;
             drain(s, kj_mono_ms() + s->o.drain_budget_ms);
         }
