@@ -229,3 +229,143 @@ void kj_zap_stop(kj_zap *z)
     free(z->keys);
     free(z);
 }
+
+/* --- file and directory checks --------------------------------------------- */
+
+int kj_ipc_read_secret_key(const char *path, char z85[41], kj_err *err)
+{
+    struct stat sb;
+    if (stat(path, &sb) == 0 && (sb.st_mode & 0044)) {
+        char q[600];
+        kj_log(KJ_LOG_WARN, "secret key file is readable by other users",
+               "path=%s mode=%04o hint=\"chmod 600 it: whoever reads it can pose as its owner\"",
+               kj_logq(q, sizeof q, path), (unsigned)(sb.st_mode & 07777));
+    }
+    return kj_ipc_read_key(path, z85, err);
+}
+
+static int trusted_owner(uid_t uid)
+{
+    return uid == geteuid() || uid == 0;
+}
+
+static int world_writable_unprotected(const struct stat *sb)
+{
+    return (sb->st_mode & S_IWOTH) && !(sb->st_mode & S_ISVTX);
+}
+
+/* Every directory on the way to p (p included): none may let others rename
+ * what it holds (writable by all without the sticky bit), and a symbolic link
+ * on the way must belong to us or root (in a sticky directory only its owner
+ * can replace it). */
+static int check_chain(const char *p, kj_err *err)
+{
+    char buf[4096];
+    size_t len = strlen(p);
+    if (len >= sizeof buf)
+        return kj_err_set(err, KJ_EINVAL, "path '%s' is too long", p);
+    memcpy(buf, p, len + 1);
+    for (size_t i = 1; i <= len; i++) {
+        if (buf[i] != '/' && buf[i] != 0)
+            continue;
+        char c = buf[i];
+        buf[i] = 0;
+        struct stat sb;
+        if (lstat(buf, &sb) == 0) {
+            if (S_ISLNK(sb.st_mode) && !trusted_owner(sb.st_uid))
+                return kj_err_set(err, KJ_EINVAL,
+                                  "socket path: '%s' is a symbolic link owned by uid %u: whoever "
+                                  "owns it can point the socket elsewhere",
+                                  buf, (unsigned)sb.st_uid);
+            if (S_ISDIR(sb.st_mode) && world_writable_unprotected(&sb))
+                return kj_err_set(err, KJ_EINVAL,
+                                  "socket path: directory '%s' is writable by every user without "
+                                  "the sticky bit: anyone could replace what it holds",
+                                  buf);
+        }
+        buf[i] = c;
+    }
+    return 0;
+}
+
+int kj_ipc_check_endpoint_dir(const char *ep, int create, kj_err *err)
+{
+    const char *path = ep + 6;
+    if (path[0] == '@' || path[0] == 0)
+        return kj_err_set(err, KJ_EINVAL,
+                          "endpoint '%s': an abstract socket name has no file permissions, so "
+                          "any local user could listen or connect; use a path",
+                          ep);
+    char dir[4096], abs_dir[4096 + 8];
+    snprintf(dir, sizeof dir, "%s", path);
+    char *slash = strrchr(dir, '/');
+    if (!slash)
+        snprintf(dir, sizeof dir, ".");
+    else if (slash == dir)
+        dir[1] = 0;
+    else
+        *slash = 0;
+    if (dir[0] != '/') {
+        char cwd[4096];
+        if (!getcwd(cwd, sizeof cwd))
+            return kj_err_set(err, KJ_EIO, "cannot resolve socket directory '%s': %s", dir,
+                              strerror(errno));
+        if ((size_t)snprintf(abs_dir, sizeof abs_dir, "%s/%s", cwd, dir) >= sizeof abs_dir)
+            return kj_err_set(err, KJ_EINVAL, "socket path '%s' is too long", path);
+    } else {
+        snprintf(abs_dir, sizeof abs_dir, "%s", dir);
+    }
+    struct stat sb;
+    if (stat(abs_dir, &sb) < 0) {
+        if (errno != ENOENT)
+            return kj_err_set(err, KJ_EIO, "cannot use socket directory '%s': %s", dir,
+                              strerror(errno));
+        /* Missing: whoever may create it decides who owns the socket. */
+        char parent[sizeof abs_dir];
+        snprintf(parent, sizeof parent, "%s", abs_dir);
+        char *s;
+        while ((s = strrchr(parent, '/')) && s != parent) {
+            *s = 0;
+            if (stat(parent, &sb) == 0)
+                break;
+        }
+        if (s == parent)
+            snprintf(parent, sizeof parent, "/");
+        if (stat(parent, &sb) == 0 && (sb.st_mode & S_IWOTH) && !create)
+            return kj_err_set(err, KJ_EINVAL,
+                              "socket directory '%s' does not exist and '%s' is writable by "
+                              "every user: anyone could create it and take the socket's place",
+                              dir, parent);
+        if (!create)
+            return check_chain(parent, err);
+        if (mkdir(abs_dir, 0700) < 0)
+            return kj_err_set(err, KJ_EIO, "cannot create socket directory '%s': %s", dir,
+                              strerror(errno));
+        if (stat(abs_dir, &sb) < 0)
+            return kj_err_set(err, KJ_EIO, "cannot use socket directory '%s': %s", dir,
+                              strerror(errno));
+    }
+    if (!S_ISDIR(sb.st_mode))
+        return kj_err_set(err, KJ_EINVAL, "socket directory '%s' is not a directory", dir);
+    if (sb.st_mode & S_IWOTH)
+        return kj_err_set(err, KJ_EINVAL,
+                          "socket directory '%s' is writable by every user (mode %04o): another "
+                          "user could take the socket's place; use a directory of its own, such "
+                          "as '%s/kjournal' (created 0700)",
+                          dir, (unsigned)(sb.st_mode & 07777), strcmp(dir, "/") ? dir : "");
+    if (!trusted_owner(sb.st_uid))
+        return kj_err_set(err, KJ_EINVAL,
+                          "socket directory '%s' belongs to uid %u, not to this user or root: "
+                          "its owner could take the socket's place",
+                          dir, (unsigned)sb.st_uid);
+    char real[4096];
+    int rc = check_chain(abs_dir, err);
+    if (rc == 0 && realpath(abs_dir, real))
+        rc = check_chain(real, err);
+    if (rc == 0 && (sb.st_mode & 077)) {
+        char q[600];
+        kj_log(KJ_LOG_WARN, "socket directory is open to other users", "dir=%s mode=%04o",
+               kj_logq(q, sizeof q, dir), (unsigned)(sb.st_mode & 07777));
+    }
+    return rc;
+}

@@ -50,12 +50,14 @@
 
 /* Defaults; PROTOCOL.md documents the same numbers. */
 #define KJ_IPC_DEFAULT_ENDPOINT "tcp://127.0.0.1:5680"
-#define KJ_IPC_MAX_MESSAGE 1048576 /* bytes in a request frame */
-#define KJ_IPC_MAX_EVENTS 1000     /* events in one request */
-#define KJ_IPC_MAX_DEPTH 32        /* JSON nesting depth of a request */
-#define KJ_IPC_BATCH_MAX 2000      /* events in one commit */
-#define KJ_IPC_HWM 1000            /* messages queued per peer, each way */
-#define KJ_IPC_ENVELOPE_MAX 4      /* envelope frames before the delimiter */
+#define KJ_IPC_MAX_MESSAGE 1048576    /* bytes in a request frame */
+#define KJ_IPC_MAX_EVENTS 1000        /* events in one request */
+#define KJ_IPC_MAX_DEPTH 32           /* JSON nesting depth of a request */
+#define KJ_IPC_BATCH_MAX 2000         /* events in one commit */
+#define KJ_IPC_HWM 1000               /* messages queued per peer, each way */
+#define KJ_IPC_MAX_QUEUED (64u << 20) /* bytes of requests held, all peers together */
+#define KJ_IPC_HARD_CAP (16u << 20)   /* frames up to this get an answer (see PROTOCOL.md) */
+#define KJ_IPC_ENVELOPE_MAX 4         /* envelope frames before the delimiter */
 #define KJ_IPC_ENVELOPE_FRAME_MAX 255
 
 /* --- the decoder ------------------------------------------------------------ */
@@ -135,7 +137,13 @@ typedef struct kj_ipc_server_opts {
     size_t batch_max;             /* events per commit */
     int batch_window_ms;          /* wait this long for more when the queue runs dry; 0: never */
     int drain_budget_ms;          /* stop draining after this long even if more is queued */
-    size_t max_message;           /* request frames above this get "too_large" */
+    size_t max_message;           /* request frames above this get "too_large" (up to
+                                     the transport limit: max(KJ_IPC_HARD_CAP,
+                                     max_message + 64 KiB); beyond it libzmq drops the
+                                     connection) */
+    size_t max_queued_bytes;      /* requests held (read, not yet answered), all peers
+                                     together; more are answered "overloaded", retry.
+                                     0: KJ_IPC_MAX_QUEUED */
     size_t max_events;            /* events per request */
     int hwm;                      /* ZMQ_SNDHWM / ZMQ_RCVHWM */
     const char *curve_secret_key; /* file; NULL: no CURVE */
@@ -153,6 +161,8 @@ extern const double kj_ipc_commit_bounds_s[KJ_IPC_BUCKETS - 1];
 
 typedef struct kj_ipc_stats {
     uint64_t requests, bad_requests, replies_dropped;
+    uint64_t overloaded;   /* requests answered "overloaded" (max_queued_bytes) */
+    uint64_t queued_bytes; /* requests held now, in bytes (a gauge) */
     uint64_t events_stored, events_duplicate, events_rejected;
     uint64_t commits, commit_failures;
     uint64_t batch_hist[KJ_IPC_BUCKETS]; /* non-cumulative counts per bucket */

@@ -24,4 +24,14 @@ typedef struct kj_zap kj_zap;
 int kj_zap_start(void *ctx, const char *allow_dir, kj_zap **out, kj_err *err);
 void kj_zap_stop(kj_zap *z);
 
+/* kj_ipc_read_key() for a secret key: warns (log) when the file is readable
+ * by group or others. */
+int kj_ipc_read_secret_key(const char *path, char z85[41], kj_err *err);
+
+/* For an ipc:// endpoint: refuses a socket directory that another user could
+ * take over (writable by all, owned by someone else, on a path others may
+ * rename or re-point) and abstract names; warns when it is open to others.
+ * create: make a missing directory 0700 (the server). */
+int kj_ipc_check_endpoint_dir(const char *ep, int create, kj_err *err);
+
 #endif

@@ -3,6 +3,12 @@
  * requests in flight, replies matched by a request-id envelope frame, and
  * Lazy Pirate retries (on a timeout, drop the socket, open a fresh one and
  * resend what is in flight with the same bytes, so the same event_ids).
+ *
+ * A reply counts only for the events it names: each event is decoded here
+ * with the server's own decoder, and a result whose event_id is not the one
+ * sent is a protocol error, not an acknowledgement (something else may be
+ * listening on the endpoint). Answers that say "do not retry" are final; a
+ * batch refused for its size is sent again one event per request.
  */
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -32,6 +38,7 @@ typedef struct req {
     size_t len;
     size_t first, count; /* events[first .. first+count) */
     int attempts;
+    int max_attempts; /* 1 + retries; 1 when the server would drop it for its size */
     int64_t deadline; /* mono ms */
     double t_first;   /* mono seconds of the first send */
     int live;
@@ -114,12 +121,14 @@ int kj_publisher_new(const char *endpoint, const kj_publisher_opts *opts, kj_pub
             goto fail;
         }
         if ((rc = kj_ipc_read_key(p->o.curve_server_key, p->server_key, err)) < 0 ||
-            (rc = kj_ipc_read_key(p->o.curve_secret_key, p->secret, err)) < 0)
+            (rc = kj_ipc_read_secret_key(p->o.curve_secret_key, p->secret, err)) < 0)
             goto fail;
         zmq_curve_public(p->public_, p->secret);
         p->curve = 1;
     }
     p->o.curve_server_key = p->o.curve_secret_key = NULL;
+    if (!strncmp(endpoint, "ipc://", 6) && (rc = kj_ipc_check_endpoint_dir(endpoint, 0, err)) < 0)
+        goto fail;
     if ((rc = open_sock(p, err)) < 0)
         goto fail;
     *out = p;
@@ -142,41 +151,74 @@ void kj_publisher_destroy(kj_publisher *p)
     free(p);
 }
 
-static int is_object_text(const char *s, int strict)
+/* What the publisher knows of each event before it sends it, from the
+ * server's own decoder: whether it is one object, and its event_id. */
+typedef struct known {
+    char **id;    /* event_id the server will name (NULL: none) */
+    char *object; /* 1: one JSON object, may share a batch */
+    size_t *solo; /* events to send again one per request */
+    size_t nsolo, solo_at;
+} known;
+
+static int know(const char *const *ev, size_t n, known *k)
 {
-    if (strict) {
-        cJSON *v = cJSON_Parse(s);
-        int ok = cJSON_IsObject(v);
-        cJSON_Delete(v);
-        return ok;
+    k->id = calloc(n, sizeof *k->id);
+    k->object = calloc(n, 1);
+    k->solo = malloc(n * sizeof *k->solo);
+    if (!k->id || !k->object || !k->solo)
+        return KJ_ENOMEM;
+    kj_wire_limits lim = {.max_message = (size_t)-1};
+    for (size_t i = 0; i < n; i++) {
+        kj_wire_request *r = NULL;
+        kj_wire_error we;
+        if (kj_wire_decode(ev[i], strlen(ev[i]), &lim, &r, &we) < 0)
+            continue;
+        if (kj_wire_count(r) == 1 && !kj_wire_request_id(r)) {
+            const kj_wire_item *it = kj_wire_item_at(r, 0);
+            k->object[i] = 1;
+            if (it->event_id && !(k->id[i] = strdup(it->event_id))) {
+                kj_wire_request_free(r);
+                return KJ_ENOMEM;
+            }
+        }
+        kj_wire_request_free(r);
     }
-    while (*s == ' ' || *s == '\t')
-        s++;
-    return *s == '{';
+    return 0;
 }
 
-/* Packs events from *next into one request body. */
-static int build(kj_publisher *p, const char *const *ev, size_t n, size_t *next, req *r)
+static void unknow(known *k, size_t n)
+{
+    for (size_t i = 0; k->id && i < n; i++)
+        free(k->id[i]);
+    free(k->id);
+    free(k->object);
+    free(k->solo);
+}
+
+/* Packs events from *next into one request body; events to resend alone
+ * come first. */
+static int build(kj_publisher *p, const char *const *ev, size_t n, size_t *next, known *k, req *r)
 {
     memset(r, 0, sizeof *r);
-    r->first = *next;
     r->idlen = (size_t)snprintf(r->id, sizeof r->id, "%llx", (unsigned long long)p->next_id++);
     int batch = p->o.batch > 1;
-    if (!batch || !is_object_text(ev[*next], 1)) {
-        r->count = 1;
-        r->len = strlen(ev[*next]);
-        r->body = strdup(ev[*next]);
-        (*next)++;
-        return r->body ? 0 : KJ_ENOMEM;
+    int solo = k->solo_at < k->nsolo;
+    size_t at = solo ? k->solo[k->solo_at++] : (*next)++;
+    r->first = at;
+    r->count = 1;
+    if (solo || !batch || !k->object[at]) {
+        r->len = strlen(ev[at]);
+        r->body = strdup(ev[at]);
+        goto sized;
     }
     kj_buf b = {0};
     kj_buf_str(&b, "{\"events\":[");
+    kj_buf_add(&b, ev[at], strlen(ev[at]));
     while (*next < n && r->count < p->o.batch) {
         size_t len = strlen(ev[*next]);
-        if (r->count && (b.len + len + 2 > p->o.max_request || !is_object_text(ev[*next], 1)))
+        if (b.len + len + 2 > p->o.max_request || !k->object[*next])
             break;
-        if (r->count)
-            kj_buf_add(&b, ",", 1);
+        kj_buf_add(&b, ",", 1);
         kj_buf_add(&b, ev[*next], len);
         r->count++;
         (*next)++;
@@ -188,6 +230,13 @@ static int build(kj_publisher *p, const char *const *ev, size_t n, size_t *next,
     }
     r->body = b.s;
     r->len = b.len;
+sized:
+    if (!r->body)
+        return KJ_ENOMEM;
+    /* kjournald drops a frame over the hard cap without a word (unless its
+     * --max-message is larger): waiting again for it would only look like an
+     * outage. */
+    r->max_attempts = r->len > KJ_IPC_HARD_CAP ? 1 : 1 + p->o.retries;
     return 0;
 }
 
@@ -218,44 +267,89 @@ static const char *jstr(const cJSON *o, const char *k)
     return cJSON_IsString(v) ? v->valuestring : NULL;
 }
 
-/* Applies a reply to r. Returns 1 when r is finished, 0 when it must be
- * sent again (the server asked for a retry). */
-static int apply_reply(req *r, const char *body, size_t len, kj_publish_result *results)
+enum { DONE, AGAIN, SPLIT };
+
+/* A result that names another event than the one sent is no acknowledgement
+ * of it. A rejection may name none (the event had no usable id). */
+static int names_other(const char *sent, const char *named, kj_append_status st)
+{
+    if (st == KJ_APPEND_REJECTED)
+        return sent && named && strcmp(sent, named);
+    return !sent || !named || strcmp(sent, named);
+}
+
+/* Applies a reply to r: DONE when r is finished, AGAIN when it must be sent
+ * again (the server asked for a retry), SPLIT when its events must go one
+ * per request (the batch was too large for the server). *mismatch counts
+ * results that named an event other than the one sent. */
+static int apply_reply(req *r, const char *body, size_t len, const known *k,
+                       kj_publish_result *results, size_t *mismatch)
 {
     double lat = (now_s() - r->t_first) * 1000;
     cJSON *root = cJSON_ParseWithLength(body, len);
-    int rc = 1;
+    int rc = DONE;
     const cJSON *ok = cJSON_GetObjectItemCaseSensitive(root, "ok");
     if (cJSON_IsTrue(ok)) {
         const cJSON *arr = cJSON_GetObjectItemCaseSensitive(root, "results");
         if (!cJSON_IsArray(arr) || (size_t)cJSON_GetArraySize(arr) != r->count) {
             for (size_t i = 0; i < r->count; i++)
-                fill(&results[r->first + i], NULL, 0, "bad_reply",
+                fill(&results[r->first + i], k->id[r->first + i], 0, "bad_reply",
                      "the server's reply does not match the request", lat);
             goto out;
         }
         size_t i = 0;
-        for (const cJSON *e = arr->child; e; e = e->next, i++) {
+        const cJSON *e;
+        for (e = arr->child; e; e = e->next, i++) {
+            const char *st = jstr(e, "status");
+            kj_append_status s = !st                        ? 0
+                                 : !strcmp(st, "stored")    ? KJ_APPEND_STORED
+                                 : !strcmp(st, "duplicate") ? KJ_APPEND_DUPLICATE
+                                                            : KJ_APPEND_REJECTED;
+            if (names_other(k->id[r->first + i], jstr(e, "event_id"), s))
+                break;
+        }
+        if (e) {
+            /* One wrong name makes the whole reply worthless. */
+            char msg[192];
+            const char *named = jstr(e, "event_id");
+            snprintf(msg, sizeof msg, "the reply names event '%.64s' where '%.64s' was sent",
+                     named ? named : "(none)",
+                     k->id[r->first + i] ? k->id[r->first + i] : "(none)");
+            for (i = 0; i < r->count; i++)
+                fill(&results[r->first + i], k->id[r->first + i], 0, "bad_reply", msg, lat);
+            (*mismatch)++;
+            goto out;
+        }
+        i = 0;
+        for (e = arr->child; e; e = e->next, i++) {
             const char *st = jstr(e, "status");
             const cJSON *er = cJSON_GetObjectItemCaseSensitive(e, "error");
             kj_append_status s = !st                        ? 0
                                  : !strcmp(st, "stored")    ? KJ_APPEND_STORED
                                  : !strcmp(st, "duplicate") ? KJ_APPEND_DUPLICATE
                                                             : KJ_APPEND_REJECTED;
-            fill(&results[r->first + i], jstr(e, "event_id"), s, jstr(er, "code"),
+            fill(&results[r->first + i], k->id[r->first + i], s, jstr(er, "code"),
                  jstr(er, "message"), lat);
         }
     } else {
         const cJSON *er = cJSON_GetObjectItemCaseSensitive(root, "error");
+        const char *code = jstr(er, "code");
         if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(root, "retry"))) {
-            rc = 0;
+            rc = AGAIN;
             for (size_t i = 0; i < r->count; i++)
-                fill(&results[r->first + i], NULL, 0, jstr(er, "code"), jstr(er, "message"), lat);
+                fill(&results[r->first + i], k->id[r->first + i], 0, code, jstr(er, "message"),
+                     lat);
+            goto out;
+        }
+        /* The batch, not its events, was too much for this server. */
+        if (r->count > 1 && code &&
+            (!strcmp(code, "too_large") || !strcmp(code, "too_many_events"))) {
+            rc = SPLIT;
             goto out;
         }
         for (size_t i = 0; i < r->count; i++)
-            fill(&results[r->first + i], NULL, root ? KJ_APPEND_REJECTED : 0,
-                 root ? jstr(er, "code") : "bad_reply",
+            fill(&results[r->first + i], k->id[r->first + i], root ? KJ_APPEND_REJECTED : 0,
+                 root ? code : "bad_reply",
                  root ? jstr(er, "message") : "the server's reply is not JSON", lat);
     }
 out:
@@ -263,33 +357,44 @@ out:
     return rc;
 }
 
+static void retire(req *r, size_t *inflight)
+{
+    free(r->body);
+    r->body = NULL;
+    r->live = 0;
+    (*inflight)--;
+}
+
 int kj_publisher_publish(kj_publisher *p, const char *const *events, size_t n,
                          kj_publish_result *results, kj_err *err)
 {
     int rc = 0;
-    size_t window = (size_t)p->o.window, next = 0, inflight = 0, unacked = 0;
+    size_t window = (size_t)p->o.window, next = 0, inflight = 0, mismatch = 0;
+    known k = {0};
     req *w = calloc(window, sizeof *w);
-    if (!w)
-        return kj_err_set(err, KJ_ENOMEM, "out of memory");
+    if (!w || know(events, n, &k) < 0) {
+        rc = kj_err_set(err, KJ_ENOMEM, "out of memory");
+        goto out;
+    }
     memset(results, 0, n * sizeof *results);
-    while (next < n || inflight) {
+    while (next < n || k.solo_at < k.nsolo || inflight) {
         int64_t now = kj_mono_ms();
-        for (size_t k = 0; k < window && next < n; k++) {
-            if (w[k].live)
+        for (size_t i = 0; i < window && (next < n || k.solo_at < k.nsolo); i++) {
+            if (w[i].live)
                 continue;
-            if ((rc = build(p, events, n, &next, &w[k])) < 0) {
+            if ((rc = build(p, events, n, &next, &k, &w[i])) < 0) {
                 kj_err_set(err, rc, "out of memory");
                 goto out;
             }
-            w[k].live = 1;
-            w[k].t_first = now_s();
-            send_req(p, &w[k], now);
+            w[i].live = 1;
+            w[i].t_first = now_s();
+            send_req(p, &w[i], now);
             inflight++;
         }
         int64_t wait = p->o.timeout_ms;
-        for (size_t k = 0; k < window; k++)
-            if (w[k].live && w[k].deadline - now < wait)
-                wait = w[k].deadline - now;
+        for (size_t i = 0; i < window; i++)
+            if (w[i].live && w[i].deadline - now < wait)
+                wait = w[i].deadline - now;
         zmq_pollitem_t pi = {p->sock, 0, ZMQ_POLLIN, 0};
         int prc = zmq_poll(&pi, 1, wait > 0 ? (long)wait : 0);
         if (prc < 0 && zmq_errno() == EINTR) {
@@ -316,34 +421,32 @@ int kj_publisher_publish(kj_publisher *p, const char *const *events, size_t n,
             }
             if (nf == 0)
                 break;
-            if (nf == 3) {
-                for (size_t k = 0; k < window; k++) {
-                    if (!w[k].live || zmq_msg_size(&f[0]) != w[k].idlen ||
-                        memcmp(zmq_msg_data(&f[0]), w[k].id, w[k].idlen))
-                        continue;
-                    if (apply_reply(&w[k], zmq_msg_data(&f[2]), zmq_msg_size(&f[2]), results)) {
-                        free(w[k].body);
-                        w[k].live = 0;
-                        inflight--;
-                    } else if (w[k].attempts > p->o.retries) {
-                        free(w[k].body);
-                        w[k].live = 0;
-                        inflight--;
-                        unacked += w[k].count;
-                    } else {
-                        usleep(50 * 1000); /* the journal is busy: give it a moment */
-                        send_req(p, &w[k], kj_mono_ms());
-                    }
-                    break;
+            for (size_t i = 0; nf == 3 && i < window; i++) {
+                req *r = &w[i];
+                if (!r->live || zmq_msg_size(&f[0]) != r->idlen ||
+                    memcmp(zmq_msg_data(&f[0]), r->id, r->idlen))
+                    continue;
+                int a = apply_reply(r, zmq_msg_data(&f[2]), zmq_msg_size(&f[2]), &k, results,
+                                    &mismatch);
+                if (a == SPLIT) {
+                    for (size_t e = 0; e < r->count; e++)
+                        k.solo[k.nsolo++] = r->first + e;
+                    retire(r, &inflight);
+                } else if (a == DONE || r->attempts >= r->max_attempts) {
+                    retire(r, &inflight);
+                } else {
+                    usleep(50 * 1000); /* the journal is busy: give it a moment */
+                    send_req(p, r, kj_mono_ms());
                 }
+                break;
             }
             for (int i = 0; i < nf; i++)
                 zmq_msg_close(&f[i]);
         }
         now = kj_mono_ms();
         int expired = 0;
-        for (size_t k = 0; k < window; k++)
-            if (w[k].live && now >= w[k].deadline)
+        for (size_t i = 0; i < window; i++)
+            if (w[i].live && now >= w[i].deadline)
                 expired = 1;
         if (!expired)
             continue;
@@ -351,35 +454,49 @@ int kj_publisher_publish(kj_publisher *p, const char *const *events, size_t n,
          * resend everything in flight, same bytes, same event ids. */
         if ((rc = open_sock(p, err)) < 0)
             goto out;
-        for (size_t k = 0; k < window; k++) {
-            if (!w[k].live)
+        for (size_t i = 0; i < window; i++) {
+            req *r = &w[i];
+            if (!r->live)
                 continue;
-            if (now >= w[k].deadline && w[k].attempts > p->o.retries) {
-                for (size_t i = 0; i < w[k].count; i++)
-                    if (!results[w[k].first + i].code[0])
-                        fill(&results[w[k].first + i], NULL, 0, "timeout",
+            if (now >= r->deadline && r->attempts >= r->max_attempts) {
+                for (size_t e = 0; e < r->count; e++) {
+                    kj_publish_result *res = &results[r->first + e];
+                    if (r->len > KJ_IPC_HARD_CAP && !res->code[0]) {
+                        char msg[192];
+                        snprintf(msg, sizeof msg,
+                                 "no answer to a request of %zu bytes: kjournald drops requests "
+                                 "over %u MiB unless its --max-message is larger",
+                                 r->len, KJ_IPC_HARD_CAP >> 20);
+                        fill(res, k.id[r->first + e], 0, "too_large", msg, 0);
+                    } else if (!res->code[0]) {
+                        fill(res, k.id[r->first + e], 0, "timeout",
                              "no acknowledgement from kjournald", 0);
-                free(w[k].body);
-                w[k].live = 0;
-                inflight--;
-                unacked += w[k].count;
+                    }
+                }
+                retire(r, &inflight);
                 continue;
             }
-            w[k].attempts -= now < w[k].deadline; /* only the expired ones count a try */
-            send_req(p, &w[k], now);
+            r->attempts -= now < r->deadline; /* only the expired ones count a try */
+            send_req(p, r, now);
         }
     }
     /* Counted from the results: a reply that does not fit its request also
      * leaves its events unanswered. */
-    unacked = 0;
+    size_t unacked = 0;
     for (size_t i = 0; i < n; i++)
         unacked += results[i].status == 0;
-    if (unacked)
+    if (mismatch)
+        rc = kj_err_set(err, KJ_EPROTO,
+                        "%zu replies named other events than the ones sent: is kjournald really "
+                        "what listens there? %zu events were not acknowledged",
+                        mismatch, unacked);
+    else if (unacked)
         rc = kj_err_set(err, KJ_ETIMEDOUT, "%zu events were not acknowledged", unacked);
 out:
-    for (size_t k = 0; k < window; k++)
-        if (w[k].live)
-            free(w[k].body);
+    for (size_t i = 0; w && i < window; i++)
+        if (w[i].live)
+            free(w[i].body);
     free(w);
+    unknow(&k, n);
     return rc;
 }

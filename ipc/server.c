@@ -2,7 +2,17 @@
  * server.c - the ingest loop kjournald runs: ROUTER sockets, group commit,
  * acks after the commit.
  *
- * One thread does everything in a cycle: wait for a request, drain what is
+ * Two threads. The front thread owns the ROUTER sockets and only moves
+ * messages: it takes each request off its socket as soon as it arrives,
+ * answers at once what needs no decoding (a broken envelope, a body over
+ * max_message, anything that arrives while the requests held exceed
+ * max_queued_bytes: "overloaded", retry), hands the rest to the worker over
+ * an inproc pipe, and sends the replies the worker hands back. As it never
+ * waits on the journal, libzmq's per-peer queues (bounded only by HWM x
+ * message size, a GiB a peer) stay short, and what kjournald holds is bounded
+ * in bytes for all peers together by the front's count.
+ *
+ * The worker does the rest in a cycle: wait for a request, drain what is
  * queued (up to batch_max events or drain_budget_ms), append it all in one
  * journal transaction, then send every reply. Requests that need no journal
  * (a request-level error, every event rejected by the decoder) are answered
@@ -11,7 +21,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <libgen.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -30,17 +40,52 @@ const double kj_ipc_commit_bounds_s[KJ_IPC_BUCKETS - 1] = {
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1};
 
 #define MAX_ENV (1 + KJ_IPC_ENVELOPE_MAX + 1) /* identity, envelope, delimiter */
+/* What a request costs the queued-bytes count besides its frames, so that a
+ * flood of tiny requests is bounded too. */
+#define REQUEST_OVERHEAD 512
+/* A failing commit is logged when it starts, then once per this interval. */
+#define FAIL_LOG_MS 10000
+/* Worker idle after handling this many bytes: give the memory back. */
+#define TRIM_AFTER_BYTES (8u << 20)
+
+/* The first frame of every message on the inproc pipe: which ROUTER the
+ * request came from (or QUIT), and what it counts in s->queued. */
+typedef struct pipe_hdr {
+    uint32_t sock;
+    uint64_t bytes;
+} pipe_hdr;
+#define QUIT UINT32_MAX
 
 typedef struct pending {
     int sock;
     zmq_msg_t env[MAX_ENV];
     int nenv;
+    size_t bytes; /* counted in s->queued until freed */
     kj_wire_request *req;
 } pending;
 
 typedef struct slot {
     kj_wire_item *item;
 } slot;
+
+/* A request the worker took off the pipe and has not decoded yet. */
+typedef struct staged {
+    struct staged *next;
+    pipe_hdr h;
+    zmq_msg_t f[MAX_ENV + 1]; /* envelope, then the body */
+    int nf;
+} staged;
+
+/* A peer with staged requests: the worker serves peers in turn, as libzmq's
+ * ROUTER does, so that one peer's flood does not delay the others. */
+typedef struct peer {
+    struct peer *hnext, *next; /* hash chain; the queue of peers to serve */
+    uint32_t sock;
+    size_t idlen;
+    unsigned char id[KJ_IPC_ENVELOPE_FRAME_MAX + 1];
+    staged *head, *tail;
+} peer;
+#define PEER_BUCKETS 1024
 
 struct kj_ipc_server {
     kj_journal *j;
@@ -54,6 +99,17 @@ struct kj_ipc_server {
     atomic_int stop;
     pthread_mutex_t mu;
     kj_ipc_stats st;
+    /* the front thread and its pipe to the worker */
+    void *pipe_front, *pipe_work;
+    pthread_t front;
+    size_t transport_max;
+    atomic_size_t queued; /* bytes of requests taken in and not yet answered */
+    size_t since_trim;    /* bytes the worker handled since memory was last trimmed */
+    peer *peers[PEER_BUCKETS];
+    peer *turn_head, *turn_tail; /* peers with staged requests, in serving order */
+    /* a run of failed commits, for a log line per FAIL_LOG_MS, not per commit */
+    uint64_t fail_run, fail_quiet;
+    int64_t fail_logged_ms;
     /* the batch in hand */
     pending **pend;
     size_t npend, pend_cap;
@@ -72,6 +128,7 @@ kj_ipc_server_opts kj_ipc_server_defaults(void)
     o.max_message = KJ_IPC_MAX_MESSAGE;
     o.max_events = KJ_IPC_MAX_EVENTS;
     o.hwm = KJ_IPC_HWM;
+    o.max_queued_bytes = KJ_IPC_MAX_QUEUED;
     return o;
 }
 
@@ -83,28 +140,6 @@ static int bucket(const double *bounds, double v)
     return i;
 }
 
-/* ipc:// files live in a directory only the service user can enter; the
- * socket itself is created under umask 077. */
-static int prepare_ipc_dir(const char *ep, kj_err *err)
-{
-    char path[4096];
-    snprintf(path, sizeof path, "%s", ep + 6);
-    char *dir = dirname(path);
-    struct stat sb;
-    if (stat(dir, &sb) < 0) {
-        if (errno != ENOENT || mkdir(dir, 0700) < 0)
-            return kj_err_set(err, KJ_EIO, "cannot create socket directory '%s': %s", dir,
-                              strerror(errno));
-        return 0;
-    }
-    if (sb.st_mode & 077) {
-        char q[512];
-        kj_log(KJ_LOG_WARN, "socket directory is open to other users", "dir=%s mode=%04o",
-               kj_logq(q, sizeof q, dir), (unsigned)(sb.st_mode & 07777));
-    }
-    return 0;
-}
-
 static int open_socket(kj_ipc_server *s, const char *ep, const char *secret, kj_err *err)
 {
     void *sock = zmq_socket(s->ctx, ZMQ_ROUTER);
@@ -112,10 +147,11 @@ static int open_socket(kj_ipc_server *s, const char *ep, const char *secret, kj_
         return kj_err_set(err, KJ_EIO, "cannot create a socket: %s", zmq_strerror(errno));
     s->socks[s->nsocks++] = sock;
     int one = 1, linger = 2000, hwm = s->o.hwm;
-    /* The transport limit sits above the protocol limit so that a request a
-     * little too large still gets a "too_large" answer; beyond it libzmq drops
-     * the connection. */
-    int64_t maxmsg = (int64_t)s->o.max_message + 65536;
+    /* The transport limit sits well above the protocol limit so that a
+     * request too large gets a "too_large" answer (a publisher that hears
+     * nothing retries, and it looks like an outage); only beyond the hard cap
+     * does libzmq drop the connection. */
+    int64_t maxmsg = (int64_t)s->transport_max;
     if (zmq_setsockopt(sock, ZMQ_ROUTER_MANDATORY, &one, sizeof one) < 0 ||
         zmq_setsockopt(sock, ZMQ_SNDHWM, &hwm, sizeof hwm) < 0 ||
         zmq_setsockopt(sock, ZMQ_RCVHWM, &hwm, sizeof hwm) < 0 ||
@@ -128,12 +164,13 @@ static int open_socket(kj_ipc_server *s, const char *ep, const char *secret, kj_
                    zmq_setsockopt(sock, ZMQ_ZAP_DOMAIN, "kjournal", 8) < 0))
         return kj_err_set(err, KJ_EIO, "cannot enable CURVE: %s", zmq_strerror(errno));
     int is_ipc = !strncmp(ep, "ipc://", 6);
-    if (is_ipc && prepare_ipc_dir(ep, err) < 0)
-        return err ? err->code : KJ_EIO;
+    int rc = is_ipc ? kj_ipc_check_endpoint_dir(ep, 1, err) : 0;
+    if (rc < 0)
+        return rc;
     mode_t old = 0;
     if (is_ipc)
         old = umask(077);
-    int rc = zmq_bind(sock, ep);
+    rc = zmq_bind(sock, ep);
     int e = errno;
     if (is_ipc)
         umask(old);
@@ -172,6 +209,10 @@ int kj_ipc_server_new(kj_journal *j, const kj_ipc_server_opts *opts, kj_ipc_serv
         s->o.hwm = d.hwm;
     if (s->o.drain_budget_ms <= 0)
         s->o.drain_budget_ms = d.drain_budget_ms;
+    if (!s->o.max_queued_bytes)
+        s->o.max_queued_bytes = d.max_queued_bytes;
+    s->transport_max =
+        s->o.max_message + 65536 > KJ_IPC_HARD_CAP ? s->o.max_message + 65536 : KJ_IPC_HARD_CAP;
     s->lim.max_message = s->o.max_message;
     s->lim.max_events = s->o.max_events;
     s->wake[0] = s->wake[1] = -1;
@@ -182,10 +223,36 @@ int kj_ipc_server_new(kj_journal *j, const kj_ipc_server_opts *opts, kj_ipc_serv
         rc = kj_err_set(err, KJ_EIO, "cannot create a pipe: %s", strerror(errno));
         goto fail;
     }
+#ifdef __GLIBC__
+    /* Request buffers (up to the transport limit) are malloc'd by libzmq's
+     * I/O thread and freed by ours. glibc raises its mmap threshold to the
+     * largest chunk freed, after which such buffers come from arenas that
+     * seldom shrink: a flood of 1 MiB requests left 330 MB resident for good.
+     * A fixed threshold keeps each large buffer in a mapping of its own,
+     * returned to the system when freed. */
+    mallopt(M_MMAP_THRESHOLD, 128 * 1024);
+#endif
     s->ctx = zmq_ctx_new();
     s->socks = calloc(opts->n_endpoints, sizeof *s->socks);
     if (!s->ctx || !s->socks) {
         rc = kj_err_set(err, KJ_ENOMEM, "cannot create the ZeroMQ context");
+        goto fail;
+    }
+    char inproc[64];
+    snprintf(inproc, sizeof inproc, "inproc://kj-ipc-front-%p", (void *)s);
+    int unlimited = 0, zero = 0;
+    s->pipe_front = zmq_socket(s->ctx, ZMQ_PAIR);
+    s->pipe_work = zmq_socket(s->ctx, ZMQ_PAIR);
+    /* The pipe needs no HWM: the front bounds what enters it, in bytes. */
+    if (!s->pipe_front || !s->pipe_work ||
+        zmq_setsockopt(s->pipe_front, ZMQ_SNDHWM, &unlimited, sizeof unlimited) < 0 ||
+        zmq_setsockopt(s->pipe_front, ZMQ_RCVHWM, &unlimited, sizeof unlimited) < 0 ||
+        zmq_setsockopt(s->pipe_work, ZMQ_SNDHWM, &unlimited, sizeof unlimited) < 0 ||
+        zmq_setsockopt(s->pipe_work, ZMQ_RCVHWM, &unlimited, sizeof unlimited) < 0 ||
+        zmq_setsockopt(s->pipe_front, ZMQ_LINGER, &zero, sizeof zero) < 0 ||
+        zmq_setsockopt(s->pipe_work, ZMQ_LINGER, &zero, sizeof zero) < 0 ||
+        zmq_bind(s->pipe_front, inproc) < 0 || zmq_connect(s->pipe_work, inproc) < 0) {
+        rc = kj_err_set(err, KJ_EIO, "cannot create the internal pipe: %s", zmq_strerror(errno));
         goto fail;
     }
     if (opts->curve_secret_key) {
@@ -193,7 +260,7 @@ int kj_ipc_server_new(kj_journal *j, const kj_ipc_server_opts *opts, kj_ipc_serv
             rc = kj_err_set(err, KJ_EINVAL, "this libzmq has no CURVE support");
             goto fail;
         }
-        if ((rc = kj_ipc_read_key(opts->curve_secret_key, secret, err)) < 0)
+        if ((rc = kj_ipc_read_secret_key(opts->curve_secret_key, secret, err)) < 0)
             goto fail;
         char pub[41];
         zmq_curve_public(pub, secret);
@@ -225,36 +292,242 @@ void kj_ipc_server_stats(kj_ipc_server *s, kj_ipc_stats *out)
     pthread_mutex_lock(&s->mu);
     *out = s->st;
     pthread_mutex_unlock(&s->mu);
+    out->queued_bytes = atomic_load(&s->queued);
 }
 
-static void pending_free(pending *p)
+static void count(kj_ipc_server *s, uint64_t *field, uint64_t n)
+{
+    pthread_mutex_lock(&s->mu);
+    *field += n;
+    pthread_mutex_unlock(&s->mu);
+}
+
+/* --- the front thread --------------------------------------------------------- */
+
+static int msg_from(zmq_msg_t *m, const void *data, size_t len)
+{
+    if (zmq_msg_init_size(m, len) < 0)
+        return -1;
+    memcpy(zmq_msg_data(m), data, len);
+    return 0;
+}
+
+/* Sends f[0..n) (an envelope, then the body) on ROUTER k without blocking;
+ * consumes the frames. */
+static void route(kj_ipc_server *s, uint32_t k, zmq_msg_t *f, int n)
+{
+    int ok = k < s->nsocks && n > 0;
+    for (int i = 0; i < n; i++) {
+        /* A frame that was not sent stays ours to close. */
+        if (!ok ||
+            zmq_msg_send(&f[i], s->socks[k], (i + 1 < n ? ZMQ_SNDMORE : 0) | ZMQ_DONTWAIT) < 0) {
+            ok = 0;
+            zmq_msg_close(&f[i]);
+        }
+    }
+    if (!ok) {
+        count(s, &s->st.replies_dropped, 1);
+        kj_log(KJ_LOG_DEBUG, "reply dropped", "reason=\"%s\"", zmq_strerror(errno));
+    }
+}
+
+/* Answers a request the front refuses, with its envelope f[0..nenv). */
+static void front_refuse(kj_ipc_server *s, uint32_t k, zmq_msg_t *f, int nenv,
+                         const kj_wire_error *we, int retry)
+{
+    char *body = kj_wire_error_reply(we, NULL, retry);
+    if (!body || msg_from(&f[nenv], body, strlen(body)) < 0) {
+        for (int i = 0; i < nenv; i++)
+            zmq_msg_close(&f[i]);
+        count(s, &s->st.replies_dropped, 1);
+    } else {
+        route(s, k, f, nenv + 1);
+    }
+    free(body);
+}
+
+/* Takes one request off ROUTER k: refuses it at once or hands it to the
+ * worker. Returns 1, or 0 when none is queued. */
+static int front_take(kj_ipc_server *s, uint32_t k)
+{
+    zmq_msg_t f[MAX_ENV + 2];
+    int nf = 0, extra = 0, more = 1;
+    size_t bytes = REQUEST_OVERHEAD;
+    void *sock = s->socks[k];
+    while (more) {
+        zmq_msg_t m;
+        zmq_msg_init(&m);
+        if (zmq_msg_recv(&m, sock, nf || extra ? 0 : ZMQ_DONTWAIT) < 0) {
+            zmq_msg_close(&m);
+            if (nf == 0 && !extra)
+                return 0;
+            break;
+        }
+        more = zmq_msg_more(&m);
+        bytes += zmq_msg_size(&m);
+        if (nf < MAX_ENV + 2) {
+            zmq_msg_init(&f[nf]);
+            zmq_msg_move(&f[nf++], &m);
+        } else {
+            extra++;
+        }
+        zmq_msg_close(&m);
+    }
+    count(s, &s->st.requests, 1);
+    /* f[0] is the peer identity. Up to and including the first empty frame
+     * (within KJ_IPC_ENVELOPE_MAX) is the envelope, echoed verbatim; then
+     * exactly one body frame. */
+    int delim = -1;
+    for (int i = 1; i < nf && i <= 1 + KJ_IPC_ENVELOPE_MAX; i++) {
+        if (zmq_msg_size(&f[i]) == 0) {
+            delim = i;
+            break;
+        }
+        if (zmq_msg_size(&f[i]) > KJ_IPC_ENVELOPE_FRAME_MAX)
+            break;
+    }
+    int body_at = delim >= 0 ? delim + 1 : 1;
+    int nbody = nf - body_at + extra;
+    kj_wire_error we = {0};
+    int retry = 0;
+    size_t held = atomic_load(&s->queued);
+    if (nbody == 0) {
+        we.code = "empty_request";
+        snprintf(we.message, sizeof we.message, "request has no body frame");
+    } else if (nbody > 1) {
+        we.code = "extra_frames";
+        snprintf(we.message, sizeof we.message,
+                 "request has %d frames after the envelope, expected one", nbody);
+    } else if (zmq_msg_size(&f[body_at]) > s->o.max_message) {
+        we.code = "too_large";
+        snprintf(we.message, sizeof we.message, "request is %zu bytes, the limit is %zu",
+                 zmq_msg_size(&f[body_at]), s->o.max_message);
+    } else if (held > 0 && held + bytes > s->o.max_queued_bytes) {
+        /* One request alone always goes through, whatever its size. */
+        we.code = "overloaded";
+        snprintf(we.message, sizeof we.message,
+                 "kjournald holds %zu bytes of requests, its limit is %zu; retry later", held,
+                 s->o.max_queued_bytes);
+        retry = 1;
+    }
+    if (we.code) {
+        for (int i = body_at; i < nf; i++)
+            zmq_msg_close(&f[i]);
+        count(s, retry ? &s->st.overloaded : &s->st.bad_requests, 1);
+        kj_log(KJ_LOG_DEBUG, "request refused", "code=%s", we.code);
+        front_refuse(s, k, f, body_at, &we, retry);
+        return 1;
+    }
+    atomic_fetch_add(&s->queued, bytes);
+    pipe_hdr h;
+    memset(&h, 0, sizeof h); /* padding too: it travels */
+    h.sock = k;
+    h.bytes = bytes;
+    /* The pipe has no HWM and lives in this process: a send cannot fail short
+     * of running out of memory, and then the request is simply not answered. */
+    zmq_send(s->pipe_front, &h, sizeof h, ZMQ_SNDMORE);
+    for (int i = 0; i <= body_at; i++) {
+        if (zmq_msg_send(&f[i], s->pipe_front, i < body_at ? ZMQ_SNDMORE : 0) < 0)
+            zmq_msg_close(&f[i]);
+    }
+    return 1;
+}
+
+/* Sends one reply the worker handed back. Returns 1, 0 when none is queued,
+ * -1 on QUIT. */
+static int front_reply(kj_ipc_server *s)
+{
+    pipe_hdr h;
+    if (zmq_recv(s->pipe_front, &h, sizeof h, ZMQ_DONTWAIT) != (int)sizeof h)
+        return 0;
+    if (h.sock == QUIT)
+        return -1;
+    zmq_msg_t f[MAX_ENV + 1];
+    int nf = 0, more = 1;
+    while (more && nf < MAX_ENV + 1) {
+        zmq_msg_init(&f[nf]);
+        if (zmq_msg_recv(&f[nf], s->pipe_front, 0) < 0) {
+            zmq_msg_close(&f[nf]);
+            break;
+        }
+        more = zmq_msg_more(&f[nf++]);
+    }
+    route(s, h.sock, f, nf);
+    return 1;
+}
+
+static void *front_main(void *arg)
+{
+    kj_ipc_server *s = arg;
+    size_t n = s->nsocks;
+    zmq_pollitem_t *pi = calloc(n + 1, sizeof *pi);
+    if (!pi) {
+        kj_log(KJ_LOG_ERROR, "front thread: out of memory", "%s", "");
+        return NULL;
+    }
+    for (size_t i = 0; i < n; i++) {
+        pi[i].socket = s->socks[i];
+        pi[i].events = ZMQ_POLLIN;
+    }
+    pi[n].socket = s->pipe_front;
+    pi[n].events = ZMQ_POLLIN;
+    for (;;) {
+        if (zmq_poll(pi, (int)n + 1, -1) < 0) {
+            if (zmq_errno() == EINTR)
+                continue;
+            kj_log(KJ_LOG_ERROR, "poll failed", "error=\"%s\"", zmq_strerror(zmq_errno()));
+            break;
+        }
+        /* Replies first: they give budget back. */
+        int r;
+        while ((r = front_reply(s)) > 0)
+            ;
+        if (r < 0)
+            break;
+        /* A bounded run per socket, so that one busy peer does not starve
+         * the others or the replies. */
+        for (uint32_t k = 0; k < n; k++)
+            for (int i = 0; i < 256 && front_take(s, k); i++)
+                ;
+    }
+    free(pi);
+    return NULL;
+}
+
+/* --- the worker ----------------------------------------------------------------- */
+
+static void pending_free(kj_ipc_server *s, pending *p)
 {
     if (!p)
         return;
     for (int i = 0; i < p->nenv; i++)
         zmq_msg_close(&p->env[i]);
     kj_wire_request_free(p->req);
+    atomic_fetch_sub(&s->queued, p->bytes);
     free(p);
 }
 
-/* Sends the envelope, then body; consumes the envelope frames. */
+/* Hands the envelope and body to the front thread; consumes the envelope. */
 static void send_reply(kj_ipc_server *s, pending *p, const char *body)
 {
     int ok = body != NULL;
+    pipe_hdr h;
+    memset(&h, 0, sizeof h);
+    h.sock = (uint32_t)p->sock;
+    if (ok && zmq_send(s->pipe_work, &h, sizeof h, ZMQ_SNDMORE) < 0)
+        ok = 0;
     for (int i = 0; i < p->nenv; i++) {
         /* A frame that was not sent stays ours to close. */
-        if (!ok || zmq_msg_send(&p->env[i], s->socks[p->sock], ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0) {
+        if (!ok || zmq_msg_send(&p->env[i], s->pipe_work, ZMQ_SNDMORE) < 0) {
             ok = 0;
             zmq_msg_close(&p->env[i]);
         }
     }
     p->nenv = 0;
-    if (ok && zmq_send(s->socks[p->sock], body, strlen(body), ZMQ_DONTWAIT) < 0)
+    if (ok && zmq_send(s->pipe_work, body, strlen(body), 0) < 0)
         ok = 0;
     if (!ok) {
-        pthread_mutex_lock(&s->mu);
-        s->st.replies_dropped++;
-        pthread_mutex_unlock(&s->mu);
+        count(s, &s->st.replies_dropped, 1);
         kj_log(KJ_LOG_DEBUG, "reply dropped", "reason=\"%s\"",
                body ? zmq_strerror(errno) : "out of memory");
     }
@@ -289,52 +562,152 @@ static int grow_events(kj_ipc_server *s, size_t more)
     return 0;
 }
 
-/* Takes one request off socket k (1), none is queued (0). */
-static int take_one(kj_ipc_server *s, int k)
+/* Room for one more pending request; on failure the batch in hand is intact. */
+static int grow_pend(kj_ipc_server *s)
 {
-    zmq_msg_t f[MAX_ENV + 2];
-    int nf = 0, extra = 0, more = 1;
-    void *sock = s->socks[k];
-    while (more) {
-        zmq_msg_t m;
-        zmq_msg_init(&m);
-        if (zmq_msg_recv(&m, sock, nf || extra ? 0 : ZMQ_DONTWAIT) < 0) {
-            zmq_msg_close(&m);
-            if (nf == 0 && !extra)
-                return 0;
-            break;
+    if (s->npend < s->pend_cap)
+        return 0;
+    size_t cap = s->pend_cap ? s->pend_cap * 2 : 64;
+    pending **p = realloc(s->pend, cap * sizeof *p);
+    if (!p)
+        return -1;
+    s->pend = p;
+    s->pend_cap = cap;
+    return 0;
+}
+
+static size_t peer_hash(uint32_t sock, const void *id, size_t len)
+{
+    uint64_t h = 1469598103934665603ULL ^ sock;
+    for (size_t i = 0; i < len; i++)
+        h = (h ^ ((const unsigned char *)id)[i]) * 1099511628211ULL;
+    return (size_t)(h % PEER_BUCKETS);
+}
+
+static void staged_free(kj_ipc_server *s, staged *m)
+{
+    for (int i = 0; i < m->nf; i++)
+        zmq_msg_close(&m->f[i]);
+    atomic_fetch_sub(&s->queued, m->h.bytes);
+    free(m);
+}
+
+/* Moves what the front handed over into the peers' queues, without
+ * waiting. The front bounds it, in bytes. */
+static void stage_all(kj_ipc_server *s)
+{
+    for (;;) {
+        pipe_hdr h;
+        if (zmq_recv(s->pipe_work, &h, sizeof h, ZMQ_DONTWAIT) != (int)sizeof h)
+            return;
+        staged *m = calloc(1, sizeof *m);
+        zmq_msg_t tmp;
+        int more = 1;
+        while (more) {
+            zmq_msg_t *f = m && m->nf < MAX_ENV + 1 ? &m->f[m->nf] : &tmp;
+            zmq_msg_init(f);
+            if (zmq_msg_recv(f, s->pipe_work, 0) < 0) {
+                zmq_msg_close(f);
+                break;
+            }
+            more = zmq_msg_more(f);
+            if (f == &tmp)
+                zmq_msg_close(f);
+            else
+                m->nf++;
         }
-        more = zmq_msg_more(&m);
-        if (nf < MAX_ENV + 2) {
-            zmq_msg_init(&f[nf]);
-            zmq_msg_move(&f[nf++], &m);
-            zmq_msg_close(&m);
-        } else {
-            zmq_msg_close(&m);
-            extra++;
+        if (!m || m->nf < 2) {
+            /* out of memory, or not what the front sends: no answer */
+            if (m) {
+                m->h = h;
+                staged_free(s, m);
+            } else {
+                atomic_fetch_sub(&s->queued, h.bytes);
+            }
+            continue;
         }
+        m->h = h;
+        s->since_trim += h.bytes;
+        const void *id = zmq_msg_data(&m->f[0]);
+        size_t idlen = zmq_msg_size(&m->f[0]);
+        if (idlen > KJ_IPC_ENVELOPE_FRAME_MAX)
+            idlen = KJ_IPC_ENVELOPE_FRAME_MAX;
+        size_t b = peer_hash(h.sock, id, idlen);
+        peer *pr = s->peers[b];
+        while (pr && !(pr->sock == h.sock && pr->idlen == idlen && !memcmp(pr->id, id, idlen)))
+            pr = pr->hnext;
+        if (!pr) {
+            if (!(pr = calloc(1, sizeof *pr))) {
+                staged_free(s, m);
+                continue;
+            }
+            pr->sock = h.sock;
+            pr->idlen = idlen;
+            memcpy(pr->id, id, idlen);
+            pr->hnext = s->peers[b];
+            s->peers[b] = pr;
+            if (s->turn_tail)
+                s->turn_tail->next = pr;
+            else
+                s->turn_head = pr;
+            s->turn_tail = pr;
+        }
+        if (pr->tail)
+            pr->tail->next = m;
+        else
+            pr->head = m;
+        pr->tail = m;
     }
+}
+
+/* The next request to serve: the first of the peer whose turn it is. */
+static staged *pick(kj_ipc_server *s)
+{
+    peer *pr = s->turn_head;
+    if (!pr)
+        return NULL;
+    s->turn_head = pr->next;
+    if (!s->turn_head)
+        s->turn_tail = NULL;
+    pr->next = NULL;
+    staged *m = pr->head;
+    pr->head = m->next;
+    m->next = NULL;
+    if (pr->head) {
+        if (s->turn_tail)
+            s->turn_tail->next = pr;
+        else
+            s->turn_head = pr;
+        s->turn_tail = pr;
+        return m;
+    }
+    peer **pp = &s->peers[peer_hash(pr->sock, pr->id, pr->idlen)];
+    while (*pp != pr)
+        pp = &(*pp)->hnext;
+    *pp = pr->hnext;
+    free(pr);
+    return m;
+}
+
+/* Takes one request, by turns among peers (1), none is queued (0). */
+static int take_one(kj_ipc_server *s)
+{
+    stage_all(s);
+    staged *m = pick(s);
+    if (!m)
+        return 0;
     pending *p = calloc(1, sizeof *p);
     if (!p) {
-        for (int i = 0; i < nf; i++)
-            zmq_msg_close(&f[i]);
+        staged_free(s, m);
         return 1;
     }
-    p->sock = k;
-    /* f[0] is the peer identity. Up to and including the first empty frame
-     * (within KJ_IPC_ENVELOPE_MAX) is the envelope, echoed verbatim; then
-     * exactly one body frame. */
-    int delim = -1;
-    for (int i = 1; i < nf && i <= 1 + KJ_IPC_ENVELOPE_MAX; i++) {
-        if (zmq_msg_size(&f[i]) == 0) {
-            delim = i;
-            break;
-        }
-        if (zmq_msg_size(&f[i]) > KJ_IPC_ENVELOPE_FRAME_MAX)
-            break;
-    }
-    int body_at = delim >= 0 ? delim + 1 : 1;
-    int nbody = nf - body_at + extra;
+    pipe_hdr h = m->h;
+    int nf = m->nf;
+    zmq_msg_t *f = m->f;
+    p->sock = (int)h.sock;
+    p->bytes = h.bytes;
+    /* The front sent the envelope, then the body. */
+    int body_at = nf - 1;
     p->nenv = body_at;
     for (int i = 0; i < body_at; i++) {
         zmq_msg_init(&p->env[i]);
@@ -342,57 +715,35 @@ static int take_one(kj_ipc_server *s, int k)
         zmq_msg_close(&f[i]);
     }
     kj_wire_error we = {0};
-    pthread_mutex_lock(&s->mu);
-    s->st.requests++;
-    pthread_mutex_unlock(&s->mu);
-    int rc;
-    if (nbody == 0) {
-        rc = KJ_EPROTO;
-        we.code = "empty_request";
-        snprintf(we.message, sizeof we.message, "request has no body frame");
-    } else if (nbody > 1) {
-        rc = KJ_EPROTO;
-        we.code = "extra_frames";
-        snprintf(we.message, sizeof we.message,
-                 "request has %d frames after the envelope, expected one", nbody);
-    } else {
-        rc = kj_wire_decode(zmq_msg_data(&f[body_at]), zmq_msg_size(&f[body_at]), &s->lim, &p->req,
-                            &we);
-    }
-    for (int i = body_at; i < nf; i++)
-        zmq_msg_close(&f[i]);
+    int rc =
+        kj_wire_decode(zmq_msg_data(&f[body_at]), zmq_msg_size(&f[body_at]), &s->lim, &p->req, &we);
+    zmq_msg_close(&f[body_at]);
+    free(m); /* its frames are p's or closed; its bytes are p's to give back */
     if (rc < 0) {
-        pthread_mutex_lock(&s->mu);
-        s->st.bad_requests++;
-        pthread_mutex_unlock(&s->mu);
+        count(s, &s->st.bad_requests, 1);
         char q[256];
         kj_log(KJ_LOG_DEBUG, "request refused", "code=%s error=%s", we.code,
                kj_logq(q, sizeof q, we.message));
-        reply_error(s, p, &we, 0);
-        pending_free(p);
+        reply_error(s, p, &we, we.code && !strcmp(we.code, "internal"));
+        pending_free(s, p);
         return 1;
     }
     size_t n = kj_wire_count(p->req), want = 0;
     for (size_t i = 0; i < n; i++)
         if (kj_wire_item_at(p->req, i)->res.status != KJ_APPEND_REJECTED)
             want++;
-    if (want == 0 || grow_events(s, want) < 0 ||
-        (s->npend == s->pend_cap &&
-         !(s->pend = realloc(s->pend, (s->pend_cap = s->pend_cap ? s->pend_cap * 2 : 64) *
-                                          sizeof *s->pend)))) {
+    if (want == 0 || grow_events(s, want) < 0 || grow_pend(s) < 0) {
         if (want) {
             we.code = "internal";
             snprintf(we.message, sizeof we.message, "out of memory");
             reply_error(s, p, &we, 1);
         } else {
-            pthread_mutex_lock(&s->mu);
-            s->st.events_rejected += n;
-            pthread_mutex_unlock(&s->mu);
+            count(s, &s->st.events_rejected, n);
             char *body = kj_wire_reply(p->req);
             send_reply(s, p, body);
             free(body);
         }
-        pending_free(p);
+        pending_free(s, p);
         return 1;
     }
     for (size_t i = 0; i < n; i++) {
@@ -410,13 +761,39 @@ static int take_one(kj_ipc_server *s, int k)
 /* Drains queued requests into the batch in hand. */
 static void drain(kj_ipc_server *s, int64_t deadline)
 {
-    int progress = 1;
-    while (progress && s->nev < s->o.batch_max && kj_mono_ms() <= deadline) {
-        progress = 0;
-        for (size_t k = 0; k < s->nsocks && s->nev < s->o.batch_max; k++)
-            if (take_one(s, (int)k) > 0)
-                progress = 1;
-    }
+    while (s->nev < s->o.batch_max && kj_mono_ms() <= deadline && take_one(s) > 0)
+        ;
+}
+
+/* One line when commits start failing, then one per FAIL_LOG_MS with the
+ * count: a full disk fails every commit, and a line each would flood the
+ * log that is needed to find out why. */
+static void log_commit_failure(kj_ipc_server *s, size_t nev, const char *msg)
+{
+    int64_t now = kj_mono_ms();
+    s->fail_run++;
+    s->fail_quiet++;
+    if (s->fail_run > 1 && now - s->fail_logged_ms < FAIL_LOG_MS)
+        return;
+    char q[600];
+    if (s->fail_run == 1)
+        kj_log(KJ_LOG_ERROR, "commit failed", "events=%zu error=%s", nev,
+               kj_logq(q, sizeof q, msg));
+    else
+        kj_log(KJ_LOG_ERROR, "commits still failing",
+               "failed=%llu since_last_line=%llu events=%zu error=%s",
+               (unsigned long long)s->fail_run, (unsigned long long)s->fail_quiet, nev,
+               kj_logq(q, sizeof q, msg));
+    s->fail_quiet = 0;
+    s->fail_logged_ms = now;
+}
+
+static void log_commit_recovered(kj_ipc_server *s)
+{
+    if (!s->fail_run)
+        return;
+    kj_log(KJ_LOG_INFO, "commits succeed again", "failed=%llu", (unsigned long long)s->fail_run);
+    s->fail_run = s->fail_quiet = 0;
 }
 
 static void commit(kj_ipc_server *s)
@@ -431,6 +808,7 @@ static void commit(kj_ipc_server *s)
     double secs = (double)(b.tv_sec - a.tv_sec) + (double)(b.tv_nsec - a.tv_nsec) / 1e9;
     uint64_t stored = 0, dup = 0, rej = 0;
     if (rc == 0) {
+        log_commit_recovered(s);
         for (size_t i = 0; i < s->nev; i++)
             s->slots[i].item->res = s->res[i];
         for (size_t i = 0; i < s->npend; i++) {
@@ -443,9 +821,7 @@ static void commit(kj_ipc_server *s)
             }
         }
     } else {
-        char q[600];
-        kj_log(KJ_LOG_ERROR, "commit failed", "events=%zu error=%s", s->nev,
-               kj_logq(q, sizeof q, e.msg));
+        log_commit_failure(s, s->nev, e.msg);
     }
     pthread_mutex_lock(&s->mu);
     if (rc == 0) {
@@ -481,33 +857,38 @@ static void commit(kj_ipc_server *s)
     if (rc == 0 && s->o.on_committed)
         s->o.on_committed(s->evs, s->res, s->nev, s->o.ud);
     for (size_t i = 0; i < s->npend; i++)
-        pending_free(s->pend[i]);
+        pending_free(s, s->pend[i]);
     s->npend = 0;
     s->nev = 0;
 }
 
+/* After a flood, once idle: hand freed memory back to the system. */
+static void trim_memory(kj_ipc_server *s)
+{
+    if (s->since_trim < TRIM_AFTER_BYTES)
+        return;
+    s->since_trim = 0;
+#ifdef __GLIBC__
+    malloc_trim(0);
+#endif
+}
+
 int kj_ipc_server_run(kj_ipc_server *s, kj_err *err)
 {
-    (void)err;
-    size_t n = s->nsocks;
-    zmq_pollitem_t *pi = calloc(n + 1, sizeof *pi);
-    if (!pi)
-        return kj_err_set(err, KJ_ENOMEM, "out of memory");
-    for (size_t i = 0; i < n; i++) {
-        pi[i].socket = s->socks[i];
-        pi[i].events = ZMQ_POLLIN;
-    }
-    pi[n].fd = s->wake[0];
-    pi[n].events = ZMQ_POLLIN;
+    zmq_pollitem_t pi[2] = {{s->pipe_work, 0, ZMQ_POLLIN, 0}, {NULL, s->wake[0], ZMQ_POLLIN, 0}};
+    if (pthread_create(&s->front, NULL, front_main, s))
+        return kj_err_set(err, KJ_EIO, "cannot start the front thread");
     pthread_mutex_lock(&s->mu);
     s->st.running = 1;
     pthread_mutex_unlock(&s->mu);
     while (!atomic_load(&s->stop)) {
-        int rc = zmq_poll(pi, (int)n + 1, 1000);
+        int rc = s->turn_head ? 1 : zmq_poll(pi, 2, 1000);
         if (rc < 0 && zmq_errno() != EINTR) {
             kj_log(KJ_LOG_ERROR, "poll failed", "error=\"%s\"", zmq_strerror(zmq_errno()));
             break;
         }
+        if (rc == 0)
+            trim_memory(s);
         if (rc <= 0 || atomic_load(&s->stop))
             continue;
         int64_t start = kj_mono_ms();
@@ -517,17 +898,22 @@ int kj_ipc_server_run(kj_ipc_server *s, kj_err *err)
         while (s->o.batch_window_ms > 0 && s->nev > 0 && s->nev < s->o.batch_max &&
                !atomic_load(&s->stop)) {
             int64_t left = start + s->o.batch_window_ms - kj_mono_ms();
-            if (left <= 0 || zmq_poll(pi, (int)n, (long)left) <= 0)
+            if (left <= 0 || (!s->turn_head && zmq_poll(pi, 1, (long)left) <= 0))
                 break;
             drain(s, kj_mono_ms() + s->o.drain_budget_ms);
         }
         commit(s);
     }
     commit(s);
+    /* The front sends what the worker handed it, then stops. */
+    pipe_hdr quit;
+    memset(&quit, 0, sizeof quit);
+    quit.sock = QUIT;
+    zmq_send(s->pipe_work, &quit, sizeof quit, 0);
+    pthread_join(s->front, NULL);
     pthread_mutex_lock(&s->mu);
     s->st.running = 0;
     pthread_mutex_unlock(&s->mu);
-    free(pi);
     return 0;
 }
 
@@ -536,11 +922,18 @@ void kj_ipc_server_destroy(kj_ipc_server *s)
     if (!s)
         return;
     for (size_t i = 0; i < s->npend; i++)
-        pending_free(s->pend[i]);
+        pending_free(s, s->pend[i]);
     free(s->pend);
+    staged *m;
+    while ((m = pick(s)))
+        staged_free(s, m);
     for (size_t i = 0; i < s->nsocks; i++)
         zmq_close(s->socks[i]);
     free(s->socks);
+    if (s->pipe_front)
+        zmq_close(s->pipe_front);
+    if (s->pipe_work)
+        zmq_close(s->pipe_work);
     kj_zap_stop(s->zap);
     if (s->ctx)
         zmq_ctx_term(s->ctx);

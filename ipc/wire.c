@@ -2,9 +2,12 @@
  * wire.c - the v1 wire format (schema/PROTOCOL.md): decode a request frame
  * into normalized events, encode the reply.
  *
- * Whole-frame checks (size, UTF-8, NUL bytes, nesting depth) run in one pass
- * before cJSON sees the bytes: cJSON accepts invalid UTF-8, recurses on
- * nesting, and silently cuts strings at "\u0000".
+ * Whole-frame checks (size, UTF-8, NUL bytes, strict JSON grammar, nesting
+ * depth) run before cJSON sees the bytes: cJSON accepts invalid UTF-8, raw
+ * control characters and sloppy numbers, recurses on nesting, and silently
+ * cuts strings at "\u0000". After them, cJSON's tree is the one reading of
+ * the request: a key that appears twice (escaped or not) is refused, because
+ * cJSON and a reader of the stored payload could pick different ones.
  */
 #include <cjson/cJSON.h>
 #include <stdarg.h>
@@ -50,36 +53,16 @@ static int reject(kj_wire_item *it, const char *code, const char *fmt, ...)
     return KJ_EINVAL;
 }
 
-/* UTF-8 well-formedness (no overlongs, no surrogates), no NUL, no "\u0000",
- * and the nesting depth, in one pass. */
-static int prescan(const unsigned char *s, size_t n, int max_depth, kj_wire_error *e)
+/* UTF-8 well-formedness (no overlongs, no surrogates) and no NUL byte, over
+ * the whole frame first: an encoding error is named as such wherever it is. */
+static int check_utf8(const unsigned char *s, size_t n, kj_wire_error *e)
 {
-    int depth = 0, in_str = 0;
     size_t i = 0;
     while (i < n) {
         unsigned char c = s[i];
         if (c == 0)
             return werr_set(e, "bad_json", "request contains a NUL byte at offset %zu", i);
         if (c < 0x80) {
-            if (in_str) {
-                if (c == '\\') {
-                    if (i + 5 < n && s[i + 1] == 'u' && !memcmp(s + i + 2, "0000", 4))
-                        return werr_set(e, "bad_value",
-                                        "request contains a \\u0000 escape at offset %zu", i);
-                    i += 2;
-                    continue;
-                }
-                if (c == '"')
-                    in_str = 0;
-            } else if (c == '"') {
-                in_str = 1;
-            } else if (c == '{' || c == '[') {
-                if (++depth > max_depth)
-                    return werr_set(e, "too_deep", "request nests deeper than %d levels",
-                                    max_depth);
-            } else if (c == '}' || c == ']') {
-                depth--;
-            }
             i++;
             continue;
         }
@@ -112,6 +95,217 @@ static int prescan(const unsigned char *s, size_t n, int max_depth, kj_wire_erro
     return 0;
 bad:
     return werr_set(e, "invalid_utf8", "request is not valid UTF-8 (offset %zu)", i);
+}
+
+/*
+ * A strict RFC 8259 validator. cJSON is lenient where a reader of the stored
+ * payload may not be: it takes raw control characters inside strings, any
+ * byte up to 0x20 as white space, "+1" and "01" as numbers. Accepting only
+ * what every JSON parser reads alike keeps the payload meaning what the
+ * decoder saw. Recursion is bounded by max_depth, checked before descending.
+ */
+typedef struct scan {
+    const unsigned char *s;
+    size_t n, i;
+    int depth, max_depth;
+    kj_wire_error *e;
+} scan;
+
+static int scan_bad(scan *c, const char *what)
+{
+    if (c->i < c->n && c->s[c->i] < 0x20)
+        return werr_set(c->e, "bad_json",
+                        "request has a raw control character 0x%02x at offset %zu, outside any "
+                        "string",
+                        c->s[c->i], c->i);
+    return werr_set(c->e, "bad_json", "request is not valid JSON: %s at offset %zu", what, c->i);
+}
+
+static void scan_ws(scan *c)
+{
+    while (c->i < c->n &&
+           (c->s[c->i] == ' ' || c->s[c->i] == '\t' || c->s[c->i] == '\n' || c->s[c->i] == '\r'))
+        c->i++;
+}
+
+static int hex4(const unsigned char *p, unsigned *out)
+{
+    unsigned v = 0;
+    for (int k = 0; k < 4; k++) {
+        unsigned char h = p[k];
+        v <<= 4;
+        if (h >= '0' && h <= '9')
+            v |= (unsigned)(h - '0');
+        else if (h >= 'a' && h <= 'f')
+            v |= (unsigned)(h - 'a' + 10);
+        else if (h >= 'A' && h <= 'F')
+            v |= (unsigned)(h - 'A' + 10);
+        else
+            return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+static int scan_string(scan *c)
+{
+    const unsigned char *s = c->s;
+    c->i++; /* the opening quote */
+    while (c->i < c->n) {
+        unsigned char ch = s[c->i];
+        if (ch == '"') {
+            c->i++;
+            return 0;
+        }
+        if (ch < 0x20)
+            return werr_set(c->e, "bad_json",
+                            "request has a raw control character 0x%02x in a string at offset %zu "
+                            "(JSON needs it escaped)",
+                            ch, c->i);
+        if (ch != '\\') {
+            c->i++; /* UTF-8 was checked before */
+            continue;
+        }
+        if (c->i + 1 >= c->n)
+            break;
+        unsigned char x = s[c->i + 1];
+        if (x == '"' || x == '\\' || x == '/' || x == 'b' || x == 'f' || x == 'n' || x == 'r' ||
+            x == 't') {
+            c->i += 2;
+            continue;
+        }
+        unsigned u, lo;
+        if (x != 'u' || c->i + 6 > c->n || hex4(s + c->i + 2, &u) < 0)
+            return scan_bad(c, "a bad escape in a string");
+        if (u == 0)
+            return werr_set(c->e, "bad_value", "request contains a \\u0000 escape at offset %zu",
+                            c->i);
+        if (u >= 0xDC00 && u <= 0xDFFF)
+            return scan_bad(c, "an unpaired surrogate escape");
+        if (u >= 0xD800 && u <= 0xDBFF) {
+            if (c->i + 12 > c->n || s[c->i + 6] != '\\' || s[c->i + 7] != 'u' ||
+                hex4(s + c->i + 8, &lo) < 0 || lo < 0xDC00 || lo > 0xDFFF)
+                return scan_bad(c, "an unpaired surrogate escape");
+            c->i += 12;
+            continue;
+        }
+        c->i += 6;
+    }
+    return scan_bad(c, "an unterminated string");
+}
+
+static int scan_digits(scan *c)
+{
+    size_t start = c->i;
+    while (c->i < c->n && c->s[c->i] >= '0' && c->s[c->i] <= '9')
+        c->i++;
+    return c->i > start ? 0 : scan_bad(c, "a malformed number");
+}
+
+static int scan_number(scan *c)
+{
+    if (c->s[c->i] == '-')
+        c->i++;
+    if (c->i < c->n && c->s[c->i] == '0')
+        c->i++;
+    else if (scan_digits(c) < 0)
+        return KJ_EPROTO;
+    if (c->i < c->n && c->s[c->i] == '.') {
+        c->i++;
+        if (scan_digits(c) < 0)
+            return KJ_EPROTO;
+    }
+    if (c->i < c->n && (c->s[c->i] == 'e' || c->s[c->i] == 'E')) {
+        c->i++;
+        if (c->i < c->n && (c->s[c->i] == '+' || c->s[c->i] == '-'))
+            c->i++;
+        if (scan_digits(c) < 0)
+            return KJ_EPROTO;
+    }
+    return 0;
+}
+
+static int scan_value(scan *c);
+
+static int scan_container(scan *c)
+{
+    int obj = c->s[c->i] == '{';
+    unsigned char close = obj ? '}' : ']';
+    if (++c->depth > c->max_depth)
+        return werr_set(c->e, "too_deep", "request nests deeper than %d levels", c->max_depth);
+    c->i++;
+    scan_ws(c);
+    if (c->i < c->n && c->s[c->i] == close) {
+        c->i++;
+        c->depth--;
+        return 0;
+    }
+    for (;;) {
+        if (obj) {
+            scan_ws(c);
+            if (c->i >= c->n || c->s[c->i] != '"')
+                return scan_bad(c, "expected a key");
+            if (scan_string(c) < 0)
+                return KJ_EPROTO;
+            scan_ws(c);
+            if (c->i >= c->n || c->s[c->i] != ':')
+                return scan_bad(c, "expected ':'");
+            c->i++;
+        }
+        if (scan_value(c) < 0)
+            return KJ_EPROTO;
+        scan_ws(c);
+        if (c->i < c->n && c->s[c->i] == ',') {
+            c->i++;
+            continue;
+        }
+        if (c->i < c->n && c->s[c->i] == close) {
+            c->i++;
+            c->depth--;
+            return 0;
+        }
+        return scan_bad(c, obj ? "expected ',' or '}'" : "expected ',' or ']'");
+    }
+}
+
+static int scan_value(scan *c)
+{
+    scan_ws(c);
+    if (c->i >= c->n)
+        return scan_bad(c, "unexpected end");
+    unsigned char ch = c->s[c->i];
+    if (ch == '{' || ch == '[')
+        return scan_container(c);
+    if (ch == '"')
+        return scan_string(c);
+    if (ch == '-' || (ch >= '0' && ch <= '9'))
+        return scan_number(c);
+    static const char *const lit[] = {"true", "false", "null"};
+    for (int k = 0; k < 3; k++) {
+        size_t len = strlen(lit[k]);
+        if (c->n - c->i >= len && !memcmp(c->s + c->i, lit[k], len)) {
+            c->i += len;
+            return 0;
+        }
+    }
+    return scan_bad(c, "unexpected character");
+}
+
+/* The whole-frame checks, before cJSON sees the bytes. */
+static int prescan(const unsigned char *s, size_t n, int max_depth, kj_wire_error *e)
+{
+    int rc = check_utf8(s, n, e);
+    if (rc < 0)
+        return rc;
+    scan c = {s, n, 0, 0, max_depth, e};
+    if (scan_value(&c) < 0)
+        return KJ_EPROTO;
+    scan_ws(&c);
+    if (c.i < n)
+        return c.s[c.i] < 0x20 ? scan_bad(&c, "")
+                               : werr_set(e, "bad_json",
+                                          "trailing data after the JSON value at offset %zu", c.i);
+    return 0;
 }
 
 static const char *json_type_name(const cJSON *v)
@@ -179,8 +373,8 @@ static const char *const native_keys[] = {"event_id", "type",       "session_id"
                                           "v",        "request_id", NULL};
 static const char *const engine_keys[] = {"id", "tag", "namespace", NULL};
 
-/* Unknown or repeated keys are errors in the native form: a typo must not
- * silently drop a field. top: whether "v" and "request_id" may appear. */
+/* Unknown keys are errors in the native form: a typo must not silently drop
+ * a field (repeated keys are refused for every form, in decode_item). */
 static int check_keys(kj_wire_item *it, const cJSON *o, const char *const *allowed, int n_allowed,
                       const char *where)
 {
@@ -191,12 +385,71 @@ static int check_keys(kj_wire_item *it, const cJSON *o, const char *const *allow
                 ok = 1;
         if (!ok)
             return reject(it, "unknown_field", "unknown field '%s%.64s'", where, c->string);
-        for (const cJSON *d = c->next; d; d = d->next)
-            if (!strcmp(c->string, d->string))
-                return reject(it, "duplicate_field", "field '%s%.64s' appears twice", where,
-                              c->string);
     }
     return 0;
+}
+
+static int key_cmp(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* A key of object o that appears twice (as cJSON decoded it: "a" and "\u0061"
+ * are the same key), or NULL. Sorts when o is large, so that a frame full of
+ * keys costs n log n, not n squared. *oom is set when it could not tell. */
+static const char *repeated_key(const cJSON *o, int *oom)
+{
+    size_t k = 0;
+    for (const cJSON *c = o->child; c; c = c->next)
+        k++;
+    if (k < 2)
+        return NULL;
+    if (k <= 16) {
+        for (const cJSON *c = o->child; c; c = c->next)
+            for (const cJSON *d = c->next; d; d = d->next)
+                if (!strcmp(c->string, d->string))
+                    return c->string;
+        return NULL;
+    }
+    const char **keys = malloc(k * sizeof *keys);
+    if (!keys) {
+        *oom = 1;
+        return NULL;
+    }
+    size_t i = 0;
+    for (const cJSON *c = o->child; c; c = c->next)
+        keys[i++] = c->string;
+    qsort(keys, k, sizeof *keys, key_cmp);
+    const char *dup = NULL;
+    for (i = 1; i < k && !dup; i++)
+        if (!strcmp(keys[i - 1], keys[i]))
+            dup = keys[i];
+    free(keys);
+    return dup;
+}
+
+/* The first repeated key in any object at or below v; *top says whether it
+ * is one of v's own keys. Depth is bounded by the prescan. */
+static const char *repeated_key_below(const cJSON *v, int *top, int *oom)
+{
+    if (cJSON_IsObject(v)) {
+        const char *d = repeated_key(v, oom);
+        if (d || *oom) {
+            *top = 1;
+            return d;
+        }
+    }
+    for (const cJSON *c = v->child; c; c = c->next) {
+        if (!cJSON_IsObject(c) && !cJSON_IsArray(c))
+            continue;
+        int inner = 0;
+        const char *d = repeated_key_below(c, &inner, oom);
+        if (d || *oom) {
+            *top = 0;
+            return d;
+        }
+    }
+    return NULL;
 }
 
 static int decode_native(kj_wire_item *it, const cJSON *o, int top)
@@ -312,6 +565,20 @@ static void decode_item(kj_wire_item *it, const cJSON *o, int top, const char *p
         reject(it, "not_object", "an event must be a JSON object, got %s", json_type_name(o));
         return;
     }
+    int top_key = 0, oom = 0;
+    const char *dup = repeated_key_below(o, &top_key, &oom);
+    if (oom) {
+        reject(it, "internal", "out of memory");
+        return;
+    }
+    if (dup) {
+        if (top_key)
+            reject(it, "duplicate_field", "field '%.64s' appears twice", dup);
+        else
+            reject(it, "duplicate_field", "key '%.64s' appears twice in an object of the event",
+                   dup);
+        return;
+    }
     int kyuubi = cJSON_GetObjectItemCaseSensitive(o, "eventType") != NULL;
     it->form = kyuubi ? KJ_WIRE_KYUUBI : KJ_WIRE_NATIVE;
     if ((kyuubi ? decode_kyuubi(it, o) : decode_native(it, o, top)) < 0)
@@ -360,31 +627,39 @@ static size_t skip_ws(const char *s, size_t n, size_t i)
     return i;
 }
 
+static size_t skip_string(const char *s, size_t n, size_t i)
+{
+    for (i++; i < n && s[i] != '"'; i++)
+        if (s[i] == '\\')
+            i++;
+    return i + 1;
+}
+
 /*
- * Cuts the raw text of each element of the top-level "events" array out of
- * raw (NUL-terminating each in place: cJSON has copied what it needs), so a
- * batched event's payload is the bytes as received. Returns how many were
- * found; the caller falls back to re-serialising when that is not n.
+ * Cuts the raw text of each element of the top-level array that is member
+ * number `member` of the request object (NUL-terminating each in place:
+ * cJSON has copied what it needs), so a batched event's payload is the bytes
+ * as received. Which member holds the events is cJSON's decision, passed in
+ * as its position: this walk never reads a key, so it cannot take another
+ * member for "events". The frame passed the strict prescan. Returns how many
+ * elements were found; the caller falls back to re-serialising when that is
+ * not n.
  */
-static size_t split_events(char *raw, size_t n, char **elem, size_t max)
+static size_t split_events(char *raw, size_t n, size_t member, char **elem, size_t max)
 {
     size_t i = skip_ws(raw, n, 0), found = 0;
     if (i >= n || raw[i] != '{')
         return 0;
     i++;
-    while (i < n) {
+    for (size_t m = 0; i < n; m++) {
         i = skip_ws(raw, n, i);
         if (i >= n || raw[i] != '"')
             return 0;
-        size_t k = i + 1;
-        while (k < n && raw[k] != '"')
-            k += raw[k] == '\\' ? 2 : 1;
-        int is_events = k - i - 1 == 6 && !memcmp(raw + i + 1, "events", 6);
-        i = skip_ws(raw, n, k + 1);
+        i = skip_ws(raw, n, skip_string(raw, n, i));
         if (i >= n || raw[i] != ':')
             return 0;
         i = skip_ws(raw, n, i + 1);
-        if (!is_events) {
+        if (m != member) {
             i = skip_value(raw, n, i);
         } else {
             if (i >= n || raw[i] != '[')
@@ -405,15 +680,13 @@ static size_t split_events(char *raw, size_t n, char **elem, size_t max)
                 if (term == ']')
                     break;
             }
-            i = skip_ws(raw, n, i);
-        }
-        if (i >= n)
-            return 0;
-        if (raw[i] == '}')
             return found;
+        }
+        if (i >= n || raw[i] == '}')
+            return 0;
         i++; /* ',' */
     }
-    return found;
+    return 0;
 }
 
 int kj_wire_decode(const void *data, size_t len, const kj_wire_limits *lim, kj_wire_request **out,
@@ -482,13 +755,24 @@ int kj_wire_decode(const void *data, size_t len, const kj_wire_limits *lim, kj_w
         decode_item(&r->items[0], r->root, 1, r->raw);
         goto out;
     }
-    for (const cJSON *c = r->root->child; c; c = c->next)
+    size_t member = 0, at = 0;
+    for (const cJSON *c = r->root->child; c; c = c->next, at++) {
         if (strcmp(c->string, "events") && strcmp(c->string, "request_id") &&
             strcmp(c->string, "v")) {
             rc = werr_set(werr, "bad_request", "unknown field '%.64s' in a batch request",
                           c->string);
             goto out;
         }
+        if (c == events)
+            member = at;
+    }
+    int oom = 0;
+    const char *dup = repeated_key(r->root, &oom);
+    if (dup || oom) {
+        rc = oom ? werr_set(werr, "internal", "out of memory")
+                 : werr_set(werr, "bad_request", "field '%s' appears twice in the request", dup);
+        goto out;
+    }
     if (!cJSON_IsArray(events)) {
         rc = werr_set(werr, "bad_request", "field 'events' must be an array, got %s",
                       json_type_name(events));
@@ -509,7 +793,7 @@ int kj_wire_decode(const void *data, size_t len, const kj_wire_limits *lim, kj_w
         goto out;
     }
     char **elem = malloc(n * sizeof *elem);
-    int raw_ok = elem && split_events(r->raw, len, elem, n) == n;
+    int raw_ok = elem && split_events(r->raw, len, member, elem, n) == n;
     r->n = 0;
     for (const cJSON *c = events->child; c; c = c->next, r->n++)
         decode_item(&r->items[r->n], c, 0, raw_ok ? elem[r->n] : NULL);

@@ -37,19 +37,20 @@ def event(eid, session, typ="session_open", t=T0, **kw):
 class Daemon:
     """kjournald as a real process on a free tcp port."""
 
-    def __init__(self, workdir, extra=(), journal=None, port=None):
+    def __init__(self, workdir, extra=(), journal=None, port=None, env=None):
         self.dir = workdir
         self.journal = journal or os.path.join(workdir, "journal.db")
         self.port = port or kjtest.free_port()
         self.endpoint = "tcp://127.0.0.1:%d" % self.port
         self.extra = list(extra)
         self.log = os.path.join(workdir, "kjournald.log")
+        self.env = env
         self.proc = None
 
     def start(self, wait=True):
         args = [kjtest.program("kjournald"), "--journal", self.journal,
                 "--listen", self.endpoint] + self.extra
-        self.proc = kjtest.start(args, self.log)
+        self.proc = kjtest.start(args, self.log, env=self.env)
         if wait:
             kjtest.wait_port(self.port, self.proc)
         return self

@@ -27,6 +27,8 @@ def frame(spec):
         return b'{"event_id":"' + b"x" * MAX + b'"}'
     if g == "huge":
         return b'{"event_id":"' + b"x" * (MAX + 200000) + b'"}'
+    if g == "over_cap":
+        return b'{"event_id":"' + b"x" * (16 * 1024 * 1024 + 100000) + b'"}'
     if g == "eleven":
         return json.dumps({"events": [L.event("x%d" % i, "s") for i in range(11)]}).encode()
     if g == "long_id":

@@ -89,6 +89,13 @@ try:
             "socket file has no group/other bits")
     ipc = L.connect("ipc://%s/kj.sock" % sockdir)
     L.check(L.request(ipc, L.event("i-1", "s-i"))["results"][0]["status"] == "stored", "ipc:// serves")
+    # issue 10 item 11: a socket straight in a directory every user may write
+    # to could be put there by anyone first; refused with a clear error
+    bad = subprocess.run([kjtest.program("kjournald"), "--journal", os.path.join(work, "other.db"),
+                          "--listen", "ipc:///tmp/kjournald-%d.sock" % os.getpid()],
+                         capture_output=True, text=True, timeout=60)
+    L.check(bad.returncode == 2 and "writable by every user" in bad.stderr,
+            "ipc:// in /tmp refused: %d %r" % (bad.returncode, bad.stderr))
 
     # --- Kyuubi fixtures, byte for byte; reposts of a phase dedupe -----------
     files = ["session-connection.jsonl", "sessions-shared-engine.jsonl",

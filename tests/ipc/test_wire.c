@@ -112,6 +112,48 @@ static void test_batch(void **state)
     kj_wire_request_free(r);
 }
 
+/* Issue 10 item 4: {"even\u0074s":[A],"events":[B]} was answered "A stored"
+ * with B's text as A's payload, because the raw-text splitter and cJSON read
+ * different keys as "events". Now cJSON alone decides which member holds the
+ * events; the splitter only cuts that member's elements out of the frame. */
+static void test_events_key_spelling(void **state)
+{
+    (void)state;
+    const char *a = "{\"event_id\":\"a\",  \"type\":\"session_open\",\"session_id\":\"sa\","
+                    "\"time_ms\":1764391200000}";
+    const char *b = "{\"event_id\":\"b\",\"type\":\"session_open\",  \"session_id\":\"sb\","
+                    "\"time_ms\":1764391200000}";
+    char buf[1024];
+    /* escaped key, alone: the element's own bytes, not a re-serialisation */
+    snprintf(buf, sizeof buf, "{\"even\\u0074s\":[%s , %s]}", a, b);
+    kj_wire_request *r = decode_ok(buf);
+    assert_int_equal(kj_wire_count(r), 2);
+    assert_string_equal(kj_wire_item_at(r, 0)->ev.event_id, "a");
+    assert_string_equal(kj_wire_item_at(r, 0)->ev.payload, a);
+    assert_string_equal(kj_wire_item_at(r, 1)->ev.payload, b);
+    kj_wire_request_free(r);
+    /* "events" after members whose text looks like it */
+    snprintf(buf, sizeof buf, "{\"request_id\":\"\\\"events\\\":[\",\"v\":1,\"\\u0065vents\":[%s]}",
+             b);
+    r = decode_ok(buf);
+    assert_int_equal(kj_wire_count(r), 1);
+    assert_string_equal(kj_wire_item_at(r, 0)->ev.event_id, "b");
+    assert_string_equal(kj_wire_item_at(r, 0)->ev.payload, b);
+    kj_wire_request_free(r);
+    /* both spellings: refused as a whole, whichever comes first */
+    const char *forms[] = {"{\"even\\u0074s\":[%s],\"events\":[%s]}",
+                           "{\"events\":[%s],\"even\\u0074s\":[%s]}"};
+    for (int k = 0; k < 2; k++) {
+        snprintf(buf, sizeof buf, forms[k], a, b);
+        kj_wire_error we = {0};
+        r = NULL;
+        assert_int_equal(kj_wire_decode(buf, strlen(buf), NULL, &r, &we), KJ_EPROTO);
+        assert_null(r);
+        assert_string_equal(we.code, "bad_request");
+        assert_non_null(strstr(we.message, "'events' appears twice"));
+    }
+}
+
 /* Every fixture line decodes; the phases and derived fields are as the
  * fixtures' README says. */
 typedef struct expect {
@@ -217,6 +259,34 @@ static const bad bad_requests[] = {
     {"batch unknown key", "{\"events\":[{}],\"x\":1}", -1, "bad_request"},
     {"bad version", "{\"v\":2,\"events\":[{}]}", -1, "unsupported_version"},
     {"bad request_id", "{\"request_id\":5,\"events\":[{}]}", -1, "bad_request"},
+    /* issue 10 item 4: one reading of "events", whatever the spelling */
+    {"events twice", "{\"events\":[{}],\"events\":[{}]}", -1, "bad_request"},
+    {"events twice, escaped", "{\"even\\u0074s\":[{}],\"events\":[{}]}", -1, "bad_request"},
+    {"events twice, escaped second", "{\"events\":[{}],\"\\u0065vents\":[{}]}", -1, "bad_request"},
+    {"request_id twice", "{\"events\":[{}],\"request_id\":\"a\",\"request_id\":\"b\"}", -1,
+     "bad_request"},
+    /* issue 10 item 6: RFC 8259 only; raw control characters never pass */
+    {"raw ESC in a Kyuubi conf value",
+     "{\"eventType\":\"kyuubi_session\",\"sessionId\":\"s\",\"startTime\":1764391200000,"
+     "\"conf\":{\"k\":\"a\x1b[31mb\"}}",
+     -1, "bad_json"},
+    {"raw tab in a string", "{\"event_id\":\"a\tb\"}", -1, "bad_json"},
+    {"raw newline in a key", "{\"a\nb\":1}", -1, "bad_json"},
+    {"raw DEL is valid JSON, not this", "{\x01\"a\":1}", -1, "bad_json"},
+    {"control byte after the value", "{}\x0b", -1, "bad_json"},
+    {"plus sign number", "{\"time_ms\":+1764391200000}", -1, "bad_json"},
+    {"leading zero", "{\"time_ms\":01764391200000}", -1, "bad_json"},
+    {"bare fraction", "{\"time_ms\":.5}", -1, "bad_json"},
+    {"dot without digits", "{\"time_ms\":1.}", -1, "bad_json"},
+    {"exponent without digits", "{\"time_ms\":1e}", -1, "bad_json"},
+    {"unknown escape", "{\"event_id\":\"a\\qb\"}", -1, "bad_json"},
+    {"short unicode escape", "{\"event_id\":\"a\\u12\"}", -1, "bad_json"},
+    {"lone low surrogate", "{\"event_id\":\"\\udc00\"}", -1, "bad_json"},
+    {"lone high surrogate", "{\"event_id\":\"\\ud800x\"}", -1, "bad_json"},
+    {"single quotes", "{'a':1}", -1, "bad_json"},
+    {"trailing comma", "{\"a\":1,}", -1, "bad_json"},
+    {"NaN", "{\"a\":NaN}", -1, "bad_json"},
+    {"truncated literal", "{\"a\":tru}", -1, "bad_json"},
 };
 
 static void test_bad_requests(void **state)
@@ -282,6 +352,23 @@ static const bad_event bad_events[] = {
     {EV(",\"time_ms\":1764391200000,\"sesion\":\"x\""), "unknown_field", "sesion"},
     {EV(",\"time_ms\":1764391200000,\"user\":\"a\",\"user\":\"b\""), "duplicate_field", "user"},
     {EV(",\"time_ms\":1764391200000,\"user\":\"a\\nb\""), "bad_value", "user"},
+    {EV(",\"time_ms\":1764391200000,\"user\":\"a\",\"us\\u0065r\":\"b\""), "duplicate_field",
+     "user"},
+    {"{\"eventType\":\"kyuubi_session\",\"sessionId\":\"A\",\"sessi\\u006fnId\":\"B\","
+     "\"startTime\":1764391200000}",
+     "duplicate_field", "sessionId"},
+    {"{\"eventType\":\"kyuubi_session\",\"sessionId\":\"A\",\"startTime\":1764391200000,"
+     "\"conf\":{\"k\":\"1\",\"k\":\"2\"}}",
+     "duplicate_field", "'k'"},
+    /* more keys than the quadratic check takes: the sorted one */
+    {"{\"eventType\":\"kyuubi_session\",\"sessionId\":\"A\",\"startTime\":1764391200000,"
+     "\"conf\":{\"k01\":0,\"k02\":0,\"k03\":0,\"k04\":0,\"k05\":0,\"k06\":0,\"k07\":0,"
+     "\"k08\":0,\"k09\":0,\"k10\":0,\"k11\":0,\"k12\":0,\"k13\":0,\"k14\":0,\"k15\":0,"
+     "\"k16\":0,\"k17\":0,\"k\\u00309\":1}}",
+     "duplicate_field", "'k09'"},
+    {"{\"eventType\":\"kyuubi_session\",\"sessionId\":\"A\",\"startTime\":1764391200000,"
+     "\"exception\":null,\"x\":[{\"a\":1,\"a\":1}]}",
+     "duplicate_field", "'a'"},
     {"{\"event_id\":\"e\",\"type\":\"open\",\"session_id\":\"s\",\"time_ms\":1764391200000}",
      "unknown_event_type", "type"},
     {"{\"event_id\":\"e\",\"type\":1,\"session_id\":\"s\",\"time_ms\":1764391200000}", "wrong_type",
@@ -342,7 +429,7 @@ int main(void)
         cmocka_unit_test(test_native),          cmocka_unit_test(test_batch),
         cmocka_unit_test(test_kyuubi_fixtures), cmocka_unit_test(test_bad_requests),
         cmocka_unit_test(test_limits),          cmocka_unit_test(test_bad_events),
-        cmocka_unit_test(test_long_fields),
+        cmocka_unit_test(test_long_fields),     cmocka_unit_test(test_events_key_spelling),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -196,6 +196,13 @@ typedef struct kj_val {
 
 typedef struct kj_out kj_out;
 
+/* s as it may reach a terminal (short and csv output, messages): control
+ * characters, C1 controls, bidirectional and invisible format characters and
+ * bytes that are not UTF-8 become visible escapes (\n, \x1b, \u202e, \xff),
+ * so that a value cannot move the cursor, recolour the screen or reorder
+ * what follows it. The caller frees the result. */
+char *kj_display(const char *s);
+
 kj_out *kj_out_new(const kj_cli_common *c);
 /* Flushes, frees and returns KJ_EXIT_OK, or KJ_EXIT_FAILURE when writing to
  * stdout failed (other than a closed pipe, which is not an error). */

@@ -22,8 +22,12 @@ static void publish_usage(FILE *out)
             "  line N: stored|duplicate EVENT_ID\n"
             "  line N: rejected [EVENT_ID] CODE: MESSAGE\n"
             "  line N: unacknowledged CODE: MESSAGE\n"
-            "A timed-out request is sent again with the same event ids (the journal\n"
-            "deduplicates). Blank lines are skipped. Reads stdin without FILE or with '-'.\n"
+            "A timed-out request, or one kjournald asks to retry (journal busy,\n"
+            "overloaded), is sent again with the same event ids (the journal\n"
+            "deduplicates); other answers are final: an event too large for kjournald\n"
+            "is rejected once, and a batch too large is sent again one event per request.\n"
+            "A reply that names other events than the ones sent counts as no answer.\n"
+            "Blank lines are skipped. Reads stdin without FILE or with '-'.\n"
             "\n"
             "options:\n"
             "  --endpoint E            kjournald's endpoint (default $KJOURNAL_ENDPOINT or\n"
@@ -37,7 +41,8 @@ static void publish_usage(FILE *out)
             "  --quiet                 print only rejected and unacknowledged events\n"
             "\n"
             "exit codes: 0 every event stored or duplicate, 1 some were rejected,\n"
-            "2 usage error, 3 no such FILE, 8 some were never acknowledged.\n"
+            "2 usage error (or an ipc:// endpoint in a directory other users could\n"
+            "take over), 3 no such FILE, 8 some were never acknowledged.\n"
             "\n"
             "example:\n"
             "  kjournal publish --endpoint tcp://127.0.0.1:5680 kyuubi_session.json\n",
@@ -173,29 +178,41 @@ int kj_cmd_publish(int argc, char **argv)
         fprintf(stderr, "kjournal publish: %s\n", err.msg);
         code = KJ_EXIT_FAILURE;
     }
-    size_t stored = 0, dup = 0, rej = 0, unacked = 0;
+    size_t stored = 0, dup = 0, rej = 0, unacked = 0, too_large = 0;
     for (size_t i = 0; i < n; i++) {
         const kj_publish_result *r = &res[i];
+        /* What the server said may quote what the line held: keep it inert. */
+        char *id = kj_display(r->event_id), *msg = kj_display(r->message);
+        char *code_s = kj_display(r->code);
+        too_large += !strcmp(r->code, "too_large");
         switch (r->status) {
         case KJ_APPEND_STORED:
         case KJ_APPEND_DUPLICATE:
             stored += r->status == KJ_APPEND_STORED;
             dup += r->status == KJ_APPEND_DUPLICATE;
             if (!quiet)
-                printf("line %zu: %s %s\n", lineno[i], kj_append_status_name(r->status),
-                       r->event_id);
+                printf("line %zu: %s %s\n", lineno[i], kj_append_status_name(r->status), id);
             break;
         case KJ_APPEND_REJECTED:
             rej++;
-            printf("line %zu: rejected %s%s%s: %s\n", lineno[i], r->event_id,
-                   r->event_id[0] ? " " : "", r->code[0] ? r->code : "rejected", r->message);
+            printf("line %zu: rejected %s%s%s: %s\n", lineno[i], id, id[0] ? " " : "",
+                   code_s[0] ? code_s : "rejected", msg);
             break;
         default:
             unacked++;
-            printf("line %zu: unacknowledged %s: %s\n", lineno[i], r->code[0] ? r->code : "timeout",
-                   r->message[0] ? r->message : "no acknowledgement from kjournald");
+            printf("line %zu: unacknowledged %s: %s\n", lineno[i], code_s[0] ? code_s : "timeout",
+                   msg[0] ? msg : "no acknowledgement from kjournald");
         }
+        free(id);
+        free(msg);
+        free(code_s);
     }
+    if (too_large)
+        fprintf(stderr,
+                "kjournal publish: %zu events are too large for kjournald (see --max-message in "
+                "'kjournald --help'); they were not stored, and sending them again will not "
+                "help\n",
+                too_large);
     fprintf(stderr,
             "kjournal publish: %zu stored, %zu duplicate, %zu rejected, %zu unacknowledged\n",
             stored, dup, rej, unacked);

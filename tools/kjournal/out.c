@@ -63,6 +63,81 @@ static void out_of_memory(void)
     exit(KJ_EXIT_FAILURE);
 }
 
+/* --- what may reach a terminal ---------------------------------------------- */
+
+/* One UTF-8 character at p: its length, and *cp (-1 for a byte that does not
+ * start a well-formed character). */
+static size_t utf8_char(const unsigned char *p, int32_t *cp)
+{
+    size_t len = p[0] < 0x80             ? 1
+                 : (p[0] & 0xE0) == 0xC0 ? 2
+                 : (p[0] & 0xF0) == 0xE0 ? 3
+                 : (p[0] & 0xF8) == 0xF0 ? 4
+                                         : 0;
+    int32_t v = len == 1 ? p[0] : len == 2 ? p[0] & 0x1F : len == 3 ? p[0] & 0x0F : p[0] & 0x07;
+    for (size_t k = 1; k < len; k++) {
+        if ((p[k] & 0xC0) != 0x80) {
+            len = 0;
+            break;
+        }
+        v = (v << 6) | (p[k] & 0x3F);
+    }
+    if (!len || (len == 2 && v < 0x80) || (len == 3 && v < 0x800) ||
+        (len == 4 && (v < 0x10000 || v > 0x10FFFF)) || (v >= 0xD800 && v <= 0xDFFF)) {
+        *cp = -1;
+        return 1;
+    }
+    *cp = v;
+    return len;
+}
+
+/* Characters a terminal acts on or that reorder or hide text: C0 and C1
+ * controls, DEL, the bidirectional controls (the "Trojan Source" set), zero
+ * width characters, line and paragraph separators, the byte order mark. */
+static int unsafe(int32_t cp)
+{
+    return cp < 0x20 || (cp >= 0x7F && cp <= 0x9F) || cp == 0x061C ||
+           (cp >= 0x200B && cp <= 0x200F) || (cp >= 0x2028 && cp <= 0x202E) ||
+           (cp >= 0x2060 && cp <= 0x2064) || (cp >= 0x2066 && cp <= 0x2069) || cp == 0xFEFF;
+}
+
+char *kj_display(const char *s)
+{
+    size_t n = strlen(s), cap = n + 1, len = 0;
+    char *out = malloc(cap);
+    if (!out)
+        out_of_memory();
+    for (const unsigned char *p = (const unsigned char *)s; *p;) {
+        int32_t cp;
+        size_t l = utf8_char(p, &cp);
+        char esc[16];
+        const char *add = (const char *)p;
+        size_t alen = l;
+        if (cp < 0 || unsafe(cp)) {
+            if (cp == '\n' || cp == '\r' || cp == '\t')
+                snprintf(esc, sizeof esc, "\\%c", cp == '\n' ? 'n' : cp == '\r' ? 'r' : 't');
+            else if (cp < 0 || cp < 0x80)
+                snprintf(esc, sizeof esc, "\\x%02x", *p);
+            else
+                snprintf(esc, sizeof esc, "\\u%04x", (unsigned)cp);
+            add = esc;
+            alen = strlen(esc);
+        }
+        if (len + alen + 1 > cap) {
+            cap = (len + alen + 1) * 2;
+            char *q = realloc(out, cap);
+            if (!q)
+                out_of_memory();
+            out = q;
+        }
+        memcpy(out + len, add, alen);
+        len += alen;
+        p += l;
+    }
+    out[len] = 0;
+    return out;
+}
+
 /* --- writing ---------------------------------------------------------------- */
 
 static void check_stream(kj_out *o)
@@ -115,11 +190,18 @@ static void put_json_string(kj_out *o, const char *s)
         case '\t':
             fputs("\\t", f);
             break;
-        default:
-            if (*p < 0x20)
-                fprintf(f, "\\u%04x", *p);
-            else
+        default: {
+            /* Lossless for programs, harmless on a terminal: C1 and the
+             * bidirectional controls are escaped too. */
+            int32_t cp;
+            size_t l = utf8_char(p, &cp);
+            if (cp >= 0 && unsafe(cp)) {
+                fprintf(f, "\\u%04x", (unsigned)cp);
+                p += l - 1;
+            } else {
                 putc(*p, f);
+            }
+        }
         }
     }
     putc('"', f);
@@ -174,7 +256,7 @@ static char *cell_text(const kj_out *o, const kj_field *f, kj_val v)
         snprintf(buf, sizeof buf, "%lld", (long long)v.n);
         return strdup(buf);
     }
-    return strdup(v.s && *v.s ? v.s : none);
+    return kj_display(v.s && *v.s ? v.s : none);
 }
 
 static const char *color_of(const char *value)

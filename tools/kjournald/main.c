@@ -65,14 +65,19 @@ static void usage(FILE *out)
             "                          its group (kjournal backup has the same option)\n"
             "  --listen ENDPOINT       tcp://HOST:PORT or ipc://PATH; repeat for several\n"
             "                          (default " KJ_IPC_DEFAULT_ENDPOINT "). An ipc:// socket is\n"
-            "                          created mode 0600; its directory is created 0700\n"
+            "                          created mode 0600; its directory is created 0700;\n"
+            "                          a directory other users could take over (writable\n"
+            "                          by all, like /tmp itself) is refused (exit 2)\n"
             "  --batch-max N           events per commit (default %d)\n"
             "  --batch-window-ms N     when the queue runs dry, wait up to N ms for more\n"
             "                          before committing (default 0: commit what is there)\n"
-            "  --max-message BYTES     largest request frame answered (default %d);\n"
-            "                          libzmq drops connections sending > BYTES+64KiB\n"
+            "  --max-message BYTES     largest request frame accepted (default %d); larger\n"
+            "                          ones are answered too_large up to 16 MiB (or\n"
+            "                          BYTES+64KiB), beyond which libzmq drops the connection\n"
             "  --max-events N          events per request (default %d)\n"
             "  --hwm N                 messages queued per peer each way (default %d)\n"
+            "  --max-queued-bytes N    requests held, all peers together (default %u MiB);\n"
+            "                          beyond it they are answered overloaded (retry)\n"
             "  --curve-secret-key FILE enable CURVE with this server secret key (Z85,\n"
             "                          as written by 'kjournal keygen')\n"
             "  --curve-allow DIR       with CURVE: admit only clients whose public key is\n"
@@ -96,8 +101,8 @@ static void usage(FILE *out)
             "exit codes: 0 stopped cleanly, 1 runtime failure, 2 usage error,\n"
             "3 journal cannot be opened or created, 4 not a kjournal database,\n"
             "5 journal newer than this binary, 6 journal damaged, 8 cannot listen.\n",
-            KJ_IPC_BATCH_MAX, KJ_IPC_MAX_MESSAGE, KJ_IPC_MAX_EVENTS, KJ_IPC_HWM, kj_kube_flags_help,
-            kj_policy_help);
+            KJ_IPC_BATCH_MAX, KJ_IPC_MAX_MESSAGE, KJ_IPC_MAX_EVENTS, KJ_IPC_HWM,
+            KJ_IPC_MAX_QUEUED >> 20, kj_kube_flags_help, kj_policy_help);
 }
 
 static int parse_num(const char *flag, const char *s, long min, long max, long *out)
@@ -153,7 +158,8 @@ static int parse_args(int argc, char **argv, config *c)
         O_VERSION,
         O_RESYNC,
         O_NORECONCILE,
-        O_GROUPREAD
+        O_GROUPREAD,
+        O_MAXQUEUED
     };
     static const struct option opts[] = {{"journal", 1, 0, O_JOURNAL},
                                          {"listen", 1, 0, O_LISTEN},
@@ -162,6 +168,7 @@ static int parse_args(int argc, char **argv, config *c)
                                          {"max-message", 1, 0, O_MAXMSG},
                                          {"max-events", 1, 0, O_MAXEV},
                                          {"hwm", 1, 0, O_HWM},
+                                         {"max-queued-bytes", 1, 0, O_MAXQUEUED},
                                          {"curve-secret-key", 1, 0, O_CSK},
                                          {"curve-allow", 1, 0, O_CALLOW},
                                          {"metrics", 1, 0, O_METRICS},
@@ -218,6 +225,11 @@ static int parse_args(int argc, char **argv, config *c)
             if (parse_num("--hwm", optarg, 1, 10000000, &v) < 0)
                 return -1;
             c->srv.hwm = (int)v;
+            break;
+        case O_MAXQUEUED:
+            if (parse_num("--max-queued-bytes", optarg, 1 << 20, 1L << 40, &v) < 0)
+                return -1;
+            c->srv.max_queued_bytes = (size_t)v;
             break;
         case O_CSK:
             c->srv.curve_secret_key = optarg;

@@ -321,6 +321,16 @@ static char *render(kjd_metrics *m)
              "kjournal_ingest_commit_failures_total %llu\n",
              (unsigned long long)st.commit_failures);
     fputs(line, f);
+    snprintf(line, sizeof line,
+             "# HELP kjournal_ingest_overloaded_total Requests answered \"overloaded\" (retry): "
+             "kjournald held --max-queued-bytes.\n"
+             "# TYPE kjournal_ingest_overloaded_total counter\n"
+             "kjournal_ingest_overloaded_total %llu\n"
+             "# HELP kjournal_ingest_queued_bytes Requests held, read and not yet answered.\n"
+             "# TYPE kjournal_ingest_queued_bytes gauge\n"
+             "kjournal_ingest_queued_bytes %llu\n",
+             (unsigned long long)st.overloaded, (unsigned long long)st.queued_bytes);
+    fputs(line, f);
     histogram(f, "kjournal_ingest_batch_size", "Events per commit.", kj_ipc_batch_bounds,
               st.batch_hist, (double)st.batch_sum);
     histogram(f, "kjournal_ingest_commit_seconds", "Time to append and commit a batch.",
