@@ -61,6 +61,7 @@ struct kj_ipc_server {
     kj_append_result *res;
     slot *slots;
     size_t nev, ev_cap;
+    kj_err lost; /* code != 0: the journal file went (kj_journal_check_path) */
 };
 
 kj_ipc_server_opts kj_ipc_server_defaults(void)
@@ -419,6 +420,21 @@ static void drain(kj_ipc_server *s, int64_t deadline)
     }
 }
 
+/* The journal's path no longer names the file we write: stop acknowledging,
+ * answer what is in hand "journal_unavailable" (retry), and stop, so that a
+ * restart opens whatever the path holds now. */
+static void journal_lost(kj_ipc_server *s, const kj_err *e)
+{
+    char q[600];
+    s->lost = *e;
+    atomic_store(&s->stop, 1);
+    pthread_mutex_lock(&s->mu);
+    s->st.last_commit = e->code;
+    pthread_mutex_unlock(&s->mu);
+    kj_log(KJ_LOG_ERROR, "journal deleted or replaced; no longer acknowledging", "error=%s",
+           kj_logq(q, sizeof q, e->msg));
+}
+
 static void commit(kj_ipc_server *s)
 {
     if (s->npend == 0)
@@ -426,7 +442,10 @@ static void commit(kj_ipc_server *s)
     kj_err e = {0};
     struct timespec a, b;
     clock_gettime(CLOCK_MONOTONIC, &a);
-    int rc = kj_journal_append(s->j, s->evs, s->nev, s->res, &e);
+    int rc = s->lost.code ? s->lost.code : kj_journal_append(s->j, s->evs, s->nev, s->res, &e);
+    /* Before any ack: a commit into a file that is no longer the journal is lost. */
+    if (rc == 0 && (rc = kj_journal_check_path(s->j, &e)) != 0)
+        journal_lost(s, &e);
     clock_gettime(CLOCK_MONOTONIC, &b);
     double secs = (double)(b.tv_sec - a.tv_sec) + (double)(b.tv_nsec - a.tv_nsec) / 1e9;
     uint64_t stored = 0, dup = 0, rej = 0;
@@ -445,7 +464,7 @@ static void commit(kj_ipc_server *s)
     } else {
         char q[600];
         kj_log(KJ_LOG_ERROR, "commit failed", "events=%zu error=%s", s->nev,
-               kj_logq(q, sizeof q, e.msg));
+               kj_logq(q, sizeof q, e.msg[0] ? e.msg : s->lost.msg));
     }
     pthread_mutex_lock(&s->mu);
     if (rc == 0) {
@@ -508,6 +527,11 @@ int kj_ipc_server_run(kj_ipc_server *s, kj_err *err)
             kj_log(KJ_LOG_ERROR, "poll failed", "error=\"%s\"", zmq_strerror(zmq_errno()));
             break;
         }
+        if (rc == 0 && !s->lost.code) {
+            kj_err e = {0};
+            if (kj_journal_check_path(s->j, &e))
+                journal_lost(s, &e); /* noticed while idle too */
+        }
         if (rc <= 0 || atomic_load(&s->stop))
             continue;
         int64_t start = kj_mono_ms();
@@ -528,7 +552,7 @@ int kj_ipc_server_run(kj_ipc_server *s, kj_err *err)
     s->st.running = 0;
     pthread_mutex_unlock(&s->mu);
     free(pi);
-    return 0;
+    return s->lost.code ? kj_err_set(err, s->lost.code, "%s", s->lost.msg) : 0;
 }
 
 void kj_ipc_server_destroy(kj_ipc_server *s)

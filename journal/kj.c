@@ -43,6 +43,10 @@ const char *kj_strerror(int code)
         return "authentication failed";
     case KJ_EUNAVAIL:
         return "unavailable";
+    case KJ_ELOCKED:
+        return "journal is in use by another writer";
+    case KJ_ESTALE:
+        return "journal file was deleted or replaced";
     default:
         return "unknown error";
     }

@@ -39,6 +39,8 @@ enum {
     KJ_ECANCELED = -14,  /* stopped on request */
     KJ_EAUTH = -15,      /* authentication or authorization failed */
     KJ_EUNAVAIL = -16,   /* the peer cannot be reached */
+    KJ_ELOCKED = -17,    /* the journal is held by another writer */
+    KJ_ESTALE = -18,     /* the journal file was deleted or replaced while open */
 };
 
 /* A static name for an error code ("not a kjournal database"). */
