@@ -1663,13 +1663,16 @@ static int check_access(kj_journal *j, kj_err *err)
                               "belongs to uid %u, mode %04o): %s",
                               j->path, (unsigned)geteuid(), (unsigned)sb.st_uid,
                               (unsigned)(sb.st_mode & 07777), strerror(e));
+        if (sb.st_uid == geteuid())
+            return kj_err_set(err, KJ_EREADONLY, "journal '%s': '%s' is not writable (mode %04o): %s",
+                              j->path, p, (unsigned)(sb.st_mode & 07777), strerror(e));
         return kj_err_set(err, KJ_EREADONLY,
-                          "journal '%s': '%s' is not writable by this process (uid %u; it belongs "
-                          "to uid %u, mode %04o), perhaps left by a reader running as another "
-                          "user: give it to uid %u, or remove '%s-wal' and '%s-shm' if the WAL "
-                          "is empty and nothing uses the journal",
-                          j->path, p, (unsigned)geteuid(), (unsigned)sb.st_uid,
-                          (unsigned)(sb.st_mode & 07777), (unsigned)geteuid(), j->path, j->path);
+                          "journal '%s': '%s' belongs to uid %u and this process (uid %u) cannot "
+                          "write it; a reader running as that user may have left it: give it to "
+                          "uid %u, or remove '%s-wal' and '%s-shm' if the WAL is empty and nothing "
+                          "uses the journal",
+                          j->path, p, (unsigned)sb.st_uid, (unsigned)geteuid(),
+                          (unsigned)geteuid(), j->path, j->path);
     }
     return 0;
 }
