@@ -442,9 +442,15 @@ static void commit(kj_ipc_server *s)
     kj_err e = {0};
     struct timespec a, b;
     clock_gettime(CLOCK_MONOTONIC, &a);
-    int rc = s->lost.code ? s->lost.code : kj_journal_append(s->j, s->evs, s->nev, s->res, &e);
-    /* Before any ack: a commit into a file that is no longer the journal is lost. */
-    if (rc == 0 && (rc = kj_journal_check_path(s->j, &e)) != 0)
+    /* The journal's path is checked before the append (nothing goes into a
+     * file that is no longer the journal) and after it, before any ack (the
+     * file went during the commit: the retry may then be a duplicate). */
+    int rc = s->lost.code ? s->lost.code : kj_journal_check_path(s->j, &e);
+    if (rc == 0)
+        rc = kj_journal_append(s->j, s->evs, s->nev, s->res, &e);
+    if (rc == 0)
+        rc = kj_journal_check_path(s->j, &e);
+    if (rc == KJ_ESTALE && !s->lost.code)
         journal_lost(s, &e);
     clock_gettime(CLOCK_MONOTONIC, &b);
     double secs = (double)(b.tv_sec - a.tv_sec) + (double)(b.tv_nsec - a.tv_nsec) / 1e9;
