@@ -48,6 +48,7 @@ typedef struct config {
 } config;
 
 static kj_ipc_server *g_server;
+static volatile sig_atomic_t g_stop; /* a signal came before the server existed */
 static kjd_reconciler *g_reconciler;
 
 static void usage(FILE *out)
@@ -325,6 +326,7 @@ static int start_reconciler(config *c, kj_kube_config **cfg)
 static void on_signal(int sig)
 {
     (void)sig;
+    g_stop = 1;
     if (g_server)
         kj_ipc_server_stop(g_server);
 }
@@ -358,6 +360,11 @@ int main(int argc, char **argv)
         return KJD_EXIT_USAGE;
     kj_log_set_level(c.level);
     signal(SIGPIPE, SIG_IGN);
+    struct sigaction sa = {0};
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
 
     kj_err err = {0};
     kj_journal *j = NULL;
@@ -386,11 +393,10 @@ int main(int argc, char **argv)
                                        : KJD_EXIT_FAILURE;
         goto out;
     }
-    struct sigaction sa = {0};
-    sa.sa_handler = on_signal;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGINT, &sa, NULL);
+    /* The sockets listen before the server is returned: a SIGTERM may come
+     * from anyone who saw the port open, and still means a clean stop. */
+    if (g_stop)
+        kj_ipc_server_stop(g_server);
     if (c.metrics && kjd_metrics_start(c.metrics, g_server, c.journal, &m, &err) < 0) {
         kj_log(KJ_LOG_ERROR, "cannot start metrics", "error=%s", kj_logq(q, sizeof q, err.msg));
         code = err.code == KJ_EUNAVAIL ? KJD_EXIT_UNAVAILABLE : KJD_EXIT_USAGE;
