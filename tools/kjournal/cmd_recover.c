@@ -121,7 +121,7 @@ int kj_cmd_recover(int argc, char **argv)
         rc = kj_cli_fail_err(&c, &err);
         goto out;
     }
-    if (interrupted && !quiet)
+    if (interrupted) /* not progress: news of a pass that was killed */
         fprintf(stderr, "kjournal recover: %lld run(s) of a stopped process marked interrupted\n",
                 (long long)interrupted);
     if (kj_kube_new(cfg, &k, &err) < 0) {
