@@ -21,6 +21,8 @@ import shutil
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 
 import ingestlib as L
 import kjtest
@@ -97,16 +99,32 @@ def check_not_stored(reply, what):
             "%s: the event after it was answered %r" % (what, reply))
 
 
+def readyz(port):
+    """The /readyz status, or None when nothing answers (kjournald exited)."""
+    try:
+        with urllib.request.urlopen("http://127.0.0.1:%d/readyz" % port, timeout=10) as r:
+            return r.status
+    except urllib.error.HTTPError as e:
+        return e.code
+    except OSError:
+        return None
+
+
 def lost_case(work, name, damage, n=300):
     """kjournald with n events acknowledged, then damage(journal), then one
     more event. Returns the daemon and the journal path."""
     wd = os.path.join(work, name)
     os.makedirs(wd)
-    d = daemon(wd)
+    mport = kjtest.free_port()
+    d = daemon(wd, ["--metrics", "127.0.0.1:%d" % mport])
     publish(d.endpoint, name, n)
+    L.check(readyz(mport) == 200, "%s: /readyz before: %s" % (name, readyz(mport)))
     damage(d.journal)
     reply = one_more(d.endpoint, name + "-after")
     check_not_stored(reply, name)
+    # it noticed: not ready (503) until it has exited
+    ready = readyz(mport)
+    L.check(ready in (503, None), "%s: /readyz after: %s" % (name, ready))
     rc = wait_exit(d.proc, name)
     log = read_log(d)
     L.check(rc == EXIT_REPLACED, "%s: kjournald exit %d, expected %d\n%s"
