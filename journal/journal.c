@@ -1625,9 +1625,8 @@ static int lock_take(kj_journal *j, kj_err *err)
     }
     char pid[32];
     int n = snprintf(pid, sizeof pid, "%ld\n", (long)getpid());
-    if (ftruncate(fd, 0) < 0 || pwrite(fd, pid, (size_t)n, 0) != n) {
-        /* The lock holds without the pid; only the message of a second writer is poorer. */
-    }
+    ssize_t w = ftruncate(fd, 0) == 0 ? pwrite(fd, pid, (size_t)n, 0) : -1;
+    (void)w; /* the pid only makes a second writer's message better */
     j->lock_fd = fd;
     return 0;
 }

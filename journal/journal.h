@@ -282,17 +282,18 @@ int kj_journal_pod_terminal_since(kj_journal *j, const char *uid, int64_t now_ms
  * leave files behind. Such a snapshot handle reopens itself before each
  * kj_journal_events_after(), so following still sees new events.
  */
-enum { KJ_JOURNAL_LOCK = 1 << 8 };
+enum { KJ_JOURNAL_LOCK = 1 << 8 }; /* an open flag, beside READONLY and NOCREATE */
 
 /*
- * Whether the path still names the files this handle has open: the journal,
- * its "-wal" and its "-shm" (one stat(2) each). 0 when they do; KJ_ESTALE,
- * with a message saying which file went, when one was deleted or replaced;
- * from then on the handle is "lost": kj_journal_close() moves what the WAL
- * holds into the old file through the descriptors SQLite has open, empties
- * that WAL, and removes or rewrites nothing by name, so a file put in the
- * journal's place is never touched. Call it after a commit and before
- * acknowledging it.
+ * Whether the path still names the files this read-write handle has open:
+ * the journal, its "-wal" and its "-shm" (one stat(2) each; 0 on a
+ * read-only handle). 0 when they do; KJ_ESTALE, with a message saying
+ * which file went, when one was deleted or replaced; from then on the
+ * handle is "lost": kj_journal_close() moves what the WAL holds into the
+ * old file through the descriptors SQLite has open, empties that WAL, and
+ * removes or rewrites nothing by name, so a file put in the journal's place
+ * is never touched. kjournald calls it before each append (nothing goes
+ * into a file that is no longer the journal) and after it, before the acks.
  */
 int kj_journal_check_path(kj_journal *j, kj_err *err);
 
