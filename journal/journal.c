@@ -1620,8 +1620,8 @@ static int lock_take(kj_journal *j, kj_err *err)
             return kj_err_set(err, KJ_ELOCKED,
                               "journal '%s' is in use by another writer (pid %ld holds '%s')",
                               j->path, pid, lp);
-        return kj_err_set(err, KJ_ELOCKED, "journal '%s' is in use by another writer (it holds '%s')",
-                          j->path, lp);
+        return kj_err_set(err, KJ_ELOCKED,
+                          "journal '%s' is in use by another writer (it holds '%s')", j->path, lp);
     }
     char pid[32];
     int n = snprintf(pid, sizeof pid, "%ld\n", (long)getpid());
@@ -1663,15 +1663,16 @@ static int check_access(kj_journal *j, kj_err *err)
                               j->path, (unsigned)geteuid(), (unsigned)sb.st_uid,
                               (unsigned)(sb.st_mode & 07777), strerror(e));
         if (sb.st_uid == geteuid())
-            return kj_err_set(err, KJ_EREADONLY, "journal '%s': '%s' is not writable (mode %04o): %s",
-                              j->path, p, (unsigned)(sb.st_mode & 07777), strerror(e));
+            return kj_err_set(err, KJ_EREADONLY,
+                              "journal '%s': '%s' is not writable (mode %04o): %s", j->path, p,
+                              (unsigned)(sb.st_mode & 07777), strerror(e));
         return kj_err_set(err, KJ_EREADONLY,
                           "journal '%s': '%s' belongs to uid %u and this process (uid %u) cannot "
                           "write it; a reader running as that user may have left it: give it to "
                           "uid %u, or remove '%s-wal' and '%s-shm' if the WAL is empty and nothing "
                           "uses the journal",
-                          j->path, p, (unsigned)sb.st_uid, (unsigned)geteuid(),
-                          (unsigned)geteuid(), j->path, j->path);
+                          j->path, p, (unsigned)sb.st_uid, (unsigned)geteuid(), (unsigned)geteuid(),
+                          j->path, j->path);
     }
     return 0;
 }
@@ -1800,8 +1801,8 @@ static void close_lost(kj_journal *j)
     char q[4400], wal[4200], aside[4300];
     struct stat sb;
     sibling(wal, sizeof wal, j->path, "-wal");
-    int db_ours = stat(j->path, &sb) == 0 && sb.st_dev == j->ids[0].dev &&
-                  sb.st_ino == j->ids[0].ino;
+    int db_ours =
+        stat(j->path, &sb) == 0 && sb.st_dev == j->ids[0].dev && sb.st_ino == j->ids[0].ino;
     int wal_ours = j->ids[1].ino && stat(wal, &sb) == 0 && sb.st_dev == j->ids[1].dev &&
                    sb.st_ino == j->ids[1].ino;
     snprintf(aside, sizeof aside, "%s.lost-%ld", wal, (long)getpid());

@@ -30,7 +30,7 @@ enum {
     KJD_EXIT_TOONEW = 5,
     KJD_EXIT_CORRUPT = 6,
     KJD_EXIT_UNAVAILABLE = 8,
-    KJD_EXIT_LOCKED = 9,   /* another writer holds the journal */
+    KJD_EXIT_LOCKED = 9,    /* another writer holds the journal */
     KJD_EXIT_REPLACED = 10, /* the journal file was deleted or replaced while running */
 };
 
