@@ -117,6 +117,7 @@ struct kj_ipc_server {
     kj_append_result *res;
     slot *slots;
     size_t nev, ev_cap;
+    kj_err lost; /* code != 0: the journal file went (kj_journal_check_path) */
 };
 
 kj_ipc_server_opts kj_ipc_server_defaults(void)
@@ -796,6 +797,21 @@ static void log_commit_recovered(kj_ipc_server *s)
     s->fail_run = s->fail_quiet = 0;
 }
 
+/* The journal's path no longer names the file we write: stop acknowledging,
+ * answer what is in hand "journal_unavailable" (retry), and stop, so that a
+ * restart opens whatever the path holds now. */
+static void journal_lost(kj_ipc_server *s, const kj_err *e)
+{
+    char q[600];
+    s->lost = *e;
+    atomic_store(&s->stop, 1);
+    pthread_mutex_lock(&s->mu);
+    s->st.last_commit = e->code;
+    pthread_mutex_unlock(&s->mu);
+    kj_log(KJ_LOG_ERROR, "journal deleted or replaced; no longer acknowledging", "error=%s",
+           kj_logq(q, sizeof q, e->msg));
+}
+
 static void commit(kj_ipc_server *s)
 {
     if (s->npend == 0)
@@ -803,7 +819,16 @@ static void commit(kj_ipc_server *s)
     kj_err e = {0};
     struct timespec a, b;
     clock_gettime(CLOCK_MONOTONIC, &a);
-    int rc = kj_journal_append(s->j, s->evs, s->nev, s->res, &e);
+    /* The journal's path is checked before the append (nothing goes into a
+     * file that is no longer the journal) and after it, before any ack (the
+     * file went during the commit: the retry may then be a duplicate). */
+    int rc = s->lost.code ? s->lost.code : kj_journal_check_path(s->j, &e);
+    if (rc == 0)
+        rc = kj_journal_append(s->j, s->evs, s->nev, s->res, &e);
+    if (rc == 0)
+        rc = kj_journal_check_path(s->j, &e);
+    if (rc == KJ_ESTALE && !s->lost.code)
+        journal_lost(s, &e);
     clock_gettime(CLOCK_MONOTONIC, &b);
     double secs = (double)(b.tv_sec - a.tv_sec) + (double)(b.tv_nsec - a.tv_nsec) / 1e9;
     uint64_t stored = 0, dup = 0, rej = 0;
@@ -821,7 +846,7 @@ static void commit(kj_ipc_server *s)
             }
         }
     } else {
-        log_commit_failure(s, s->nev, e.msg);
+        log_commit_failure(s, s->nev, e.msg[0] ? e.msg : s->lost.msg);
     }
     pthread_mutex_lock(&s->mu);
     if (rc == 0) {
@@ -887,8 +912,12 @@ int kj_ipc_server_run(kj_ipc_server *s, kj_err *err)
             kj_log(KJ_LOG_ERROR, "poll failed", "error=\"%s\"", zmq_strerror(zmq_errno()));
             break;
         }
-        if (rc == 0)
+        if (rc == 0) {
             trim_memory(s);
+            kj_err e = {0};
+            if (!s->lost.code && kj_journal_check_path(s->j, &e))
+                journal_lost(s, &e); /* noticed while idle too */
+        }
         if (rc <= 0 || atomic_load(&s->stop))
             continue;
         int64_t start = kj_mono_ms();
@@ -914,7 +943,7 @@ int kj_ipc_server_run(kj_ipc_server *s, kj_err *err)
     pthread_mutex_lock(&s->mu);
     s->st.running = 0;
     pthread_mutex_unlock(&s->mu);
-    return 0;
+    return s->lost.code ? kj_err_set(err, s->lost.code, "%s", s->lost.msg) : 0;
 }
 
 void kj_ipc_server_destroy(kj_ipc_server *s)

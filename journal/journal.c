@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -86,11 +87,21 @@ static const char *const append_sql[ST_COUNT_] = {
                      " closed = closed + ?4",
 };
 
+/* A file as stat(2) names it; ino 0: not known. */
+typedef struct file_id {
+    dev_t dev;
+    ino_t ino;
+} file_id;
+
 struct kj_journal {
     sqlite3 *db;
     char *path;
     int readonly;
     mode_t file_mode; /* of the files this handle creates: 0600, or 0640 */
+    int lock_fd;    /* the writer lock (KJ_JOURNAL_LOCK), or -1 */
+    int snapshot;   /* read-only with immutable=1: reopened before following */
+    int lost;       /* the path no longer names the files we have open */
+    file_id ids[3]; /* the journal, its -wal and its -shm, as opened */
     sqlite3_stmt *st[ST_COUNT_];
 };
 
@@ -303,6 +314,14 @@ static int prepare_statements(kj_journal *j, kj_err *err)
     return 0;
 }
 
+/* Issue 10, defined at the end of the file: the writer lock and what a
+ * handle checks before and after SQLite opens the file. */
+static int open_prepare(kj_journal *j, unsigned flags, const char **query, kj_err *err);
+static int open_check_writable(kj_journal *j, kj_err *err);
+static int open_finish(kj_journal *j, kj_err *err);
+static void close_lost(kj_journal *j);
+static int snapshot_refresh(kj_journal *j, kj_err *err);
+
 int kj_journal_open(const char *path, unsigned flags, kj_journal **out, kj_err *err)
 {
     int rc = 0;
@@ -316,6 +335,7 @@ int kj_journal_open(const char *path, unsigned flags, kj_journal **out, kj_err *
     }
     j->readonly = (flags & KJ_JOURNAL_READONLY) != 0;
     j->file_mode = flags & KJ_JOURNAL_GROUP_READABLE ? 0640 : 0600;
+    j->lock_fd = -1;
 
     struct stat sb;
     if (stat(path, &sb) != 0) {
@@ -339,7 +359,10 @@ int kj_journal_open(const char *path, unsigned flags, kj_journal **out, kj_err *
         goto out;
     }
 
-    char *uri = path_uri(path, j->readonly ? "mode=ro" : "mode=rwc");
+    const char *query = j->readonly ? "mode=ro" : "mode=rwc";
+    if ((rc = open_prepare(j, flags, &query, err)))
+        goto out;
+    char *uri = path_uri(path, query);
     if (!uri) {
         rc = kj_err_set(err, KJ_ENOMEM, "journal: out of memory");
         goto out;
@@ -354,6 +377,8 @@ int kj_journal_open(const char *path, unsigned flags, kj_journal **out, kj_err *
     }
     sqlite3_extended_result_codes(j->db, 1);
     sqlite3_busy_timeout(j->db, KJ_BUSY_TIMEOUT_MS);
+    if ((rc = open_check_writable(j, err)))
+        goto out;
 
     int64_t version = 0;
     int fresh = 0;
@@ -386,7 +411,7 @@ int kj_journal_open(const char *path, unsigned flags, kj_journal **out, kj_err *
                    "PRAGMA wal_autocheckpoint = 4000",
                    err)))
         goto out;
-    if ((rc = migrate(j, err)) || (rc = prepare_statements(j, err)))
+    if ((rc = migrate(j, err)) || (rc = prepare_statements(j, err)) || (rc = open_finish(j, err)))
         goto out;
 out:
     if (rc) {
@@ -403,7 +428,10 @@ void kj_journal_close(kj_journal *j)
         return;
     for (int i = 0; i < ST_COUNT_; i++)
         sqlite3_finalize(j->st[i]);
+    close_lost(j);
     sqlite3_close_v2(j->db);
+    if (j->lock_fd >= 0)
+        close(j->lock_fd); /* the lock file, never the database: SQLite's locks stay */
     free(j->path);
     free(j);
 }
@@ -1086,6 +1114,9 @@ int kj_journal_events_after(kj_journal *j, int64_t after_seq, const char *sessio
                             kj_event_cb cb, void *ud, int64_t *last_seq, kj_err *err)
 {
     kj_event_filter f = {.session_id = session_id, .limit = limit};
+    int rc = j->snapshot ? snapshot_refresh(j, err) : 0;
+    if (rc)
+        return rc;
     return events_paged(j, &f, 1, after_seq, cb, ud, last_seq, err);
 }
 
@@ -1722,4 +1753,311 @@ int kj_journal_action_repeats_last(kj_journal *j, const kj_action *a, kj_err *er
     }
     sqlite3_finalize(st);
     return rc == SQLITE_OK ? same : db_err(j, rc, err, "latest action of pod");
+}
+
+/* --- one writer per journal, and the file under it (issue 10) ------------------ */
+
+#define KJ_WAL_LIMIT "67108864" /* journal_size_limit: also truncates the WAL at close */
+
+static const char *const file_suffix[3] = {"", "-wal", "-shm"};
+
+static void sibling(char *buf, size_t size, const char *path, const char *suffix)
+{
+    snprintf(buf, size, "%s%s", path, suffix);
+}
+
+/* Whether the process has CAP_CHOWN in its effective set. */
+static int has_cap_chown(void)
+{
+    FILE *f = fopen("/proc/self/status", "re");
+    char line[256];
+    unsigned long long caps = 0;
+    int found = 0;
+    if (!f)
+        return 0;
+    while (!found && fgets(line, sizeof line, f))
+        found = sscanf(line, "CapEff: %llx", &caps) == 1;
+    fclose(f);
+    return found && (caps & 1ULL); /* CAP_CHOWN is capability 0 */
+}
+
+/* Whether the -wal and -shm files SQLite creates for this process end up
+ * usable by the journal's owner: we are the owner, or root with CAP_CHOWN
+ * (SQLite then gives the files it creates to the database's owner). */
+static int creates_owner_files(const struct stat *db)
+{
+    uid_t me = geteuid();
+    return me == db->st_uid || (me == 0 && has_cap_chown());
+}
+
+/* The holder's pid as the lock file says it, 0 when unknown. */
+static long lock_holder(int fd)
+{
+    char buf[32];
+    ssize_t n = pread(fd, buf, sizeof buf - 1, 0);
+    if (n <= 0)
+        return 0;
+    buf[n] = 0;
+    long pid = strtol(buf, NULL, 10);
+    return pid > 0 ? pid : 0;
+}
+
+/*
+ * flock(2) on "<journal>.lock", a file of its own: closing a descriptor of
+ * the database file would drop every POSIX lock SQLite holds on it in this
+ * process, and flock() does not mix with those locks either way. The file is
+ * never removed (removing a lock file lets two processes lock two inodes).
+ */
+static int lock_take(kj_journal *j, kj_err *err)
+{
+    char lp[4200];
+    sibling(lp, sizeof lp, j->path, ".lock");
+    int fd = open(lp, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd < 0)
+        return kj_err_set(err, errno == EACCES || errno == EROFS ? KJ_EREADONLY : KJ_EIO,
+                          "journal '%s': cannot open its lock file '%s': %s", j->path, lp,
+                          strerror(errno));
+    if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+        int e = errno;
+        long pid = e == EWOULDBLOCK ? lock_holder(fd) : 0;
+        close(fd);
+        if (e != EWOULDBLOCK)
+            return kj_err_set(err, KJ_EIO, "journal '%s': cannot lock '%s': %s", j->path, lp,
+                              strerror(e));
+        if (pid)
+            return kj_err_set(err, KJ_ELOCKED,
+                              "journal '%s' is in use by another writer (pid %ld holds '%s')",
+                              j->path, pid, lp);
+        return kj_err_set(err, KJ_ELOCKED,
+                          "journal '%s' is in use by another writer (it holds '%s')", j->path, lp);
+    }
+    char pid[32];
+    int n = snprintf(pid, sizeof pid, "%ld\n", (long)getpid());
+    ssize_t w = ftruncate(fd, 0) == 0 ? pwrite(fd, pid, (size_t)n, 0) : -1;
+    (void)w; /* the pid only makes a second writer's message better */
+    j->lock_fd = fd;
+    return 0;
+}
+
+/* A writer must be able to write the journal, the files SQLite keeps beside
+ * it, and the directory they live in; say which one it cannot. */
+static int check_access(kj_journal *j, kj_err *err)
+{
+    char dir[4200];
+    snprintf(dir, sizeof dir, "%s", j->path);
+    char *slash = strrchr(dir, '/');
+    if (!slash)
+        snprintf(dir, sizeof dir, ".");
+    else if (slash == dir)
+        dir[1] = 0;
+    else
+        *slash = 0;
+    if (access(dir, W_OK | X_OK) != 0)
+        return kj_err_set(err, KJ_EREADONLY,
+                          "journal '%s': cannot write in its directory '%s' (%s), where SQLite "
+                          "keeps the journal's -wal and -shm files",
+                          j->path, dir, strerror(errno));
+    for (int i = 0; i < 3; i++) {
+        char p[4200];
+        struct stat sb;
+        sibling(p, sizeof p, j->path, file_suffix[i]);
+        if (stat(p, &sb) != 0 || access(p, R_OK | W_OK) == 0)
+            continue;
+        int e = errno;
+        if (i == 0)
+            return kj_err_set(err, KJ_EREADONLY,
+                              "journal '%s': not writable by this process (uid %u; the file "
+                              "belongs to uid %u, mode %04o): %s",
+                              j->path, (unsigned)geteuid(), (unsigned)sb.st_uid,
+                              (unsigned)(sb.st_mode & 07777), strerror(e));
+        if (sb.st_uid == geteuid())
+            return kj_err_set(err, KJ_EREADONLY,
+                              "journal '%s': '%s' is not writable (mode %04o): %s", j->path, p,
+                              (unsigned)(sb.st_mode & 07777), strerror(e));
+        return kj_err_set(err, KJ_EREADONLY,
+                          "journal '%s': '%s' belongs to uid %u and this process (uid %u) cannot "
+                          "write it; a reader running as that user may have left it: give it to "
+                          "uid %u, or remove '%s-wal' and '%s-shm' if the WAL is empty and nothing "
+                          "uses the journal",
+                          j->path, p, (unsigned)sb.st_uid, (unsigned)geteuid(), (unsigned)geteuid(),
+                          j->path, j->path);
+    }
+    return 0;
+}
+
+/*
+ * A reader must leave the journal's directory as it found it, or leave files
+ * the journal's owner can use (SQLite creates -wal and -shm as whoever opens
+ * the journal first). When neither holds, no connection is open (there is
+ * no -shm) and the WAL is empty, the database file alone is the journal:
+ * read it as an immutable snapshot, which creates nothing and locks nothing.
+ */
+static int reader_query(kj_journal *j, const char **query, kj_err *err)
+{
+    char p[4200];
+    struct stat db, wal, shm;
+    if (stat(j->path, &db) != 0)
+        return 0; /* the open says why */
+    sibling(p, sizeof p, j->path, "-wal");
+    int have_wal = stat(p, &wal) == 0;
+    sibling(p, sizeof p, j->path, "-shm");
+    int have_shm = stat(p, &shm) == 0;
+    if ((have_wal && have_shm) || creates_owner_files(&db))
+        return 0;
+    if (have_wal && wal.st_size > 0)
+        return kj_err_set(err, KJ_EREADONLY,
+                          "journal '%s': its -wal holds changes and its -shm is missing; reading "
+                          "it as uid %u would create files the journal's owner (uid %u) cannot "
+                          "use: read it as uid %u, or start kjournald first",
+                          j->path, (unsigned)geteuid(), (unsigned)db.st_uid, (unsigned)db.st_uid);
+    j->snapshot = 1;
+    *query = "mode=ro&immutable=1";
+    return 0;
+}
+
+static int open_prepare(kj_journal *j, unsigned flags, const char **query, kj_err *err)
+{
+    if (j->readonly)
+        return reader_query(j, query, err);
+    int rc = check_access(j, err);
+    if (!rc && (flags & KJ_JOURNAL_LOCK))
+        rc = lock_take(j, err);
+    return rc;
+}
+
+/* SQLite falls back to read-only when it cannot open the file for writing;
+ * a writer must fail at once rather than at its first commit. */
+static int open_check_writable(kj_journal *j, kj_err *err)
+{
+    if (j->readonly || sqlite3_db_readonly(j->db, "main") != 1)
+        return 0;
+    return kj_err_set(err, KJ_EREADONLY,
+                      "journal '%s': SQLite could open it only read-only (uid %u): a writer needs "
+                      "to write the file and its directory",
+                      j->path, (unsigned)geteuid());
+}
+
+static void record_ids(kj_journal *j)
+{
+    for (int i = 0; i < 3; i++) {
+        char p[4200];
+        struct stat sb;
+        sibling(p, sizeof p, j->path, file_suffix[i]);
+        if (stat(p, &sb) == 0) {
+            j->ids[i].dev = sb.st_dev;
+            j->ids[i].ino = sb.st_ino;
+        }
+    }
+}
+
+static int open_finish(kj_journal *j, kj_err *err)
+{
+    struct stat db;
+    int rc = exec(j, "PRAGMA journal_size_limit = " KJ_WAL_LIMIT, err);
+    if (rc)
+        return rc;
+    /* The owner's -wal and -shm stay after the last close, WAL emptied, so
+     * that readers (another user, a group) find them and create nothing.
+     * Files nobody else could use are removed by SQLite as usual. */
+    if (stat(j->path, &db) == 0 && creates_owner_files(&db)) {
+        int one = 1;
+        sqlite3_file_control(j->db, "main", SQLITE_FCNTL_PERSIST_WAL, &one);
+    }
+    record_ids(j);
+    return 0;
+}
+
+int kj_journal_check_path(kj_journal *j, kj_err *err)
+{
+    static const char *const name[3] = {"the journal file", "its -wal file", "its -shm file"};
+    if (j->lost)
+        return kj_err_set(err, KJ_ESTALE, "journal '%s': deleted or replaced while open", j->path);
+    for (int i = 0; i < 3; i++) {
+        char p[4200];
+        struct stat sb;
+        if (!j->ids[i].ino)
+            continue;
+        sibling(p, sizeof p, j->path, file_suffix[i]);
+        int gone = stat(p, &sb) != 0;
+        if (!gone && sb.st_dev == j->ids[i].dev && sb.st_ino == j->ids[i].ino)
+            continue;
+        j->lost = 1;
+        return kj_err_set(err, KJ_ESTALE,
+                          "journal '%s': %s was %s while open; nothing more can be stored in it",
+                          j->path, name[i], gone ? "deleted" : "replaced by another file");
+    }
+    return 0;
+}
+
+/*
+ * A lost handle's WAL goes into the file it belongs to, through the
+ * descriptors SQLite holds (a journal moved away keeps every acknowledged
+ * event), and is emptied; then nothing is removed or checkpointed by name,
+ * since the names may now be another journal's. Should the WAL stay full,
+ * it is moved aside when it still sits beside a file that is not its own.
+ */
+static void close_lost(kj_journal *j)
+{
+    if (!j->lost || !j->db)
+        return;
+    int one = 1;
+    sqlite3_file_control(j->db, "main", SQLITE_FCNTL_PERSIST_WAL, &one);
+    int rc = sqlite3_wal_checkpoint_v2(j->db, "main", SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL);
+    sqlite3_db_config(j->db, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, (int *)NULL);
+    if (rc == SQLITE_OK)
+        return;
+    char q[4400], wal[4200], aside[4300];
+    struct stat sb;
+    sibling(wal, sizeof wal, j->path, "-wal");
+    int db_ours =
+        stat(j->path, &sb) == 0 && sb.st_dev == j->ids[0].dev && sb.st_ino == j->ids[0].ino;
+    int wal_ours = j->ids[1].ino && stat(wal, &sb) == 0 && sb.st_dev == j->ids[1].dev &&
+                   sb.st_ino == j->ids[1].ino;
+    snprintf(aside, sizeof aside, "%s.lost-%ld", wal, (long)getpid());
+    if (!db_ours && wal_ours && rename(wal, aside) == 0) {
+        kj_log(KJ_LOG_ERROR, "journal lost: its WAL moved aside", "path=%s wal=%s error=%s",
+               kj_logq(q, sizeof q, j->path), aside, sqlite3_errstr(rc));
+        return;
+    }
+    kj_log(KJ_LOG_ERROR, "journal lost: its WAL could not be emptied", "path=%s error=%s",
+           kj_logq(q, sizeof q, j->path), sqlite3_errstr(rc));
+}
+
+/* A snapshot sees the file as it was when opened: open again, normally if a
+ * writer has come since (its -wal and -shm exist now). */
+static int snapshot_refresh(kj_journal *j, kj_err *err)
+{
+    kj_journal *fresh = NULL;
+    int rc = kj_journal_open(j->path, KJ_JOURNAL_READONLY, &fresh, err);
+    if (rc)
+        return rc;
+    kj_journal old = *j;
+    *j = *fresh;
+    *fresh = old;
+    kj_journal_close(fresh);
+    return 0;
+}
+
+int kj_journal_runs_interrupt(kj_journal *j, int64_t *n, kj_err *err)
+{
+    if (n)
+        *n = 0;
+    if (j->lock_fd < 0)
+        return kj_err_set(err, KJ_EINVAL,
+                          "journal '%s': only the holder of the writer lock may mark runs "
+                          "interrupted",
+                          j->path);
+    int rc = exec(j,
+                  "UPDATE reconcile_runs SET status = 'interrupted',"
+                  " finished_ms = coalesce((SELECT max(time_ms) FROM reconcile_actions"
+                  "  WHERE run = reconcile_runs.id), started_ms),"
+                  " actions_ok = (SELECT count(*) FROM reconcile_actions"
+                  "  WHERE run = reconcile_runs.id AND result = 'ok'),"
+                  " actions_failed = (SELECT count(*) FROM reconcile_actions"
+                  "  WHERE run = reconcile_runs.id AND result = 'failed')"
+                  " WHERE status = 'running'",
+                  err);
+    if (!rc && n)
+        *n = sqlite3_changes(j->db);
+    return rc;
 }

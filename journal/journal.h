@@ -274,5 +274,55 @@ int kj_journal_pod_terminal_since(kj_journal *j, const char *uid, int64_t now_ms
  * changes, rather than at every pass.
  */
 int kj_journal_action_repeats_last(kj_journal *j, const kj_action *a, kj_err *err);
+/* --- one writer per journal, and the file under it (issue 10) --------------- */
+
+/*
+ * KJ_JOURNAL_LOCK (with a read-write open): take the journal's writer lock,
+ * an flock(2) on the sidecar file "<path>.lock" (created 0600; it holds the
+ * holder's pid and is never removed), for the life of the handle. A second
+ * locked open anywhere, in this process too, fails with KJ_ELOCKED and a
+ * message naming the journal and the holder's pid. kjournald and 'kjournal
+ * recover' lock; read-only handles never look at the lock and are never
+ * blocked; other read-write handles (prune, kjournald's own second handle)
+ * rely on SQLite's locking as before.
+ *
+ * Every read-write open also refuses a journal this process cannot write
+ * (KJ_EREADONLY): the file, its directory, or an existing "-wal"/"-shm" file
+ * that is not writable.
+ *
+ * -wal and -shm: a read-write handle of the journal's owner (or of root with
+ * CAP_CHOWN, whose files SQLite gives to the owner) leaves the two files in
+ * place when it closes (SQLITE_FCNTL_PERSIST_WAL, the WAL truncated to 0
+ * bytes), so that readers find them and create nothing. A read-only handle
+ * that would have to create them, and whose files the owner could not use
+ * (another user; root without CAP_CHOWN), reads the database file alone
+ * (immutable=1) when no "-shm" exists (no connection is open) and the WAL
+ * is empty; when the WAL holds changes it refuses (KJ_EREADONLY) rather than
+ * leave files behind. Such a snapshot handle reopens itself before each
+ * kj_journal_events_after(), so following still sees new events.
+ */
+enum { KJ_JOURNAL_LOCK = 1 << 8 }; /* an open flag, beside READONLY and NOCREATE */
+
+/*
+ * Whether the path still names the files this read-write handle has open:
+ * the journal, its "-wal" and its "-shm" (one stat(2) each; 0 on a
+ * read-only handle). 0 when they do; KJ_ESTALE, with a message saying
+ * which file went, when one was deleted or replaced; from then on the
+ * handle is "lost": kj_journal_close() moves what the WAL holds into the
+ * old file through the descriptors SQLite has open, empties that WAL, and
+ * removes or rewrites nothing by name, so a file put in the journal's place
+ * is never touched. kjournald calls it before each append (nothing goes
+ * into a file that is no longer the journal) and after it, before the acks.
+ */
+int kj_journal_check_path(kj_journal *j, kj_err *err);
+
+/*
+ * With the writer lock held (KJ_JOURNAL_LOCK), no pass can be running: a
+ * run still "running" was cut short by a killed process. Marks every such
+ * run "interrupted", with finished_ms its last recorded action (else its
+ * start) and its action counts from the audit; *n (may be NULL) receives
+ * how many. KJ_EINVAL without the lock.
+ */
+int kj_journal_runs_interrupt(kj_journal *j, int64_t *n, kj_err *err);
 
 #endif

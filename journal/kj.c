@@ -45,6 +45,10 @@ const char *kj_strerror(int code)
         return "unavailable";
     case KJ_ENOSPC:
         return "disk is full";
+    case KJ_ELOCKED:
+        return "journal is in use by another writer";
+    case KJ_ESTALE:
+        return "journal file was deleted or replaced";
     default:
         return "unknown error";
     }

@@ -40,6 +40,8 @@ enum {
     KJ_EAUTH = -15,      /* authentication or authorization failed */
     KJ_EUNAVAIL = -16,   /* the peer cannot be reached */
     KJ_ENOSPC = -17,     /* no space left: the disk (or the file size limit) is full */
+    KJ_ELOCKED = -18,    /* the journal is held by another writer */
+    KJ_ESTALE = -19,     /* the journal file was deleted or replaced while open */
 };
 
 /* A static name for an error code ("not a kjournal database"). */

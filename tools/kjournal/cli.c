@@ -202,6 +202,8 @@ static int exit_of(int kj_code)
         return KJ_EXIT_CORRUPT;
     case KJ_EUNAVAIL:
         return KJ_EXIT_UNAVAILABLE;
+    case KJ_ELOCKED:
+        return KJ_EXIT_LOCKED;
     default:
         return KJ_EXIT_FAILURE;
     }
@@ -224,6 +226,11 @@ int kj_cli_open(const kj_cli_common *c, unsigned flags, kj_journal **out)
                            "cannot open journal '%s': no such file (give the path with "
                            "--journal or $KJOURNAL_JOURNAL)",
                            c->journal);
+    if (rc == KJ_ELOCKED)
+        return kj_cli_fail(c, KJ_EXIT_LOCKED,
+                           "%s; kjournald reconciles on its own while it runs, and --dry-run "
+                           "shows the plan beside it",
+                           err.msg);
     return kj_cli_fail(c, exit_of(rc), "cannot open %s", err.msg);
 }
 

@@ -17,6 +17,7 @@ enum {
     KJ_EXIT_CORRUPT = 6,     /* the journal is damaged */
     KJ_EXIT_NOTFOUND = 7,    /* no such session (or run) */
     KJ_EXIT_UNAVAILABLE = 8, /* a peer (kjournald, the Kubernetes API) cannot be reached */
+    KJ_EXIT_LOCKED = 9,      /* recover: another writer (kjournald, a recover) holds the journal */
 };
 
 typedef struct kj_cli_command {

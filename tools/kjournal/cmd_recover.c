@@ -15,9 +15,12 @@ static void usage(FILE *f)
             "Reconciles the journal against the live engine pods, once: releases our\n"
             "finalizer and deletes orphaned and terminated engine pods, closes sessions\n"
             "whose engine is gone, and records every action in the journal (see\n"
-            "'kjournal actions'). Safe to run while kjournald runs, and twice: the second\n"
-            "pass changes nothing. --dry-run prints the plan and changes nothing, not\n"
-            "even the journal.\n\n"
+            "'kjournal actions'). Safe to run twice: the second pass changes nothing. A\n"
+            "pass holds the journal's writer lock: while kjournald (which reconciles on\n"
+            "its own) or another pass holds it, recover is refused (exit 9). A pass\n"
+            "killed before it ended is marked 'interrupted' by the next start of either.\n"
+            "--dry-run prints the plan and changes nothing, not even the journal; it\n"
+            "takes no lock and runs beside kjournald.\n\n"
             "options:\n"
             "  --journal PATH             the journal (default $KJOURNAL_JOURNAL or %s)\n"
             "  --dry-run                  print the plan, mutate nothing\n"
@@ -34,7 +37,8 @@ static void usage(FILE *f)
             "  kjournal recover --retain-terminated 1h --cleanup-kind COMPLETED -o json\n\n"
             "exit codes: 0 converged; 1 some actions failed (each is named); 2 usage or\n"
             "configuration error; 3-6 the journal cannot be opened (see 'kjournal --help');\n"
-            "8 the Kubernetes API cannot be reached.\n",
+            "8 the Kubernetes API cannot be reached; 9 the journal is in use by another\n"
+            "writer (kjournald, another recover).\n",
             KJ_DEFAULT_JOURNAL, kj_kube_flags_help, kj_policy_help);
 }
 
@@ -108,8 +112,18 @@ int kj_cmd_recover(int argc, char **argv)
     kj_journal *j = NULL;
     kj_kube *k = NULL;
     kj_out *out = NULL;
-    if ((rc = kj_cli_open(&c, dry_run ? KJ_JOURNAL_READONLY : KJ_JOURNAL_NOCREATE, &j)))
+    if ((rc = kj_cli_open(&c, dry_run ? KJ_JOURNAL_READONLY : KJ_JOURNAL_NOCREATE | KJ_JOURNAL_LOCK,
+                          &j)))
         goto out;
+    int64_t interrupted = 0;
+    /* With the writer lock held, a run still "running" died with its process. */
+    if (!dry_run && kj_journal_runs_interrupt(j, &interrupted, &err) < 0) {
+        rc = kj_cli_fail_err(&c, &err);
+        goto out;
+    }
+    if (interrupted) /* not progress: news of a pass that was killed */
+        fprintf(stderr, "kjournal recover: %lld run(s) of a stopped process marked interrupted\n",
+                (long long)interrupted);
     if (kj_kube_new(cfg, &k, &err) < 0) {
         rc = kj_cli_fail(&c, KJ_EXIT_USAGE, "%s", err.msg);
         goto out;

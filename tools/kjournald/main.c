@@ -30,6 +30,8 @@ enum {
     KJD_EXIT_TOONEW = 5,
     KJD_EXIT_CORRUPT = 6,
     KJD_EXIT_UNAVAILABLE = 8,
+    KJD_EXIT_LOCKED = 9,    /* another writer holds the journal */
+    KJD_EXIT_REPLACED = 10, /* the journal file was deleted or replaced while running */
 };
 
 typedef struct config {
@@ -47,6 +49,7 @@ typedef struct config {
 } config;
 
 static kj_ipc_server *g_server;
+static volatile sig_atomic_t g_stop; /* a signal came before the server existed */
 static kjd_reconciler *g_reconciler;
 
 static void usage(FILE *out)
@@ -98,9 +101,17 @@ static void usage(FILE *out)
             "Logs go to stderr, one logfmt record per line. SIGTERM or SIGINT: stop\n"
             "reading, commit and acknowledge the batch in hand, exit 0.\n"
             "\n"
+            "One writer per journal: kjournald holds PATH.lock while it runs; a second\n"
+            "kjournald or 'kjournal recover' on the journal is refused (exit 9). Should\n"
+            "the journal file be deleted or replaced while kjournald runs, it stops\n"
+            "acknowledging (journal_unavailable, retry; /readyz 503) and exits 10, to be\n"
+            "restarted on what the path holds then.\n"
+            "\n"
             "exit codes: 0 stopped cleanly, 1 runtime failure, 2 usage error,\n"
-            "3 journal cannot be opened or created, 4 not a kjournal database,\n"
-            "5 journal newer than this binary, 6 journal damaged, 8 cannot listen.\n",
+            "3 journal cannot be opened or created, or is not writable, 4 not a kjournal\n"
+            "database, 5 journal newer than this binary, 6 journal damaged, 8 cannot\n"
+            "listen, 9 journal in use by another writer, 10 journal deleted or replaced\n"
+            "while running.\n",
             KJ_IPC_BATCH_MAX, KJ_IPC_MAX_MESSAGE, KJ_IPC_MAX_EVENTS, KJ_IPC_HWM,
             KJ_IPC_MAX_QUEUED >> 20, kj_kube_flags_help, kj_policy_help);
 }
@@ -335,6 +346,7 @@ static int start_reconciler(config *c, kj_kube_config **cfg)
 static void on_signal(int sig)
 {
     (void)sig;
+    g_stop = 1;
     if (g_server)
         kj_ipc_server_stop(g_server);
 }
@@ -353,6 +365,10 @@ static int exit_code_of(int rc)
         return KJD_EXIT_TOONEW;
     case KJ_ECORRUPT:
         return KJD_EXIT_CORRUPT;
+    case KJ_ELOCKED:
+        return KJD_EXIT_LOCKED;
+    case KJ_ESTALE:
+        return KJD_EXIT_REPLACED;
     default:
         return KJD_EXIT_FAILURE;
     }
@@ -365,6 +381,11 @@ int main(int argc, char **argv)
         return KJD_EXIT_USAGE;
     kj_log_set_level(c.level);
     signal(SIGPIPE, SIG_IGN);
+    struct sigaction sa = {0};
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
 
     kj_err err = {0};
     kj_journal *j = NULL;
@@ -372,12 +393,21 @@ int main(int argc, char **argv)
     kjd_metrics *m = NULL;
     int code = KJD_EXIT_OK, rc;
     char q[4200];
-    if ((rc = kj_journal_open(c.journal, c.group_readable ? KJ_JOURNAL_GROUP_READABLE : 0, &j,
-                              &err)) < 0) {
+    if ((rc = kj_journal_open(c.journal,
+                              KJ_JOURNAL_LOCK | (c.group_readable ? KJ_JOURNAL_GROUP_READABLE : 0),
+                              &j, &err)) < 0) {
         kj_log(KJ_LOG_ERROR, "cannot open journal", "error=%s", kj_logq(q, sizeof q, err.msg));
         return exit_code_of(rc);
     }
     kj_log(KJ_LOG_INFO, "journal opened", "path=%s", kj_logq(q, sizeof q, c.journal));
+    /* We hold the writer lock: a pass still "running" died with its process. */
+    int64_t interrupted = 0;
+    if (kj_journal_runs_interrupt(j, &interrupted, &err) < 0)
+        kj_log(KJ_LOG_WARN, "cannot mark interrupted runs", "error=%s",
+               kj_logq(q, sizeof q, err.msg));
+    else if (interrupted)
+        kj_log(KJ_LOG_INFO, "reconcile runs of a stopped process marked interrupted", "runs=%lld",
+               (long long)interrupted);
     c.srv.on_committed = on_committed;
     if (kj_ipc_server_new(j, &c.srv, &g_server, &err) < 0) {
         kj_log(KJ_LOG_ERROR, "cannot start", "error=%s", kj_logq(q, sizeof q, err.msg));
@@ -386,11 +416,10 @@ int main(int argc, char **argv)
                                        : KJD_EXIT_FAILURE;
         goto out;
     }
-    struct sigaction sa = {0};
-    sa.sa_handler = on_signal;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGINT, &sa, NULL);
+    /* The sockets listen before the server is returned: a SIGTERM may come
+     * from anyone who saw the port open, and still means a clean stop. */
+    if (g_stop)
+        kj_ipc_server_stop(g_server);
     if (c.metrics && kjd_metrics_start(c.metrics, g_server, c.journal, &m, &err) < 0) {
         kj_log(KJ_LOG_ERROR, "cannot start metrics", "error=%s", kj_logq(q, sizeof q, err.msg));
         code = err.code == KJ_EUNAVAIL ? KJD_EXIT_UNAVAILABLE : KJD_EXIT_USAGE;
@@ -400,9 +429,9 @@ int main(int argc, char **argv)
         goto out;
     kj_log(KJ_LOG_INFO, "serving", "batch_max=%zu batch_window_ms=%d max_message=%zu",
            c.srv.batch_max, c.srv.batch_window_ms, c.srv.max_message);
-    if (kj_ipc_server_run(g_server, &err) < 0) {
+    if ((rc = kj_ipc_server_run(g_server, &err)) < 0) {
         kj_log(KJ_LOG_ERROR, "ingest failed", "error=%s", kj_logq(q, sizeof q, err.msg));
-        code = KJD_EXIT_FAILURE;
+        code = rc == KJ_ESTALE ? KJD_EXIT_REPLACED : KJD_EXIT_FAILURE;
     }
     kj_log(KJ_LOG_INFO, "stopping", "reason=%s", code ? "error" : "signal");
 out:

@@ -392,7 +392,10 @@ static enum MHD_Result answer(void *cls, struct MHD_Connection *c, const char *u
         kj_ipc_server_stats(m->srv, &st);
         int ready = st.running && st.last_commit == 0;
         code = ready ? 200 : 503;
-        body = strdup(ready ? "ready\n" : st.running ? "journal failing\n" : "not serving\n");
+        body = strdup(ready                         ? "ready\n"
+                      : st.last_commit == KJ_ESTALE ? "journal deleted or replaced\n"
+                      : st.running                  ? "journal failing\n"
+                                                    : "not serving\n");
     } else if (!strcmp(url, "/metrics")) {
         body = render(m);
         type = "text/plain; version=0.0.4; charset=utf-8";
