@@ -25,11 +25,11 @@ def one_round(i):
     try:
         sc.sim.faults(latency_ms=5, jitter_ms=30)
         args = [kjtest.program("kjournal")] + rl.recover_args(sc.sim, sc.journal, "--timeout",
-                                                               "50s")
+                                                               rl.PASS_TIMEOUT)
         procs = [subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                   text=True, env=rl.quiet_env(wd)) for _ in range(2)]
         try:
-            outs = [p.communicate(timeout=55) for p in procs]
+            outs = [p.communicate(timeout=6 * kjtest.DEADLINE) for p in procs]
         finally:
             for p in procs:
                 if p.poll() is None:
