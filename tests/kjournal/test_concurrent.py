@@ -59,7 +59,13 @@ def main():
     try:
         def writer_started():
             kjcli.check(writer.poll() is None, "the writer runs")
-            return os.path.exists(j) and stats(j)["events"] >= 200
+            if not os.path.exists(j):
+                return False
+            rc, out, err = kjcli.run(["stats", "-o", "json"], journal=j)
+            if rc == kjcli.NOTJOURNAL:
+                return False  # the file exists before the writer's first commit makes it a journal
+            kjcli.check(rc == 0, "stats: %d %s" % (rc, err))
+            return json.loads(out)["events"] >= 200
         kjtest.wait_for("the writer's first 200 events", writer_started)
 
         # -f from now on, its output in a file.
