@@ -17,6 +17,12 @@ BUILD = os.environ.get("KJ_BUILD_DIR", os.path.join(os.path.dirname(__file__), "
 SOURCE = os.environ.get("KJ_SOURCE_DIR", os.path.join(os.path.dirname(__file__), ".."))
 SHARED = os.environ.get("KJ_SHARED_DIR", os.path.join(SOURCE, "tests", "shared"))
 
+# How long a test waits for something it expects (a port, an answer, a
+# process to exit, a row in the journal) before it fails. Waits end as soon
+# as the event happens, so this costs nothing on a quiet machine; it is
+# generous because the suite must pass on a busy one (ASan, a load of 10+).
+DEADLINE = 120.0
+
 
 def program(name):
     """Path of a built program (kjournald, kjournal, kube-sim, ...)."""
@@ -33,13 +39,13 @@ def free_port():
         return s.getsockname()[1]
 
 
-def wait_port(port, proc=None, timeout=15.0):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
+def wait_port(port, proc=None, timeout=DEADLINE):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
             raise RuntimeError("process exited with %d before listening" % proc.returncode)
         with contextlib.closing(socket.socket()) as s:
-            s.settimeout(0.2)
+            s.settimeout(10)
             if s.connect_ex(("127.0.0.1", port)) == 0:
                 return
         time.sleep(0.02)
@@ -56,7 +62,7 @@ def start(args, log_path=None, **kw):
             err.close()
 
 
-def stop(proc, sig=signal.SIGTERM, timeout=20.0):
+def stop(proc, sig=signal.SIGTERM, timeout=DEADLINE):
     """Stops proc and returns its exit code (negative: killed by a signal)."""
     if proc.poll() is None:
         proc.send_signal(sig)
@@ -66,6 +72,18 @@ def stop(proc, sig=signal.SIGTERM, timeout=20.0):
             proc.kill()
             proc.wait()
     return proc.returncode
+
+
+def wait_for(what, cond, timeout=DEADLINE, every=0.05):
+    """Polls cond() until it returns something true and returns that; fails
+    the test naming what it waited for when timeout seconds pass first."""
+    deadline = time.monotonic() + timeout
+    while True:
+        v = cond()
+        if v:
+            return v
+        check(time.monotonic() < deadline, "still waiting after %.0f s for %s" % (timeout, what))
+        time.sleep(every)
 
 
 def tmpdir(prefix="kjtest-"):

@@ -66,7 +66,12 @@ class Daemon:
         return self.proc.poll() is None
 
 
-def connect(endpoint, kind=zmq.REQ, timeout_ms=5000, ctx=None, **curve):
+# How long a send may block (the peer's queue full) and a receive may wait
+# for the answer: a busy machine is slow, never silent for this long.
+TIMEOUT_MS = int(kjtest.DEADLINE * 1000)
+
+
+def connect(endpoint, kind=zmq.REQ, timeout_ms=TIMEOUT_MS, ctx=None, **curve):
     ctx = ctx or zmq.Context.instance()
     s = ctx.socket(kind)
     s.setsockopt(zmq.LINGER, 0)
@@ -76,6 +81,75 @@ def connect(endpoint, kind=zmq.REQ, timeout_ms=5000, ctx=None, **curve):
         s.setsockopt(getattr(zmq, k.upper()), v)
     s.connect(endpoint)
     return s
+
+
+# The events of a socket monitor that end a client's handshake without success.
+HANDSHAKE_FAILED = {zmq.EVENT_HANDSHAKE_FAILED_AUTH: "refused by ZAP",
+                    zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL: "protocol error",
+                    zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL: "handshake failed",
+                    zmq.EVENT_DISCONNECTED: "disconnected by the server"}
+
+
+def send_refused(endpoint, body, **curve):
+    """Sends body from a DEALER (CURVE options in curve) and waits for the
+    event a refused client sees, from the socket's monitor: its handshake
+    failed or the server hung up, or else it succeeded. No timing: however
+    slow the machine, the handshake ends one way or the other. Returns
+    (what happened, the reply if one came with it, else None)."""
+    from zmq.utils.monitor import recv_monitor_message
+    s = zmq.Context.instance().socket(zmq.DEALER)
+    s.setsockopt(zmq.LINGER, 0)
+    for k, v in curve.items():
+        s.setsockopt(getattr(zmq, k.upper()), v)
+    mon = s.get_monitor_socket()
+    mon.setsockopt(zmq.RCVTIMEO, TIMEOUT_MS)
+    try:
+        s.connect(endpoint)
+        s.send_multipart([b"", body])
+        while True:
+            ev = recv_monitor_message(mon)["event"]
+            if ev == zmq.EVENT_HANDSHAKE_SUCCEEDED:
+                what = "handshake succeeded"
+                break
+            if ev in HANDSHAKE_FAILED:
+                what = HANDSHAKE_FAILED[ev]
+                break
+        reply = s.recv_multipart() if s.poll(0) else None
+        return what, reply
+    finally:
+        s.disable_monitor()
+        mon.close(0)
+        s.close(0)
+
+
+def send_until_hangup(endpoint, frames):
+    """Sends frames from a DEALER and waits for what comes first: a reply
+    (returned), or the server hanging up on the connection (the monitor's
+    EVENT_DISCONNECTED; returns None). Fails the test when neither comes
+    within the generous deadline."""
+    from zmq.utils.monitor import recv_monitor_message
+    s = zmq.Context.instance().socket(zmq.DEALER)
+    s.setsockopt(zmq.LINGER, 0)
+    mon = s.get_monitor_socket()
+    try:
+        s.connect(endpoint)
+        s.send_multipart(frames)
+        poller = zmq.Poller()
+        poller.register(s, zmq.POLLIN)
+        poller.register(mon, zmq.POLLIN)
+        deadline = time.monotonic() + kjtest.DEADLINE
+        while True:
+            left = deadline - time.monotonic()
+            check(left > 0, "neither a reply nor a hang-up within %.0f s" % kjtest.DEADLINE)
+            ready = dict(poller.poll(left * 1000))
+            if s in ready:
+                return s.recv_multipart()
+            if mon in ready and recv_monitor_message(mon)["event"] == zmq.EVENT_DISCONNECTED:
+                return None
+    finally:
+        s.disable_monitor()
+        mon.close(0)
+        s.close(0)
 
 
 def request(sock, body):
@@ -89,7 +163,7 @@ def request(sock, body):
 def journal_rows(path, sql, args=()):
     if not os.path.exists(path):
         return []
-    con = sqlite3.connect("file:%s?mode=ro" % path, uri=True, timeout=10)
+    con = sqlite3.connect("file:%s?mode=ro" % path, uri=True, timeout=kjtest.DEADLINE)
     try:
         return con.execute(sql, args).fetchall()
     finally:
@@ -104,7 +178,7 @@ def last_seq(path):
 def verify(path):
     """Runs the journal's own verify (kj_journal_verify) through journal_check."""
     exe = os.path.join(kjtest.BUILD, "tests", "e2e", "journal_check")
-    r = subprocess.run([exe, path], capture_output=True, text=True, timeout=60)
+    r = subprocess.run([exe, path], capture_output=True, text=True, timeout=kjtest.DEADLINE)
     return r.returncode, r.stdout + r.stderr
 
 

@@ -1,6 +1,7 @@
 /* publish_burst - a kj_publisher client for the crash test: publishes N
  * native events PREFIX-0 .. PREFIX-(N-1) (window 8, 10 per request, many
- * retries) and prints "acked ID" for every event stored or duplicate. */
+ * retries, each after TIMEOUT_MS without an answer: default 5000) and prints
+ * "acked ID" for every event stored or duplicate. */
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -8,8 +9,8 @@
 
 int main(int argc, char **argv)
 {
-    if (argc != 4) {
-        fprintf(stderr, "usage: publish_burst ENDPOINT PREFIX N\n");
+    if (argc != 4 && argc != 5) {
+        fprintf(stderr, "usage: publish_burst ENDPOINT PREFIX N [TIMEOUT_MS]\n");
         return 2;
     }
     size_t n = (size_t)atol(argv[3]);
@@ -25,7 +26,7 @@ int main(int argc, char **argv)
     kj_publisher_opts o = kj_publisher_defaults();
     o.window = 8;
     o.batch = 10;
-    o.timeout_ms = 400;
+    o.timeout_ms = argc == 5 ? atoi(argv[4]) : 5000;
     o.retries = 40;
     kj_publisher *p = NULL;
     kj_err err = {0};

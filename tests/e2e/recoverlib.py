@@ -8,6 +8,8 @@ per cell of DESIGN.md's reconciliation table that the pass acts on, plus the
 pods it must leave alone (out of scope, executors, live engines in use).
 """
 import hashlib
+import http.client
+import http.server
 import json
 import os
 import re
@@ -27,6 +29,10 @@ OURS = "kyuubi.apache.org/pod-cleanup"
 OTHER = "example.com/keep-me"
 MIN = 60 * 1000
 HOUR = 60 * MIN
+# The deadline of a whole `kjournal recover` pass in the tests: a pass takes
+# seconds, but many times that under ASan on a busy machine; the deadline
+# only stops a pass that hangs.
+PASS_TIMEOUT = "10m"
 
 
 def now_ms():
@@ -68,20 +74,16 @@ class KubeSim:
         args = [kjtest.program("kube-sim"), "--listen", "127.0.0.1:0",
                 "--port-file", self.port_file] + self.extra
         self.proc = kjtest.start(args, self.log)
-        deadline = time.time() + 15
-        while time.time() < deadline:
+
+        def port_written():
             if self.proc.poll() is not None:
                 fail("kube-sim exited with %d; log:\n%s" % (self.proc.returncode, self.log_text()))
             try:
                 with open(self.port_file) as f:
-                    txt = f.read().strip()
-                if txt:
-                    self.port = int(txt)
-                    break
+                    return f.read().strip()
             except FileNotFoundError:
-                pass
-            time.sleep(0.02)
-        check(self.port, "kube-sim wrote no port file")
+                return None
+        self.port = int(kjtest.wait_for("kube-sim's port file", port_written))
         kjtest.wait_port(self.port, self.proc)
         self.url = "http://127.0.0.1:%d" % self.port
         return self
@@ -105,7 +107,7 @@ class KubeSim:
         if data is not None:
             req.add_header("Content-Type", ctype)
         try:
-            with urllib.request.urlopen(req, timeout=30) as r:
+            with urllib.request.urlopen(req, timeout=kjtest.DEADLINE) as r:
                 code, txt = r.status, r.read()
         except urllib.error.HTTPError as e:
             code, txt = e.code, e.read()
@@ -218,7 +220,8 @@ def write_journal(workdir, events, journal=None):
             for e in events:
                 f.write(json.dumps(e) + "\n")
         r = subprocess.run([kjtest.program("kjournal"), "publish", "--endpoint", ep, "--quiet",
-                            "--batch", "100", evfile], capture_output=True, text=True, timeout=60)
+                            "--timeout", str(int(kjtest.DEADLINE * 1000)), "--batch", "100", evfile],
+                           capture_output=True, text=True, timeout=5 * kjtest.DEADLINE)
         check(r.returncode == 0, "kjournal publish: exit %d: %s" % (r.returncode, r.stderr))
     finally:
         rc = kjtest.stop(d)
@@ -239,7 +242,7 @@ def quiet_env(workdir):
 # kjournal
 
 
-def kjournal(workdir, *args, timeout=60):
+def kjournal(workdir, *args, timeout=6 * kjtest.DEADLINE):
     return subprocess.run([kjtest.program("kjournal")] + list(args), capture_output=True,
                           text=True, timeout=timeout, env=quiet_env(workdir))
 
@@ -523,43 +526,91 @@ def check_no_mutation(stats, what):
           "%s mutated: %s (mutations=%s)" % (what, m, stats.get("mutations")))
 
 
-class LogWatch(threading.Thread):
-    """Follows kube-sim's --verbose log and calls fn(match) once, the first
-    time a request line matches pattern (the request then sleeps in kube-sim's
-    injected latency: fn runs inside that window)."""
+class Hook:
+    """fn(method, path) runs once, for the first request whose method is
+    method (None: any) and whose path matches the regular expression path."""
 
-    def __init__(self, path, pattern, fn):
-        super().__init__(daemon=True)
-        self.path, self.rx, self.fn = path, re.compile(pattern), fn
+    def __init__(self, method, path, fn):
+        self.method, self.rx, self.fn = method, re.compile(path), fn
         self.fired = threading.Event()
-        self.done = threading.Event()
-        self.stop_flag = False
         self.error = None
 
-    def run(self):
-        try:
-            with open(self.path, errors="replace") as f:
-                f.seek(0, os.SEEK_END)
-                buf = ""
-                while not self.stop_flag:
-                    chunk = f.read()
-                    if not chunk:
-                        time.sleep(0.002)
-                        continue
-                    buf += chunk
-                    lines = buf.split("\n")
-                    buf = lines.pop()
-                    for line in lines:
-                        m = self.rx.search(line)
-                        if m and not self.fired.is_set():
-                            self.fired.set()
-                            self.fn(m)
-                            self.done.set()
-                            return
-        except Exception as e:  # reported by the test
-            self.error = e
-            self.done.set()
+    def __repr__(self):
+        return "%s %s" % (self.method, self.rx.pattern)
+
+
+class InterceptProxy:
+    """An HTTP/1.1 reverse proxy in front of kube-sim for races: when a
+    request matching a hook has arrived whole, the hook runs (another writer
+    changes the pod) before the request goes on to kube-sim. The request
+    waits for the hook, however long it takes: no timing window. Everything
+    else passes through unchanged; point `--server` at .url."""
+
+    HOP = {"connection", "keep-alive", "proxy-connection", "transfer-encoding", "te", "trailer",
+           "upgrade", "expect", "content-length"}
+
+    def __init__(self, upstream_port, hooks):
+        self.upstream_port = upstream_port
+        self.hooks = list(hooks)
+        self.lock = threading.Lock()
+        proxy = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *a):
+                pass
+
+            def relay(self):
+                n = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(n) if n else None
+                proxy.run_hooks(self.command, self.path)
+                headers = {k: v for k, v in self.headers.items() if k.lower() not in proxy.HOP}
+                try:
+                    if getattr(self, "upstream", None) is None:
+                        self.upstream = http.client.HTTPConnection("127.0.0.1", proxy.upstream_port,
+                                                                   timeout=kjtest.DEADLINE)
+                    self.upstream.request(self.command, self.path, body=body, headers=headers)
+                    r = self.upstream.getresponse()
+                    data = r.read()
+                except (OSError, http.client.HTTPException):
+                    # kube-sim dropped it: so does the proxy (no answer)
+                    self.upstream = None
+                    self.close_connection = True
+                    return
+                try:
+                    self.send_response_only(r.status, r.reason)
+                    for k, v in r.getheaders():
+                        if k.lower() not in proxy.HOP:
+                            self.send_header(k, v)
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data)
+                except OSError:  # the client went away meanwhile
+                    self.close_connection = True
+
+            do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = relay
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = "http://127.0.0.1:%d" % self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def run_hooks(self, method, path):
+        for h in self.hooks:
+            with self.lock:
+                if h.method not in (None, method) or h.fired.is_set() or not h.rx.search(path):
+                    continue
+                h.fired.set()
+            try:
+                h.fn(method, path)
+            except BaseException as e:  # reported by the test
+                h.error = e
+
+    def start(self):
+        self.thread.start()
+        return self
 
     def stop(self):
-        self.stop_flag = True
-        self.join(5)
+        self.server.shutdown()
+        self.server.server_close()

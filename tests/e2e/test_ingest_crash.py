@@ -17,6 +17,10 @@ import zmq
 
 SEED = 20261129
 KILLS = 5
+# How long a publisher waits for an answer before it sends the same request
+# again: long enough for a busy machine to answer (a shorter wait only adds
+# duplicates to the load), short enough to get past a killed daemon soon.
+RETRY_MS = 5000
 rng = random.Random(SEED)
 work = kjtest.tmpdir("kj-crash-")
 d = L.Daemon(work).start()
@@ -38,7 +42,7 @@ def pyzmq_publisher(k):
         with lock:
             sent.update(e["event_id"] for e in batch)
         for attempt in range(200):
-            s = L.connect(d.endpoint, zmq.DEALER, timeout_ms=300, ctx=ctx)
+            s = L.connect(d.endpoint, zmq.DEALER, timeout_ms=RETRY_MS, ctx=ctx)
             s.send_multipart([b"r%d" % n, b"", body])
             try:
                 f = s.recv_multipart()
@@ -65,28 +69,41 @@ bursts = []
 burst_dir = os.path.join(kjtest.BUILD, "tests", "e2e")
 for k in range(2):
     out = open(os.path.join(work, "burst%d.out" % k), "w")
-    bursts.append((subprocess.Popen([os.path.join(burst_dir, "publish_burst"), d.endpoint, "c%d" % k, "20000"],
+    bursts.append((subprocess.Popen([os.path.join(burst_dir, "publish_burst"), d.endpoint, "c%d" % k, "20000",
+                                     str(RETRY_MS)],
                                     stdout=out, stderr=subprocess.DEVNULL), out, k))
+
+
+def acks_after(n):
+    """Waits until the publishers have more than n acknowledgements: the
+    daemon serves them (the sleeps below only vary when a kill lands)."""
+    def more():
+        with lock:
+            return len(acked) > n
+    kjtest.wait_for("an acknowledgement after %d" % n, more)
+
+
 try:
     for i in range(KILLS):
+        acks_after(len(acked))
         time.sleep(rng.uniform(0.3, 1.5))
         d.kill()
         print("kill %d: acked so far %d" % (i + 1, len(acked)))
         time.sleep(rng.uniform(0.05, 0.4))
         d.start()
     # a graceful stop under load: the batch in hand is committed and acked, exit 0
-    time.sleep(0.5)
+    acks_after(len(acked))
     code = d.stop()
     L.check(code == 0, "SIGTERM under load: exit 0, got %r" % code)
     d.start()
-    time.sleep(1.0)
+    acks_after(len(acked))
 finally:
     stop.set()
     for t in threads:
-        t.join(60)
+        t.join(5 * kjtest.DEADLINE)
 for p, out, k in bursts:
     try:
-        p.wait(120)
+        p.wait(5 * kjtest.DEADLINE)
     except subprocess.TimeoutExpired:
         p.kill()
         p.wait()

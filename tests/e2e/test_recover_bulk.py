@@ -47,7 +47,7 @@ def main():
 
         sim.faults(latency_ms=1, jitter_ms=3, error_rate=1, error_codes=[429, 503],
                    retry_after=1, drop_rate=1, continue_ttl=0)
-        rc, printed, err = rl.recover(wd, sim, journal, "--concurrency", "2", "--timeout", "50s")
+        rc, printed, err = rl.recover(wd, sim, journal, "--concurrency", "2", "--timeout", rl.PASS_TIMEOUT)
         st = sim.stats()
         sim.clear_faults()
         expected = {(rl.NS, "done-%03d" % i): None for i in range(N)}

@@ -26,17 +26,11 @@ import recoverlib as rl  # noqa: E402
 import kjtest  # noqa: E402
 
 ROUNDS = 2
-DEADLINE = 60
+DEADLINE = kjtest.DEADLINE
 
 
 def wait_for(what, cond):
-    deadline = time.time() + DEADLINE
-    while time.time() < deadline:
-        v = cond()
-        if v:
-            return v
-        time.sleep(0.05)
-    rl.fail("timed out after %d s waiting for %s" % (DEADLINE, what))
+    return kjtest.wait_for(what, cond)
 
 
 def same_journal():
@@ -46,7 +40,7 @@ def same_journal():
     try:
         sc.sim.faults(latency_ms=2000)  # the first pass is still running when the second starts
         first = subprocess.Popen([kjtest.program("kjournal")]
-                                 + rl.recover_args(sc.sim, sc.journal, "--timeout", "50s"),
+                                 + rl.recover_args(sc.sim, sc.journal, "--timeout", rl.PASS_TIMEOUT),
                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                  env=rl.quiet_env(wd))
         wait_for("the first pass in `actions --runs`",
@@ -93,11 +87,11 @@ def two_journals(i):
         journals = [sc.journal, copy]
         sc.sim.faults(latency_ms=5, jitter_ms=30)
         procs = [subprocess.Popen([kjtest.program("kjournal")]
-                                  + rl.recover_args(sc.sim, j, "--timeout", "50s"),
+                                  + rl.recover_args(sc.sim, j, "--timeout", rl.PASS_TIMEOUT),
                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                   env=rl.quiet_env(wd)) for j in journals]
         try:
-            outs = [p.communicate(timeout=55) for p in procs]
+            outs = [p.communicate(timeout=6 * kjtest.DEADLINE) for p in procs]
         finally:
             for p in procs:
                 if p.poll() is None:

@@ -39,7 +39,7 @@ def lost_answers():
     sc = rl.Scenario(wd)
     try:
         sc.sim.faults(**LOST_ANSWERS)
-        rc, printed, err = rl.recover(wd, sc.sim, sc.journal, "--timeout", "50s")
+        rc, printed, err = rl.recover(wd, sc.sim, sc.journal, "--timeout", rl.PASS_TIMEOUT)
         st = sc.sim.stats()
         rl.check(st["faults"].get("dropped_after", 0) >= 3,
                  "lost answers: %s" % st["faults"])
@@ -71,7 +71,7 @@ def main():
     sc = rl.Scenario(wd)
     try:
         sc.sim.faults(**FAULTS)
-        rc, printed, err = rl.recover(wd, sc.sim, sc.journal, "--timeout", "50s")
+        rc, printed, err = rl.recover(wd, sc.sim, sc.journal, "--timeout", rl.PASS_TIMEOUT)
         st = sc.sim.stats()
         rl.check_pods(sc.sim, sc.before, why="under faults: ")
         rl.check_sessions(wd, sc.journal)
@@ -100,7 +100,7 @@ def main():
         after_first = sc.sim.pods()
         sc.sim.faults(fail_nth=[], continue_ttl=0)
         sc.sim.stats(reset=True)
-        rc, printed, err = rl.recover(wd, sc.sim, sc.journal, "--timeout", "50s")
+        rc, printed, err = rl.recover(wd, sc.sim, sc.journal, "--timeout", rl.PASS_TIMEOUT)
         rl.check_no_mutation(sc.sim.stats(), "the second pass under faults")
         rl.check(rl.action_triples(printed) == rl.EXPECTED_ACTIONS_AGAIN,
                  "second pass printed %s" % rl.action_triples(printed))

@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
-"""The recovery pass racing other writers (issue 7). kube-sim logs each
-request as it arrives (--verbose) and then holds it for 500 ms (injected
-latency); the test follows the log and, inside that window, changes the pod
-the request is about, as another controller or a person would:
+"""The recovery pass racing other writers (issue 7). The pass talks to
+kube-sim through a proxy (recoverlib.InterceptProxy) that, when the request
+named below has arrived and before kube-sim sees it, changes the pod the
+request is about, as another controller or a person would in the moment
+between the pass reading the pod and its request landing. The request waits
+for the change: however slow the machine, the race goes the same way.
 
   - eng-idle: another controller adds its finalizer in front of ours just
     before our release patch. Our `test` op fails (422), we re-read and
@@ -25,26 +27,25 @@ import recoverlib as rl  # noqa: E402
 import kjtest  # noqa: E402
 
 OTHER2 = "example.com/backup-controller"
-LATENCY_MS = 500
 
 
-def request_line(method, name):
-    return r'msg="request" method=%s path="/api/v1/namespaces/%s/pods/%s"' % (method, rl.NS, name)
+def pod_path(name):
+    return r"^/api/v1/namespaces/%s/pods/%s(\?|$)" % (rl.NS, name)
 
 
 def main():
     wd = kjtest.tmpdir("kj-recover-races-")
-    sc = rl.Scenario(wd, sim_flags=["--verbose"])
+    sc = rl.Scenario(wd)
     sim = sc.sim
     replaced = {}
     try:
-        def add_other_finalizer(m):
+        def add_other_finalizer(method, path):
             p = copy.deepcopy(sim.pods()[(rl.NS, "eng-idle")])
             p["metadata"]["finalizers"] = [OTHER2] + p["metadata"]["finalizers"]
             sim.seed([p])  # same uid: the same pod, modified
 
         def recreate(name):
-            def fn(m):
+            def fn(method, path):
                 old = sim.pods()[(rl.NS, name)]
                 new = rl.pod(name, tag="t-live-open", app="spark-live-open", age=0)
                 sim.seed([new])  # no uid given: a new one
@@ -53,21 +54,19 @@ def main():
                 replaced[name] = p
             return fn
 
-        watches = [
-            rl.LogWatch(sim.log, request_line("PATCH", "eng-idle"), add_other_finalizer),
-            rl.LogWatch(sim.log, request_line("DELETE", "eng-failed-open"),
-                        recreate("eng-failed-open")),
-            rl.LogWatch(sim.log, request_line("PATCH", "orphan-failed"), recreate("orphan-failed")),
+        hooks = [
+            rl.Hook("PATCH", pod_path("eng-idle"), add_other_finalizer),
+            rl.Hook("DELETE", pod_path("eng-failed-open"), recreate("eng-failed-open")),
+            rl.Hook("PATCH", pod_path("orphan-failed"), recreate("orphan-failed")),
         ]
-        for w in watches:
-            w.start()
-        sim.faults(latency_ms=LATENCY_MS, jitter_ms=0)
-        rc, printed, err = rl.recover(wd, sim, sc.journal, "--timeout", "50s")
-        for w in watches:
-            w.stop()
-            rl.check(w.error is None, "log watch %s: %s" % (w.rx.pattern, w.error))
-            rl.check(w.fired.is_set(), "never saw %s" % w.rx.pattern)
-        sim.clear_faults()
+        proxy = rl.InterceptProxy(sim.port, hooks).start()
+        try:
+            rc, printed, err = rl.recover(wd, proxy, sc.journal, "--timeout", rl.PASS_TIMEOUT)
+        finally:
+            proxy.stop()
+        for h in hooks:
+            rl.check(h.error is None, "hook %r: %r" % (h, h.error))
+            rl.check(h.fired.is_set(), "the pass sent no %r" % h)
 
         expected = dict(rl.EXPECTED_PODS)
         expected[(rl.NS, "eng-idle")] = ([OTHER2], True)

@@ -89,7 +89,7 @@ static void test_sigkill(void **state)
         /* Kill at a random moment once the child is appending (its first ack
          * is in the pipe), however slow the machine is. */
         struct pollfd pfd = {.fd = fds[0], .events = POLLIN};
-        poll(&pfd, 1, 20000);
+        poll(&pfd, 1, 120000);
         struct timespec ts = {0, (rand() % 50) * 1000000L};
         nanosleep(&ts, NULL);
         kill(pid, SIGKILL);

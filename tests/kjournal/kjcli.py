@@ -36,7 +36,7 @@ def env():
     return e
 
 
-def run(args, journal=None, timeout=120, stdin=subprocess.DEVNULL):
+def run(args, journal=None, timeout=5 * kjtest.DEADLINE, stdin=subprocess.DEVNULL):
     """Runs kjournal ARGS; returns (rc, out, err)."""
     argv = [KJOURNAL] + list(args[:1])
     if journal is not None:
@@ -53,7 +53,7 @@ def run(args, journal=None, timeout=120, stdin=subprocess.DEVNULL):
     return p.returncode, out.decode(), err.decode()
 
 
-def run_measured(args, journal=None, timeout=120):
+def run_measured(args, journal=None, timeout=5 * kjtest.DEADLINE):
     """Like run(), plus the bytes the process wrote (see above)."""
     argv = [KJOURNAL] + list(args[:1])
     if journal is not None:

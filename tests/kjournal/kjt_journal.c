@@ -257,6 +257,7 @@ static int writer(const char *path)
     signal(SIGTERM, on_term);
     signal(SIGINT, on_term);
     long batch = 0;
+    int rc = 0;
     char ids[32][48];
     kj_event ev[16];
     int64_t t = T0;
@@ -283,15 +284,15 @@ static int writer(const char *path)
                                      .time_ms = t++,
                                      .reason = "client"};
             }
-        if (append(j, ev, n))
-            return 1;
+        if ((rc = append(j, ev, n)))
+            break;
         batch++;
         struct timespec ts = {0, 20 * 1000 * 1000};
         nanosleep(&ts, NULL);
     }
     kj_journal_close(j);
     printf("%ld\n", batch);
-    return 0;
+    return rc;
 }
 
 int main(int argc, char **argv)

@@ -6,16 +6,19 @@ prune, the one writer, works alongside the other writer.
 "No write": a reader's write(2) bytes (/proc/PID/io wchar) equal its stdout
 plus stderr, so it wrote nothing to the journal or its WAL (see kjcli.py).
 """
+import fcntl
 import json
 import os
 import signal
 import sqlite3
+import struct
 import subprocess
 import sys
 import tempfile
-import time
+import termios
 
 import kjcli
+import kjtest
 
 ROUNDS = 2
 
@@ -54,17 +57,29 @@ def main():
     writer = subprocess.Popen([kjcli.KJT, "writer", j], stdout=subprocess.PIPE)
     follower = None
     try:
-        deadline = time.time() + 30
-        while not os.path.exists(j) or stats(j)["events"] < 200:
-            kjcli.check(time.time() < deadline and writer.poll() is None, "the writer started")
-            time.sleep(0.1)
+        def writer_started():
+            kjcli.check(writer.poll() is None, "the writer runs")
+            if not os.path.exists(j):
+                return False
+            rc, out, err = kjcli.run(["stats", "-o", "json"], journal=j)
+            if rc == kjcli.NOTJOURNAL:
+                return False  # the file exists before the writer's first commit makes it a journal
+            kjcli.check(rc == 0, "stats: %d %s" % (rc, err))
+            return json.loads(out)["events"] >= 200
+        kjtest.wait_for("the writer's first 200 events", writer_started)
 
         # -f from now on, its output in a file.
         fout = tempfile.TemporaryFile()
         ferr = tempfile.TemporaryFile()
         follower = subprocess.Popen([kjcli.KJOURNAL, "events", "--journal", j, "-f", "-o", "json"],
                                     stdout=fout, stderr=ferr, env=kjcli.env())
-        time.sleep(0.5)
+
+        def followed():
+            """The events -f has printed so far (whole lines only)."""
+            fout.seek(0)
+            return jsonl(fout.read().decode().rpartition("\n")[0])
+        # -f has started once it printed its first ten
+        kjtest.wait_for("events -f to print its first ten", lambda: len(followed()) >= 10)
         seq_at_follow = stats(j)["events"]
 
         commands = [
@@ -136,27 +151,40 @@ def main():
         # leave old snapshots, completes while the writer goes on.
         stuck = subprocess.Popen([kjcli.KJOURNAL, "events", "--journal", j, "-o", "json"],
                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=kjcli.env())
-        time.sleep(1.0)
+        # stuck: its pipe is full (less room than one write) and it still
+        # runs, so it waits in write(2)
+        room = fcntl.fcntl(stuck.stdout.fileno(), fcntl.F_GETPIPE_SZ) - 4096
+
+        def pipe_full():
+            held = struct.unpack("i", fcntl.ioctl(stuck.stdout.fileno(), termios.FIONREAD, b"\0" * 4))[0]
+            return stuck.poll() is not None or held > room
+        kjtest.wait_for("the reader to fill its pipe", pipe_full)
         kjcli.check(stuck.poll() is None, "the stuck reader is still running")
-        db = sqlite3.connect(j, timeout=5)
+        # A TRUNCATE checkpoint blocks new writers while it waits (its busy
+        # timeout) for readers to move on: short waits, so the other writer
+        # is never held up for long, tried again until the deadline.
+        db = sqlite3.connect(j, timeout=1)
         busy = None
-        for _ in range(20):
+
+        def checkpointed():
+            nonlocal busy
             busy, _, _ = db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
-            if busy == 0:
-                break
-            time.sleep(0.1)
+            return busy == 0
+        kjtest.wait_for("a checkpoint to complete", checkpointed, every=0.1)
         db.close()
         kjcli.check(busy == 0, "a checkpoint completes while a reader is stuck on its pipe")
         stuck.stdout.close()  # the reader now gets EPIPE and ends quietly
-        kjcli.check(stuck.wait(30) == 0, "the stuck reader ends cleanly when its pipe closes: %d %s"
+        kjcli.check(stuck.wait(kjtest.DEADLINE) == 0, "the stuck reader ends cleanly when its pipe closes: %d %s"
                     % (stuck.returncode, stuck.stderr.read()))
         stuck.stderr.close()
 
-        # -f: stop it, then every event it printed after its first ten is
-        # new, in commit order, none missing.
-        time.sleep(0.5)
+        # -f: once it printed an event committed after it started, stop it;
+        # then every event it printed after its first ten is new, in commit
+        # order, none missing.
+        kjtest.wait_for("events -f to print a new event",
+                        lambda: any(x["seq"] > seq_at_follow for x in followed()))
         follower.send_signal(signal.SIGINT)
-        kjcli.check(follower.wait(10) == 0, "events -f ends cleanly on SIGINT")
+        kjcli.check(follower.wait(kjtest.DEADLINE) == 0, "events -f ends cleanly on SIGINT")
         fout.seek(0)
         ferr.seek(0)
         err = ferr.read().decode()
@@ -175,7 +203,7 @@ def main():
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=kjcli.env())
         kjcli.check(head.stdout.readline() != b"", "events -f printed its first line")
         head.stdout.close()
-        kjcli.check(head.wait(10) == 0, "events -f ends cleanly when its reader goes away: %s"
+        kjcli.check(head.wait(kjtest.DEADLINE) == 0, "events -f ends cleanly when its reader goes away: %s"
                     % head.stderr.read())
         head.stderr.close()
 
@@ -191,7 +219,7 @@ def main():
         if follower and follower.poll() is None:
             follower.kill()
         writer.send_signal(signal.SIGTERM)
-        out, _ = writer.communicate(timeout=30)
+        out, _ = writer.communicate(timeout=kjtest.DEADLINE)
         kjcli.cleanup(d)
     kjcli.check(writer.returncode == 0, "the writer ran without error")
     print("concurrent: %d reads while the writer committed %s batches, no writes by readers"

@@ -70,7 +70,7 @@ def make_client_cert(d, ca, name="client", cn="kjournal"):
 class Sim:
     """A running kube-sim. Use as a context manager; stop() checks a clean exit."""
 
-    def __init__(self, *args, token=None, tls=False, seed=None, client_ca=None, start_timeout=15.0):
+    def __init__(self, *args, token=None, tls=False, seed=None, client_ca=None, start_timeout=kjtest.DEADLINE):
         self.dir = tempfile.mkdtemp(prefix="kube-sim-test-")
         self.port = kjtest.free_port()
         self.token = token
@@ -122,8 +122,8 @@ class Sim:
             ctx = ssl.create_default_context(cafile=self.cert)
             if self.client_cert:
                 ctx.load_cert_chain(*self.client_cert)
-            return http.client.HTTPSConnection("127.0.0.1", self.port, context=ctx, timeout=30)
-        return http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+            return http.client.HTTPSConnection("127.0.0.1", self.port, context=ctx, timeout=kjtest.DEADLINE)
+        return http.client.HTTPConnection("127.0.0.1", self.port, timeout=kjtest.DEADLINE)
 
     def request(self, method, path, body=None, ctype="application/json", headers=None, token=True):
         """Returns (status, parsed JSON or raw text, response headers)."""
@@ -222,10 +222,10 @@ def concurrently(*fns):
     kjtest.check(not failed, "failed: " + ", ".join(failed))
 
 
-def wait_for(cond, timeout=10.0, every=0.05):
+def wait_for(cond, timeout=kjtest.DEADLINE, every=0.05):
     """Polls cond() until it is true; returns the seconds it took (timeout: fails)."""
-    t0 = time.time()
+    t0 = time.monotonic()
     while not cond():
-        kjtest.check(time.time() - t0 < timeout, "still waiting after %.0f s" % timeout)
+        kjtest.check(time.monotonic() - t0 < timeout, "still waiting after %.0f s" % timeout)
         time.sleep(every)
-    return time.time() - t0
+    return time.monotonic() - t0

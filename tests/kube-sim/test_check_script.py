@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 from simtest import SKIP, Sim, concurrently, ok
+import kjtest
 from kjtest import SHARED, check
 
 if not shutil.which("kubectl"):
@@ -18,7 +19,7 @@ script = os.path.join(SHARED, "checks", "kube-semantics.sh")
 def against(tls, token):
     with Sim(token=token, tls=tls) as sim:
         args = ["bash", script, sim.url] + ([token] if token else [])
-        r = subprocess.run(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=100)
+        r = subprocess.run(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=5 * kjtest.DEADLINE)
         check(r.returncode == 0, "kube-semantics.sh %s: %s" % (sim.url, r.stdout))
         st = sim.stats()
         check(st["by_code"].get("401", 0) == 0, "no 401 with the right token")

@@ -56,7 +56,7 @@ def test_cert_only():
         refused(sim, FOREIGN, "the foreign certificate again")
         if shutil.which("curl"):
             base = ["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "--cacert", sim.cert, sim.url + PODS]
-            codes = [subprocess.run(base + extra, stdout=subprocess.PIPE, text=True, timeout=30).stdout
+            codes = [subprocess.run(base + extra, stdout=subprocess.PIPE, text=True, timeout=kjtest.DEADLINE).stdout
                      for extra in ([], ["--cert", GOOD[0], "--key", GOOD[1]],
                                    ["--cert", SELF_SIGNED[0], "--key", SELF_SIGNED[1]])]
             check(codes == ["401", "200", "401"], "curl: none, signed, self-signed: %s" % codes)
@@ -79,7 +79,7 @@ def test_cert_or_token():
 
 
 def test_cli():
-    r = subprocess.run([BIN, "--help"], stdout=subprocess.PIPE, text=True, timeout=10)
+    r = subprocess.run([BIN, "--help"], stdout=subprocess.PIPE, text=True, timeout=kjtest.DEADLINE)
     check("--client-ca" in r.stdout and "--drop-after-rate" in r.stdout and "drop-after" in r.stdout,
           "--help explains --client-ca and drop-after")
     for args, want in ((["--client-ca", CA[0]], 2),
@@ -87,7 +87,7 @@ def test_cli():
                          "--tls-key", GOOD[1]], 1),
                        (["--client-ca", GOOD[1], "--tls-cert", GOOD[0], "--tls-key", GOOD[1]], 1)):
         r = subprocess.run([BIN, "--listen", "127.0.0.1:0"] + args, stdout=subprocess.PIPE,
-                           stderr=subprocess.PIPE, text=True, timeout=10)
+                           stderr=subprocess.PIPE, text=True, timeout=kjtest.DEADLINE)
         check(r.returncode == want and "kube-sim:" in r.stderr, "%s: rc %d, %s" % (args, r.returncode, r.stderr))
     ok("--client-ca without TLS: exit 2; a missing or certificate-less file: exit 1")
 

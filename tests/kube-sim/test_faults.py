@@ -28,22 +28,19 @@ def test_cli():
            ["--fail-nth", "get:0:500"], ["--listen", "nohostport"], ["--tls-cert", "/nonexistent"],
            ["--error-codes", "200"], ["--continue-ttl"], ["extra-arg"]]
     for args in bad:
-        r = subprocess.run([BIN] + args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=10)
+        r = subprocess.run([BIN] + args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=kjtest.DEADLINE)
         check(r.returncode == 2 and "kube-sim:" in r.stderr, "%s: rc %d, %s" % (args, r.returncode, r.stderr))
     d = kjtest.tmpdir()
     seed = os.path.join(d, "bad.json")
     with open(seed, "w") as f:
         f.write("{not json")
-    r = subprocess.run([BIN, "--seed", seed, "--listen", "127.0.0.1:0"], stderr=subprocess.PIPE, text=True, timeout=10)
+    r = subprocess.run([BIN, "--seed", seed, "--listen", "127.0.0.1:0"], stderr=subprocess.PIPE, text=True, timeout=kjtest.DEADLINE)
     check(r.returncode == 1 and "seed" in r.stderr, "bad seed: %d %s" % (r.returncode, r.stderr))
     # port 0 + --port-file, logfmt, SIGINT -> exit 0
     pf = os.path.join(d, "port")
     log = os.path.join(d, "log")
     p = kjtest.start([BIN, "--listen", "127.0.0.1:0", "--port-file", pf], log_path=log)
-    for _ in range(200):
-        if os.path.exists(pf) and open(pf).read().strip():
-            break
-        time.sleep(0.02)
+    kjtest.wait_for("the port file", lambda: os.path.exists(pf) and open(pf).read().strip())
     port = int(open(pf).read())
     kjtest.wait_port(port, p)
     check(kjtest.stop(p, signal.SIGINT) == 0, "SIGINT: exit 0")
@@ -92,7 +89,7 @@ def test_faults():
         # list #1 is dropped: the connection closes without a reply
         s = socket.create_connection(("127.0.0.1", sim.port))
         s.sendall(("GET %s HTTP/1.1\r\nHost: x\r\n\r\n" % PODS).encode())
-        s.settimeout(5)
+        s.settimeout(kjtest.DEADLINE)
         check(s.recv(100) == b"", "dropped: connection closed without a reply")
         s.close()
         check(sim.get(PODS)[0] == 200, "list #2 fine")
@@ -169,7 +166,7 @@ def lost_answer(sim, method, path, body=None, ctype="application/json"):
     s = socket.create_connection(("127.0.0.1", sim.port))
     s.sendall(("%s %s HTTP/1.1\r\nHost: x\r\nContent-Type: %s\r\nContent-Length: %d\r\n\r\n"
                % (method, path, ctype, len(data))).encode() + data)
-    s.settimeout(10)
+    s.settimeout(kjtest.DEADLINE)
     got = s.recv(100)
     s.close()
     check(got == b"", "%s %s: closed without a reply, got %r" % (method, path, got))
@@ -211,7 +208,7 @@ def test_drop_after():
             st, body, _ = sim.request("POST", "/_sim/faults", bad, token=False)
             check(st == 400 and body["kind"] == "Status", "bad faults %s: %s" % (bad, st))
     for args in (["--drop-after-rate", "150"], ["--fail-nth", "delete:1:drop-later"]):
-        r = subprocess.run([BIN] + args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=10)
+        r = subprocess.run([BIN] + args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=kjtest.DEADLINE)
         check(r.returncode == 2 and "kube-sim:" in r.stderr, "%s: rc %d, %s" % (args, r.returncode, r.stderr))
     ok("drop-after (flag, fail-nth, /_sim/faults): the write is applied, the answer lost, counted in stats")
 

@@ -11,6 +11,7 @@ import tempfile
 import threading
 
 from simtest import SKIP, Sim, concurrently, ok, wait_for
+import kjtest
 from kjtest import check
 
 KUBECTL = shutil.which("kubectl")
@@ -35,8 +36,8 @@ def kubeconfig(sim, d):
 
 
 def run(env, *args, ok_codes=(0,), stdin=None):
-    r = subprocess.run([KUBECTL, "--request-timeout=10s"] + list(args), env=env, input=stdin,
-                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=60)
+    r = subprocess.run([KUBECTL, "--request-timeout=%ds" % kjtest.DEADLINE] + list(args), env=env, input=stdin,
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=2 * kjtest.DEADLINE)
     check(r.returncode in ok_codes, "kubectl %s: rc %d\n%s%s" % (" ".join(args), r.returncode, r.stdout, r.stderr))
     return r
 
@@ -119,13 +120,13 @@ def flows(sim):
         reader = threading.Thread(target=lambda: rows.extend(iter(w.stdout.readline, "")), daemon=True)
         reader.start()
         # each step waits for the row the watch must print, not for a fixed time
-        wait_for(lambda: any("Pending" in r for r in rows), timeout=20)
+        wait_for(lambda: any("Pending" in r for r in rows))
         run(env, "delete", "pod", "watched", "--wait=false")
-        wait_for(lambda: any("Terminating" in r for r in rows), timeout=20)
+        wait_for(lambda: any("Terminating" in r for r in rows))
         run(env, "patch", "pod", "watched", "--type=merge", "-p", '{"metadata":{"finalizers":null}}')
         w.terminate()
-        w.communicate(timeout=10)
-        reader.join(10)
+        w.communicate(timeout=kjtest.DEADLINE)
+        reader.join(kjtest.DEADLINE)
         out = "".join(rows)
         check(out.count("Terminating") >= 1 and "Pending" in out, "kubectl get -w: %s" % out)
         # leases

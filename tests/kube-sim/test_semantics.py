@@ -8,6 +8,7 @@ import socket
 import time
 
 from simtest import NS, PODS, Sim, concurrently, fixture, ok, pod, same_status, wait_for
+import kjtest
 from kjtest import check
 
 DRIVER = fixture("pod-driver-failed.json")
@@ -187,7 +188,9 @@ def test_expired_continue():
         # the fresh token continues (inconsistently) from where the old one stopped
         rest = lst(sim, "labelSelector=kyuubi-unique-tag&limit=10&continue=" + body["metadata"]["continue"], ns)
         check(names(rest["items"]) == ["e2", "e3", "e4"], "fresh token resumes: %s" % names(rest["items"]))
-        # a token used within the ttl keeps working
+        # a token used within the ttl keeps working (a ttl longer than this
+        # machine can stall between two requests, so the test has no window)
+        sim.faults(continue_ttl=int(kjtest.DEADLINE))
         p1 = lst(sim, "labelSelector=kyuubi-unique-tag&limit=2", ns)
         p2 = lst(sim, "labelSelector=kyuubi-unique-tag&limit=2&continue=" + p1["metadata"]["continue"], ns)
         check(names(p2["items"]) == ["e2", "e3"], "live token: %s" % names(p2["items"]))
@@ -235,7 +238,7 @@ def test_delete(sim):
     sim.request("POST", ns, pod("d4", node="node-1", ns="del"))
     st, body, _ = sim.request("DELETE", ns + "/d4", {"gracePeriodSeconds": 1})
     check(body["metadata"]["deletionGracePeriodSeconds"] == 1, "grace from DeleteOptions")
-    took = wait_for(lambda: sim.get(ns + "/d4")[0] == 404, timeout=5)
+    took = wait_for(lambda: sim.get(ns + "/d4")[0] == 404)
     check(took >= 0.8, "gone after the grace period, not before: %.2f s" % took)
     # terminal phase: grace forced to 0
     sim.request("POST", ns, pod("d5", node="node-1", ns="del"))
@@ -328,7 +331,7 @@ def test_finalizers(sim):
     # graceful + finalizer: stays after the grace period until the finalizer goes
     sim.request("POST", PODS, pod("f4", finalizers=["a.io/x"], node="n1"))
     st, body, _ = sim.request("DELETE", PODS + "/f4", {"gracePeriodSeconds": 1})
-    took = wait_for(lambda: sim.get(PODS + "/f4")[1]["metadata"]["deletionGracePeriodSeconds"] == 0, timeout=5)
+    took = wait_for(lambda: sim.get(PODS + "/f4")[1]["metadata"]["deletionGracePeriodSeconds"] == 0)
     st, body, _ = sim.get(PODS + "/f4")
     check(took >= 0.8 and st == 200 and body["metadata"]["deletionGracePeriodSeconds"] == 0,
           "after grace (%.2f s), kept with finalizer: %s" % (took, body))
@@ -404,15 +407,18 @@ def test_auth():
 
 
 def dechunk(data):
-    """The body of a chunked HTTP/1.1 response. Events are lines of the body:
-    one chunk may carry several of them, or part of one."""
+    """The body of a chunked HTTP/1.1 response, as far as its chunks are
+    complete. Events are lines of the body: one chunk may carry several of
+    them, or part of one."""
+    if b"\r\n\r\n" not in data:
+        return b""
     body, rest = b"", data.split(b"\r\n\r\n", 1)[1]
-    while rest:
-        size_line, rest = rest.split(b"\r\n", 1)
+    while b"\r\n" in rest:
+        size_line, tail = rest.split(b"\r\n", 1)
         size = int(size_line.split(b";")[0], 16)
-        if size == 0:
+        if size == 0 or len(tail) < size + 2:
             break
-        body, rest = body + rest[:size], rest[size + 2:]
+        body, rest = body + tail[:size], tail[size + 2:]
     return body
 
 
@@ -422,35 +428,37 @@ def test_watch(sim):
     sim.request("POST", ns, pod("w2", ns="w"))
     t0 = time.time()
     st, body, _ = sim.get(ns + "?watch=1&timeoutSeconds=1")
-    check(st == 200 and 0.8 < time.time() - t0 < 10, "watch ends after timeoutSeconds")
+    check(st == 200 and 0.8 < time.time() - t0 < kjtest.DEADLINE, "watch ends after timeoutSeconds")
     lines = [json.loads(x) for x in body.splitlines()] if isinstance(body, str) else [body]
     rec = [json.loads(x) for x in open(__import__("simtest").os.path.join(__import__("simtest").FIXTURES,
                                                                           "watch-pods-events.jsonl"))]
     check([e["type"] for e in lines] == ["ADDED", "ADDED"], "initial events %s" % lines)
     check(list(lines[0].keys()) == list(rec[0].keys()) and lines[0]["object"]["kind"] == "Pod", "event shape")
-    # events after a resourceVersion, with a selector, over a raw socket (chunked)
+    # events after a resourceVersion, with a selector, over a raw socket
+    # (chunked). A watch from rv replays what happened after rv whenever it
+    # starts, so the changes need not wait for it; the last change the
+    # selector matches (ADDED w3) marks the end of what it must show.
     rv = lst(sim, "", ns)["metadata"]["resourceVersion"]
     s = socket.create_connection(("127.0.0.1", sim.port))
-    s.sendall(("GET %s?watch=true&labelSelector=k&resourceVersion=%s&timeoutSeconds=2 HTTP/1.1\r\nHost: x\r\n\r\n"
-               % (ns, rv)).encode())
-    time.sleep(0.2)
+    s.sendall(("GET %s?watch=true&labelSelector=k&resourceVersion=%s&timeoutSeconds=%d HTTP/1.1\r\nHost: x\r\n\r\n"
+               % (ns, rv, kjtest.DEADLINE)).encode())
     sim.request("PATCH", ns + "/w1", {"metadata": {"labels": {"x": "1"}}}, ctype="application/merge-patch+json")
     sim.request("PATCH", ns + "/w2", {"metadata": {"labels": {"x": "1"}}}, ctype="application/merge-patch+json")
     sim.request("DELETE", ns + "/w1")
-    data = b""
-    s.settimeout(5)
-    while True:
+    sim.request("POST", ns, pod("w3", {"k": "end"}, ns="w"))
+    data, evs = b"", []
+    s.settimeout(kjtest.DEADLINE)
+    while not any(e["type"] == "ADDED" and e["object"]["metadata"]["name"] == "w3" for e in evs):
         chunk = s.recv(65536)
-        if not chunk:
-            break
+        check(chunk, "the watch ended before ADDED w3: %r" % data)
         data += chunk
-        if data.endswith(b"0\r\n\r\n"):
-            break
+        evs = [json.loads(line) for line in dechunk(data).split(b"\n")[:-1] if line.strip()]
     s.close()
     text = data.decode()
     check("Transfer-Encoding: chunked" in text, "watch is chunked")
     evs = [json.loads(line) for line in dechunk(data).decode().splitlines() if line.strip()]
-    check([(e["type"], e["object"]["metadata"]["name"]) for e in evs] == [("MODIFIED", "w1"), ("DELETED", "w1")],
+    check([(e["type"], e["object"]["metadata"]["name"]) for e in evs] == [("MODIFIED", "w1"), ("DELETED", "w1"),
+                                                                          ("ADDED", "w3")],
           "watch events %s" % [(e["type"], e["object"]["metadata"]["name"]) for e in evs])
     ok("watch: ADDED for the current state, then MODIFIED/DELETED after resourceVersion, timeoutSeconds")
 

@@ -63,6 +63,18 @@ static void test_every_fixture(void **state)
                 size_t ll = nl ? (size_t)(nl - line) : strlen(line);
                 cJSON *ev = cJSON_ParseWithLength(line, ll);
                 assert_non_null(ev);
+                line = nl ? nl + 1 : NULL;
+                events++;
+                const char *type = cJSON_GetStringValue(cJSON_GetObjectItem(ev, "type"));
+                assert_non_null(type);
+                if (!strcmp(type, "BOOKMARK")) {
+                    /* no pod: only where the watch has got to */
+                    const cJSON *md =
+                        cJSON_GetObjectItem(cJSON_GetObjectItem(ev, "object"), "metadata");
+                    assert_non_null(cJSON_GetStringValue(cJSON_GetObjectItem(md, "resourceVersion")));
+                    cJSON_Delete(ev);
+                    continue;
+                }
                 char *obj = cJSON_PrintUnformatted(cJSON_GetObjectItem(ev, "object"));
                 kj_pod *p = NULL;
                 assert_int_equal(kj_pod_parse(obj, strlen(obj), &p, &err), 0);
@@ -70,8 +82,6 @@ static void test_every_fixture(void **state)
                 kj_pod_free(p);
                 free(obj);
                 cJSON_Delete(ev);
-                events++;
-                line = nl ? nl + 1 : NULL;
             }
             assert_true(events > 0);
         } else if (!strncmp(n, "status-", 7)) {
