@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "opts.h"
 
@@ -114,7 +115,7 @@ static int set_value(const kj_opt *o, const char *v, char *msg, size_t size)
     case KJ_OPT_CHOICE: {
         size_t used = 0;
         for (int i = 0; o->choices[i]; i++) {
-            if (!strcmp(v, o->choices[i])) {
+            if (!strcasecmp(v, o->choices[i])) {
                 *(int *)o->dst = i;
                 return 0;
             }

@@ -90,7 +90,7 @@ typedef enum {
     KJ_OPT_NUMBER,   /* *(double *)dst, in [min, max] */
     KJ_OPT_DURATION, /* *(int64_t *)dst in ms, in [min, max] (max 0: none) */
     KJ_OPT_COUNT,    /* *(int64_t *)dst: a count, "all" is 0 */
-    KJ_OPT_CHOICE,   /* *(int *)dst = the index of the value in choices */
+    KJ_OPT_CHOICE,   /* *(int *)dst = the index of the value in choices (any case) */
     KJ_OPT_CALL,     /* fn(ud, value); value NULL for an option without one (arg NULL) */
 } kj_opt_kind;
 
