@@ -116,15 +116,23 @@ static void test_durations(void **state)
         const char *expr;
         int64_t want;
     } cases[] = {
-        {"30d", 30 * 24 * H}, {"12h", 12 * H},
-        {"1d12h", 36 * H},    {"90m", 90 * 60000},
-        {"1w", 168 * H},      {"10s", 10000},
-        {"0d", 0},            {"", BAD},
-        {"0", 0},             {"250ms", 250},
+        {"30d", 30 * 24 * H},
+        {"12h", 12 * H},
+        {"1d12h", 36 * H},
+        {"90m", 90 * 60000},
+        {"1w", 168 * H},
+        {"10s", 10000},
+        {"0d", 0},
+        {"", BAD},
+        {"0", 0},
+        {"250ms", 250},
         {"2min30sec", 150000},
-        {"-1d", BAD},         {"30", BAD},
-        {"d", BAD},           {"1y", BAD},
-        {"1h 30m", BAD},      {"1000000000000w", BAD},
+        {"-1d", BAD},
+        {"30", BAD},
+        {"d", BAD},
+        {"1y", BAD},
+        {"1h 30m", BAD},
+        {"1000000000000w", BAD},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         int64_t got = 0;
@@ -161,9 +169,17 @@ static void test_numbers(void **state)
         const char *s;
         int64_t min, max, want; /* want BAD: rejected */
     } ints[] = {
-        {"5", 1, 10, 5},        {"1", 1, 10, 1},      {"10", 1, 10, 10},   {"0", 1, 10, BAD},
-        {"11", 1, 10, BAD},     {"", 0, 10, BAD},     {"5x", 0, 10, BAD},  {" 5", 0, 10, BAD},
-        {"0x10", 0, 99, BAD},   {"-3", -5, 5, -3},    {"99999999999999999999", 0, INT64_MAX, BAD},
+        {"5", 1, 10, 5},
+        {"1", 1, 10, 1},
+        {"10", 1, 10, 10},
+        {"0", 1, 10, BAD},
+        {"11", 1, 10, BAD},
+        {"", 0, 10, BAD},
+        {"5x", 0, 10, BAD},
+        {" 5", 0, 10, BAD},
+        {"0x10", 0, 99, BAD},
+        {"-3", -5, 5, -3},
+        {"99999999999999999999", 0, INT64_MAX, BAD},
     };
     for (size_t i = 0; i < sizeof ints / sizeof ints[0]; i++) {
         int64_t got = 0;
@@ -186,10 +202,8 @@ static void test_numbers(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_times_utc),
-        cmocka_unit_test(test_times_local),
-        cmocka_unit_test(test_durations),
-        cmocka_unit_test(test_counts),
+        cmocka_unit_test(test_times_utc), cmocka_unit_test(test_times_local),
+        cmocka_unit_test(test_durations), cmocka_unit_test(test_counts),
         cmocka_unit_test(test_numbers),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -11,10 +11,7 @@ static const char help[] =
     "Writes a consistent, compacted copy of the journal to FILE (SQLite's VACUUM\n"
     "INTO), safe while kjournald writes: the copy is the journal as of one\n"
     "moment. FILE must not exist. The journal is opened read-only; the copy holds\n"
-    "one read transaction for as long as it takes (it never blocks kjournald).\n"
-    "\n"
-    "options:\n"
-    "  --to FILE   where to write the copy\n";
+    "one read transaction for as long as it takes (it never blocks kjournald).\n";
 
 static const char examples[] =
     "\nexamples:\n"
@@ -29,17 +26,15 @@ static const kj_field fields[] = {
 
 int kj_cmd_backup(int argc, char **argv)
 {
-    static const struct option longopts[] = {
-        {"to", required_argument, NULL, 't'},
-        KJ_CLI_COMMON_LONGOPTS,
-        {NULL, 0, NULL, 0},
-    };
-    static const kj_cli_spec spec = {
-        .help = help, .examples = examples, .longopts = longopts, .opt = kj_cli_opt_value};
-    kj_cli_common c;
     const char *to = NULL;
+    const kj_opt opts[] = {
+        {"to", 0, KJ_OPT_STRING, &to, "FILE", .help = "where to write the copy"},
+        {0},
+    };
+    const kj_cli_spec spec = {.help = help, .opts = opts, .examples = examples};
+    kj_cli_common c;
     int rc;
-    if ((rc = kj_cli_parse(&c, &spec, argc, argv, &to)))
+    if ((rc = kj_cli_parse(&c, &spec, argc, argv)))
         return rc;
     if (!to || !*to)
         return kj_cli_fail(&c, KJ_EXIT_USAGE, "where to? give --to FILE");
