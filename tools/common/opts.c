@@ -215,7 +215,7 @@ static void help_lines(FILE *f, const kj_opt *opts, int depth)
             continue;
         }
         if (o->kind == KJ_OPT_SECTION) {
-            fprintf(f, "\n%s\n", o->help);
+            fprintf(f, *o->help ? "\n%s\n" : "\n", o->help);
             continue;
         }
         char left[96];

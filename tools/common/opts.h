@@ -78,7 +78,8 @@ int kj_parse_number(const char *s, double min, double max, double *out, char *ms
 
 typedef enum {
     KJ_OPT_END = 0,  /* ends a table ({0}) */
-    KJ_OPT_SECTION,  /* not an option: a heading in --help, help is its text */
+    KJ_OPT_SECTION,  /* not an option: a heading in --help, help is its text (""
+                        only a blank line) */
     KJ_OPT_INCLUDE,  /* the options of another table: dst is a const kj_opt * */
     KJ_OPT_FLAG,     /* no value: *(int *)dst = 1 */
     KJ_OPT_BOOL,     /* --name or --name=true|false|1|0: *(int *)dst */
