@@ -4,12 +4,12 @@
  * over libcurl's multi interface with bounded concurrency, a client-side rate
  * limit and retries.
  *
- * Configuration. Fill a kj_kube_flags from argv (kj_kube_flags_parse() is the
- * shared option parser of `kjournal recover` and `kjournald`), then resolve it:
+ * Configuration. Fill a kj_kube_flags (the programs do it from their command
+ * line, tools/common/kube_opts.h; this library never sees argv), then resolve it:
  *
  *     kj_kube_flags fl;
  *     kj_kube_flags_init(&fl);
- *     ... for each argv[i]: kj_kube_flags_parse(&fl, argc, argv, &i, &err) ...
+ *     fl.server = ...;
  *     kj_kube_config *cfg;
  *     int rc = kj_kube_config_load(&fl, &cfg, &err);
  *     if (rc == KJ_ENOENT) ... no configuration at all: run without reconciling
@@ -134,17 +134,6 @@ typedef struct kj_kube_flags {
 
 /* Sets the defaults: all NULL, qps/burst/in-flight defaults. */
 void kj_kube_flags_init(kj_kube_flags *f);
-
-/*
- * Parses the kube option at argv[*i] (`--flag value` or `--flag=value`).
- * Returns 1 and advances *i past its value when it was a kube flag, 0 when
- * argv[*i] is something else (*i unchanged), KJ_EINVAL when a value is missing
- * or malformed. Values are borrowed from argv.
- */
-int kj_kube_flags_parse(kj_kube_flags *f, int argc, char **argv, int *i, kj_err *err);
-
-/* Help text for the kube flags, one option per line, indented by two spaces. */
-extern const char kj_kube_flags_help[];
 
 typedef struct kj_kube_config kj_kube_config;
 

@@ -15,27 +15,8 @@
 
 #include "reconciler/kube_internal.h"
 
-#define KJ_STR_(x) #x
-#define KJ_STR(x) KJ_STR_(x)
-
 #define MAX_CONFIG_FILE (4u << 20)
 #define MAX_KUBECONFIGS 16
-
-const char kj_kube_flags_help[] =
-    "  --server URL                  Kubernetes API server (overrides the kubeconfig)\n"
-    "  --token-file PATH             bearer token file, read again periodically and after a 401\n"
-    "  --certificate-authority PATH  CA bundle to verify the server with\n"
-    "  --client-certificate PATH     client certificate (PEM)\n"
-    "  --client-key PATH             client key (PEM)\n"
-    "  --insecure-skip-tls-verify    do not verify the server's certificate (unsafe)\n"
-    "  --kubeconfig PATH             kubeconfig file (default $KUBECONFIG, ~/.kube/config,\n"
-    "                                then in-cluster service account)\n"
-    "  --context NAME                kubeconfig context (default current-context)\n"
-    /* clang-format off */
-    "  --qps N                       client-side request rate limit (default "
-                                     KJ_STR(KJ_KUBE_DEFAULT_QPS) "; 0: none)\n"
-    "  --burst N                     rate limit burst (default " KJ_STR(KJ_KUBE_DEFAULT_BURST) ")\n";
-/* clang-format on */
 
 void kj_kube_flags_init(kj_kube_flags *f)
 {
@@ -43,89 +24,6 @@ void kj_kube_flags_init(kj_kube_flags *f)
     f->qps = KJ_KUBE_DEFAULT_QPS;
     f->burst = KJ_KUBE_DEFAULT_BURST;
     f->max_in_flight = KJ_KUBE_DEFAULT_IN_FLIGHT;
-}
-
-/* Matches "--name" or "--name=value"; *val gets the inline value or NULL. */
-static int flag_is(const char *arg, const char *name, const char **val)
-{
-    size_t n = strlen(name);
-    if (strncmp(arg, name, n) != 0)
-        return 0;
-    if (arg[n] == '\0') {
-        *val = NULL;
-        return 1;
-    }
-    if (arg[n] == '=') {
-        *val = arg + n + 1;
-        return 1;
-    }
-    return 0;
-}
-
-int kj_kube_flags_parse(kj_kube_flags *f, int argc, char **argv, int *i, kj_err *err)
-{
-    static const struct {
-        const char *name;
-        size_t off;
-    } strs[] = {
-        {"--server", offsetof(kj_kube_flags, server)},
-        {"--token-file", offsetof(kj_kube_flags, token_file)},
-        {"--certificate-authority", offsetof(kj_kube_flags, ca_file)},
-        {"--client-certificate", offsetof(kj_kube_flags, client_cert)},
-        {"--client-key", offsetof(kj_kube_flags, client_key)},
-        {"--kubeconfig", offsetof(kj_kube_flags, kubeconfig)},
-        {"--context", offsetof(kj_kube_flags, context)},
-    };
-    if (*i < 0 || *i >= argc || !argv[*i])
-        return 0;
-    const char *arg = argv[*i], *val = NULL;
-
-    if (flag_is(arg, "--insecure-skip-tls-verify", &val)) {
-        if (!val || !strcmp(val, "true") || !strcmp(val, "1"))
-            f->insecure = 1;
-        else if (!strcmp(val, "false") || !strcmp(val, "0"))
-            f->insecure = 0;
-        else
-            return kj_err_set(err, KJ_EINVAL, "--insecure-skip-tls-verify: expected true or false");
-        (*i)++;
-        return 1;
-    }
-    int is_qps = flag_is(arg, "--qps", &val);
-    int is_burst = !is_qps && flag_is(arg, "--burst", &val);
-    size_t which = sizeof(strs) / sizeof(strs[0]);
-    if (!is_qps && !is_burst) {
-        for (which = 0; which < sizeof(strs) / sizeof(strs[0]); which++)
-            if (flag_is(arg, strs[which].name, &val))
-                break;
-        if (which == sizeof(strs) / sizeof(strs[0]))
-            return 0;
-    }
-    int used = 1;
-    if (!val) {
-        if (*i + 1 >= argc || !argv[*i + 1])
-            return kj_err_set(err, KJ_EINVAL, "%s: missing value", arg);
-        val = argv[*i + 1];
-        used = 2;
-    }
-    if (is_qps || is_burst) {
-        char *end;
-        errno = 0;
-        double d = strtod(val, &end);
-        if (errno || end == val || *end || d < 0 || d > 1e6 || d != d ||
-            (is_burst && (d != (double)(int)d || d > 1e6)))
-            return kj_err_set(err, KJ_EINVAL, "%s: '%s' is not a valid number",
-                              is_qps ? "--qps" : "--burst", val);
-        if (is_qps)
-            f->qps = d;
-        else
-            f->burst = (int)d;
-    } else {
-        if (!*val)
-            return kj_err_set(err, KJ_EINVAL, "%s: empty value", strs[which].name);
-        *(const char **)((char *)f + strs[which].off) = val;
-    }
-    *i += used;
-    return 1;
 }
 
 /* ---- small helpers ----------------------------------------------------- */

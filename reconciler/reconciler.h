@@ -19,8 +19,7 @@
  *     time.
  *
  *     kj_policy pol;
- *     kj_policy_init(&pol);
- *     ... kj_policy_parse(&pol, argc, argv, &i, &err) for each flag ...
+ *     kj_policy_init(&pol);   // then the program's flags (tools/common/kube_opts.h)
  *     kj_reconcile_summary sum;
  *     rc = kj_reconcile(journal, kube, &pol, &(kj_reconcile_opts){.trigger = "recovery"},
  *                       &sum, &err);
@@ -68,13 +67,6 @@ typedef struct kj_policy {
  * grace 30 min (engine idle timeout), submit grace 3 min (engine
  * initialize timeout), orphans reported, orphan grace 1 h, concurrency 32. */
 void kj_policy_init(kj_policy *p);
-/* Like kj_kube_flags_parse(): 1 when argv[*i] was a policy flag (and *i moved
- * to the argument after its value), 0 when it is something else (*i
- * unchanged), KJ_EINVAL on a bad value. */
-int kj_policy_parse(kj_policy *p, int argc, char **argv, int *i, kj_err *err);
-extern const char kj_policy_help[];
-/* "90s", "5m", "1h30m", "2d", "250ms", "0" -> ms; KJ_EINVAL otherwise. */
-int kj_parse_duration(const char *s, int64_t *ms);
 
 /* --- the planner -------------------------------------------------------- */
 

@@ -72,7 +72,7 @@ def test_fault_wording():
         for flag, arg, value, words in FAULT_WORDING:
             r = subprocess.run([BIN, "--" + flag, arg], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                text=True, timeout=10)
-            want = "kube-sim: --%s %s: %s\n" % (flag, arg, words)
+            want = "kube-sim: bad value '%s' for --%s: %s\n" % (arg, flag, words)
             check(r.returncode == 2 and r.stderr.startswith(want), "--%s %s: %r, want %r" % (flag, arg, r.stderr, want))
             name = flag.replace("-", "_")
             st, body, _ = sim.request("POST", "/_sim/faults", {name: value}, token=False)

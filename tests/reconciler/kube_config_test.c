@@ -77,72 +77,6 @@ static int teardown(void **state)
     return system(cmd) == 0 ? 0 : -1;
 }
 
-static void test_flags(void **state)
-{
-    (void)state;
-    char *argv[] = {"recover",
-                    "--server",
-                    "https://k:6443",
-                    "--token-file=/t",
-                    "--qps",
-                    "20",
-                    "--burst=40",
-                    "--insecure-skip-tls-verify",
-                    "--context",
-                    "prod",
-                    "--dry-run",
-                    "--kubeconfig",
-                    "/k",
-                    "--certificate-authority",
-                    "/ca",
-                    "--client-certificate",
-                    "/c",
-                    "--client-key=/key",
-                    NULL};
-    int argc = (int)(sizeof(argv) / sizeof(argv[0])) - 1;
-    kj_kube_flags f;
-    kj_kube_flags_init(&f);
-    assert_true(f.qps == KJ_KUBE_DEFAULT_QPS);
-    int i = 1, others = 0;
-    kj_err err = {0};
-    while (i < argc) {
-        int rc = kj_kube_flags_parse(&f, argc, argv, &i, &err);
-        assert_true(rc >= 0);
-        if (rc == 0) {
-            others++;
-            i++;
-        }
-    }
-    assert_int_equal(others, 1);
-    assert_string_equal(f.server, "https://k:6443");
-    assert_string_equal(f.token_file, "/t");
-    assert_string_equal(f.context, "prod");
-    assert_string_equal(f.kubeconfig, "/k");
-    assert_string_equal(f.ca_file, "/ca");
-    assert_string_equal(f.client_cert, "/c");
-    assert_string_equal(f.client_key, "/key");
-    assert_true(f.qps == 20.0);
-    assert_int_equal(f.burst, 40);
-    assert_int_equal(f.insecure, 1);
-
-    const char *bad[][2] = {{"--qps", "fast"},   {"--burst", "1.5"},
-                            {"--qps", "-1"},     {"--server", NULL},
-                            {"--server=", NULL}, {"--insecure-skip-tls-verify=maybe", NULL}};
-    for (size_t b = 0; b < sizeof(bad) / sizeof(bad[0]); b++) {
-        char *av[3] = {(char *)bad[b][0], (char *)bad[b][1], NULL};
-        int ac = bad[b][1] ? 2 : 1, j = 0;
-        kj_kube_flags_init(&f);
-        assert_int_equal(kj_kube_flags_parse(&f, ac, av, &j, &err), KJ_EINVAL);
-        assert_true(strlen(err.msg) > 0);
-    }
-    char *av[] = {"--servers", "x"};
-    int j = 0;
-    assert_int_equal(kj_kube_flags_parse(&f, 2, av, &j, &err), 0);
-    assert_int_equal(j, 0);
-    assert_non_null(strstr(kj_kube_flags_help, "--token-file"));
-    assert_non_null(strstr(kj_kube_flags_help, "--burst"));
-}
-
 /* A table of kubeconfig files: what each resolves to, or how it is broken. */
 typedef struct kc_case {
     const char *name;
@@ -585,7 +519,6 @@ static void test_fuzz_kubeconfig(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_flags),
         cmocka_unit_test(test_kubeconfig_table),
         cmocka_unit_test(test_inline_data_decoded),
         cmocka_unit_test(test_flags_override),

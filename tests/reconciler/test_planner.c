@@ -6,7 +6,7 @@
  * pod terminal).
  *
  * A row is a pod, what the journal says of its sessions, the policy flags
- * (parsed by kj_policy_parse(), so the flags are exercised too) and the plan
+ * (parsed by the programs' policy options, so the flags are exercised too) and the plan
  * expected: its steps as one string ("close_session(engine_terminated)
  * release_finalizer delete"), the pod state, the owner and when a step not
  * yet due becomes due. Every failure names its row. Adding a case adds a row,
@@ -23,6 +23,7 @@
 #include <cmocka.h>
 
 #include "reconciler/reconciler.h"
+#include "tools/common/kube_opts.h"
 
 #define SEC 1000LL
 #define MIN (60 * SEC)
@@ -394,14 +395,14 @@ static const row rows[] = {
 };
 /* clang-format on */
 
-/* Splits flags on spaces and feeds them to kj_policy_parse() as argv. */
+/* Splits flags on spaces and parses them with the programs' policy options. */
 static void policy_from(const row *r, kj_policy *p, char *buf, size_t bufsz)
 {
     kj_policy_init(p);
     if (!r->policy)
         return;
-    char *argv[32];
-    int argc = 0;
+    char *argv[32] = {"planner"};
+    int argc = 1;
     snprintf(buf, bufsz, "%s", r->policy);
     for (char *t = buf; *t && argc < 32;) {
         argv[argc++] = t;
@@ -409,13 +410,11 @@ static void policy_from(const row *r, kj_policy *p, char *buf, size_t bufsz)
         if (*t)
             *t++ = '\0';
     }
-    for (int i = 0; i < argc;) {
-        kj_err err = {0};
-        int rc = kj_policy_parse(p, argc, argv, &i, &err);
-        if (rc != 1)
-            fail_msg("row \"%s\": policy flag '%s' not taken (%d: %s)", r->name, argv[i], rc,
-                     err.msg);
-    }
+    kj_opt opts[KJ_POLICY_OPTS];
+    kj_policy_opts(opts, p);
+    int operands;
+    if (kj_opts_parse("planner", opts, argc, argv, &operands) || operands)
+        fail_msg("row \"%s\": policy flags '%s' not taken", r->name, r->policy);
 }
 
 /* "close_session(engine_terminated) release_finalizer delete" */
@@ -647,63 +646,6 @@ static void test_finished_at_from_json(void **state)
     kj_pod_free(pod);
 }
 
-/* Policy flags: each bad value is refused with a message naming the flag. */
-static void test_policy_flags(void **state)
-{
-    (void)state;
-    static const struct {
-        const char *argv[3];
-        int rc;          /* 1 taken, 0 not a policy flag, KJ_EINVAL */
-        const char *msg; /* substring of the error */
-    } cases[] = {
-        {{"--retain-terminated", "5x"}, KJ_EINVAL, "--retain-terminated"},
-        {{"--retain-terminated", "-5m"}, KJ_EINVAL, "not a duration"},
-        {{"--engine-grace", ""}, KJ_EINVAL, "--engine-grace"},
-        {{"--submit-grace"}, KJ_EINVAL, "needs a value"},
-        {{"--orphan-grace", "1h30"}, KJ_EINVAL, "--orphan-grace"},
-        {{"--cleanup-kind", "SOME"}, KJ_EINVAL, "ALL, COMPLETED, NONE"},
-        {{"--running-orphans", "kill"}, KJ_EINVAL, "report or delete"},
-        {{"--concurrency", "0"}, KJ_EINVAL, "--concurrency"},
-        {{"--concurrency", "12x"}, KJ_EINVAL, "--concurrency"},
-        {{"--finalizer", "noslash"}, KJ_EINVAL, "qualified name"},
-        {{"--namespace", ""}, KJ_EINVAL, "empty"},
-        {{"--selector="}, KJ_EINVAL, "empty"},
-        {{"--cleanup-kind", "none"}, 1, NULL},
-        {{"--retain-terminated=250ms"}, 1, NULL},
-        {{"--concurrency", "1024"}, 1, NULL},
-        {{"--server", "http://x"}, 0, NULL},
-        {{"--retain-terminatedx", "5m"}, 0, NULL},
-    };
-    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
-        int argc = 0;
-        while (argc < 3 && cases[c].argv[argc])
-            argc++;
-        kj_policy p;
-        kj_policy_init(&p);
-        kj_err err = {0};
-        int i = 0;
-        int rc = kj_policy_parse(&p, argc, (char **)cases[c].argv, &i, &err);
-        if (rc != cases[c].rc)
-            fail_msg("flags \"%s %s\": rc %d, expected %d (%s)", cases[c].argv[0],
-                     cases[c].argv[1] ? cases[c].argv[1] : "", rc, cases[c].rc, err.msg);
-        if (cases[c].msg && !strstr(err.msg, cases[c].msg))
-            fail_msg("flags \"%s\": message \"%s\" lacks \"%s\"", cases[c].argv[0], err.msg,
-                     cases[c].msg);
-        if (rc == 1 && i != argc)
-            fail_msg("flags \"%s\": index %d after parsing, expected %d", cases[c].argv[0], i,
-                     argc);
-        if (rc == 0 && i != 0)
-            fail_msg("flags \"%s\": index moved on a flag that is not ours", cases[c].argv[0]);
-    }
-    kj_policy p;
-    kj_policy_init(&p);
-    assert_int_equal(p.retain_terminated_ms, 5 * MIN);
-    assert_int_equal(p.cleanup_kind, KJ_CLEANUP_ALL);
-    assert_string_equal(p.finalizer, "kyuubi.apache.org/pod-cleanup");
-    assert_string_equal(p.selector, "kyuubi-unique-tag");
-    assert_int_equal(p.delete_running_orphans, 0);
-}
-
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -712,7 +654,6 @@ int main(void)
         cmocka_unit_test(test_due_is_when_it_happens),
         cmocka_unit_test(test_missing_engine),
         cmocka_unit_test(test_finished_at_from_json),
-        cmocka_unit_test(test_policy_flags),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,24 +1,10 @@
 /*
- * cli.h - what the kjournal subcommands share: the command table entry and
- * the exit codes scripts can rely on.
+ * cli.h - what the kjournal subcommands share: the command table entry,
+ * option parsing and --help, opening the journal, and the -o output. The
+ * exit codes are opts.h's.
  */
 #ifndef KJ_CLI_H
 #define KJ_CLI_H
-
-/* Exit codes. Every subcommand uses these and documents them in --help. */
-enum {
-    KJ_EXIT_OK = 0,          /* done; for verify: the journal is clean */
-    KJ_EXIT_FAILURE = 1,     /* the command ran and something failed (rejected events,
-                                failed actions, verify found problems) */
-    KJ_EXIT_USAGE = 2,       /* bad flags, arguments, configuration or time expression */
-    KJ_EXIT_NOFILE = 3,      /* no such journal file */
-    KJ_EXIT_NOTJOURNAL = 4,  /* the file is not a kjournal database */
-    KJ_EXIT_TOONEW = 5,      /* the journal is newer than this binary */
-    KJ_EXIT_CORRUPT = 6,     /* the journal is damaged */
-    KJ_EXIT_NOTFOUND = 7,    /* no such session (or run) */
-    KJ_EXIT_UNAVAILABLE = 8, /* a peer (kjournald, the Kubernetes API) cannot be reached */
-    KJ_EXIT_LOCKED = 9,      /* recover: another writer (kjournald, a recover) holds the journal */
-};
 
 typedef struct kj_cli_command {
     const char *name;
@@ -28,12 +14,19 @@ typedef struct kj_cli_command {
 
 /* --- helpers for the journal commands (cli.c, out.c, rows.c) --------------
  *
- * A read command describes its --help and its own options in a kj_cli_spec,
- * parses its argv with kj_cli_parse(), opens the journal with kj_cli_open(),
- * and prints through a kj_out, which knows the -o formats:
+ * A command declares its --help and its own options (a kj_opt table, opts.h,
+ * pointing at its own variables) in a kj_cli_spec, parses its argv with
+ * kj_cli_parse(), opens the journal with kj_cli_open(), and prints through a
+ * kj_out, which knows the -o formats:
  *
+ *     kj_session_filter f = {0};
+ *     const kj_opt opts[] = {
+ *         {"user", 0, KJ_OPT_STRING, &f.user, "USER", .help = "only this user's sessions"},
+ *         {0},
+ *     };
+ *     const kj_cli_spec spec = {.help = help, .opts = opts, .examples = examples};
  *     kj_cli_common c;
- *     if ((rc = kj_cli_parse(&c, &spec, argc, argv, &my_options)))
+ *     if ((rc = kj_cli_parse(&c, &spec, argc, argv)))
  *         return rc;                           // already reported on stderr
  *     kj_journal *j;
  *     if ((rc = kj_cli_open(&c, KJ_JOURNAL_READONLY, &j)))
@@ -44,24 +37,13 @@ typedef struct kj_cli_command {
  *     kj_out_end_list(o);
  *     rc = kj_out_free(o);                     // KJ_EXIT_OK unless stdout failed
  */
-#include <getopt.h>
 #include <stdint.h>
 #include <stdio.h>
 
 #include "journal/journal.h"
-
-#define KJ_DEFAULT_JOURNAL "/var/lib/kjournal/journal.db"
+#include "tools/common/opts.h"
 
 typedef enum { KJ_FMT_SHORT = 0, KJ_FMT_JSON, KJ_FMT_JSON_PRETTY, KJ_FMT_CSV } kj_fmt;
-
-/* Options every journal command takes (long options get these values). */
-enum {
-    KJ_OPT_JOURNAL = 0x1000,
-    KJ_OPT_UTC,
-    KJ_OPT_NO_COLOR,
-    KJ_OPT_SINCE,
-    KJ_OPT_UNTIL,
-};
 
 typedef struct kj_cli_common {
     const char *cmd;     /* "sessions": the prefix of every message */
@@ -71,60 +53,30 @@ typedef struct kj_cli_common {
     int color;           /* stdout is a terminal, NO_COLOR unset, no --no-color */
     const char *since;   /* --since, as given (kj_cli_times() parses it) */
     const char *until;   /* --until, likewise */
-    char **argv;         /* the command's argv, to name a bad option */
+    const char *operand; /* with KJ_CLI_OPERAND: the operand, or NULL when missing */
 } kj_cli_common;
 
-/* The getopt_long entries of the shared options (-o, --journal, --utc,
- * --no-color, -h), to splice into a command's table with KJ_CLI_COMMON_LONGOPTS. */
-/* clang-format off */
-#define KJ_CLI_COMMON_LONGOPTS                                                                     \
-    {"journal", required_argument, NULL, KJ_OPT_JOURNAL},                                          \
-    {"output", required_argument, NULL, 'o'},                                                      \
-    {"utc", no_argument, NULL, KJ_OPT_UTC},                                                        \
-    {"no-color", no_argument, NULL, KJ_OPT_NO_COLOR},                                              \
-    {"help", no_argument, NULL, 'h'}
-/* --since and --until, for the commands that take a time window. */
-#define KJ_CLI_TIME_LONGOPTS                                                                       \
-    {"since", required_argument, NULL, KJ_OPT_SINCE},                                              \
-    {"until", required_argument, NULL, KJ_OPT_UNTIL}
-/* clang-format on */
-#define KJ_CLI_COMMON_SHORTOPTS "o:h"
-
-/* A journal command as kj_cli_parse() sees it: its --help and its options. */
+/* A command as kj_cli_parse() sees it: its --help and its options. */
 typedef struct kj_cli_spec {
-    const char *help;              /* usage, what it does, its own options */
-    const char *examples;          /* "\nexamples:\n..." */
-    unsigned flags;                /* KJ_CLI_* below */
-    const char *shortopts;         /* its own short options ("n:r"), or NULL */
-    const struct option *longopts; /* its options and KJ_CLI_COMMON_LONGOPTS;
-                                      NULL: only those */
-    /* Takes one of its own options: 0, or an exit code once reported. */
-    int (*opt)(kj_cli_common *c, int opt, const char *arg, void *ud);
+    const char *help;     /* usage and what it does */
+    const kj_opt *opts;   /* its own options (listed under "options:"), or NULL */
+    const char *examples; /* "\nexamples:\n..." */
+    const char *exits;    /* its exit codes, when not those of a journal command */
+    unsigned flags;       /* KJ_CLI_* below */
 } kj_cli_spec;
 
 enum {
     KJ_CLI_TIMES = 1 << 0,    /* takes --since/--until: --help explains times */
     KJ_CLI_NOTFOUND = 1 << 1, /* may exit KJ_EXIT_NOTFOUND: --help says so */
-    KJ_CLI_OPERAND = 1 << 2,  /* takes one operand, argv[optind] (missing: its own check) */
+    KJ_CLI_OPERAND = 1 << 2,  /* takes one operand, c->operand (missing: its own check) */
+    KJ_CLI_FORMATS = 1 << 3,  /* -o is short or json only (the network commands) */
 };
 
-/* Parses a command's argv: the shared options into c, its own through
- * spec->opt(c, opt, optarg, ud), then decides on colour. Returns 0, or an
- * exit code after reporting the usage error. --help prints the command's help
- * and exits 0 here, as nothing is open yet. */
-int kj_cli_parse(kj_cli_common *c, const kj_cli_spec *spec, int argc, char **argv, void *ud);
-/* A spec->opt for a command with one option of its own, which takes a value:
- * stores the value in *(const char **)ud. */
-int kj_cli_opt_value(kj_cli_common *c, int opt, const char *arg, void *ud);
-
-/* For commands that parse their own way (recover): */
-void kj_cli_common_init(kj_cli_common *c, char **argv);
-/* Handles one shared option. Returns 0 when handled, -1 when opt is not a
- * shared option, or a KJ_EXIT_USAGE after printing what was wrong. '?' (from
- * getopt) is reported as a usage error. */
-int kj_cli_common_opt(kj_cli_common *c, int opt, const char *arg);
-/* Finishes option parsing: colour decision. */
-void kj_cli_common_done(kj_cli_common *c);
+/* Parses a command's argv: the shared options into c, its own into what
+ * spec->opts points at, then decides on colour. Returns 0, or an exit code
+ * after reporting the usage error. --help prints the command's help and
+ * exits 0 here, as nothing is open yet. */
+int kj_cli_parse(kj_cli_common *c, const kj_cli_spec *spec, int argc, char **argv);
 
 /* Prints "kjournal CMD: message" on stderr and returns code. */
 int kj_cli_fail(const kj_cli_common *c, int code, const char *fmt, ...)
@@ -137,24 +89,10 @@ int kj_cli_fail_err(const kj_cli_common *c, const kj_err *err);
  * KJ_JOURNAL_NOCREATE). On failure reports it and returns the exit code. */
 int kj_cli_open(const kj_cli_common *c, unsigned flags, kj_journal **out);
 
-/*
- * Time expressions (--since, --until): ISO 8601 ("2026-11-29", "2026-11-29
- * 05:00", "2026-11-29T05:00:00.250Z", "...+01:00"; without a zone the local
- * time, or UTC with utc set), "@SECONDS" since the epoch, relative "-1h",
- * "-30m", "+2d", "-1h30m" (units ms, s, m/min, h, d, w), "now", "today",
- * "yesterday", "tomorrow". On failure returns KJ_EINVAL with why in msg.
- */
-int kj_cli_parse_time(const char *s, int64_t now_ms, int utc, int64_t *out, char *msg, size_t size);
-/* A duration ("30d", "12h", "1d12h", "90m", "1w"), > 0, in ms. */
-int kj_cli_parse_duration(const char *s, int64_t *out, char *msg, size_t size);
 /* The --since and --until of c as epoch ms (left alone when not given); after
  * kj_cli_parse(), so that --utc applies wherever it stood. On failure reports
  * it and returns KJ_EXIT_USAGE. */
 int kj_cli_times(const kj_cli_common *c, int64_t *since_ms, int64_t *until_ms);
-/* A count for -n: a positive integer, or "all" (0). */
-int kj_cli_parse_count(const char *s, int64_t *out);
-/* Parses the -n argument arg; on failure reports it and returns KJ_EXIT_USAGE. */
-int kj_cli_count_opt(const kj_cli_common *c, const char *arg, int64_t *out);
 
 /* --- output ------------------------------------------------------------------
  *

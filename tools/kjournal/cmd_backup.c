@@ -14,12 +14,7 @@ static const char help[] =
     "holds every session's users and payloads). The journal is opened read-only;\n"
     "the copy holds one read transaction for as long as it takes (it never blocks\n"
     "kjournald). A destination that cannot be written (no such directory, no\n"
-    "permission, a full disk) exits 1 and leaves no partial copy.\n"
-    "\n"
-    "options:\n"
-    "  --to FILE          where to write the copy\n"
-    "  --group-readable   create FILE mode 0640 (readable by the file's group),\n"
-    "                     as kjournald --group-readable does for the journal\n";
+    "permission, a full disk) exits 1 and leaves no partial copy.\n";
 
 static const char examples[] =
     "\nexamples:\n"
@@ -32,38 +27,22 @@ static const kj_field fields[] = {
     {"bytes", "size", KJ_F_BYTES},
 };
 
-typedef struct backup_opts {
-    const char *to;
-    int group_readable;
-} backup_opts;
-
-static int take_opt(kj_cli_common *c, int opt, const char *arg, void *ud)
-{
-    (void)c;
-    backup_opts *b = ud;
-    if (opt == 'g')
-        b->group_readable = 1;
-    else
-        b->to = arg;
-    return 0;
-}
-
 int kj_cmd_backup(int argc, char **argv)
 {
-    static const struct option longopts[] = {
-        {"to", required_argument, NULL, 't'},
-        {"group-readable", no_argument, NULL, 'g'},
-        KJ_CLI_COMMON_LONGOPTS,
-        {NULL, 0, NULL, 0},
+    const char *to = NULL;
+    int group_readable = 0;
+    const kj_opt opts[] = {
+        {"to", 0, KJ_OPT_STRING, &to, "FILE", .help = "where to write the copy"},
+        {"group-readable", 0, KJ_OPT_FLAG, &group_readable, NULL,
+         .help = "create FILE mode 0640 (readable by the file's group),\n"
+                 "as kjournald --group-readable does for the journal"},
+        {0},
     };
-    static const kj_cli_spec spec = {
-        .help = help, .examples = examples, .longopts = longopts, .opt = take_opt};
+    const kj_cli_spec spec = {.help = help, .opts = opts, .examples = examples};
     kj_cli_common c;
-    backup_opts b = {0};
     int rc;
-    if ((rc = kj_cli_parse(&c, &spec, argc, argv, &b)))
+    if ((rc = kj_cli_parse(&c, &spec, argc, argv)))
         return rc;
-    const char *to = b.to;
     if (!to || !*to)
         return kj_cli_fail(&c, KJ_EXIT_USAGE, "where to? give --to FILE");
 
@@ -73,7 +52,7 @@ int kj_cmd_backup(int argc, char **argv)
                            to);
     kj_journal *j = NULL;
     if ((rc = kj_cli_open(
-             &c, KJ_JOURNAL_READONLY | (b.group_readable ? KJ_JOURNAL_GROUP_READABLE : 0), &j)))
+             &c, KJ_JOURNAL_READONLY | (group_readable ? KJ_JOURNAL_GROUP_READABLE : 0), &j)))
         return rc;
     kj_err err = {0};
     int qrc = kj_journal_backup(j, to, &err);

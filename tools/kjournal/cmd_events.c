@@ -15,16 +15,7 @@ static const char help[] =
     "\n"
     "Lists events in the order they happened (by event time, then commit order).\n"
     "The journal is opened read-only and read page by page, so kjournald keeps\n"
-    "writing and checkpointing while a long listing streams.\n"
-    "\n"
-    "options:\n"
-    "  --session ID      only this session's events\n"
-    "  --since TIME      only events at or after TIME\n"
-    "  --until TIME      only events before TIME\n"
-    "  -n, --lines N     the last N events ('all': every one)\n"
-    "  -r, --reverse     newest first\n"
-    "  -f, --follow      after the last events (10 unless -n), print new events as they\n"
-    "                    are committed, in commit order, until interrupted (Ctrl-C)\n";
+    "writing and checkpointing while a long listing streams.\n";
 
 static const char examples[] = "\nexamples:\n"
                                "  kjournal events --since -1h\n"
@@ -93,60 +84,31 @@ static int follow(kj_journal *j, ctx *x, const char *session, int64_t after, kj_
     return 0;
 }
 
-typedef struct opts {
-    kj_event_filter f;
-    int follow, lines_given;
-} opts;
-
-static int on_opt(kj_cli_common *c, int opt, const char *arg, void *ud)
-{
-    opts *o = ud;
-    switch (opt) {
-    case 's':
-        o->f.session_id = arg;
-        break;
-    case 'n':
-        o->lines_given = 1;
-        return kj_cli_count_opt(c, arg, &o->f.limit);
-    case 'r':
-        o->f.reverse = 1;
-        break;
-    case 'f':
-        o->follow = 1;
-        break;
-    }
-    return 0;
-}
-
 int kj_cmd_events(int argc, char **argv)
 {
-    static const struct option longopts[] = {
-        {"session", required_argument, NULL, 's'},
-        KJ_CLI_TIME_LONGOPTS,
-        {"lines", required_argument, NULL, 'n'},
-        {"reverse", no_argument, NULL, 'r'},
-        {"follow", no_argument, NULL, 'f'},
-        KJ_CLI_COMMON_LONGOPTS,
-        {NULL, 0, NULL, 0},
+    kj_event_filter f = {.limit = -1};
+    int following = 0;
+    const kj_opt opts[] = {
+        {"session", 0, KJ_OPT_STRING, &f.session_id, "ID", .help = "only this session's events"},
+        {"lines", 'n', KJ_OPT_COUNT, &f.limit, "N", .help = "the last N events ('all': every one)"},
+        {"reverse", 'r', KJ_OPT_FLAG, &f.reverse, NULL, .help = "newest first"},
+        {"follow", 'f', KJ_OPT_FLAG, &following, NULL,
+         .help = "after the last events (10 unless -n), print new events as they\n"
+                 "are committed, in commit order, until interrupted (Ctrl-C)"},
+        {0},
     };
-    static const kj_cli_spec spec = {.help = help,
-                                     .examples = examples,
-                                     .flags = KJ_CLI_TIMES | KJ_CLI_NOTFOUND,
-                                     .shortopts = "n:rf",
-                                     .longopts = longopts,
-                                     .opt = on_opt};
+    const kj_cli_spec spec = {
+        .help = help, .opts = opts, .examples = examples, .flags = KJ_CLI_TIMES | KJ_CLI_NOTFOUND};
     kj_cli_common c;
-    opts op = {0};
-    kj_event_filter *f = &op.f;
     int rc;
-    if ((rc = kj_cli_parse(&c, &spec, argc, argv, &op)))
+    if ((rc = kj_cli_parse(&c, &spec, argc, argv)))
         return rc;
-    if (op.follow && f->reverse)
+    if (following && f.reverse)
         return kj_cli_fail(&c, KJ_EXIT_USAGE, "-f and -r cannot be used together");
-    if ((rc = kj_cli_times(&c, &f->since_ms, &f->until_ms)))
+    if ((rc = kj_cli_times(&c, &f.since_ms, &f.until_ms)))
         return rc;
-    if (op.follow && !op.lines_given)
-        f->limit = FOLLOW_DEFAULT_LINES;
+    if (f.limit < 0) /* no -n */
+        f.limit = following ? FOLLOW_DEFAULT_LINES : 0;
 
     kj_journal *j = NULL;
     if ((rc = kj_cli_open(&c, KJ_JOURNAL_READONLY, &j)))
@@ -154,31 +116,31 @@ int kj_cmd_events(int argc, char **argv)
     kj_err err = {0};
     int qrc = 0;
     /* An unknown session is an error, unless following: it may yet appear. */
-    if (f->session_id && !op.follow) {
-        qrc = kj_journal_session_get(j, f->session_id, ignore_session, NULL, &err);
+    if (f.session_id && !following) {
+        qrc = kj_journal_session_get(j, f.session_id, ignore_session, NULL, &err);
         if (qrc == KJ_ENOENT) {
             kj_journal_close(j);
             return kj_cli_fail(&c, KJ_EXIT_NOTFOUND, "no session '%s' in journal '%s'",
-                               f->session_id, c.journal);
+                               f.session_id, c.journal);
         }
     }
     ctx x = {.o = kj_out_new(&c)};
     /* Following starts after the last event committed now; the first listing
      * leaves out anything committed later, which following prints. */
     int64_t last = 0;
-    if (!qrc && op.follow)
+    if (!qrc && following)
         qrc = kj_journal_last_seq(j, &last, &err);
     x.max_seq = last;
-    kj_out_begin_list(x.o, "events", op.follow ? NULL : "-- no events --", kj_event_fields,
+    kj_out_begin_list(x.o, "events", following ? NULL : "-- no events --", kj_event_fields,
                       kj_event_nfields);
-    kj_out_last(x.o, f->limit, &f->reverse);
-    if (!qrc && !(op.follow && last == 0))
-        qrc = kj_journal_events(j, f, on_event, &x, &err);
+    kj_out_last(x.o, f.limit, &f.reverse);
+    if (!qrc && !(following && last == 0))
+        qrc = kj_journal_events(j, &f, on_event, &x, &err);
     kj_out_release(x.o);
-    if (qrc >= 0 && op.follow) {
-        x.since = f->since_ms;
-        x.until = f->until_ms;
-        qrc = follow(j, &x, f->session_id, last, &err);
+    if (qrc >= 0 && following) {
+        x.since = f.since_ms;
+        x.until = f.until_ms;
+        qrc = follow(j, &x, f.session_id, last, &err);
     }
     kj_out_end_list(x.o);
     rc = kj_out_free(x.o);

@@ -11,10 +11,7 @@ static const char help[] =
     "says what it removed. Open sessions are never pruned. This is the only\n"
     "journal command that writes: it opens the journal read-write (never creating\n"
     "it) and deletes in short transactions, so kjournald keeps appending. The\n"
-    "file does not shrink; its free pages are reused (a backup is compacted).\n"
-    "\n"
-    "options:\n"
-    "  --older-than DURATION   30d, 12h, 1w, 1d12h, 90m (units ms, s, m, min, h, d, w)\n";
+    "file does not shrink; its free pages are reused (a backup is compacted).\n";
 
 static const char examples[] = "\nexamples:\n"
                                "  kjournal prune --older-than 30d\n"
@@ -29,24 +26,19 @@ static const kj_field fields[] = {
 
 int kj_cmd_prune(int argc, char **argv)
 {
-    static const struct option longopts[] = {
-        {"older-than", required_argument, NULL, 'O'},
-        KJ_CLI_COMMON_LONGOPTS,
-        {NULL, 0, NULL, 0},
-    };
-    static const kj_cli_spec spec = {
-        .help = help, .examples = examples, .longopts = longopts, .opt = kj_cli_opt_value};
-    kj_cli_common c;
-    const char *older = NULL;
-    int rc;
-    if ((rc = kj_cli_parse(&c, &spec, argc, argv, &older)))
-        return rc;
-    if (!older)
-        return kj_cli_fail(&c, KJ_EXIT_USAGE, "how old? give --older-than DURATION");
     int64_t age = 0;
-    char msg[128];
-    if (kj_cli_parse_duration(older, &age, msg, sizeof msg))
-        return kj_cli_fail(&c, KJ_EXIT_USAGE, "bad duration '%s' for --older-than: %s", older, msg);
+    const kj_opt opts[] = {
+        {"older-than", 0, KJ_OPT_DURATION, &age, "DURATION",
+         .help = "30d, 12h, 1w, 1d12h, 90m (units ms, s/sec, m/min, h, d, w)", .min = 1},
+        {0},
+    };
+    const kj_cli_spec spec = {.help = help, .opts = opts, .examples = examples};
+    kj_cli_common c;
+    int rc;
+    if ((rc = kj_cli_parse(&c, &spec, argc, argv)))
+        return rc;
+    if (!age)
+        return kj_cli_fail(&c, KJ_EXIT_USAGE, "how old? give --older-than DURATION");
 
     /* A read-only open first: it refuses what is not a journal of this
      * version (an empty file, say) where a read-write open would make one. */

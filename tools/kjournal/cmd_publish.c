@@ -3,7 +3,6 @@
  * kjournald and print what became of each.
  */
 #include <errno.h>
-#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,121 +11,75 @@
 #include "commands.h"
 #include "ipc/ipc.h"
 
-static void publish_usage(FILE *out)
-{
-    fprintf(out,
-            "usage: kjournal publish [--endpoint E] [OPTIONS] [FILE|-]\n"
-            "\n"
-            "Sends JSON events, one per line (native events or Kyuubi's KyuubiSessionEvent\n"
-            "lines as they are), to kjournald, and prints one result line per event:\n"
-            "  line N: stored|duplicate EVENT_ID\n"
-            "  line N: rejected [EVENT_ID] CODE: MESSAGE\n"
-            "  line N: unacknowledged CODE: MESSAGE\n"
-            "A timed-out request, or one kjournald asks to retry (journal busy,\n"
-            "overloaded), is sent again with the same event ids (the journal\n"
-            "deduplicates); other answers are final: an event too large for kjournald\n"
-            "is rejected once, and a batch too large is sent again one event per request.\n"
-            "A reply that names other events than the ones sent counts as no answer.\n"
-            "Blank lines are skipped. Reads stdin without FILE or with '-'.\n"
-            "\n"
-            "options:\n"
-            "  --endpoint E            kjournald's endpoint (default $KJOURNAL_ENDPOINT or\n"
-            "                          " KJ_IPC_DEFAULT_ENDPOINT ")\n"
-            "  --timeout MS            wait per attempt (default 2500)\n"
-            "  --retries N             attempts after the first (default 3)\n"
-            "  --window N              requests in flight (default 16)\n"
-            "  --batch N               events per request (default 1, at most %d)\n"
-            "  --curve-server-key FILE kjournald's public key (enables CURVE)\n"
-            "  --curve-secret-key FILE our secret key (from 'kjournal keygen')\n"
-            "  --quiet                 print only rejected and unacknowledged events\n"
-            "\n"
-            "exit codes: 0 every event stored or duplicate, 1 some were rejected,\n"
-            "2 usage error (or an ipc:// endpoint in a directory other users could\n"
-            "take over), 3 no such FILE, 8 some were never acknowledged.\n"
-            "\n"
-            "example:\n"
-            "  kjournal publish --endpoint tcp://127.0.0.1:5680 kyuubi_session.json\n",
-            KJ_IPC_MAX_EVENTS);
-}
+static const char usage[] =
+    "usage: kjournal publish [--endpoint E] [OPTIONS] [FILE|-]\n"
+    "\n"
+    "Sends JSON events, one per line (native events or Kyuubi's KyuubiSessionEvent\n"
+    "lines as they are), to kjournald, and prints one result line per event:\n"
+    "  line N: stored|duplicate EVENT_ID\n"
+    "  line N: rejected [EVENT_ID] CODE: MESSAGE\n"
+    "  line N: unacknowledged CODE: MESSAGE\n"
+    "A timed-out request, or one kjournald asks to retry (journal busy,\n"
+    "overloaded), is sent again with the same event ids (the journal\n"
+    "deduplicates); other answers are final: an event too large for kjournald\n"
+    "is rejected once, and a batch too large is sent again one event per request.\n"
+    "A reply that names other events than the ones sent counts as no answer.\n"
+    "Blank lines are skipped. Reads stdin without FILE or with '-'.\n"
+    "\n"
+    "options:\n";
 
-static int num(const char *flag, const char *s, long min, long max, long *out)
-{
-    char *end;
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    if (errno || end == s || *end || v < min || v > max) {
-        fprintf(stderr, "kjournal publish: %s '%s': expected a number in %ld..%ld\n", flag, s, min,
-                max);
-        return -1;
-    }
-    *out = v;
-    return 0;
-}
+static const char usage_end[] =
+    "\n"
+    "exit codes: 0 every event stored or duplicate, 1 some were rejected,\n"
+    "2 usage error (or an ipc:// endpoint in a directory other users could\n"
+    "take over), 3 no such FILE, 8 some were never acknowledged.\n"
+    "\n"
+    "example:\n"
+    "  kjournal publish --endpoint tcp://127.0.0.1:5680 kyuubi_session.json\n";
+
+#define KJ_STR_(x) #x
+#define KJ_STR(x) KJ_STR_(x)
 
 int kj_cmd_publish(int argc, char **argv)
 {
-    enum { O_EP = 256, O_TO, O_RET, O_WIN, O_BATCH, O_SK, O_CK, O_QUIET, O_HELP };
-    static const struct option opts[] = {
-        {"endpoint", 1, 0, O_EP},         {"timeout", 1, 0, O_TO},
-        {"retries", 1, 0, O_RET},         {"window", 1, 0, O_WIN},
-        {"batch", 1, 0, O_BATCH},         {"curve-server-key", 1, 0, O_SK},
-        {"curve-secret-key", 1, 0, O_CK}, {"quiet", 0, 0, O_QUIET},
-        {"help", 0, 0, O_HELP},           {0, 0, 0, 0}};
     const char *env = getenv("KJOURNAL_ENDPOINT");
     const char *endpoint = env && *env ? env : KJ_IPC_DEFAULT_ENDPOINT;
     kj_publisher_opts po = kj_publisher_defaults();
-    int quiet = 0, o;
-    long v;
-    optind = 1;
-    opterr = 1;
-    while ((o = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-        switch (o) {
-        case O_EP:
-            endpoint = optarg;
-            break;
-        case O_TO:
-            if (num("--timeout", optarg, 1, 3600000, &v) < 0)
-                return KJ_EXIT_USAGE;
-            po.timeout_ms = (int)v;
-            break;
-        case O_RET:
-            if (num("--retries", optarg, 0, 1000, &v) < 0)
-                return KJ_EXIT_USAGE;
-            po.retries = (int)v;
-            break;
-        case O_WIN:
-            if (num("--window", optarg, 1, 10000, &v) < 0)
-                return KJ_EXIT_USAGE;
-            po.window = (int)v;
-            break;
-        case O_BATCH:
-            if (num("--batch", optarg, 1, KJ_IPC_MAX_EVENTS, &v) < 0)
-                return KJ_EXIT_USAGE;
-            po.batch = (size_t)v;
-            break;
-        case O_SK:
-            po.curve_server_key = optarg;
-            break;
-        case O_CK:
-            po.curve_secret_key = optarg;
-            break;
-        case O_QUIET:
-            quiet = 1;
-            break;
-        case O_HELP:
-        case 'h':
-            publish_usage(stdout);
-            return KJ_EXIT_OK;
-        default:
-            publish_usage(stderr);
-            return KJ_EXIT_USAGE;
-        }
+    int quiet = 0, help = 0, operands;
+    const kj_opt opts[] = {
+        {"endpoint", 0, KJ_OPT_STRING, &endpoint, "E",
+         .help =
+             "kjournald's endpoint (default $KJOURNAL_ENDPOINT or\n" KJ_IPC_DEFAULT_ENDPOINT ")"},
+        {"timeout", 0, KJ_OPT_INT, &po.timeout_ms, "MS", .help = "wait per attempt (default 2500)",
+         .min = 1, .max = 3600000},
+        {"retries", 0, KJ_OPT_INT, &po.retries, "N", .help = "attempts after the first (default 3)",
+         .min = 0, .max = 1000},
+        {"window", 0, KJ_OPT_INT, &po.window, "N", .help = "requests in flight (default 16)",
+         .min = 1, .max = 10000},
+        {"batch", 0, KJ_OPT_SIZE, &po.batch, "N",
+         .help = "events per request (default 1, at most " KJ_STR(KJ_IPC_MAX_EVENTS) ")", .min = 1,
+         .max = KJ_IPC_MAX_EVENTS},
+        {"curve-server-key", 0, KJ_OPT_STRING, &po.curve_server_key, "FILE",
+         .help = "kjournald's public key (enables CURVE)"},
+        {"curve-secret-key", 0, KJ_OPT_STRING, &po.curve_secret_key, "FILE",
+         .help = "our secret key (from 'kjournal keygen')"},
+        {"quiet", 0, KJ_OPT_FLAG, &quiet, NULL,
+         .help = "print only rejected and unacknowledged events"},
+        {"help", 'h', KJ_OPT_FLAG, &help, NULL, .help = "this help"},
+        {0},
+    };
+    int rc = kj_opts_parse("kjournal publish", opts, argc, argv, &operands);
+    if (help) {
+        fputs(usage, stdout);
+        kj_opts_help(stdout, opts);
+        fputs(usage_end, stdout);
+        return KJ_EXIT_OK;
     }
-    if (argc - optind > 1) {
-        fprintf(stderr, "kjournal publish: expected at most one FILE\n");
-        return KJ_EXIT_USAGE;
-    }
-    const char *path = optind < argc ? argv[optind] : "-";
+    if (rc)
+        return rc;
+    if (operands > 1)
+        return kj_opts_fail("kjournal publish", KJ_EXIT_USAGE, "expected at most one FILE");
+    const char *path = operands ? argv[1] : "-";
     FILE *in = strcmp(path, "-") ? fopen(path, "r") : stdin;
     if (!in) {
         fprintf(stderr, "kjournal publish: cannot open '%s': %s\n", path, strerror(errno));
@@ -173,7 +126,7 @@ int kj_cmd_publish(int argc, char **argv)
         code = err.code == KJ_ENOENT ? KJ_EXIT_NOFILE : KJ_EXIT_USAGE;
         goto out;
     }
-    int rc = kj_publisher_publish(p, (const char *const *)lines, n, res, &err);
+    rc = kj_publisher_publish(p, (const char *const *)lines, n, res, &err);
     if (rc < 0 && rc != KJ_ETIMEDOUT) {
         fprintf(stderr, "kjournal publish: %s\n", err.msg);
         code = KJ_EXIT_FAILURE;

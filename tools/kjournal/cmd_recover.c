@@ -1,46 +1,34 @@
 /* kjournal recover - one reconciliation pass, or its plan with --dry-run. */
 #include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
 
 #include "cli.h"
 #include "commands.h"
-#include "reconciler/reconciler.h"
+#include "tools/common/kube_opts.h"
 
-static void usage(FILE *f)
-{
-    fprintf(f,
-            "usage: kjournal recover [--journal PATH] [KUBE FLAGS] [POLICY FLAGS] [--dry-run]\n"
-            "                        [-o short|json] [--timeout DUR] [--quiet]\n\n"
-            "Reconciles the journal against the live engine pods, once: releases our\n"
-            "finalizer and deletes orphaned and terminated engine pods, closes sessions\n"
-            "whose engine is gone, and records every action in the journal (see\n"
-            "'kjournal actions'). Safe to run twice: the second pass changes nothing. A\n"
-            "pass holds the journal's writer lock: while kjournald (which reconciles on\n"
-            "its own) or another pass holds it, recover is refused (exit 9). A pass\n"
-            "killed before it ended is marked 'interrupted' by the next start of either.\n"
-            "--dry-run prints the plan and changes nothing, not even the journal; it\n"
-            "takes no lock and runs beside kjournald.\n\n"
-            "options:\n"
-            "  --journal PATH             the journal (default $KJOURNAL_JOURNAL or %s)\n"
-            "  --dry-run                  print the plan, mutate nothing\n"
-            "  -o, --output FMT           short (default) or json (one action per line)\n"
-            "  --timeout DUR              deadline for the whole pass (default 10m)\n"
-            "  --quiet                    no progress lines on stderr\n\n"
-            "Kubernetes (like kubectl; flags win over the kubeconfig, which wins over\n"
-            "in-cluster configuration):\n%s"
-            "\n"
-            "policy:\n%s\n"
-            "examples:\n"
-            "  kjournal recover --dry-run --namespace kyuubi\n"
-            "  kjournal recover --kubeconfig ~/.kube/config --context prod --namespace kyuubi\n"
-            "  kjournal recover --retain-terminated 1h --cleanup-kind COMPLETED -o json\n\n"
-            "exit codes: 0 converged; 1 some actions failed (each is named); 2 usage or\n"
-            "configuration error; 3-6 the journal cannot be opened (see 'kjournal --help');\n"
-            "8 the Kubernetes API cannot be reached; 9 the journal is in use by another\n"
-            "writer (kjournald, another recover).\n",
-            KJ_DEFAULT_JOURNAL, kj_kube_flags_help, kj_policy_help);
-}
+static const char help[] =
+    "usage: kjournal recover [--journal PATH] [KUBE FLAGS] [POLICY FLAGS] [--dry-run]\n"
+    "                        [-o short|json] [--timeout DUR] [--quiet]\n\n"
+    "Reconciles the journal against the live engine pods, once: releases our\n"
+    "finalizer and deletes orphaned and terminated engine pods, closes sessions\n"
+    "whose engine is gone, and records every action in the journal (see\n"
+    "'kjournal actions'). Safe to run twice: the second pass changes nothing. A\n"
+    "pass holds the journal's writer lock: while kjournald (which reconciles on\n"
+    "its own) or another pass holds it, recover is refused (exit 9). A pass\n"
+    "killed before it ended is marked 'interrupted' by the next start of either.\n"
+    "--dry-run prints the plan and changes nothing, not even the journal; it\n"
+    "takes no lock and runs beside kjournald.\n";
+
+static const char examples[] =
+    "\nexamples:\n"
+    "  kjournal recover --dry-run --namespace kyuubi\n"
+    "  kjournal recover --kubeconfig ~/.kube/config --context prod --namespace kyuubi\n"
+    "  kjournal recover --retain-terminated 1h --cleanup-kind COMPLETED -o json\n";
+
+static const char exits[] =
+    "\nexit codes: 0 converged; 1 some actions failed (each is named); 2 usage or\n"
+    "configuration error; 3-6 the journal cannot be opened (see 'kjournal --help');\n"
+    "8 the Kubernetes API cannot be reached; 9 the journal is in use by another\n"
+    "writer (kjournald, another recover).\n";
 
 /* The reconciler cannot be stopped mid-pass: a closed stdout only ends the
  * printing. */
@@ -51,8 +39,6 @@ static void print_action(const kj_action *a, void *out)
 
 int kj_cmd_recover(int argc, char **argv)
 {
-    kj_cli_common c;
-    kj_cli_common_init(&c, argv);
     kj_kube_flags fl;
     kj_kube_flags_init(&fl);
     kj_policy pol;
@@ -60,45 +46,26 @@ int kj_cmd_recover(int argc, char **argv)
     int dry_run = 0, quiet = 0, rc;
     int64_t timeout_ms = 600000;
     kj_err err = {0};
-    for (int i = 1; i < argc; i++) {
-        /* The shared parsers move i past what they take. */
-        if ((rc = kj_kube_flags_parse(&fl, argc, argv, &i, &err)) != 0 ||
-            (rc = kj_policy_parse(&pol, argc, argv, &i, &err)) != 0) {
-            if (rc < 0)
-                return kj_cli_fail(&c, KJ_EXIT_USAGE, "%s", err.msg);
-            i--;
-            continue;
-        }
-        const char *a = argv[i];
-        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-            usage(stdout);
-            return KJ_EXIT_OK;
-        } else if (!strcmp(a, "--dry-run")) {
-            dry_run = 1;
-        } else if (!strcmp(a, "--quiet")) {
-            quiet = 1;
-        } else if ((!strcmp(a, "--journal") || !strcmp(a, "-o") || !strcmp(a, "--output") ||
-                    !strcmp(a, "--timeout")) &&
-                   i + 1 < argc) {
-            const char *v = argv[++i];
-            if (!strcmp(a, "--journal"))
-                c.journal = v;
-            else if (!strcmp(a, "--timeout")) {
-                if (kj_parse_duration(v, &timeout_ms) || timeout_ms <= 0)
-                    return kj_cli_fail(&c, KJ_EXIT_USAGE, "--timeout: '%s' is not a duration", v);
-            } else if ((rc = kj_cli_common_opt(&c, 'o', v)) > 0)
-                return rc;
-        } else if (!strncmp(a, "--journal=", 10)) {
-            c.journal = a + 10;
-        } else {
-            fprintf(stderr, "kjournal recover: unknown option '%s'\n", a);
-            usage(stderr);
-            return KJ_EXIT_USAGE;
-        }
-    }
-    if (c.fmt != KJ_FMT_SHORT && c.fmt != KJ_FMT_JSON)
-        return kj_cli_fail(&c, KJ_EXIT_USAGE, "-o: recover prints short or json");
-    kj_cli_common_done(&c);
+    kj_opt kube_opts[KJ_KUBE_OPTS], policy_opts[KJ_POLICY_OPTS];
+    kj_kube_opts(kube_opts, &fl);
+    kj_policy_opts(policy_opts, &pol);
+    const kj_opt opts[] = {
+        {"dry-run", 0, KJ_OPT_FLAG, &dry_run, NULL, .help = "print the plan, mutate nothing"},
+        {"timeout", 0, KJ_OPT_DURATION, &timeout_ms, "DUR",
+         .help = "deadline for the whole pass (default 10m)", .min = 1},
+        {"quiet", 0, KJ_OPT_FLAG, &quiet, NULL, .help = "no progress lines on stderr"},
+        KJ_OPTS_SECTION("Kubernetes (like kubectl; flags win over the kubeconfig, which wins over\n"
+                        "in-cluster configuration):"),
+        KJ_OPTS_INCLUDE(kube_opts),
+        KJ_OPTS_SECTION("policy:"),
+        KJ_OPTS_INCLUDE(policy_opts),
+        {0},
+    };
+    const kj_cli_spec spec = {
+        .help = help, .opts = opts, .examples = examples, .exits = exits, .flags = KJ_CLI_FORMATS};
+    kj_cli_common c;
+    if ((rc = kj_cli_parse(&c, &spec, argc, argv)))
+        return rc;
     fl.max_in_flight = pol.concurrency;
 
     kj_kube_config *cfg = NULL;

@@ -65,15 +65,15 @@ static int on_session(const kj_session *s, void *ud)
 
 int kj_cmd_show(int argc, char **argv)
 {
-    static const kj_cli_spec spec = {
+    const kj_cli_spec spec = {
         .help = help, .examples = examples, .flags = KJ_CLI_NOTFOUND | KJ_CLI_OPERAND};
     kj_cli_common c;
     int rc;
-    if ((rc = kj_cli_parse(&c, &spec, argc, argv, NULL)))
+    if ((rc = kj_cli_parse(&c, &spec, argc, argv)))
         return rc;
-    if (optind >= argc)
+    if (!c.operand)
         return kj_cli_fail(&c, KJ_EXIT_USAGE, "which session? give a SESSION_ID");
-    const char *id = argv[optind];
+    const char *id = c.operand;
 
     kj_journal *j = NULL;
     if ((rc = kj_cli_open(&c, KJ_JOURNAL_READONLY, &j)))

@@ -62,7 +62,7 @@ int kj_cmd_verify(int argc, char **argv)
     static const kj_cli_spec spec = {.help = help, .examples = examples};
     kj_cli_common c;
     int rc;
-    if ((rc = kj_cli_parse(&c, &spec, argc, argv, NULL)))
+    if ((rc = kj_cli_parse(&c, &spec, argc, argv)))
         return rc;
 
     kj_journal *j = NULL;

@@ -4,9 +4,9 @@
  * benchmarks. This file: flags, logging, signals. See sim.h for the modules.
  */
 #include "sim.h"
+#include "tools/common/opts.h"
 
 #include <errno.h>
-#include <getopt.h>
 #include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
@@ -23,40 +23,9 @@ static const char usage[] =
     "stale writes, finalizers and graceful deletion, label and field selectors,\n"
     "limit/continue with consistent pages, watch, and Status errors.\n"
     "\n"
-    "  --listen HOST:PORT     address to listen on (default 127.0.0.1:8080; port 0\n"
-    "                         picks a free port, logged and written to --port-file)\n"
-    "  --port-file FILE       write the bound port to FILE once listening\n"
-    "  --token T              require 'Authorization: Bearer T' (401 otherwise);\n"
-    "                         /_sim/ endpoints never need it\n"
-    "  --tls-cert FILE        serve HTTPS with this PEM certificate ...\n"
-    "  --tls-key FILE         ... and this PEM private key (both or neither)\n"
-    "  --client-ca FILE       (with TLS) ask for a client certificate and admit one\n"
-    "                         signed by a CA of this PEM bundle; with --token as well,\n"
-    "                         either admits a request; without one of them: 401\n"
-    "  --seed FILE            load pods at start: a PodList or a JSON array of pods\n"
-    "                         (namespace defaults to 'default'; status is kept)\n"
-    "\n"
-    "fault injection (all settable at run time with POST /_sim/faults, same names\n"
-    "with '_' for '-'; paths under /_sim/ are never faulted):\n"
-    "  --latency-ms N         delay every request by N ms ...\n"
-    "  --jitter-ms N          ... plus a random 0..N ms (default: N/2 of latency)\n"
-    "  --error-rate PCT       answer PCT% of requests at random with an error code\n"
-    "  --error-codes LIST     codes picked from for --error-rate (default 429,500,503);\n"
-    "                         429 has a plain-text body and Retry-After, 503 has\n"
-    "                         Retry-After, others are Status objects\n"
-    "  --retry-after S        the Retry-After value in seconds (default 1)\n"
-    "  --drop-rate PCT        close PCT% of connections without a reply\n"
-    "  --drop-after-rate PCT  do PCT% of requests (a write is applied), then close the\n"
-    "                         connection without a reply: the answer is lost\n"
-    "  --continue-ttl S       continue tokens expire S seconds after they were last\n"
-    "                         handed out (default 300): 410 Expired afterwards\n"
-    "  --fail-nth VERB:N:CODE answer the Nth request of VERB (get, list, watch,\n"
-    "                         create, update, patch, delete, any) with CODE (400-599)\n"
-    "                         or 'drop' (no reply) or 'drop-after' (applied, then no\n"
-    "                         reply); once; repeatable\n"
-    "\n"
-    "  --verbose              log every request\n"
-    "  --help                 this text\n"
+    "options:\n";
+
+static const char usage_end[] =
     "\n"
     "test endpoints (no token, never faulted):\n"
     "  GET  /_sim/stats       counts by verb, resource kind and code; deletes that\n"
@@ -74,30 +43,7 @@ static const char usage[] =
 
 static int bad_flag(const char *msg, const char *arg)
 {
-    fprintf(stderr, "kube-sim: %s%s%s\n(see kube-sim --help)\n", msg, arg ? ": " : "",
-            arg ? arg : "");
-    return 2;
-}
-
-/* "kube-sim: --flag value: err"; frees err */
-static int bad_value(const char *flag, const char *value, char *err)
-{
-    char msg[300];
-    snprintf(msg, sizeof msg, "--%s%s%s", flag, *value ? " " : "", value);
-    int rc = bad_flag(msg, err);
-    free(err);
-    return rc;
-}
-
-static int parse_num(const char *s, double lo, double hi, double *out)
-{
-    char *end;
-    errno = 0;
-    double v = strtod(s, &end);
-    if (!*s || *end || errno || v < lo || v > hi)
-        return -1;
-    *out = v;
-    return 0;
+    return kj_opts_fail("kube-sim", KJ_EXIT_USAGE, "%s%s%s", msg, arg ? ": " : "", arg ? arg : "");
 }
 
 static char *read_file(const char *path, size_t *len, char **err)
@@ -134,52 +80,40 @@ typedef struct {
     int ttl;
 } options;
 
-enum {
-    O_LISTEN = 1000,
-    O_TOKEN,
-    O_CERT,
-    O_KEY,
-    O_SEED,
-    O_CLIENTCA,
-    O_NTH,
-    O_VERBOSE,
-    O_PORTFILE,
-    O_HELP,
-    /* the fault settings (faults.c), one value each: getopt_long would take
-     * an abbreviation shared by options with the same value for the first */
-    O_FAULT_FIRST,
-    O_LAT = O_FAULT_FIRST,
-    O_JIT,
-    O_ERR,
-    O_CODES,
-    O_RA,
-    O_DROP,
-    O_DROPAFTER,
-    O_TTL,
-    O_FAULT_LAST = O_TTL,
-};
+/* A fault flag: its name, for the one validator of fault settings (faults.c). */
+typedef struct {
+    options *o;
+    const char *name;
+    int *jitter_set;
+} fault_flag;
 
-static const struct option longopts[] = {
-    {"listen", required_argument, 0, O_LISTEN},
-    {"token", required_argument, 0, O_TOKEN},
-    {"tls-cert", required_argument, 0, O_CERT},
-    {"tls-key", required_argument, 0, O_KEY},
-    {"seed", required_argument, 0, O_SEED},
-    {"latency-ms", required_argument, 0, O_LAT},
-    {"jitter-ms", required_argument, 0, O_JIT},
-    {"error-rate", required_argument, 0, O_ERR},
-    {"error-codes", required_argument, 0, O_CODES},
-    {"retry-after", required_argument, 0, O_RA},
-    {"drop-rate", required_argument, 0, O_DROP},
-    {"drop-after-rate", required_argument, 0, O_DROPAFTER},
-    {"client-ca", required_argument, 0, O_CLIENTCA},
-    {"continue-ttl", required_argument, 0, O_TTL},
-    {"fail-nth", required_argument, 0, O_NTH},
-    {"port-file", required_argument, 0, O_PORTFILE},
-    {"verbose", no_argument, 0, O_VERBOSE},
-    {"help", no_argument, 0, O_HELP},
-    {0, 0, 0, 0},
-};
+static int set_fault(void *ud, const char *v, char *msg, size_t size)
+{
+    fault_flag *f = ud;
+    char *err = NULL;
+    if (ks_faults_set_text(&f->o->cfg.faults, &f->o->ttl, f->name, v, &err)) {
+        snprintf(msg, size, "%s", err);
+        free(err);
+        return -1;
+    }
+    *f->jitter_set |= !strcmp(f->name, "jitter-ms");
+    return 0;
+}
+
+static int set_fail_nth(void *ud, const char *v, char *msg, size_t size)
+{
+    ks_config *cfg = ud;
+    char *err = NULL;
+    if (cfg->n_failnth == KS_MAX_FAILNTH)
+        return snprintf(msg, size, "given more than %d times", KS_MAX_FAILNTH), -1;
+    if (ks_failnth_parse(v, &cfg->failnth[cfg->n_failnth], &err)) {
+        snprintf(msg, size, "%s", err);
+        free(err);
+        return -1;
+    }
+    cfg->n_failnth++;
+    return 0;
+}
 
 /* --listen HOST:PORT into o->host and o->cfg.port; 0, or the exit code */
 static int parse_listen(options *o)
@@ -188,8 +122,9 @@ static int parse_listen(options *o)
     const char *colon = strrchr(listen, ':');
     if (!colon || colon == listen || (size_t)(colon - listen) >= sizeof o->host)
         return bad_flag("--listen wants HOST:PORT", listen);
-    double pv;
-    if (parse_num(colon + 1, 0, 65535, &pv))
+    int64_t pv;
+    char msg[128];
+    if (kj_parse_int(colon + 1, 0, 65535, &pv, msg, sizeof msg))
         return bad_flag("--listen: bad port", listen);
     snprintf(o->host, sizeof o->host, "%.*s", (int)(colon - listen), listen);
     if (o->host[0] == '[' && o->host[strlen(o->host) - 1] == ']') {
@@ -204,74 +139,92 @@ static int parse_listen(options *o)
 /* argv into o; -1 to go on, else the exit code (0 for --help, 2: bad flags) */
 static int parse_flags(int argc, char **argv, options *o)
 {
-    char *err = NULL;
-    int jitter_set = 0;
+    int jitter_set = 0, help = 0, n;
     memset(o, 0, sizeof *o);
     o->listen = "127.0.0.1:8080";
     o->ttl = 300;
     ks_faults_default(&o->cfg.faults);
-    opterr = 0;
-    int c, li = 0;
-    while ((c = getopt_long(argc, argv, "h", longopts, &li)) != -1) {
-        if (c >= O_FAULT_FIRST && c <= O_FAULT_LAST) {
-            if (ks_faults_set_text(&o->cfg.faults, &o->ttl, longopts[li].name, optarg, &err))
-                return bad_value(longopts[li].name, optarg, err);
-            jitter_set |= c == O_JIT;
-            continue;
-        }
-        switch (c) {
-        case O_LISTEN:
-            o->listen = optarg;
-            break;
-        case O_TOKEN:
-            if (!*optarg)
-                return bad_flag("--token must not be empty", NULL);
-            o->cfg.token = optarg;
-            break;
-        case O_CERT:
-            o->cert = optarg;
-            break;
-        case O_KEY:
-            o->key = optarg;
-            break;
-        case O_CLIENTCA:
-            o->client_ca = optarg;
-            break;
-        case O_SEED:
-            o->seed = optarg;
-            break;
-        case O_PORTFILE:
-            o->port_file = optarg;
-            break;
-        case O_NTH:
-            if (o->cfg.n_failnth == KS_MAX_FAILNTH)
-                return bad_flag("too many --fail-nth", NULL);
-            if (ks_failnth_parse(optarg, &o->cfg.failnth[o->cfg.n_failnth], &err))
-                return bad_value("fail-nth", optarg, err);
-            o->cfg.n_failnth++;
-            break;
-        case O_VERBOSE:
-            o->cfg.verbose = 1;
-            break;
-        case 'h':
-        case O_HELP:
-            fputs(usage, stdout);
-            return 0;
-        default:
-            if (optopt && optopt < 1000)
-                return bad_flag("unknown flag", argv[optind - 1]);
-            return bad_flag("unknown flag or missing value", argv[optind - 1]);
-        }
+    fault_flag ff[] = {{o, "latency-ms", &jitter_set},      {o, "jitter-ms", &jitter_set},
+                       {o, "error-rate", &jitter_set},      {o, "error-codes", &jitter_set},
+                       {o, "retry-after", &jitter_set},     {o, "drop-rate", &jitter_set},
+                       {o, "drop-after-rate", &jitter_set}, {o, "continue-ttl", &jitter_set}};
+    const kj_opt opts[] = {
+        {"listen", 0, KJ_OPT_STRING, &o->listen, "HOST:PORT",
+         .help = "address to listen on (default 127.0.0.1:8080; port 0\n"
+                 "picks a free port, logged and written to --port-file)"},
+        {"port-file", 0, KJ_OPT_STRING, &o->port_file, "FILE",
+         .help = "write the bound port to FILE once listening"},
+        {"token", 0, KJ_OPT_STRING, &o->cfg.token, "T",
+         .help = "require 'Authorization: Bearer T' (401 otherwise);\n"
+                 "/_sim/ endpoints never need it"},
+        {"tls-cert", 0, KJ_OPT_STRING, &o->cert, "FILE",
+         .help = "serve HTTPS with this PEM certificate ..."},
+        {"tls-key", 0, KJ_OPT_STRING, &o->key, "FILE",
+         .help = "... and this PEM private key (both or neither)"},
+        {"client-ca", 0, KJ_OPT_STRING, &o->client_ca, "FILE",
+         .help = "(with TLS) ask for a client certificate and admit one\n"
+                 "signed by a CA of this PEM bundle; with --token as well,\n"
+                 "either admits a request; without one of them: 401"},
+        {"seed", 0, KJ_OPT_STRING, &o->seed, "FILE",
+         .help = "load pods at start: a PodList or a JSON array of pods\n"
+                 "(namespace defaults to 'default'; status is kept)"},
+        KJ_OPTS_SECTION(
+            "fault injection (all settable at run time with POST /_sim/faults, same names\n"
+            "with '_' for '-'; paths under /_sim/ are never faulted):"),
+        {"latency-ms", 0, KJ_OPT_CALL, NULL, "N", .help = "delay every request by N ms ...",
+         .fn = set_fault, .ud = &ff[0]},
+        {"jitter-ms", 0, KJ_OPT_CALL, NULL, "N",
+         .help = "... plus a random 0..N ms (default: N/2 of latency)", .fn = set_fault,
+         .ud = &ff[1]},
+        {"error-rate", 0, KJ_OPT_CALL, NULL, "PCT",
+         .help = "answer PCT% of requests at random with an error code", .fn = set_fault,
+         .ud = &ff[2]},
+        {"error-codes", 0, KJ_OPT_CALL, NULL, "LIST",
+         .help = "codes picked from for --error-rate (default 429,500,503);\n"
+                 "429 has a plain-text body and Retry-After, 503 has\n"
+                 "Retry-After, others are Status objects",
+         .fn = set_fault, .ud = &ff[3]},
+        {"retry-after", 0, KJ_OPT_CALL, NULL, "S",
+         .help = "the Retry-After value in seconds (default 1)", .fn = set_fault, .ud = &ff[4]},
+        {"drop-rate", 0, KJ_OPT_CALL, NULL, "PCT",
+         .help = "close PCT% of connections without a reply", .fn = set_fault, .ud = &ff[5]},
+        {"drop-after-rate", 0, KJ_OPT_CALL, NULL, "PCT",
+         .help = "do PCT% of requests (a write is applied), then close the\n"
+                 "connection without a reply: the answer is lost",
+         .fn = set_fault, .ud = &ff[6]},
+        {"continue-ttl", 0, KJ_OPT_CALL, NULL, "S",
+         .help = "continue tokens expire S seconds after they were last\n"
+                 "handed out (default 300): 410 Expired afterwards",
+         .fn = set_fault, .ud = &ff[7]},
+        {"fail-nth", 0, KJ_OPT_CALL, NULL, "VERB:N:CODE",
+         .help = "answer the Nth request of VERB (get, list, watch,\n"
+                 "create, update, patch, delete, any) with CODE (400-599)\n"
+                 "or 'drop' (no reply) or 'drop-after' (applied, then no\n"
+                 "reply); once; repeatable",
+         .fn = set_fail_nth, .ud = &o->cfg},
+        KJ_OPTS_SECTION(""),
+        {"verbose", 0, KJ_OPT_FLAG, &o->cfg.verbose, NULL, .help = "log every request"},
+        {"help", 'h', KJ_OPT_FLAG, &help, NULL, .help = "this text"},
+        {0},
+    };
+    int rc = kj_opts_parse("kube-sim", opts, argc, argv, &n);
+    if (help) {
+        fputs(usage, stdout);
+        kj_opts_help(stdout, opts);
+        fputs(usage_end, stdout);
+        return 0;
     }
-    if (optind < argc)
-        return bad_flag("unexpected argument", argv[optind]);
+    if (rc)
+        return rc;
+    if (n)
+        return bad_flag("unexpected argument", argv[1]);
     if (!!o->cert != !!o->key)
         return bad_flag("--tls-cert and --tls-key go together", NULL);
     if (o->client_ca && !o->cert)
         return bad_flag("--client-ca needs TLS (--tls-cert and --tls-key)", NULL);
     if (!jitter_set)
         o->cfg.faults.jitter_ms = o->cfg.faults.latency_ms / 2;
-    int rc = parse_listen(o);
+    rc = parse_listen(o);
     return rc ? rc : -1;
 }
 

@@ -1,5 +1,5 @@
 /*
- * test_cli_parse.c - time expressions, durations and counts, as a table:
+ * test_values.c - time expressions, durations, counts and numbers, as a table:
  * adding a case adds a row.
  */
 #include <setjmp.h>
@@ -11,7 +11,7 @@
 
 #include <cmocka.h>
 
-#include "cli.h"
+#include "tools/common/opts.h"
 
 #define NOW 1795860000000LL /* 2026-11-28T10:00:00Z, a Saturday */
 #define H 3600000LL
@@ -75,9 +75,9 @@ static void test_times_utc(void **state)
         const time_case *c = &utc_cases[i];
         int64_t got = 0;
         char msg[128] = "";
-        int rc = kj_cli_parse_time(c->expr, NOW, c->utc, &got, msg, sizeof msg);
+        int rc = kj_parse_time(c->expr, NOW, c->utc, &got, msg, sizeof msg);
         if (c->want == BAD) {
-            if (rc != KJ_EINVAL || !msg[0])
+            if (rc != -1 || !msg[0])
                 fail_msg("'%s' should be rejected with a reason", c->expr);
         } else if (rc != 0 || got != c->want) {
             fail_msg("'%s': rc %d (%s), got %lld, want %lld", c->expr, rc, msg, (long long)got,
@@ -102,7 +102,7 @@ static void test_times_local(void **state)
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         int64_t got = 0;
         char msg[128];
-        assert_int_equal(kj_cli_parse_time(cases[i].expr, NOW, 0, &got, msg, sizeof msg), 0);
+        assert_int_equal(kj_parse_time(cases[i].expr, NOW, 0, &got, msg, sizeof msg), 0);
         if (got != cases[i].want)
             fail_msg("'%s': got %lld, want %lld", cases[i].expr, (long long)got,
                      (long long)cases[i].want);
@@ -116,20 +116,30 @@ static void test_durations(void **state)
         const char *expr;
         int64_t want;
     } cases[] = {
-        {"30d", 30 * 24 * H}, {"12h", 12 * H},
-        {"1d12h", 36 * H},    {"90m", 90 * 60000},
-        {"1w", 168 * H},      {"10s", 10000},
-        {"0d", BAD},          {"", BAD},
-        {"-1d", BAD},         {"30", BAD},
-        {"d", BAD},           {"1y", BAD},
-        {"1h 30m", BAD},      {"1000000000000w", BAD},
+        {"30d", 30 * 24 * H},
+        {"12h", 12 * H},
+        {"1d12h", 36 * H},
+        {"90m", 90 * 60000},
+        {"1w", 168 * H},
+        {"10s", 10000},
+        {"0d", 0},
+        {"", BAD},
+        {"0", 0},
+        {"250ms", 250},
+        {"2min30sec", 150000},
+        {"-1d", BAD},
+        {"30", BAD},
+        {"d", BAD},
+        {"1y", BAD},
+        {"1h 30m", BAD},
+        {"1000000000000w", BAD},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         int64_t got = 0;
         char msg[128] = "";
-        int rc = kj_cli_parse_duration(cases[i].expr, &got, msg, sizeof msg);
+        int rc = kj_parse_duration(cases[i].expr, &got, msg, sizeof msg);
         if (cases[i].want == BAD) {
-            if (rc != KJ_EINVAL || !msg[0])
+            if (rc != -1 || !msg[0])
                 fail_msg("duration '%s' should be rejected", cases[i].expr);
         } else if (rc != 0 || got != cases[i].want) {
             fail_msg("duration '%s': rc %d (%s), got %lld", cases[i].expr, rc, msg, (long long)got);
@@ -141,23 +151,60 @@ static void test_counts(void **state)
 {
     (void)state;
     int64_t n = -1;
-    assert_int_equal(kj_cli_parse_count("100", &n), 0);
+    char msg[128];
+    assert_int_equal(kj_parse_count("100", &n, msg, sizeof msg), 0);
     assert_int_equal(n, 100);
-    assert_int_equal(kj_cli_parse_count("all", &n), 0);
+    assert_int_equal(kj_parse_count("all", &n, msg, sizeof msg), 0);
     assert_int_equal(n, 0);
-    const char *bad[] = {"0", "-1", "", "ten", "10x", "99999999999999999999"};
+    const char *bad[] = {"0", "-1", "", "ten", "10x", "99999999999999999999", " 5"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
-        if (kj_cli_parse_count(bad[i], &n) != KJ_EINVAL)
+        if (kj_parse_count(bad[i], &n, msg, sizeof msg) != -1)
             fail_msg("count '%s' should be rejected", bad[i]);
+}
+
+static void test_numbers(void **state)
+{
+    (void)state;
+    const struct {
+        const char *s;
+        int64_t min, max, want; /* want BAD: rejected */
+    } ints[] = {
+        {"5", 1, 10, 5},
+        {"1", 1, 10, 1},
+        {"10", 1, 10, 10},
+        {"0", 1, 10, BAD},
+        {"11", 1, 10, BAD},
+        {"", 0, 10, BAD},
+        {"5x", 0, 10, BAD},
+        {" 5", 0, 10, BAD},
+        {"0x10", 0, 99, BAD},
+        {"-3", -5, 5, -3},
+        {"99999999999999999999", 0, INT64_MAX, BAD},
+    };
+    for (size_t i = 0; i < sizeof ints / sizeof ints[0]; i++) {
+        int64_t got = 0;
+        char msg[128] = "";
+        int rc = kj_parse_int(ints[i].s, ints[i].min, ints[i].max, &got, msg, sizeof msg);
+        if (ints[i].want == BAD ? rc != -1 || !msg[0] : rc != 0 || got != ints[i].want)
+            fail_msg("int '%s' in %lld..%lld: rc %d got %lld", ints[i].s, (long long)ints[i].min,
+                     (long long)ints[i].max, rc, (long long)got);
+    }
+    double d;
+    char msg[128];
+    assert_int_equal(kj_parse_number("2.5", 0, 10, &d, msg, sizeof msg), 0);
+    assert_true(d == 2.5);
+    const char *bad[] = {"nan", "inf", "-1", "11", "", "1e400", "2.5x"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        if (kj_parse_number(bad[i], 0, 10, &d, msg, sizeof msg) != -1)
+            fail_msg("number '%s' should be rejected", bad[i]);
 }
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_times_utc),
-        cmocka_unit_test(test_times_local),
-        cmocka_unit_test(test_durations),
-        cmocka_unit_test(test_counts),
+        cmocka_unit_test(test_times_utc), cmocka_unit_test(test_times_local),
+        cmocka_unit_test(test_durations), cmocka_unit_test(test_counts),
+        cmocka_unit_test(test_numbers),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
