@@ -1,7 +1,9 @@
 /* kj.c - error codes, clocks and the logfmt logger shared by every module. */
 #include "kj.h"
 
+#include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -200,4 +202,24 @@ void kj_log(kj_log_level level, const char *msg, const char *kv, ...)
     line[n++] = '\n';
     ssize_t w = write(STDERR_FILENO, line, (size_t)n);
     (void)w;
+}
+
+int kj_grow(void **p, size_t *cap, size_t need, size_t size)
+{
+    if (need <= *cap)
+        return 0;
+    size_t n = *cap ? *cap : 16;
+    while (n < need) {
+        if (n > SIZE_MAX / 2)
+            return KJ_ENOMEM;
+        n *= 2;
+    }
+    if (n > SIZE_MAX / size)
+        return KJ_ENOMEM;
+    void *q = realloc(*p, n * size);
+    if (!q)
+        return KJ_ENOMEM;
+    *p = q;
+    *cap = n;
+    return 0;
 }

@@ -86,4 +86,15 @@ void kj_log(kj_log_level level, const char *msg, const char *kv, ...)
     __attribute__((format(printf, 3, 4)));
 const char *kj_logq(char *buf, size_t size, const char *value);
 
+/*
+ * Makes room for at least need elements of size bytes in the array *p of
+ * capacity *cap (doubling, from 16), keeping *p and *cap unchanged on
+ * failure, so the caller's array stays whole. Returns 0 or KJ_ENOMEM.
+ *
+ *     if (kj_grow((void **)&a->items, &a->cap, a->n + 1, sizeof *a->items))
+ *         return KJ_ENOMEM;
+ *     a->items[a->n++] = item;
+ */
+int kj_grow(void **p, size_t *cap, size_t need, size_t size);
+
 #endif

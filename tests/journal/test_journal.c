@@ -404,9 +404,34 @@ static void test_sessions_of_pod(void **state)
     assert_int_equal(m.n, 0);
 }
 
+/* kj_grow: doubles from 16, keeps the array whole when it cannot grow. */
+static void test_grow(void **state)
+{
+    (void)state;
+    int *a = NULL;
+    size_t cap = 0;
+    assert_int_equal(kj_grow((void **)&a, &cap, 1, sizeof *a), 0);
+    assert_int_equal(cap, 16);
+    a[0] = 7;
+    assert_int_equal(kj_grow((void **)&a, &cap, 16, sizeof *a), 0);
+    assert_int_equal(cap, 16);
+    assert_int_equal(kj_grow((void **)&a, &cap, 17, sizeof *a), 0);
+    assert_int_equal(cap, 32);
+    assert_int_equal(kj_grow((void **)&a, &cap, 100, sizeof *a), 0);
+    assert_int_equal(cap, 128);
+    assert_int_equal(a[0], 7);
+    int *before = a;
+    assert_int_equal(kj_grow((void **)&a, &cap, SIZE_MAX / 2, sizeof *a), KJ_ENOMEM);
+    assert_ptr_equal(a, before);
+    assert_int_equal(cap, 128);
+    assert_int_equal(a[0], 7);
+    free(a);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_grow),
         cmocka_unit_test_setup_teardown(test_session_filters, setup, teardown),
         cmocka_unit_test_setup_teardown(test_callback_stops, setup, teardown),
         cmocka_unit_test_setup_teardown(test_events, setup, teardown),
