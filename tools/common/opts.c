@@ -10,8 +10,10 @@
 
 #include "opts.h"
 
-/* Where the help text starts on an option's line. */
-#define HELP_COLUMN 28
+/* Help text starts two columns after the widest option, at most here (a
+ * longer option gets its text on the next line), and wraps at HELP_WIDTH. */
+#define HELP_COLUMN_MAX 28
+#define HELP_WIDTH 79
 /* Deep enough for a program's table including the kube and policy tables. */
 #define MAX_DEPTH 4
 
@@ -48,6 +50,22 @@ static const kj_opt *find(const kj_opt *opts, const char *name, size_t len, char
         }
     }
     return NULL;
+}
+
+/* A duration bound as a person writes it: "1s", "90m", "250ms". */
+static const char *human_ms(int64_t ms, char buf[32])
+{
+    static const struct {
+        const char *unit;
+        int64_t ms;
+    } units[] = {{"d", 86400000}, {"h", 3600000}, {"m", 60000}, {"s", 1000}};
+    for (size_t i = 0; i < sizeof units / sizeof units[0]; i++)
+        if (ms && ms % units[i].ms == 0) {
+            snprintf(buf, 32, "%lld%s", (long long)(ms / units[i].ms), units[i].unit);
+            return buf;
+        }
+    snprintf(buf, 32, "%lldms", (long long)ms);
+    return buf;
 }
 
 static int set_value(const kj_opt *o, const char *v, char *msg, size_t size)
@@ -99,10 +117,13 @@ static int set_value(const kj_opt *o, const char *v, char *msg, size_t size)
         if (kj_parse_duration(v, &n, msg, size))
             return -1;
         if (n < o->min || (o->max && n > o->max)) {
+            char lo[32], hi[32];
             if (o->min == 1)
                 return snprintf(msg, size, "a duration must be longer than 0"), -1;
-            return snprintf(msg, size, "out of range (%lld ms .. %lld ms)", (long long)o->min,
-                            (long long)o->max),
+            if (!o->max)
+                return snprintf(msg, size, "must be at least %s", human_ms(o->min, lo)), -1;
+            return snprintf(msg, size, "must be from %s to %s", human_ms(o->min, lo),
+                            human_ms(o->max, hi)),
                    -1;
         }
         *(int64_t *)o->dst = n;
@@ -206,38 +227,78 @@ int kj_opts_parse(const char *prog, const kj_opt *opts, int argc, char **argv, i
     return 0;
 }
 
-static void help_lines(FILE *f, const kj_opt *opts, int depth)
+/* "  -o, --output FMT" or "  --journal PATH": an option's left column. */
+static int left_of(const kj_opt *o, char *buf, size_t size)
 {
+    if (o->short_name)
+        return snprintf(buf, size, "  -%c, --%s%s%s", o->short_name, o->name, o->arg ? " " : "",
+                        o->arg ? o->arg : "");
+    return snprintf(buf, size, "  --%s%s%s", o->name, o->arg ? " " : "", o->arg ? o->arg : "");
+}
+
+/* The widest left column in opts and the tables it includes. */
+static int widest(const kj_opt *opts, int depth)
+{
+    int w = 0;
+    char left[128];
+    for (const kj_opt *o = opts; o->kind != KJ_OPT_END; o++) {
+        int n = o->kind == KJ_OPT_INCLUDE   ? (depth < MAX_DEPTH ? widest(o->dst, depth + 1) : 0)
+                : o->kind == KJ_OPT_SECTION ? 0
+                                            : left_of(o, left, sizeof left);
+        if (n > w)
+            w = n;
+    }
+    return w;
+}
+
+/* Writes text from column col on, its words wrapped at HELP_WIDTH to
+ * column indent (a '\n' in text is a space like any other). */
+static void wrap(FILE *f, const char *text, int col, int indent)
+{
+    for (const char *p = text + strspn(text, " \n"); *p; p += strspn(p, " \n")) {
+        int n = (int)strcspn(p, " \n");
+        if (col > indent && col + 1 + n > HELP_WIDTH) {
+            fprintf(f, "\n%*s", indent, "");
+            col = indent;
+        } else if (col > indent) {
+            fputc(' ', f);
+            col++;
+        }
+        fprintf(f, "%.*s", n, p);
+        col += n;
+        p += n;
+    }
+    fputc('\n', f);
+}
+
+static void help_lines(FILE *f, const kj_opt *opts, int column, int depth)
+{
+    char left[128];
     for (const kj_opt *o = opts; o->kind != KJ_OPT_END; o++) {
         if (o->kind == KJ_OPT_INCLUDE) {
             if (depth < MAX_DEPTH)
-                help_lines(f, o->dst, depth + 1);
+                help_lines(f, o->dst, column, depth + 1);
             continue;
         }
         if (o->kind == KJ_OPT_SECTION) {
             fprintf(f, *o->help ? "\n%s\n" : "\n", o->help);
             continue;
         }
-        char left[96];
-        int w = snprintf(left, sizeof left, "  %s%c%s--%s%s%s", o->short_name ? "-" : "",
-                         o->short_name ? o->short_name : ' ', o->short_name ? ", " : "", o->name,
-                         o->arg ? " " : "", o->arg ? o->arg : "");
-        if (!o->short_name) /* "  --name", not "   --name" */
-            w = snprintf(left, sizeof left, "  --%s%s%s", o->name, o->arg ? " " : "",
-                         o->arg ? o->arg : "");
+        int w = left_of(o, left, sizeof left);
         fputs(left, f);
-        const char *h = o->help ? o->help : "";
-        if (w >= HELP_COLUMN - 1)
-            fprintf(f, "\n%*s", HELP_COLUMN, "");
-        else
-            fprintf(f, "%*s", HELP_COLUMN - w, "");
-        for (const char *nl; (nl = strchr(h, '\n')); h = nl + 1)
-            fprintf(f, "%.*s\n%*s", (int)(nl - h), h, HELP_COLUMN, "");
-        fprintf(f, "%s\n", h);
+        if (w >= column - 1) {
+            fprintf(f, "\n%*s", column, "");
+            w = column;
+        }
+        fprintf(f, "%*s", column - w, "");
+        wrap(f, o->help ? o->help : "", column, column);
     }
 }
 
 void kj_opts_help(FILE *f, const kj_opt *opts)
 {
-    help_lines(f, opts, 0);
+    int column = widest(opts, 0) + 2;
+    if (column > HELP_COLUMN_MAX)
+        column = HELP_COLUMN_MAX;
+    help_lines(f, opts, column, 0);
 }

@@ -103,7 +103,7 @@ typedef struct kj_opt {
     kj_opt_kind kind;
     void *dst;
     const char *arg;            /* the value's name in --help ("PATH"); NULL for FLAG/BOOL */
-    const char *help;           /* one or more lines ('\n' between), no final newline */
+    const char *help;           /* its text; kj_opts_help() wraps it at 79 columns */
     int64_t min, max;           /* INT, INT64, SIZE, NUMBER, DURATION bounds; STRINGS: max count */
     size_t *count;              /* STRINGS: how many are in dst */
     const char *const *choices; /* CHOICE: NULL-terminated */
