@@ -18,12 +18,20 @@
 #include "ipc.h"
 #include "ipc_internal.h"
 
+/* An item and the storage for what the decoder derives (Kyuubi form). */
+typedef struct wire_slot {
+    kj_wire_item it;
+    char id_buf[KJ_EVENT_ID_MAX + 1];
+    char tag_buf[KJ_EVENT_FIELD_MAX + 1];
+    char *payload_owned;
+} wire_slot;
+
 struct kj_wire_request {
     cJSON *root;
     char *raw; /* the frame, NUL-terminated: the payload of a single event */
     const char *request_id;
     size_t n;
-    kj_wire_item *items;
+    wire_slot *slots;
 };
 
 static int werr_set(kj_wire_error *e, const char *code, const char *fmt, ...)
@@ -495,8 +503,9 @@ static int decode_native(kj_wire_item *it, const cJSON *o, int top)
  * every post of a session), names the event, so reposts of a phase dedupe.
  * Unknown fields are Kyuubi's business and are kept in the payload only.
  */
-static int decode_kyuubi(kj_wire_item *it, const cJSON *o)
+static int decode_kyuubi(wire_slot *sl, const cJSON *o)
 {
+    kj_wire_item *it = &sl->it;
     kj_event *ev = &it->ev;
     const char *et = NULL, *engine_name = NULL;
     int64_t start, opened, end, evtime;
@@ -540,27 +549,28 @@ static int decode_kyuubi(kj_wire_item *it, const cJSON *o)
     if (check_time_range(it, tname, t))
         return KJ_EINVAL;
     ev->time_ms = t;
-    int len = snprintf(it->id_buf, sizeof it->id_buf, "kyuubi:%s:%s", ev->session_id, phase);
-    if (len < 0 || (size_t)len >= sizeof it->id_buf)
+    int len = snprintf(sl->id_buf, sizeof sl->id_buf, "kyuubi:%s:%s", ev->session_id, phase);
+    if (len < 0 || (size_t)len >= sizeof sl->id_buf)
         return reject(it, "field_too_long", "field 'sessionId' is too long for an event id");
-    ev->event_id = it->event_id = it->id_buf;
+    ev->event_id = it->event_id = sl->id_buf;
     /* engineName ends with the engine ref id, the pod's kyuubi-unique-tag. */
     if (engine_name) {
         const char *us = strrchr(engine_name, '_');
         const char *tag = us ? us + 1 : engine_name;
         if (*tag) {
-            snprintf(it->tag_buf, sizeof it->tag_buf, "%s", tag);
-            if (strlen(tag) >= sizeof it->tag_buf)
+            snprintf(sl->tag_buf, sizeof sl->tag_buf, "%s", tag);
+            if (strlen(tag) >= sizeof sl->tag_buf)
                 return reject(it, "field_too_long", "field 'engineName' is too long");
-            ev->engine_tag = it->tag_buf;
+            ev->engine_tag = sl->tag_buf;
         }
     }
     return 0;
 }
 
-static void decode_item(kj_wire_item *it, const cJSON *o, int top, const char *payload)
+static void decode_item(wire_slot *sl, const cJSON *o, int top, const char *payload)
 {
-    memset(it, 0, sizeof *it);
+    memset(sl, 0, sizeof *sl);
+    kj_wire_item *it = &sl->it;
     if (!cJSON_IsObject(o)) {
         reject(it, "not_object", "an event must be a JSON object, got %s", json_type_name(o));
         return;
@@ -581,10 +591,10 @@ static void decode_item(kj_wire_item *it, const cJSON *o, int top, const char *p
     }
     int kyuubi = cJSON_GetObjectItemCaseSensitive(o, "eventType") != NULL;
     it->form = kyuubi ? KJ_WIRE_KYUUBI : KJ_WIRE_NATIVE;
-    if ((kyuubi ? decode_kyuubi(it, o) : decode_native(it, o, top)) < 0)
+    if ((kyuubi ? decode_kyuubi(sl, o) : decode_native(it, o, top)) < 0)
         return;
     if (!payload)
-        payload = it->payload_owned = cJSON_PrintUnformatted(o);
+        payload = sl->payload_owned = cJSON_PrintUnformatted(o);
     /* An oversized raw event (a Kyuubi stack trace) is stored without its
      * payload rather than rejected: losing a close is worse. */
     it->ev.payload = payload && strlen(payload) <= KJ_EVENT_PAYLOAD_MAX ? payload : NULL;
@@ -748,11 +758,11 @@ int kj_wire_decode(const void *data, size_t len, const kj_wire_limits *lim, kj_w
     const cJSON *events = cJSON_GetObjectItemCaseSensitive(r->root, "events");
     if (!events) {
         r->n = 1;
-        if (!(r->items = malloc(sizeof *r->items))) {
+        if (!(r->slots = malloc(sizeof *r->slots))) {
             rc = werr_set(werr, "internal", "out of memory");
             goto out;
         }
-        decode_item(&r->items[0], r->root, 1, r->raw);
+        decode_item(&r->slots[0], r->root, 1, r->raw);
         goto out;
     }
     size_t member = 0, at = 0;
@@ -788,7 +798,7 @@ int kj_wire_decode(const void *data, size_t len, const kj_wire_limits *lim, kj_w
                       max_events);
         goto out;
     }
-    if (!(r->items = malloc(n * sizeof *r->items))) {
+    if (!(r->slots = malloc(n * sizeof *r->slots))) {
         rc = werr_set(werr, "internal", "out of memory");
         goto out;
     }
@@ -796,7 +806,7 @@ int kj_wire_decode(const void *data, size_t len, const kj_wire_limits *lim, kj_w
     int raw_ok = elem && split_events(r->raw, len, member, elem, n) == n;
     r->n = 0;
     for (const cJSON *c = events->child; c; c = c->next, r->n++)
-        decode_item(&r->items[r->n], c, 0, raw_ok ? elem[r->n] : NULL);
+        decode_item(&r->slots[r->n], c, 0, raw_ok ? elem[r->n] : NULL);
     free(elem);
 out:
     if (rc < 0) {
@@ -811,9 +821,9 @@ void kj_wire_request_free(kj_wire_request *r)
 {
     if (!r)
         return;
-    for (size_t i = 0; r->items && i < r->n; i++)
-        cJSON_free(r->items[i].payload_owned);
-    free(r->items);
+    for (size_t i = 0; r->slots && i < r->n; i++)
+        cJSON_free(r->slots[i].payload_owned);
+    free(r->slots);
     cJSON_Delete(r->root);
     free(r->raw);
     free(r);
@@ -826,7 +836,7 @@ size_t kj_wire_count(const kj_wire_request *r)
 
 kj_wire_item *kj_wire_item_at(kj_wire_request *r, size_t i)
 {
-    return i < r->n ? &r->items[i] : NULL;
+    return i < r->n ? &r->slots[i].it : NULL;
 }
 
 const char *kj_wire_request_id(const kj_wire_request *r)
@@ -929,7 +939,7 @@ char *kj_wire_reply(const kj_wire_request *r)
     }
     kj_buf_str(&b, "\"results\":[");
     for (size_t i = 0; i < r->n; i++) {
-        const kj_wire_item *it = &r->items[i];
+        const kj_wire_item *it = &r->slots[i].it;
         kj_buf_str(&b, i ? ",{" : "{");
         if (it->event_id) {
             kj_buf_str(&b, "\"event_id\":");
