@@ -863,18 +863,10 @@ int kj_buf_grow(kj_buf *b, size_t more)
 {
     if (b->oom)
         return -1;
-    if (b->len + more + 1 <= b->cap)
-        return 0;
-    size_t cap = b->cap ? b->cap * 2 : 256;
-    while (cap < b->len + more + 1)
-        cap *= 2;
-    char *p = realloc(b->s, cap);
-    if (!p) {
+    if (kj_grow((void **)&b->s, &b->cap, b->len + more + 1, 1)) {
         b->oom = 1;
         return -1;
     }
-    b->s = p;
-    b->cap = cap;
     return 0;
 }
 

@@ -374,16 +374,8 @@ static size_t on_write(char *ptr, size_t size, size_t nmemb, void *ud)
         o->too_big = 1;
         return 0;
     }
-    if (o->resp_len + n + 1 > o->resp_cap) {
-        size_t cap = o->resp_cap ? o->resp_cap : 16384;
-        while (cap < o->resp_len + n + 1)
-            cap *= 2;
-        char *nb = realloc(o->resp, cap);
-        if (!nb)
-            return 0;
-        o->resp = nb;
-        o->resp_cap = cap;
-    }
+    if (kj_grow((void **)&o->resp, &o->resp_cap, o->resp_len + n + 1, 1))
+        return 0;
     memcpy(o->resp + o->resp_len, ptr, n);
     o->resp_len += n;
     o->resp[o->resp_len] = '\0';

@@ -57,14 +57,9 @@ int kj_kube_read_file(const char *path, size_t max, char **out, size_t *len, kj_
         return kj_err_set(err, errno == ENOENT ? KJ_ENOENT : KJ_EIO, "cannot open '%s': %s", path,
                           strerror(errno));
     for (;;) {
-        if (n + 4096 + 1 > cap) {
-            cap = cap ? cap * 2 : 8192;
-            char *nb = realloc(buf, cap);
-            if (!nb) {
-                rc = kj_err_set(err, KJ_ENOMEM, "out of memory reading '%s'", path);
-                goto out;
-            }
-            buf = nb;
+        if (kj_grow((void **)&buf, &cap, n + 4096 + 1, 1)) {
+            rc = kj_err_set(err, KJ_ENOMEM, "out of memory reading '%s'", path);
+            goto out;
         }
         size_t r = fread(buf + n, 1, cap - n - 1, fp);
         n += r;

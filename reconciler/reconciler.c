@@ -318,14 +318,8 @@ static void record(pass *ps, const kj_pod *pod, const char *action, const char *
         ps->o->on_action(&a, ps->o->ud);
     if (ps->o->dry_run)
         return;
-    if (ps->n_pending == ps->cap_pending) {
-        size_t cap = ps->cap_pending ? ps->cap_pending * 2 : 256;
-        kj_action *n = realloc(ps->pending, cap * sizeof *n);
-        if (!n)
-            return;
-        ps->pending = n;
-        ps->cap_pending = cap;
-    }
+    if (kj_grow((void **)&ps->pending, &ps->cap_pending, ps->n_pending + 1, sizeof *ps->pending))
+        return;
     /* action, reason and result are static strings; the rest is copied. */
     a.namespace_ = dup_or_null(a.namespace_);
     a.pod = dup_or_null(a.pod);
@@ -357,14 +351,8 @@ static int collect_open(const kj_session *s, void *ud)
     close_batch *b = ud;
     if (s->state != KJ_SESSION_OPEN)
         return 0;
-    if (b->n == b->cap) {
-        size_t cap = b->cap ? b->cap * 2 : 8;
-        char **ids = realloc(b->ids, cap * sizeof *ids);
-        if (!ids)
-            return KJ_ENOMEM;
-        b->ids = ids;
-        b->cap = cap;
-    }
+    if (kj_grow((void **)&b->ids, &b->cap, b->n + 1, sizeof *b->ids))
+        return KJ_ENOMEM;
     if (!(b->ids[b->n] = strdup(s->session_id)))
         return KJ_ENOMEM;
     b->n++;
