@@ -699,6 +699,75 @@ static size_t split_events(char *raw, size_t n, size_t member, char **elem, size
     return 0;
 }
 
+/* The frame as a JSON object: its request_id and protocol version. */
+static int decode_envelope(kj_wire_request *r, size_t len, kj_wire_error *werr)
+{
+    const char *end = NULL;
+    r->root = cJSON_ParseWithLengthOpts(r->raw, len, &end, 0);
+    if (!r->root)
+        return werr_set(werr, "bad_json", "request is not valid JSON (near offset %zu)",
+                        end ? (size_t)(end - r->raw) : (size_t)0);
+    for (const char *p = end; p && p < r->raw + len; p++)
+        if (!strchr(" \t\r\n", *p))
+            return werr_set(werr, "bad_json", "trailing data after the JSON value at offset %zu",
+                            (size_t)(p - r->raw));
+    if (!cJSON_IsObject(r->root))
+        return werr_set(werr, "bad_request", "request must be a JSON object, got %s",
+                        json_type_name(r->root));
+    const cJSON *rid = cJSON_GetObjectItemCaseSensitive(r->root, "request_id");
+    if (rid && !cJSON_IsNull(rid)) {
+        if (!cJSON_IsString(rid) || strlen(rid->valuestring) > KJ_EVENT_ID_MAX)
+            return werr_set(werr, "bad_request",
+                            "field 'request_id' must be a string of at most %d bytes",
+                            KJ_EVENT_ID_MAX);
+        r->request_id = rid->valuestring;
+    }
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(r->root, "v");
+    if (v && !(cJSON_IsNumber(v) && v->valuedouble == 1))
+        return werr_set(werr, "unsupported_version",
+                        "field 'v' must be 1, the only protocol version");
+    return 0;
+}
+
+/* A request with "events": each element decoded on its own, its raw text
+ * (when the frame can be split) kept as its payload. */
+static int decode_batch(kj_wire_request *r, size_t len, const cJSON *events, size_t max_events,
+                        kj_wire_error *werr)
+{
+    size_t member = 0, at = 0;
+    for (const cJSON *c = r->root->child; c; c = c->next, at++) {
+        if (strcmp(c->string, "events") && strcmp(c->string, "request_id") &&
+            strcmp(c->string, "v"))
+            return werr_set(werr, "bad_request", "unknown field '%.64s' in a batch request",
+                            c->string);
+        if (c == events)
+            member = at;
+    }
+    int oom = 0;
+    const char *dup = repeated_key(r->root, &oom);
+    if (dup || oom)
+        return oom ? werr_set(werr, "internal", "out of memory")
+                   : werr_set(werr, "bad_request", "field '%s' appears twice in the request", dup);
+    if (!cJSON_IsArray(events))
+        return werr_set(werr, "bad_request", "field 'events' must be an array, got %s",
+                        json_type_name(events));
+    size_t n = (size_t)cJSON_GetArraySize(events);
+    if (n == 0)
+        return werr_set(werr, "empty_batch", "field 'events' is empty");
+    if (n > max_events)
+        return werr_set(werr, "too_many_events", "request holds %zu events, the limit is %zu", n,
+                        max_events);
+    if (!(r->slots = malloc(n * sizeof *r->slots)))
+        return werr_set(werr, "internal", "out of memory");
+    char **elem = malloc(n * sizeof *elem);
+    int raw_ok = elem && split_events(r->raw, len, member, elem, n) == n;
+    r->n = 0;
+    for (const cJSON *c = events->child; c; c = c->next, r->n++)
+        decode_item(&r->slots[r->n], c, 0, raw_ok ? elem[r->n] : NULL);
+    free(elem);
+    return 0;
+}
+
 int kj_wire_decode(const void *data, size_t len, const kj_wire_limits *lim, kj_wire_request **out,
                    kj_wire_error *werr)
 {
@@ -721,93 +790,18 @@ int kj_wire_decode(const void *data, size_t len, const kj_wire_limits *lim, kj_w
     }
     memcpy(r->raw, data, len);
     r->raw[len] = 0;
-    const char *end = NULL;
-    r->root = cJSON_ParseWithLengthOpts(r->raw, len, &end, 0);
-    if (!r->root) {
-        rc = werr_set(werr, "bad_json", "request is not valid JSON (near offset %zu)",
-                      end ? (size_t)(end - r->raw) : (size_t)0);
+    if ((rc = decode_envelope(r, len, werr)) < 0)
         goto out;
-    }
-    for (const char *p = end; p && p < r->raw + len; p++)
-        if (!strchr(" \t\r\n", *p)) {
-            rc = werr_set(werr, "bad_json", "trailing data after the JSON value at offset %zu",
-                          (size_t)(p - r->raw));
-            goto out;
-        }
-    if (!cJSON_IsObject(r->root)) {
-        rc = werr_set(werr, "bad_request", "request must be a JSON object, got %s",
-                      json_type_name(r->root));
-        goto out;
-    }
-    const cJSON *rid = cJSON_GetObjectItemCaseSensitive(r->root, "request_id");
-    if (rid && !cJSON_IsNull(rid)) {
-        if (!cJSON_IsString(rid) || strlen(rid->valuestring) > KJ_EVENT_ID_MAX) {
-            rc = werr_set(werr, "bad_request",
-                          "field 'request_id' must be a string of at most %d bytes",
-                          KJ_EVENT_ID_MAX);
-            goto out;
-        }
-        r->request_id = rid->valuestring;
-    }
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(r->root, "v");
-    if (v && !(cJSON_IsNumber(v) && v->valuedouble == 1)) {
-        rc =
-            werr_set(werr, "unsupported_version", "field 'v' must be 1, the only protocol version");
-        goto out;
-    }
     const cJSON *events = cJSON_GetObjectItemCaseSensitive(r->root, "events");
-    if (!events) {
-        r->n = 1;
-        if (!(r->slots = malloc(sizeof *r->slots))) {
-            rc = werr_set(werr, "internal", "out of memory");
-            goto out;
-        }
-        decode_item(&r->slots[0], r->root, 1, r->raw);
-        goto out;
-    }
-    size_t member = 0, at = 0;
-    for (const cJSON *c = r->root->child; c; c = c->next, at++) {
-        if (strcmp(c->string, "events") && strcmp(c->string, "request_id") &&
-            strcmp(c->string, "v")) {
-            rc = werr_set(werr, "bad_request", "unknown field '%.64s' in a batch request",
-                          c->string);
-            goto out;
-        }
-        if (c == events)
-            member = at;
-    }
-    int oom = 0;
-    const char *dup = repeated_key(r->root, &oom);
-    if (dup || oom) {
-        rc = oom ? werr_set(werr, "internal", "out of memory")
-                 : werr_set(werr, "bad_request", "field '%s' appears twice in the request", dup);
-        goto out;
-    }
-    if (!cJSON_IsArray(events)) {
-        rc = werr_set(werr, "bad_request", "field 'events' must be an array, got %s",
-                      json_type_name(events));
-        goto out;
-    }
-    size_t n = (size_t)cJSON_GetArraySize(events);
-    if (n == 0) {
-        rc = werr_set(werr, "empty_batch", "field 'events' is empty");
-        goto out;
-    }
-    if (n > max_events) {
-        rc = werr_set(werr, "too_many_events", "request holds %zu events, the limit is %zu", n,
-                      max_events);
-        goto out;
-    }
-    if (!(r->slots = malloc(n * sizeof *r->slots))) {
+    if (events) {
+        rc = decode_batch(r, len, events, max_events, werr);
+    } else if (!(r->slots = malloc(sizeof *r->slots))) {
         rc = werr_set(werr, "internal", "out of memory");
-        goto out;
+    } else {
+        /* A single event: the frame is its payload. */
+        r->n = 1;
+        decode_item(&r->slots[0], r->root, 1, r->raw);
     }
-    char **elem = malloc(n * sizeof *elem);
-    int raw_ok = elem && split_events(r->raw, len, member, elem, n) == n;
-    r->n = 0;
-    for (const cJSON *c = events->child; c; c = c->next, r->n++)
-        decode_item(&r->slots[r->n], c, 0, raw_ok ? elem[r->n] : NULL);
-    free(elem);
 out:
     if (rc < 0) {
         kj_wire_request_free(r);
