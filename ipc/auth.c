@@ -80,7 +80,7 @@ struct kj_zap {
     void *sock;
     pthread_t thread;
     atomic_int stop;
-    size_t n;
+    size_t n, cap;
     uint8_t (*keys)[32];
     uint64_t refused;
     int64_t last_log;
@@ -102,12 +102,10 @@ static int load_allow_dir(kj_zap *z, const char *dir, kj_err *err)
         snprintf(path, sizeof path, "%s/%s", dir, de->d_name);
         if ((rc = kj_ipc_read_key(path, z85, err)) < 0)
             break;
-        void *p = realloc(z->keys, (z->n + 1) * sizeof *z->keys);
-        if (!p) {
+        if (kj_grow((void **)&z->keys, &z->cap, z->n + 1, sizeof *z->keys)) {
             rc = kj_err_set(err, KJ_ENOMEM, "out of memory");
             break;
         }
-        z->keys = p;
         zmq_z85_decode(z->keys[z->n++], z85);
     }
     closedir(d);

@@ -10,7 +10,7 @@
  *        kj_wire_request *req;
  *        kj_wire_error werr;
  *        if (kj_wire_decode(buf, len, NULL, &req, &werr) < 0)
- *            reply = kj_wire_error_reply(&werr, NULL, 0);   // request-level error
+ *            ... werr.code, werr.message: the frame as a whole is unusable
  *        else
  *            for (size_t i = 0; i < kj_wire_count(req); i++) {
  *                kj_wire_item *it = kj_wire_item_at(req, i);
@@ -81,10 +81,6 @@ typedef struct kj_wire_item {
     kj_append_result res; /* status 0 until the journal answers; REJECTED by the decoder */
     kj_wire_form form;
     const char *event_id; /* for the reply; may be NULL when the event had none */
-    /* storage for derived fields (Kyuubi form) */
-    char id_buf[KJ_EVENT_ID_MAX + 1];
-    char tag_buf[KJ_EVENT_FIELD_MAX + 1];
-    char *payload_owned;
 } kj_wire_item;
 
 typedef struct kj_wire_request kj_wire_request;
@@ -99,15 +95,6 @@ int kj_wire_decode(const void *data, size_t len, const kj_wire_limits *lim, kj_w
 void kj_wire_request_free(kj_wire_request *r);
 size_t kj_wire_count(const kj_wire_request *r);
 kj_wire_item *kj_wire_item_at(kj_wire_request *r, size_t i);
-/* The optional "request_id" of the request (NULL when absent). */
-const char *kj_wire_request_id(const kj_wire_request *r);
-
-/* Reply JSON for a decoded request whose items all carry a status. The caller
- * frees the string. NULL on out of memory. */
-char *kj_wire_reply(const kj_wire_request *r);
-/* Reply JSON for a request-level error (request_id may be NULL). retry adds
- * "retry":true: the client should send the same request again later. */
-char *kj_wire_error_reply(const kj_wire_error *e, const char *request_id, int retry);
 
 /* "stored" / "duplicate" / "rejected" / NULL. */
 const char *kj_append_status_name(kj_append_status s);

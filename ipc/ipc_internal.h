@@ -1,10 +1,21 @@
-/* ipc_internal.h - what the ipc files share and nobody else sees. */
+/* ipc_internal.h - what the ipc files share; not installed (the tests may use it). */
 #ifndef KJ_IPC_INTERNAL_H
 #define KJ_IPC_INTERNAL_H
 
 #include <stddef.h>
 
+#include "ipc/ipc.h"
 #include "journal/kj.h"
+
+/* The server's side of the decoder (wire.c). */
+/* The optional "request_id" of the request (NULL when absent). */
+const char *kj_wire_request_id(const kj_wire_request *r);
+/* Reply JSON for a decoded request whose items all carry a status. The caller
+ * frees the string. NULL on out of memory. */
+char *kj_wire_reply(const kj_wire_request *r);
+/* Reply JSON for a request-level error (request_id may be NULL). retry adds
+ * "retry":true: the client should send the same request again later. */
+char *kj_wire_error_reply(const kj_wire_error *e, const char *request_id, int retry);
 
 /* A growable string; oom sticks once set. */
 typedef struct kj_buf {

@@ -365,138 +365,200 @@ static void retire(req *r, size_t *inflight)
     (*inflight)--;
 }
 
+/* One kj_publisher_publish() call: the events, what is known of them, the
+ * window of requests and the counts the loop keeps. */
+typedef struct run {
+    kj_publisher *p;
+    const char *const *ev;
+    size_t n, next; /* events; the next one not yet packed */
+    kj_publish_result *results;
+    known k;
+    req *w;
+    size_t window, inflight, mismatch;
+} run;
+
+static int more_to_send(const run *u)
+{
+    return u->next < u->n || u->k.solo_at < u->k.nsolo;
+}
+
+/* Fills the free places of the window with new requests and sends them. */
+static int fill_window(run *u, int64_t now)
+{
+    for (size_t i = 0; i < u->window && more_to_send(u); i++) {
+        if (u->w[i].live)
+            continue;
+        int rc = build(u->p, u->ev, u->n, &u->next, &u->k, &u->w[i]);
+        if (rc < 0)
+            return rc;
+        u->w[i].live = 1;
+        u->w[i].t_first = now_s();
+        send_req(u->p, &u->w[i], now);
+        u->inflight++;
+    }
+    return 0;
+}
+
+/* Reads one reply's frames ([request id][""][body]) into f; returns how many
+ * (at most 3, the rest dropped), 0 when nothing was waiting. */
+static int recv_reply(void *sock, zmq_msg_t f[3])
+{
+    int nf = 0, more = 1;
+    while (more) {
+        zmq_msg_t m;
+        zmq_msg_init(&m);
+        if (zmq_msg_recv(&m, sock, nf ? 0 : ZMQ_DONTWAIT) < 0) {
+            zmq_msg_close(&m);
+            break;
+        }
+        more = zmq_msg_more(&m);
+        if (nf < 3) {
+            zmq_msg_init(&f[nf]);
+            zmq_msg_move(&f[nf++], &m);
+        }
+        zmq_msg_close(&m);
+    }
+    return nf;
+}
+
+/* Applies the reply in f to the request it names, if any is in the window. */
+static void take_reply(run *u, zmq_msg_t f[3])
+{
+    for (size_t i = 0; i < u->window; i++) {
+        req *r = &u->w[i];
+        if (!r->live || zmq_msg_size(&f[0]) != r->idlen ||
+            memcmp(zmq_msg_data(&f[0]), r->id, r->idlen))
+            continue;
+        int a = apply_reply(r, zmq_msg_data(&f[2]), zmq_msg_size(&f[2]), &u->k, u->results,
+                            &u->mismatch);
+        if (a == SPLIT) {
+            for (size_t e = 0; e < r->count; e++)
+                u->k.solo[u->k.nsolo++] = r->first + e;
+            retire(r, &u->inflight);
+        } else if (a == DONE || r->attempts >= r->max_attempts) {
+            retire(r, &u->inflight);
+        } else {
+            usleep(50 * 1000); /* the journal is busy: give it a moment */
+            send_req(u->p, r, kj_mono_ms());
+        }
+        return;
+    }
+}
+
+/* r ran out of attempts: its events that have no answer yet get one that
+ * says why. */
+static void give_up(run *u, req *r)
+{
+    for (size_t e = 0; e < r->count; e++) {
+        kj_publish_result *res = &u->results[r->first + e];
+        if (res->code[0])
+            continue;
+        if (r->len > KJ_IPC_HARD_CAP) {
+            char msg[192];
+            snprintf(msg, sizeof msg,
+                     "no answer to a request of %zu bytes: kjournald drops requests "
+                     "over %u MiB unless its --max-message is larger",
+                     r->len, KJ_IPC_HARD_CAP >> 20);
+            fill(res, u->k.id[r->first + e], 0, "too_large", msg, 0);
+        } else {
+            fill(res, u->k.id[r->first + e], 0, "timeout", "no acknowledgement from kjournald", 0);
+        }
+    }
+    retire(r, &u->inflight);
+}
+
+/* Lazy Pirate: when a request timed out the socket may hold a dead
+ * connection; start afresh and resend everything in flight, same bytes, same
+ * event ids. */
+static int resend_expired(run *u, kj_err *err)
+{
+    int64_t now = kj_mono_ms();
+    int expired = 0;
+    for (size_t i = 0; i < u->window; i++)
+        if (u->w[i].live && now >= u->w[i].deadline)
+            expired = 1;
+    if (!expired)
+        return 0;
+    int rc = open_sock(u->p, err);
+    if (rc < 0)
+        return rc;
+    for (size_t i = 0; i < u->window; i++) {
+        req *r = &u->w[i];
+        if (!r->live)
+            continue;
+        if (now >= r->deadline && r->attempts >= r->max_attempts) {
+            give_up(u, r);
+            continue;
+        }
+        r->attempts -= now < r->deadline; /* only the expired ones count a try */
+        send_req(u->p, r, now);
+    }
+    return 0;
+}
+
+/* Counted from the results: a reply that does not fit its request also
+ * leaves its events unanswered. */
+static int outcome(const run *u, kj_err *err)
+{
+    size_t unacked = 0;
+    for (size_t i = 0; i < u->n; i++)
+        unacked += u->results[i].status == 0;
+    if (u->mismatch)
+        return kj_err_set(err, KJ_EPROTO,
+                          "%zu replies named other events than the ones sent: is kjournald "
+                          "really what listens there? %zu events were not acknowledged",
+                          u->mismatch, unacked);
+    if (unacked)
+        return kj_err_set(err, KJ_ETIMEDOUT, "%zu events were not acknowledged", unacked);
+    return 0;
+}
+
 int kj_publisher_publish(kj_publisher *p, const char *const *events, size_t n,
                          kj_publish_result *results, kj_err *err)
 {
     int rc = 0;
-    size_t window = (size_t)p->o.window, next = 0, inflight = 0, mismatch = 0;
-    known k = {0};
-    req *w = calloc(window, sizeof *w);
-    if (!w || know(events, n, &k) < 0) {
+    run u = {.p = p, .ev = events, .n = n, .results = results, .window = (size_t)p->o.window};
+    u.w = calloc(u.window, sizeof *u.w);
+    if (!u.w || know(events, n, &u.k) < 0) {
         rc = kj_err_set(err, KJ_ENOMEM, "out of memory");
         goto out;
     }
     memset(results, 0, n * sizeof *results);
-    while (next < n || k.solo_at < k.nsolo || inflight) {
+    while (more_to_send(&u) || u.inflight) {
         int64_t now = kj_mono_ms();
-        for (size_t i = 0; i < window && (next < n || k.solo_at < k.nsolo); i++) {
-            if (w[i].live)
-                continue;
-            if ((rc = build(p, events, n, &next, &k, &w[i])) < 0) {
-                kj_err_set(err, rc, "out of memory");
-                goto out;
-            }
-            w[i].live = 1;
-            w[i].t_first = now_s();
-            send_req(p, &w[i], now);
-            inflight++;
+        if ((rc = fill_window(&u, now)) < 0) {
+            kj_err_set(err, rc, "out of memory");
+            goto out;
         }
         int64_t wait = p->o.timeout_ms;
-        for (size_t i = 0; i < window; i++)
-            if (w[i].live && w[i].deadline - now < wait)
-                wait = w[i].deadline - now;
+        for (size_t i = 0; i < u.window; i++)
+            if (u.w[i].live && u.w[i].deadline - now < wait)
+                wait = u.w[i].deadline - now;
         zmq_pollitem_t pi = {p->sock, 0, ZMQ_POLLIN, 0};
         int prc = zmq_poll(&pi, 1, wait > 0 ? (long)wait : 0);
         if (prc < 0 && zmq_errno() == EINTR) {
             rc = kj_err_set(err, KJ_ECANCELED, "interrupted");
             goto out;
         }
-        /* Replies: [request id][""][body]. */
         while (prc > 0) {
             zmq_msg_t f[3];
-            int nf = 0, more = 1;
-            while (more) {
-                zmq_msg_t m;
-                zmq_msg_init(&m);
-                if (zmq_msg_recv(&m, p->sock, nf ? 0 : ZMQ_DONTWAIT) < 0) {
-                    zmq_msg_close(&m);
-                    break;
-                }
-                more = zmq_msg_more(&m);
-                if (nf < 3) {
-                    zmq_msg_init(&f[nf]);
-                    zmq_msg_move(&f[nf++], &m);
-                }
-                zmq_msg_close(&m);
-            }
+            int nf = recv_reply(p->sock, f);
             if (nf == 0)
                 break;
-            for (size_t i = 0; nf == 3 && i < window; i++) {
-                req *r = &w[i];
-                if (!r->live || zmq_msg_size(&f[0]) != r->idlen ||
-                    memcmp(zmq_msg_data(&f[0]), r->id, r->idlen))
-                    continue;
-                int a = apply_reply(r, zmq_msg_data(&f[2]), zmq_msg_size(&f[2]), &k, results,
-                                    &mismatch);
-                if (a == SPLIT) {
-                    for (size_t e = 0; e < r->count; e++)
-                        k.solo[k.nsolo++] = r->first + e;
-                    retire(r, &inflight);
-                } else if (a == DONE || r->attempts >= r->max_attempts) {
-                    retire(r, &inflight);
-                } else {
-                    usleep(50 * 1000); /* the journal is busy: give it a moment */
-                    send_req(p, r, kj_mono_ms());
-                }
-                break;
-            }
+            if (nf == 3)
+                take_reply(&u, f);
             for (int i = 0; i < nf; i++)
                 zmq_msg_close(&f[i]);
         }
-        now = kj_mono_ms();
-        int expired = 0;
-        for (size_t i = 0; i < window; i++)
-            if (w[i].live && now >= w[i].deadline)
-                expired = 1;
-        if (!expired)
-            continue;
-        /* Lazy Pirate: the socket may hold a dead connection; start afresh and
-         * resend everything in flight, same bytes, same event ids. */
-        if ((rc = open_sock(p, err)) < 0)
+        if ((rc = resend_expired(&u, err)) < 0)
             goto out;
-        for (size_t i = 0; i < window; i++) {
-            req *r = &w[i];
-            if (!r->live)
-                continue;
-            if (now >= r->deadline && r->attempts >= r->max_attempts) {
-                for (size_t e = 0; e < r->count; e++) {
-                    kj_publish_result *res = &results[r->first + e];
-                    if (r->len > KJ_IPC_HARD_CAP && !res->code[0]) {
-                        char msg[192];
-                        snprintf(msg, sizeof msg,
-                                 "no answer to a request of %zu bytes: kjournald drops requests "
-                                 "over %u MiB unless its --max-message is larger",
-                                 r->len, KJ_IPC_HARD_CAP >> 20);
-                        fill(res, k.id[r->first + e], 0, "too_large", msg, 0);
-                    } else if (!res->code[0]) {
-                        fill(res, k.id[r->first + e], 0, "timeout",
-                             "no acknowledgement from kjournald", 0);
-                    }
-                }
-                retire(r, &inflight);
-                continue;
-            }
-            r->attempts -= now < r->deadline; /* only the expired ones count a try */
-            send_req(p, r, now);
-        }
     }
-    /* Counted from the results: a reply that does not fit its request also
-     * leaves its events unanswered. */
-    size_t unacked = 0;
-    for (size_t i = 0; i < n; i++)
-        unacked += results[i].status == 0;
-    if (mismatch)
-        rc = kj_err_set(err, KJ_EPROTO,
-                        "%zu replies named other events than the ones sent: is kjournald really "
-                        "what listens there? %zu events were not acknowledged",
-                        mismatch, unacked);
-    else if (unacked)
-        rc = kj_err_set(err, KJ_ETIMEDOUT, "%zu events were not acknowledged", unacked);
+    rc = outcome(&u, err);
 out:
-    for (size_t i = 0; w && i < window; i++)
-        if (w[i].live)
-            free(w[i].body);
-    free(w);
-    unknow(&k, n);
+    for (size_t i = 0; u.w && i < u.window; i++)
+        if (u.w[i].live)
+            free(u.w[i].body);
+    free(u.w);
+    unknow(&u.k, n);
     return rc;
 }

@@ -113,10 +113,10 @@ struct kj_ipc_server {
     /* the batch in hand */
     pending **pend;
     size_t npend, pend_cap;
-    kj_event *evs;
+    kj_event *evs; /* evs, res and slots: nev in use, each with its own capacity */
     kj_append_result *res;
     slot *slots;
-    size_t nev, ev_cap;
+    size_t nev, ev_cap, res_cap, slot_cap;
     kj_err lost; /* code != 0: the journal file went (kj_journal_check_path) */
 };
 
@@ -541,40 +541,35 @@ static void reply_error(kj_ipc_server *s, pending *p, const kj_wire_error *we, i
     free(body);
 }
 
+/* The batch arrays start with room for a typical batch (events) and a burst
+ * of requests (pending), then double. */
+#define EVENTS_MIN 256
+#define PEND_MIN 64
+
+static size_t at_least(size_t need, size_t min)
+{
+    return need < min ? min : need;
+}
+
+/* Room for more events; on failure the batch in hand is intact (kj_grow
+ * leaves an array it cannot grow as it was). */
 static int grow_events(kj_ipc_server *s, size_t more)
 {
-    if (s->nev + more <= s->ev_cap)
-        return 0;
-    size_t cap = s->ev_cap ? s->ev_cap : 256;
-    while (cap < s->nev + more)
-        cap *= 2;
-    kj_event *e = realloc(s->evs, cap * sizeof *e);
-    if (e)
-        s->evs = e;
-    kj_append_result *r = realloc(s->res, cap * sizeof *r);
-    if (r)
-        s->res = r;
-    slot *sl = realloc(s->slots, cap * sizeof *sl);
-    if (sl)
-        s->slots = sl;
-    if (!e || !r || !sl)
+    size_t need = at_least(s->nev + more, EVENTS_MIN);
+    if (kj_grow((void **)&s->evs, &s->ev_cap, need, sizeof *s->evs) ||
+        kj_grow((void **)&s->res, &s->res_cap, need, sizeof *s->res) ||
+        kj_grow((void **)&s->slots, &s->slot_cap, need, sizeof *s->slots))
         return -1;
-    s->ev_cap = cap;
     return 0;
 }
 
 /* Room for one more pending request; on failure the batch in hand is intact. */
 static int grow_pend(kj_ipc_server *s)
 {
-    if (s->npend < s->pend_cap)
-        return 0;
-    size_t cap = s->pend_cap ? s->pend_cap * 2 : 64;
-    pending **p = realloc(s->pend, cap * sizeof *p);
-    if (!p)
-        return -1;
-    s->pend = p;
-    s->pend_cap = cap;
-    return 0;
+    return kj_grow((void **)&s->pend, &s->pend_cap, at_least(s->npend + 1, PEND_MIN),
+                   sizeof *s->pend)
+               ? -1
+               : 0;
 }
 
 static size_t peer_hash(uint32_t sock, const void *id, size_t len)

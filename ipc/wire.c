@@ -18,12 +18,20 @@
 #include "ipc.h"
 #include "ipc_internal.h"
 
+/* An item and the storage for what the decoder derives (Kyuubi form). */
+typedef struct wire_slot {
+    kj_wire_item it;
+    char id_buf[KJ_EVENT_ID_MAX + 1];
+    char tag_buf[KJ_EVENT_FIELD_MAX + 1];
+    char *payload_owned;
+} wire_slot;
+
 struct kj_wire_request {
     cJSON *root;
     char *raw; /* the frame, NUL-terminated: the payload of a single event */
     const char *request_id;
     size_t n;
-    kj_wire_item *items;
+    wire_slot *slots;
 };
 
 static int werr_set(kj_wire_error *e, const char *code, const char *fmt, ...)
@@ -495,8 +503,9 @@ static int decode_native(kj_wire_item *it, const cJSON *o, int top)
  * every post of a session), names the event, so reposts of a phase dedupe.
  * Unknown fields are Kyuubi's business and are kept in the payload only.
  */
-static int decode_kyuubi(kj_wire_item *it, const cJSON *o)
+static int decode_kyuubi(wire_slot *sl, const cJSON *o)
 {
+    kj_wire_item *it = &sl->it;
     kj_event *ev = &it->ev;
     const char *et = NULL, *engine_name = NULL;
     int64_t start, opened, end, evtime;
@@ -540,27 +549,28 @@ static int decode_kyuubi(kj_wire_item *it, const cJSON *o)
     if (check_time_range(it, tname, t))
         return KJ_EINVAL;
     ev->time_ms = t;
-    int len = snprintf(it->id_buf, sizeof it->id_buf, "kyuubi:%s:%s", ev->session_id, phase);
-    if (len < 0 || (size_t)len >= sizeof it->id_buf)
+    int len = snprintf(sl->id_buf, sizeof sl->id_buf, "kyuubi:%s:%s", ev->session_id, phase);
+    if (len < 0 || (size_t)len >= sizeof sl->id_buf)
         return reject(it, "field_too_long", "field 'sessionId' is too long for an event id");
-    ev->event_id = it->event_id = it->id_buf;
+    ev->event_id = it->event_id = sl->id_buf;
     /* engineName ends with the engine ref id, the pod's kyuubi-unique-tag. */
     if (engine_name) {
         const char *us = strrchr(engine_name, '_');
         const char *tag = us ? us + 1 : engine_name;
         if (*tag) {
-            snprintf(it->tag_buf, sizeof it->tag_buf, "%s", tag);
-            if (strlen(tag) >= sizeof it->tag_buf)
+            snprintf(sl->tag_buf, sizeof sl->tag_buf, "%s", tag);
+            if (strlen(tag) >= sizeof sl->tag_buf)
                 return reject(it, "field_too_long", "field 'engineName' is too long");
-            ev->engine_tag = it->tag_buf;
+            ev->engine_tag = sl->tag_buf;
         }
     }
     return 0;
 }
 
-static void decode_item(kj_wire_item *it, const cJSON *o, int top, const char *payload)
+static void decode_item(wire_slot *sl, const cJSON *o, int top, const char *payload)
 {
-    memset(it, 0, sizeof *it);
+    memset(sl, 0, sizeof *sl);
+    kj_wire_item *it = &sl->it;
     if (!cJSON_IsObject(o)) {
         reject(it, "not_object", "an event must be a JSON object, got %s", json_type_name(o));
         return;
@@ -581,10 +591,10 @@ static void decode_item(kj_wire_item *it, const cJSON *o, int top, const char *p
     }
     int kyuubi = cJSON_GetObjectItemCaseSensitive(o, "eventType") != NULL;
     it->form = kyuubi ? KJ_WIRE_KYUUBI : KJ_WIRE_NATIVE;
-    if ((kyuubi ? decode_kyuubi(it, o) : decode_native(it, o, top)) < 0)
+    if ((kyuubi ? decode_kyuubi(sl, o) : decode_native(it, o, top)) < 0)
         return;
     if (!payload)
-        payload = it->payload_owned = cJSON_PrintUnformatted(o);
+        payload = sl->payload_owned = cJSON_PrintUnformatted(o);
     /* An oversized raw event (a Kyuubi stack trace) is stored without its
      * payload rather than rejected: losing a close is worse. */
     it->ev.payload = payload && strlen(payload) <= KJ_EVENT_PAYLOAD_MAX ? payload : NULL;
@@ -689,6 +699,75 @@ static size_t split_events(char *raw, size_t n, size_t member, char **elem, size
     return 0;
 }
 
+/* The frame as a JSON object: its request_id and protocol version. */
+static int decode_envelope(kj_wire_request *r, size_t len, kj_wire_error *werr)
+{
+    const char *end = NULL;
+    r->root = cJSON_ParseWithLengthOpts(r->raw, len, &end, 0);
+    if (!r->root)
+        return werr_set(werr, "bad_json", "request is not valid JSON (near offset %zu)",
+                        end ? (size_t)(end - r->raw) : (size_t)0);
+    for (const char *p = end; p && p < r->raw + len; p++)
+        if (!strchr(" \t\r\n", *p))
+            return werr_set(werr, "bad_json", "trailing data after the JSON value at offset %zu",
+                            (size_t)(p - r->raw));
+    if (!cJSON_IsObject(r->root))
+        return werr_set(werr, "bad_request", "request must be a JSON object, got %s",
+                        json_type_name(r->root));
+    const cJSON *rid = cJSON_GetObjectItemCaseSensitive(r->root, "request_id");
+    if (rid && !cJSON_IsNull(rid)) {
+        if (!cJSON_IsString(rid) || strlen(rid->valuestring) > KJ_EVENT_ID_MAX)
+            return werr_set(werr, "bad_request",
+                            "field 'request_id' must be a string of at most %d bytes",
+                            KJ_EVENT_ID_MAX);
+        r->request_id = rid->valuestring;
+    }
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(r->root, "v");
+    if (v && !(cJSON_IsNumber(v) && v->valuedouble == 1))
+        return werr_set(werr, "unsupported_version",
+                        "field 'v' must be 1, the only protocol version");
+    return 0;
+}
+
+/* A request with "events": each element decoded on its own, its raw text
+ * (when the frame can be split) kept as its payload. */
+static int decode_batch(kj_wire_request *r, size_t len, const cJSON *events, size_t max_events,
+                        kj_wire_error *werr)
+{
+    size_t member = 0, at = 0;
+    for (const cJSON *c = r->root->child; c; c = c->next, at++) {
+        if (strcmp(c->string, "events") && strcmp(c->string, "request_id") &&
+            strcmp(c->string, "v"))
+            return werr_set(werr, "bad_request", "unknown field '%.64s' in a batch request",
+                            c->string);
+        if (c == events)
+            member = at;
+    }
+    int oom = 0;
+    const char *dup = repeated_key(r->root, &oom);
+    if (dup || oom)
+        return oom ? werr_set(werr, "internal", "out of memory")
+                   : werr_set(werr, "bad_request", "field '%s' appears twice in the request", dup);
+    if (!cJSON_IsArray(events))
+        return werr_set(werr, "bad_request", "field 'events' must be an array, got %s",
+                        json_type_name(events));
+    size_t n = (size_t)cJSON_GetArraySize(events);
+    if (n == 0)
+        return werr_set(werr, "empty_batch", "field 'events' is empty");
+    if (n > max_events)
+        return werr_set(werr, "too_many_events", "request holds %zu events, the limit is %zu", n,
+                        max_events);
+    if (!(r->slots = malloc(n * sizeof *r->slots)))
+        return werr_set(werr, "internal", "out of memory");
+    char **elem = malloc(n * sizeof *elem);
+    int raw_ok = elem && split_events(r->raw, len, member, elem, n) == n;
+    r->n = 0;
+    for (const cJSON *c = events->child; c; c = c->next, r->n++)
+        decode_item(&r->slots[r->n], c, 0, raw_ok ? elem[r->n] : NULL);
+    free(elem);
+    return 0;
+}
+
 int kj_wire_decode(const void *data, size_t len, const kj_wire_limits *lim, kj_wire_request **out,
                    kj_wire_error *werr)
 {
@@ -711,93 +790,18 @@ int kj_wire_decode(const void *data, size_t len, const kj_wire_limits *lim, kj_w
     }
     memcpy(r->raw, data, len);
     r->raw[len] = 0;
-    const char *end = NULL;
-    r->root = cJSON_ParseWithLengthOpts(r->raw, len, &end, 0);
-    if (!r->root) {
-        rc = werr_set(werr, "bad_json", "request is not valid JSON (near offset %zu)",
-                      end ? (size_t)(end - r->raw) : (size_t)0);
+    if ((rc = decode_envelope(r, len, werr)) < 0)
         goto out;
-    }
-    for (const char *p = end; p && p < r->raw + len; p++)
-        if (!strchr(" \t\r\n", *p)) {
-            rc = werr_set(werr, "bad_json", "trailing data after the JSON value at offset %zu",
-                          (size_t)(p - r->raw));
-            goto out;
-        }
-    if (!cJSON_IsObject(r->root)) {
-        rc = werr_set(werr, "bad_request", "request must be a JSON object, got %s",
-                      json_type_name(r->root));
-        goto out;
-    }
-    const cJSON *rid = cJSON_GetObjectItemCaseSensitive(r->root, "request_id");
-    if (rid && !cJSON_IsNull(rid)) {
-        if (!cJSON_IsString(rid) || strlen(rid->valuestring) > KJ_EVENT_ID_MAX) {
-            rc = werr_set(werr, "bad_request",
-                          "field 'request_id' must be a string of at most %d bytes",
-                          KJ_EVENT_ID_MAX);
-            goto out;
-        }
-        r->request_id = rid->valuestring;
-    }
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(r->root, "v");
-    if (v && !(cJSON_IsNumber(v) && v->valuedouble == 1)) {
-        rc =
-            werr_set(werr, "unsupported_version", "field 'v' must be 1, the only protocol version");
-        goto out;
-    }
     const cJSON *events = cJSON_GetObjectItemCaseSensitive(r->root, "events");
-    if (!events) {
-        r->n = 1;
-        if (!(r->items = malloc(sizeof *r->items))) {
-            rc = werr_set(werr, "internal", "out of memory");
-            goto out;
-        }
-        decode_item(&r->items[0], r->root, 1, r->raw);
-        goto out;
-    }
-    size_t member = 0, at = 0;
-    for (const cJSON *c = r->root->child; c; c = c->next, at++) {
-        if (strcmp(c->string, "events") && strcmp(c->string, "request_id") &&
-            strcmp(c->string, "v")) {
-            rc = werr_set(werr, "bad_request", "unknown field '%.64s' in a batch request",
-                          c->string);
-            goto out;
-        }
-        if (c == events)
-            member = at;
-    }
-    int oom = 0;
-    const char *dup = repeated_key(r->root, &oom);
-    if (dup || oom) {
-        rc = oom ? werr_set(werr, "internal", "out of memory")
-                 : werr_set(werr, "bad_request", "field '%s' appears twice in the request", dup);
-        goto out;
-    }
-    if (!cJSON_IsArray(events)) {
-        rc = werr_set(werr, "bad_request", "field 'events' must be an array, got %s",
-                      json_type_name(events));
-        goto out;
-    }
-    size_t n = (size_t)cJSON_GetArraySize(events);
-    if (n == 0) {
-        rc = werr_set(werr, "empty_batch", "field 'events' is empty");
-        goto out;
-    }
-    if (n > max_events) {
-        rc = werr_set(werr, "too_many_events", "request holds %zu events, the limit is %zu", n,
-                      max_events);
-        goto out;
-    }
-    if (!(r->items = malloc(n * sizeof *r->items))) {
+    if (events) {
+        rc = decode_batch(r, len, events, max_events, werr);
+    } else if (!(r->slots = malloc(sizeof *r->slots))) {
         rc = werr_set(werr, "internal", "out of memory");
-        goto out;
+    } else {
+        /* A single event: the frame is its payload. */
+        r->n = 1;
+        decode_item(&r->slots[0], r->root, 1, r->raw);
     }
-    char **elem = malloc(n * sizeof *elem);
-    int raw_ok = elem && split_events(r->raw, len, member, elem, n) == n;
-    r->n = 0;
-    for (const cJSON *c = events->child; c; c = c->next, r->n++)
-        decode_item(&r->items[r->n], c, 0, raw_ok ? elem[r->n] : NULL);
-    free(elem);
 out:
     if (rc < 0) {
         kj_wire_request_free(r);
@@ -811,9 +815,9 @@ void kj_wire_request_free(kj_wire_request *r)
 {
     if (!r)
         return;
-    for (size_t i = 0; r->items && i < r->n; i++)
-        cJSON_free(r->items[i].payload_owned);
-    free(r->items);
+    for (size_t i = 0; r->slots && i < r->n; i++)
+        cJSON_free(r->slots[i].payload_owned);
+    free(r->slots);
     cJSON_Delete(r->root);
     free(r->raw);
     free(r);
@@ -826,7 +830,7 @@ size_t kj_wire_count(const kj_wire_request *r)
 
 kj_wire_item *kj_wire_item_at(kj_wire_request *r, size_t i)
 {
-    return i < r->n ? &r->items[i] : NULL;
+    return i < r->n ? &r->slots[i].it : NULL;
 }
 
 const char *kj_wire_request_id(const kj_wire_request *r)
@@ -853,18 +857,10 @@ int kj_buf_grow(kj_buf *b, size_t more)
 {
     if (b->oom)
         return -1;
-    if (b->len + more + 1 <= b->cap)
-        return 0;
-    size_t cap = b->cap ? b->cap * 2 : 256;
-    while (cap < b->len + more + 1)
-        cap *= 2;
-    char *p = realloc(b->s, cap);
-    if (!p) {
+    if (kj_grow((void **)&b->s, &b->cap, b->len + more + 1, 1)) {
         b->oom = 1;
         return -1;
     }
-    b->s = p;
-    b->cap = cap;
     return 0;
 }
 
@@ -929,7 +925,7 @@ char *kj_wire_reply(const kj_wire_request *r)
     }
     kj_buf_str(&b, "\"results\":[");
     for (size_t i = 0; i < r->n; i++) {
-        const kj_wire_item *it = &r->items[i];
+        const kj_wire_item *it = &r->slots[i].it;
         kj_buf_str(&b, i ? ",{" : "{");
         if (it->event_id) {
             kj_buf_str(&b, "\"event_id\":");

@@ -374,16 +374,8 @@ static size_t on_write(char *ptr, size_t size, size_t nmemb, void *ud)
         o->too_big = 1;
         return 0;
     }
-    if (o->resp_len + n + 1 > o->resp_cap) {
-        size_t cap = o->resp_cap ? o->resp_cap : 16384;
-        while (cap < o->resp_len + n + 1)
-            cap *= 2;
-        char *nb = realloc(o->resp, cap);
-        if (!nb)
-            return 0;
-        o->resp = nb;
-        o->resp_cap = cap;
-    }
+    if (kj_grow((void **)&o->resp, &o->resp_cap, o->resp_len + n + 1, 1))
+        return 0;
     memcpy(o->resp + o->resp_len, ptr, n);
     o->resp_len += n;
     o->resp[o->resp_len] = '\0';
@@ -474,61 +466,52 @@ out:
     return rc;
 }
 
-/* Starts the next attempt of o; on failure o is not on the wire and the
- * error is in o->st / the return code. */
-static int start_attempt(kj_kube *k, op *o, int64_t now, kj_err *err)
+/* The method, Content-Type header and body (in o->req_body) of o's request.
+ * 0 or KJ_ENOMEM. */
+static int build_body(op *o, const char **method, const char **ctype)
 {
-    int rc = 0;
-    char *url = NULL;
-    const char *method = "GET", *ctype = NULL;
-    kj_kube_config *c = k->cfg;
-    CURL *e = curl_easy_init();
-    if (!e)
-        return kj_err_set(err, KJ_ENOMEM, "out of memory");
-    if ((rc = build_url(o, e, &url)) < 0) {
-        kj_err_set(err, rc, "out of memory");
-        goto out;
-    }
+    *method = "GET";
+    *ctype = NULL;
     free(o->req_body);
     o->req_body = NULL;
     switch (o->req.op) {
     case KJ_KUBE_PATCH_POD:
-        method = "PATCH";
-        ctype = "Content-Type: application/json-patch+json";
+        *method = "PATCH";
+        *ctype = "Content-Type: application/json-patch+json";
         o->req_body = strdup(o->req.body);
         break;
     case KJ_KUBE_DELETE_POD:
-        method = "DELETE";
-        ctype = "Content-Type: application/json";
+        *method = "DELETE";
+        *ctype = "Content-Type: application/json";
         o->req_body = kj_kube_delete_body(o->req.precondition_uid, o->req.precondition_rv,
                                           o->req.grace_period_s, o->req.propagation);
         break;
     case KJ_KUBE_CREATE_LEASE:
     case KJ_KUBE_UPDATE_LEASE:
-        method = o->req.op == KJ_KUBE_CREATE_LEASE ? "POST" : "PUT";
-        ctype = "Content-Type: application/json";
+        *method = o->req.op == KJ_KUBE_CREATE_LEASE ? "POST" : "PUT";
+        *ctype = "Content-Type: application/json";
         o->req_body =
             kj_kube_lease_body(&o->lease, o->req.namespace_, o->req.op == KJ_KUBE_UPDATE_LEASE);
         break;
     case KJ_KUBE_RAW:
-        method = o->req.method;
+        *method = o->req.method;
         if (o->req.body) {
-            ctype = o->req.body[0] == '['      ? "Content-Type: application/json-patch+json"
-                    : !strcmp(method, "PATCH") ? "Content-Type: application/merge-patch+json"
-                                               : "Content-Type: application/json";
+            *ctype = o->req.body[0] == '['       ? "Content-Type: application/json-patch+json"
+                     : !strcmp(*method, "PATCH") ? "Content-Type: application/merge-patch+json"
+                                                 : "Content-Type: application/json";
             o->req_body = strdup(o->req.body);
         }
         break;
     default:
         break;
     }
-    if ((ctype && !o->req_body)) {
-        rc = kj_err_set(err, KJ_ENOMEM, "out of memory");
-        goto out;
-    }
-    if (k->cfg->token_file && now - k->token_read_at >= k->token_reread_ms)
-        reload_token(k);
+    return *ctype && !o->req_body ? KJ_ENOMEM : 0;
+}
 
+/* o->hdrs for this attempt; the token goes in a buffer wiped after use.
+ * 0 or KJ_ENOMEM. */
+static int build_headers(kj_kube *k, op *o, const char *ctype)
+{
     if (o->hdrs)
         curl_slist_free_all(o->hdrs);
     o->hdrs = NULL;
@@ -551,19 +534,45 @@ static int start_attempt(kj_kube *k, op *o, int64_t now, kj_err *err)
             h = NULL;
         }
     }
-    if (!h) {
-        rc = kj_err_set(err, KJ_ENOMEM, "out of memory");
-        goto out;
-    }
+    if (!h)
+        return KJ_ENOMEM;
     o->hdrs = h;
-    o->resp_len = 0;
-    o->too_big = 0;
-    o->has_retry_after = 0;
-    o->retry_after[0] = '\0';
-    o->errbuf[0] = '\0';
-    if (o->resp)
-        o->resp[0] = '\0';
+    return 0;
+}
 
+/* Server verification and client credentials: files by name, inline data as
+ * blobs libcurl reads in place (never written to a temporary file). */
+static void set_tls(CURL *e, const kj_kube_config *c)
+{
+    curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, c->insecure ? 0L : 1L);
+    curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, c->insecure ? 0L : 2L);
+    if (c->ca_file) {
+        curl_easy_setopt(e, CURLOPT_CAINFO, c->ca_file);
+    } else if (c->ca_data) {
+        struct curl_blob b = {c->ca_data, c->ca_len, CURL_BLOB_NOCOPY};
+        curl_easy_setopt(e, CURLOPT_CAINFO_BLOB, &b);
+    }
+    if (c->cert_file) {
+        curl_easy_setopt(e, CURLOPT_SSLCERT, c->cert_file);
+    } else if (c->cert_data) {
+        struct curl_blob b = {c->cert_data, c->cert_len, CURL_BLOB_NOCOPY};
+        curl_easy_setopt(e, CURLOPT_SSLCERT_BLOB, &b);
+    }
+    if (c->cert_file || c->cert_data)
+        curl_easy_setopt(e, CURLOPT_SSLCERTTYPE, "PEM");
+    if (c->key_file) {
+        curl_easy_setopt(e, CURLOPT_SSLKEY, c->key_file);
+    } else if (c->key_data) {
+        struct curl_blob b = {c->key_data, c->key_len, CURL_BLOB_NOCOPY};
+        curl_easy_setopt(e, CURLOPT_SSLKEY_BLOB, &b);
+    }
+    if (c->key_file || c->key_data)
+        curl_easy_setopt(e, CURLOPT_SSLKEYTYPE, "PEM");
+}
+
+static void set_options(kj_kube *k, op *o, CURL *e, const char *url, const char *method,
+                        int64_t now)
+{
     int64_t left = o->deadline - now;
     if (left < 1)
         left = 1;
@@ -595,36 +604,47 @@ static int start_attempt(kj_kube *k, op *o, int64_t now, kj_err *err)
     curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
     curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING, "");
     curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
-    curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, c->insecure ? 0L : 1L);
-    curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, c->insecure ? 0L : 2L);
-    if (c->ca_file) {
-        curl_easy_setopt(e, CURLOPT_CAINFO, c->ca_file);
-    } else if (c->ca_data) {
-        struct curl_blob b = {c->ca_data, c->ca_len, CURL_BLOB_NOCOPY};
-        curl_easy_setopt(e, CURLOPT_CAINFO_BLOB, &b);
-    }
-    if (c->cert_file) {
-        curl_easy_setopt(e, CURLOPT_SSLCERT, c->cert_file);
-    } else if (c->cert_data) {
-        struct curl_blob b = {c->cert_data, c->cert_len, CURL_BLOB_NOCOPY};
-        curl_easy_setopt(e, CURLOPT_SSLCERT_BLOB, &b);
-    }
-    if (c->cert_file || c->cert_data)
-        curl_easy_setopt(e, CURLOPT_SSLCERTTYPE, "PEM");
-    if (c->key_file) {
-        curl_easy_setopt(e, CURLOPT_SSLKEY, c->key_file);
-    } else if (c->key_data) {
-        struct curl_blob b = {c->key_data, c->key_len, CURL_BLOB_NOCOPY};
-        curl_easy_setopt(e, CURLOPT_SSLKEY_BLOB, &b);
-    }
-    if (c->key_file || c->key_data)
-        curl_easy_setopt(e, CURLOPT_SSLKEYTYPE, "PEM");
+    set_tls(e, k->cfg);
     if (strcmp(method, "GET"))
         curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, method);
     if (o->req_body) {
         curl_easy_setopt(e, CURLOPT_POSTFIELDS, o->req_body);
         curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE, (long)strlen(o->req_body));
     }
+}
+
+/* Starts the next attempt of o; on failure o is not on the wire and the
+ * error is in o->st / the return code. */
+static int start_attempt(kj_kube *k, op *o, int64_t now, kj_err *err)
+{
+    int rc = 0;
+    char *url = NULL;
+    const char *method, *ctype;
+    CURL *e = curl_easy_init();
+    if (!e)
+        return kj_err_set(err, KJ_ENOMEM, "out of memory");
+    if ((rc = build_url(o, e, &url)) < 0) {
+        kj_err_set(err, rc, "out of memory");
+        goto out;
+    }
+    if (build_body(o, &method, &ctype) < 0) {
+        rc = kj_err_set(err, KJ_ENOMEM, "out of memory");
+        goto out;
+    }
+    if (k->cfg->token_file && now - k->token_read_at >= k->token_reread_ms)
+        reload_token(k);
+    if (build_headers(k, o, ctype) < 0) {
+        rc = kj_err_set(err, KJ_ENOMEM, "out of memory");
+        goto out;
+    }
+    o->resp_len = 0;
+    o->too_big = 0;
+    o->has_retry_after = 0;
+    o->retry_after[0] = '\0';
+    o->errbuf[0] = '\0';
+    if (o->resp)
+        o->resp[0] = '\0';
+    set_options(k, o, e, url, method, now);
     if (curl_multi_add_handle(k->multi, e) != CURLM_OK) {
         rc = kj_err_set(err, KJ_ENOMEM, "cannot start a request");
         goto out;
@@ -818,12 +838,11 @@ static void list_page(kj_kube *k, op *o, int64_t now)
     }
 }
 
-static void complete(kj_kube *k, op *o, CURLcode cc)
+/* Takes o's finished transfer off the wire, counting its connections and
+ * noting whether the server speaks HTTP/2. Returns the HTTP status (0: none). */
+static long take_off_wire(kj_kube *k, op *o)
 {
     long http = 0;
-    int64_t now = kj_mono_ms();
-    char what[700];
-    kj_err err = {0};
     curl_easy_getinfo(o->easy, CURLINFO_RESPONSE_CODE, &http);
     long ver = 0, conns = 0;
     if (curl_easy_getinfo(o->easy, CURLINFO_NUM_CONNECTS, &conns) == CURLE_OK && conns > 0)
@@ -835,49 +854,68 @@ static void complete(kj_kube *k, op *o, CURLcode cc)
     curl_easy_cleanup(o->easy);
     o->easy = NULL;
     k->n_active--;
+    return http;
+}
+
+/* No HTTP answer: a transport error (connection, TLS, timeout, body too big). */
+static void transport_failed(kj_kube *k, op *o, CURLcode cc, int64_t now)
+{
+    char what[700];
+    kj_err err = {0};
     const char *ns = o->req.namespace_, *nm = o->req.name ? o->req.name : "";
-
-    if (cc != CURLE_OK) {
-        memset(&o->st, 0, sizeof(o->st));
-        /* errbuf names host and cause, never headers or bodies */
-        snprintf(what, sizeof(what), "%s", o->errbuf[0] ? o->errbuf : curl_easy_strerror(cc));
-        if (o->too_big) {
-            kj_err_set(&err, KJ_EPROTO, "%s %s/%s: answer larger than %u bytes", op_name(o->req.op),
-                       ns, nm, MAX_BODY);
-            finish(k, o, KJ_EPROTO, &err);
-        } else if (curl_is_tls_refusal(cc)) {
-            kj_err_set(&err, KJ_EAUTH, "%s %s/%s: TLS: %s", op_name(o->req.op), ns, nm, what);
-            finish(k, o, KJ_EAUTH, &err);
-        } else if (cc == CURLE_URL_MALFORMAT || cc == CURLE_UNSUPPORTED_PROTOCOL ||
-                   cc == CURLE_OUT_OF_MEMORY || cc == CURLE_WRITE_ERROR) {
-            kj_err_set(&err,
-                       cc == CURLE_OUT_OF_MEMORY || cc == CURLE_WRITE_ERROR ? KJ_ENOMEM : KJ_EINVAL,
-                       "%s %s/%s: %s", op_name(o->req.op), ns, nm, what);
-            finish(k, o, err.code, &err);
-        } else if (cc == CURLE_OPERATION_TIMEDOUT && now >= o->deadline - 5) {
-            kj_err_set(&err, KJ_ETIMEDOUT, "%s %s/%s: deadline of %lld ms passed: %s",
-                       op_name(o->req.op), ns, nm, (long long)o->req.timeout_ms, what);
-            finish(k, o, KJ_ETIMEDOUT, &err);
-        } else if (o->retry_conn) {
-            retry_or_fail(k, o, now, backoff_ms(k, o), KJ_EUNAVAIL, what);
-        } else {
-            kj_err_set(&err, KJ_EUNAVAIL,
-                       "%s %s/%s: %s (not retried: the request may have been applied)",
-                       op_name(o->req.op), ns, nm, what);
-            finish(k, o, KJ_EUNAVAIL, &err);
-        }
-        return;
+    memset(&o->st, 0, sizeof(o->st));
+    /* errbuf names host and cause, never headers or bodies */
+    snprintf(what, sizeof(what), "%s", o->errbuf[0] ? o->errbuf : curl_easy_strerror(cc));
+    if (o->too_big) {
+        kj_err_set(&err, KJ_EPROTO, "%s %s/%s: answer larger than %u bytes", op_name(o->req.op), ns,
+                   nm, MAX_BODY);
+        finish(k, o, KJ_EPROTO, &err);
+    } else if (curl_is_tls_refusal(cc)) {
+        kj_err_set(&err, KJ_EAUTH, "%s %s/%s: TLS: %s", op_name(o->req.op), ns, nm, what);
+        finish(k, o, KJ_EAUTH, &err);
+    } else if (cc == CURLE_URL_MALFORMAT || cc == CURLE_UNSUPPORTED_PROTOCOL ||
+               cc == CURLE_OUT_OF_MEMORY || cc == CURLE_WRITE_ERROR) {
+        kj_err_set(&err,
+                   cc == CURLE_OUT_OF_MEMORY || cc == CURLE_WRITE_ERROR ? KJ_ENOMEM : KJ_EINVAL,
+                   "%s %s/%s: %s", op_name(o->req.op), ns, nm, what);
+        finish(k, o, err.code, &err);
+    } else if (cc == CURLE_OPERATION_TIMEDOUT && now >= o->deadline - 5) {
+        kj_err_set(&err, KJ_ETIMEDOUT, "%s %s/%s: deadline of %lld ms passed: %s",
+                   op_name(o->req.op), ns, nm, (long long)o->req.timeout_ms, what);
+        finish(k, o, KJ_ETIMEDOUT, &err);
+    } else if (o->retry_conn) {
+        retry_or_fail(k, o, now, backoff_ms(k, o), KJ_EUNAVAIL, what);
+    } else {
+        kj_err_set(&err, KJ_EUNAVAIL,
+                   "%s %s/%s: %s (not retried: the request may have been applied)",
+                   op_name(o->req.op), ns, nm, what);
+        finish(k, o, KJ_EUNAVAIL, &err);
     }
+}
 
-    if (http >= 200 && http < 300) {
-        memset(&o->st, 0, sizeof(o->st));
-        if (o->req.op == KJ_KUBE_LIST_PODS)
-            list_page(k, o, now);
-        else
-            finish(k, o, 0, NULL);
-        return;
-    }
+/* 410 Expired in the middle of a list: go on with the fresh continue token
+ * the server handed out, or start over. */
+static void list_expired(kj_kube *k, op *o, int64_t now)
+{
+    o->restarts++;
+    free(o->cont);
+    o->cont = NULL;
+    if (o->st.continue_token[0])
+        o->cont = strdup(o->st.continue_token);
+    if (!o->cont)
+        o->restarted = 1; /* start over; the caller sees restarted=1 */
+    char q[64];
+    kj_log(KJ_LOG_INFO, "kube: continue token expired", "namespace=%s action=%s",
+           kj_logq(q, sizeof(q), o->req.namespace_), o->cont ? "continue" : "restart");
+    o->tries = 0;
+    delay(k, o, now);
+}
 
+/* An HTTP answer outside 2xx: retry, re-authenticate, restart a list, or fail. */
+static void http_failed(kj_kube *k, op *o, long http, int64_t now)
+{
+    char what[700];
+    kj_err err = {0};
     int rc = kj_kube_status_parse((int)http, o->resp, o->resp_len, &o->st);
     snprintf(what, sizeof(what), "%ld %s%s%s", http, o->st.reason, o->st.reason[0] ? ": " : "",
              o->st.message[0] ? o->st.message : "(no message)");
@@ -900,20 +938,7 @@ static void complete(kj_kube *k, op *o, CURLcode cc)
     }
     if (http == 410 && o->req.op == KJ_KUBE_LIST_PODS && !strcmp(o->st.reason, "Expired") &&
         o->restarts < MAX_LIST_RESTARTS) {
-        o->restarts++;
-        free(o->cont);
-        o->cont = NULL;
-        if (o->st.continue_token[0]) {
-            /* the server hands out a fresh token for the rest of the list */
-            o->cont = strdup(o->st.continue_token);
-        }
-        if (!o->cont)
-            o->restarted = 1; /* start over; the caller sees restarted=1 */
-        char q[64];
-        kj_log(KJ_LOG_INFO, "kube: continue token expired", "namespace=%s action=%s",
-               kj_logq(q, sizeof(q), ns), o->cont ? "continue" : "restart");
-        o->tries = 0;
-        delay(k, o, now);
+        list_expired(k, o, now);
         return;
     }
     if (http >= 500 && o->retry_conn) {
@@ -922,8 +947,26 @@ static void complete(kj_kube *k, op *o, CURLcode cc)
     }
     if (rc == 0) /* 1xx/3xx: not something the API answers */
         rc = KJ_EPROTO;
-    kj_err_set(&err, rc, "%s %s/%s: %s", op_name(o->req.op), ns, nm, what);
+    kj_err_set(&err, rc, "%s %s/%s: %s", op_name(o->req.op), o->req.namespace_,
+               o->req.name ? o->req.name : "", what);
     finish(k, o, rc, &err);
+}
+
+static void complete(kj_kube *k, op *o, CURLcode cc)
+{
+    int64_t now = kj_mono_ms();
+    long http = take_off_wire(k, o);
+    if (cc != CURLE_OK) {
+        transport_failed(k, o, cc, now);
+    } else if (http >= 200 && http < 300) {
+        memset(&o->st, 0, sizeof(o->st));
+        if (o->req.op == KJ_KUBE_LIST_PODS)
+            list_page(k, o, now);
+        else
+            finish(k, o, 0, NULL);
+    } else {
+        http_failed(k, o, http, now);
+    }
 }
 
 /* ---- the loop ---------------------------------------------------------- */

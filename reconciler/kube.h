@@ -23,9 +23,7 @@
  * other failure (a named file missing, bad YAML, unknown context, ...) is
  * KJ_EINVAL: "configuration broken".
  *
- * Calls. A kj_kube client runs requests; the synchronous wrappers
- * (kj_kube_get_pod() ...) run one request to completion. For many requests,
- * submit them and drive the engine:
+ * Calls. A kj_kube client runs requests: submit them and drive the engine:
  *
  *     kj_kube *k;
  *     kj_kube_new(cfg, &k, &err);
@@ -46,9 +44,8 @@
  * At most max_in_flight requests are on the wire, and requests start no faster
  * than the token bucket (qps, burst) allows; the rest wait in a FIFO queue.
  * done_cb is called exactly once per submitted request, from inside
- * kj_kube_run()/kj_kube_poll(); it may submit follow-up requests (re-read and
- * re-plan after a 409/422). It must not call the synchronous wrappers nor
- * kj_kube_free() (they return KJ_EINVAL when called from a callback).
+ * kj_kube_run(); it may submit follow-up requests (re-read and re-plan after
+ * a 409/422). It must not call kj_kube_free().
  *
  * Retries (all within the request's deadline, counted from its first attempt):
  *   - 429 always, and 503 with a Retry-After header: wait Retry-After (capped
@@ -91,6 +88,10 @@
  *
  * Threads: a kj_kube is driven by one thread at a time. Configs are immutable
  * after loading and may be shared.
+ *
+ * This header holds what the programs use. The parsers, the synchronous
+ * wrappers (one request run to completion), kj_kube_poll() and the counters
+ * are in kube_internal.h, for the library and its tests.
  */
 #ifndef KJ_KUBE_H
 #define KJ_KUBE_H
@@ -155,15 +156,6 @@ const char *kj_kube_config_server(const kj_kube_config *c);
 const char *kj_kube_config_namespace(const kj_kube_config *c); /* "default" if none */
 /* "flags", "kubeconfig <path>" or "in-cluster": for log lines. */
 const char *kj_kube_config_source(const kj_kube_config *c);
-/* The context used from the kubeconfig, or NULL. */
-const char *kj_kube_config_context(const kj_kube_config *c);
-int kj_kube_config_insecure(const kj_kube_config *c);
-/* A logfmt summary without secrets, for a startup log line:
- * server=https://10.0.0.1:6443 source="kubeconfig /root/.kube/config" context=prod
- * namespace=kyuubi auth=token-file ca=inline insecure=0. Returns buf. */
-const char *kj_kube_config_describe(const kj_kube_config *c, char *buf, size_t size);
-/* 1 when the client authenticates with a token, a certificate or both (bit 0 token, bit 1 cert). */
-int kj_kube_config_auth(const kj_kube_config *c);
 
 /* ---- objects ----------------------------------------------------------- */
 
@@ -190,12 +182,11 @@ typedef struct kj_pod {
     int64_t finished_ms; /* latest containerStatuses[*].state.terminated.finishedAt; 0 if none */
 } kj_pod;
 
-/* Parses a Pod JSON object (a GET/PATCH/DELETE answer, or a list item). */
-int kj_pod_parse(const char *json, size_t len, kj_pod **out, kj_err *err);
 /* Frees the pod's strings and the pod; accepts NULL. */
 void kj_pod_free(kj_pod *p);
-/* Frees the pod's strings, leaves *p zeroed (for pods in an array). */
-void kj_pod_clear(kj_pod *p);
+/* A deep copy of src in *out (the caller's, kj_pod_free()). 0 or KJ_ENOMEM
+ * (then *out is NULL). */
+int kj_pod_dup(const kj_pod *src, kj_pod **out);
 /* 1 if name is in p's finalizers; its index in *index if not NULL. */
 int kj_pod_has_finalizer(const kj_pod *p, const char *name, size_t *index);
 
@@ -212,8 +203,6 @@ typedef struct kj_lease {
     int transitions;           /* spec.leaseTransitions */
 } kj_lease;
 
-int kj_lease_parse(const char *json, size_t len, kj_lease *out, kj_err *err);
-
 /* An API error, from a Status object (or what could be made of the body). */
 typedef struct kj_kube_status {
     int http;                  /* HTTP status code; 0 if no answer */
@@ -221,23 +210,6 @@ typedef struct kj_kube_status {
     char message[512];         /* Status.message, or a sanitized snippet of a non-JSON body */
     char continue_token[1024]; /* Status.metadata.continue (410 Expired); "" if none */
 } kj_kube_status;
-
-/*
- * Parses an error body into st; st->http = http. Never fails: a body that is
- * not a Status leaves reason "" and a printable snippet in message. Returns
- * the KJ_E code http maps to (0 for 2xx).
- */
-int kj_kube_status_parse(int http, const char *body, size_t len, kj_kube_status *st);
-/* KJ_E code for an HTTP status (see the table at the top); 0 for 2xx. */
-int kj_kube_http_error(int http);
-/*
- * Milliseconds to wait for a Retry-After header value (delta-seconds or an
- * HTTP-date); clamped to [0, KJ_KUBE_RETRY_AFTER_MAX_MS]; garbage or a
- * negative number gives 1000.
- */
-int64_t kj_kube_retry_after_ms(const char *value, int64_t now_ms);
-/* RFC 3339 ("2026-11-29T05:40:39Z", fractions and offsets allowed) to epoch ms; -1 if malformed. */
-int64_t kj_kube_parse_time(const char *s);
 
 /* ---- the client -------------------------------------------------------- */
 
@@ -247,11 +219,6 @@ typedef struct kj_kube kj_kube;
 int kj_kube_new(const kj_kube_config *cfg, kj_kube **out, kj_err *err);
 /* Cancels what is still pending (callbacks run with KJ_ECANCELED), frees; accepts NULL. */
 void kj_kube_free(kj_kube *k);
-/* Changes the rate limit and the bound on requests in flight (qps <= 0: unlimited). */
-void kj_kube_set_limits(kj_kube *k, double qps, int burst, int max_in_flight);
-/* How often the token file is read again before a request (default 60 s, as
- * client-go; <= 0 restores it). It is also read again after every 401. */
-void kj_kube_set_token_reread(kj_kube *k, int64_t ms);
 
 typedef enum kj_kube_op {
     KJ_KUBE_GET_POD = 1,
@@ -332,51 +299,8 @@ int kj_kube_submit(kj_kube *k, const kj_kube_req *req, kj_kube_done_fn done, voi
  * first (requests stay queued; call again or kj_kube_cancel()).
  */
 int kj_kube_run(kj_kube *k, int64_t timeout_ms);
-/* One step: waits up to timeout_ms for progress; returns the number pending. */
-int kj_kube_poll(kj_kube *k, int timeout_ms);
 int kj_kube_pending(const kj_kube *k);
 /* Fails every pending request with KJ_ECANCELED (callbacks run). */
 void kj_kube_cancel(kj_kube *k);
-
-/* Counters since kj_kube_new(). */
-typedef struct kj_kube_stats {
-    uint64_t requests; /* HTTP attempts started */
-    uint64_t retries;
-    uint64_t completed; /* operations finished (ok or not) */
-    uint64_t failed;
-    uint64_t token_reloads;
-    uint64_t connects; /* new connections opened (keep-alive keeps this low) */
-    int max_in_flight_seen;
-} kj_kube_stats;
-void kj_kube_get_stats(const kj_kube *k, kj_kube_stats *out);
-
-/*
- * Synchronous wrappers: run one request to completion (other queued requests
- * progress meanwhile). st (may be NULL) receives the Status of a failure.
- * Pods returned through out belong to the caller (kj_pod_free()).
- * ns NULL: the config's namespace.
- */
-int kj_kube_get_pod(kj_kube *k, const char *ns, const char *name, kj_pod **out, kj_kube_status *st,
-                    kj_err *err);
-int kj_kube_patch_pod(kj_kube *k, const char *ns, const char *name, const char *json_patch,
-                      kj_pod **out, kj_kube_status *st, kj_err *err);
-typedef struct kj_kube_delete_opts {
-    const char *uid;              /* preconditions.uid, or NULL */
-    const char *resource_version; /* preconditions.resourceVersion, or NULL */
-    int64_t grace_period_s;       /* -1: not sent */
-    const char *propagation;      /* or NULL */
-} kj_kube_delete_opts;
-int kj_kube_delete_pod(kj_kube *k, const char *ns, const char *name, const kj_kube_delete_opts *o,
-                       kj_pod **out, kj_kube_status *st, kj_err *err);
-/* Lists pods page by page (limit 0: 500); on_page sees one page at a time. */
-int kj_kube_list_pods(kj_kube *k, const char *ns, const char *label_selector,
-                      const char *field_selector, int limit, kj_kube_page_fn on_page, void *ud,
-                      kj_kube_status *st, kj_err *err);
-int kj_kube_get_lease(kj_kube *k, const char *ns, const char *name, kj_lease *out,
-                      kj_kube_status *st, kj_err *err);
-int kj_kube_create_lease(kj_kube *k, const kj_lease *in, kj_lease *out, kj_kube_status *st,
-                         kj_err *err);
-int kj_kube_update_lease(kj_kube *k, const kj_lease *in, kj_lease *out, kj_kube_status *st,
-                         kj_err *err);
 
 #endif

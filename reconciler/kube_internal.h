@@ -6,6 +6,7 @@
 #define KJ_KUBE_INTERNAL_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "reconciler/kube.h"
 
@@ -69,5 +70,92 @@ char *kj_kube_delete_body(const char *uid, const char *rv, int64_t grace_s,
 char *kj_kube_lease_body(const kj_lease *l, const char *ns, int with_rv);
 /* 1 if the JSON Patch text contains an op "test". */
 int kj_kube_patch_has_test(const char *patch);
+
+/* ---- for the library and its tests (kube.h holds what programs use) ---- */
+
+/* The context used from the kubeconfig, or NULL. */
+const char *kj_kube_config_context(const kj_kube_config *c);
+int kj_kube_config_insecure(const kj_kube_config *c);
+/* A logfmt summary without secrets, for a startup log line:
+ * server=https://10.0.0.1:6443 source="kubeconfig /root/.kube/config" context=prod
+ * namespace=kyuubi auth=token-file ca=inline insecure=0. Returns buf. */
+const char *kj_kube_config_describe(const kj_kube_config *c, char *buf, size_t size);
+/* 1 when the client authenticates with a token, a certificate or both (bit 0 token, bit 1 cert). */
+int kj_kube_config_auth(const kj_kube_config *c);
+
+/* Parses a Pod JSON object (a GET/PATCH/DELETE answer, or a list item). */
+int kj_pod_parse(const char *json, size_t len, kj_pod **out, kj_err *err);
+
+/* Frees the pod's strings, leaves *p zeroed (for pods in an array). */
+void kj_pod_clear(kj_pod *p);
+
+int kj_lease_parse(const char *json, size_t len, kj_lease *out, kj_err *err);
+
+/*
+ * Parses an error body into st; st->http = http. Never fails: a body that is
+ * not a Status leaves reason "" and a printable snippet in message. Returns
+ * the KJ_E code http maps to (0 for 2xx).
+ */
+int kj_kube_status_parse(int http, const char *body, size_t len, kj_kube_status *st);
+/* KJ_E code for an HTTP status (see the table at the top of kube.h); 0 for 2xx. */
+int kj_kube_http_error(int http);
+/*
+ * Milliseconds to wait for a Retry-After header value (delta-seconds or an
+ * HTTP-date); clamped to [0, KJ_KUBE_RETRY_AFTER_MAX_MS]; garbage or a
+ * negative number gives 1000.
+ */
+int64_t kj_kube_retry_after_ms(const char *value, int64_t now_ms);
+/* RFC 3339 ("2026-11-29T05:40:39Z", fractions and offsets allowed) to epoch ms; -1 if malformed. */
+int64_t kj_kube_parse_time(const char *s);
+
+/* Changes the rate limit and the bound on requests in flight (qps <= 0: unlimited). */
+void kj_kube_set_limits(kj_kube *k, double qps, int burst, int max_in_flight);
+/* How often the token file is read again before a request (default 60 s, as
+ * client-go; <= 0 restores it). It is also read again after every 401. */
+void kj_kube_set_token_reread(kj_kube *k, int64_t ms);
+
+/* One step: waits up to timeout_ms for progress; returns the number pending. */
+int kj_kube_poll(kj_kube *k, int timeout_ms);
+
+/* Counters since kj_kube_new(). */
+typedef struct kj_kube_stats {
+    uint64_t requests; /* HTTP attempts started */
+    uint64_t retries;
+    uint64_t completed; /* operations finished (ok or not) */
+    uint64_t failed;
+    uint64_t token_reloads;
+    uint64_t connects; /* new connections opened (keep-alive keeps this low) */
+    int max_in_flight_seen;
+} kj_kube_stats;
+void kj_kube_get_stats(const kj_kube *k, kj_kube_stats *out);
+
+/*
+ * Synchronous wrappers: run one request to completion (other queued requests
+ * progress meanwhile). Not from inside a done callback (KJ_EINVAL). st (may be NULL) receives the
+ * Status of a failure. Pods returned through out belong to the caller (kj_pod_free()). ns NULL: the
+ * config's namespace.
+ */
+int kj_kube_get_pod(kj_kube *k, const char *ns, const char *name, kj_pod **out, kj_kube_status *st,
+                    kj_err *err);
+int kj_kube_patch_pod(kj_kube *k, const char *ns, const char *name, const char *json_patch,
+                      kj_pod **out, kj_kube_status *st, kj_err *err);
+typedef struct kj_kube_delete_opts {
+    const char *uid;              /* preconditions.uid, or NULL */
+    const char *resource_version; /* preconditions.resourceVersion, or NULL */
+    int64_t grace_period_s;       /* -1: not sent */
+    const char *propagation;      /* or NULL */
+} kj_kube_delete_opts;
+int kj_kube_delete_pod(kj_kube *k, const char *ns, const char *name, const kj_kube_delete_opts *o,
+                       kj_pod **out, kj_kube_status *st, kj_err *err);
+/* Lists pods page by page (limit 0: 500); on_page sees one page at a time. */
+int kj_kube_list_pods(kj_kube *k, const char *ns, const char *label_selector,
+                      const char *field_selector, int limit, kj_kube_page_fn on_page, void *ud,
+                      kj_kube_status *st, kj_err *err);
+int kj_kube_get_lease(kj_kube *k, const char *ns, const char *name, kj_lease *out,
+                      kj_kube_status *st, kj_err *err);
+int kj_kube_create_lease(kj_kube *k, const kj_lease *in, kj_lease *out, kj_kube_status *st,
+                         kj_err *err);
+int kj_kube_update_lease(kj_kube *k, const kj_lease *in, kj_lease *out, kj_kube_status *st,
+                         kj_err *err);
 
 #endif

@@ -218,6 +218,43 @@ void kj_pod_free(kj_pod *p)
     free(p);
 }
 
+/* *dst = a copy of src (NULL stays NULL); 1 when out of memory. */
+static int dup_field(char **dst, const char *src)
+{
+    *dst = src ? strdup(src) : NULL;
+    return src && !*dst;
+}
+
+int kj_pod_dup(const kj_pod *src, kj_pod **out)
+{
+    *out = NULL;
+    kj_pod *p = calloc(1, sizeof *p);
+    if (!p)
+        return KJ_ENOMEM;
+    *p = *src; /* the numbers; every pointer is replaced below */
+    int oom = dup_field(&p->namespace_, src->namespace_) | dup_field(&p->name, src->name) |
+              dup_field(&p->uid, src->uid) |
+              dup_field(&p->resource_version, src->resource_version) |
+              dup_field(&p->unique_tag, src->unique_tag) |
+              dup_field(&p->app_selector, src->app_selector) |
+              dup_field(&p->spark_role, src->spark_role) | dup_field(&p->phase, src->phase) |
+              dup_field(&p->node_name, src->node_name);
+    p->finalizers = NULL;
+    p->n_finalizers = 0;
+    if (src->n_finalizers) {
+        p->finalizers = calloc(src->n_finalizers, sizeof *p->finalizers);
+        oom |= !p->finalizers;
+        for (size_t i = 0; !oom && i < src->n_finalizers; i++)
+            oom |= dup_field(&p->finalizers[p->n_finalizers++], src->finalizers[i]);
+    }
+    if (oom) {
+        kj_pod_free(p);
+        return KJ_ENOMEM;
+    }
+    *out = p;
+    return 0;
+}
+
 int kj_pod_has_finalizer(const kj_pod *p, const char *name, size_t *index)
 {
     for (size_t i = 0; p && name && i < p->n_finalizers; i++)

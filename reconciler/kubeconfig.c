@@ -57,14 +57,9 @@ int kj_kube_read_file(const char *path, size_t max, char **out, size_t *len, kj_
         return kj_err_set(err, errno == ENOENT ? KJ_ENOENT : KJ_EIO, "cannot open '%s': %s", path,
                           strerror(errno));
     for (;;) {
-        if (n + 4096 + 1 > cap) {
-            cap = cap ? cap * 2 : 8192;
-            char *nb = realloc(buf, cap);
-            if (!nb) {
-                rc = kj_err_set(err, KJ_ENOMEM, "out of memory reading '%s'", path);
-                goto out;
-            }
-            buf = nb;
+        if (kj_grow((void **)&buf, &cap, n + 4096 + 1, 1)) {
+            rc = kj_err_set(err, KJ_ENOMEM, "out of memory reading '%s'", path);
+            goto out;
         }
         size_t r = fread(buf + n, 1, cap - n - 1, fp);
         n += r;
@@ -552,37 +547,14 @@ static int bool_field(kcfile *f, yaml_node_t *map, const char *what, const char 
     return 0;
 }
 
-static int from_kubeconfig(kcfile *files, size_t nf, const char *want_ctx, kj_kube_config *c,
-                           kj_err *err)
+/* The cluster's server and how to verify it. */
+static int cluster_from(kcfile *files, size_t nf, const char *cluster, kj_kube_config *c,
+                        kj_err *err)
 {
     int rc;
-    const char *ctx = want_ctx;
-    char what[320];
-    for (size_t i = 0; !ctx && i < nf; i++)
-        if (yscalar(&files[i], yroot(&files[i]), "current-context", &ctx) < 0)
-            ctx = NULL;
-    if (!ctx)
-        return kj_err_set(err, KJ_EINVAL, "kubeconfig '%s': no current-context and no --context",
-                          files[0].path);
-    if ((rc = set_str(&c->context, ctx)) < 0)
-        return kj_err_set(err, rc, "out of memory");
-
     kcfile *f;
     yaml_node_t *m;
-    if ((rc = find_named(files, nf, "contexts", "context", ctx, &f, &m, err)) < 0)
-        return rc;
-    const char *cluster, *user, *ns;
-    snprintf(what, sizeof(what), "context '%s'", ctx);
-    if ((rc = field(f, m, what, "cluster", &cluster, err)) < 0 ||
-        (rc = field(f, m, what, "user", &user, err)) < 0 ||
-        (rc = field(f, m, what, "namespace", &ns, err)) < 0)
-        return rc;
-    if (!cluster)
-        return kj_err_set(err, KJ_EINVAL, "kubeconfig '%s': context '%s' names no cluster", f->path,
-                          ctx);
-    if (ns && (rc = set_str(&c->namespace_, ns)) < 0)
-        return kj_err_set(err, rc, "out of memory");
-
+    char what[320];
     if ((rc = find_named(files, nf, "clusters", "cluster", cluster, &f, &m, err)) < 0)
         return rc;
     snprintf(what, sizeof(what), "cluster '%s'", cluster);
@@ -603,9 +575,17 @@ static int from_kubeconfig(kcfile *files, size_t nf, const char *want_ctx, kj_ku
         free(c->ca_file);
         c->ca_file = NULL;
     }
+    return 0;
+}
 
-    if (!user)
-        return 0;
+/* The user's credentials: a token, a token file, a client certificate; no
+ * credential plugins, no impersonation. */
+static int user_from(kcfile *files, size_t nf, const char *user, kj_kube_config *c, kj_err *err)
+{
+    int rc;
+    kcfile *f;
+    yaml_node_t *m;
+    char what[320];
     if ((rc = find_named(files, nf, "users", "user", user, &f, &m, err)) < 0)
         return rc;
     snprintf(what, sizeof(what), "user '%s'", user);
@@ -653,6 +633,43 @@ static int from_kubeconfig(kcfile *files, size_t nf, const char *want_ctx, kj_ku
         c->key_file = NULL;
     }
     return 0;
+}
+
+/* The context (--context, else the first current-context), then its cluster
+ * and user. */
+static int from_kubeconfig(kcfile *files, size_t nf, const char *want_ctx, kj_kube_config *c,
+                           kj_err *err)
+{
+    int rc;
+    const char *ctx = want_ctx;
+    char what[320];
+    for (size_t i = 0; !ctx && i < nf; i++)
+        if (yscalar(&files[i], yroot(&files[i]), "current-context", &ctx) < 0)
+            ctx = NULL;
+    if (!ctx)
+        return kj_err_set(err, KJ_EINVAL, "kubeconfig '%s': no current-context and no --context",
+                          files[0].path);
+    if ((rc = set_str(&c->context, ctx)) < 0)
+        return kj_err_set(err, rc, "out of memory");
+
+    kcfile *f;
+    yaml_node_t *m;
+    if ((rc = find_named(files, nf, "contexts", "context", ctx, &f, &m, err)) < 0)
+        return rc;
+    const char *cluster, *user, *ns;
+    snprintf(what, sizeof(what), "context '%s'", ctx);
+    if ((rc = field(f, m, what, "cluster", &cluster, err)) < 0 ||
+        (rc = field(f, m, what, "user", &user, err)) < 0 ||
+        (rc = field(f, m, what, "namespace", &ns, err)) < 0)
+        return rc;
+    if (!cluster)
+        return kj_err_set(err, KJ_EINVAL, "kubeconfig '%s': context '%s' names no cluster", f->path,
+                          ctx);
+    if (ns && (rc = set_str(&c->namespace_, ns)) < 0)
+        return kj_err_set(err, rc, "out of memory");
+    if ((rc = cluster_from(files, nf, cluster, c, err)) < 0)
+        return rc;
+    return user ? user_from(files, nf, user, c, err) : 0;
 }
 
 static void free_kcfiles(kcfile *files, size_t nf)
@@ -782,30 +799,18 @@ static int check_files(kj_kube_config *c, kj_err *err)
     return 0;
 }
 
-int kj_kube_config_load(const kj_kube_flags *fl, kj_kube_config **out, kj_err *err)
+/* Which kubeconfig files, loaded: --kubeconfig (must exist), else
+ * $KUBECONFIG (missing entries skipped, like client-go), else ~/.kube/config.
+ * Empty files are dropped; none left (*nf 0) means no kubeconfig. On failure
+ * the caller still frees files[0..*nf). */
+static int find_kcfiles(const kj_kube_flags *fl, kcfile *files, size_t *nf, kj_err *err)
 {
     int rc = 0;
-    kj_kube_flags defaults;
-    kcfile files[MAX_KUBECONFIGS];
-    size_t nf = 0;
     char home_cfg[PATH_MAX];
-    kj_kube_config *c = calloc(1, sizeof(*c));
-    *out = NULL;
-    if (!c)
-        return kj_err_set(err, KJ_ENOMEM, "out of memory");
-    if (!fl) {
-        kj_kube_flags_init(&defaults);
-        fl = &defaults;
-    }
-
-    /* Which kubeconfig files: --kubeconfig (must exist), else $KUBECONFIG
-     * (missing entries skipped, like client-go), else ~/.kube/config. */
     if (fl->kubeconfig) {
-        if (!file_exists(fl->kubeconfig)) {
-            rc = kj_err_set(err, KJ_EINVAL, "kubeconfig '%s' does not exist", fl->kubeconfig);
-            goto out;
-        }
-        rc = add_kcfile(files, &nf, fl->kubeconfig, strlen(fl->kubeconfig));
+        if (!file_exists(fl->kubeconfig))
+            return kj_err_set(err, KJ_EINVAL, "kubeconfig '%s' does not exist", fl->kubeconfig);
+        rc = add_kcfile(files, nf, fl->kubeconfig, strlen(fl->kubeconfig));
     } else if (getenv("KUBECONFIG") && *getenv("KUBECONFIG")) {
         const char *s = getenv("KUBECONFIG");
         while (*s && rc == 0) {
@@ -814,34 +819,90 @@ int kj_kube_config_load(const kj_kube_flags *fl, kj_kube_config **out, kj_err *e
             char p[PATH_MAX];
             snprintf(p, sizeof(p), "%.*s", (int)(n < PATH_MAX - 1 ? n : PATH_MAX - 1), s);
             if (n && file_exists(p))
-                rc = add_kcfile(files, &nf, s, n);
+                rc = add_kcfile(files, nf, s, n);
             s += n + (e ? 1 : 0);
         }
     } else if (getenv("HOME") && *getenv("HOME")) {
         snprintf(home_cfg, sizeof(home_cfg), "%s/.kube/config", getenv("HOME"));
         if (file_exists(home_cfg))
-            rc = add_kcfile(files, &nf, home_cfg, strlen(home_cfg));
+            rc = add_kcfile(files, nf, home_cfg, strlen(home_cfg));
     }
-    if (rc < 0) {
-        kj_err_set(err, rc, "out of memory");
-        goto out;
-    }
-    for (size_t i = 0; i < nf; i++)
+    if (rc < 0)
+        return kj_err_set(err, rc, "out of memory");
+    for (size_t i = 0; i < *nf; i++)
         if ((rc = load_kcfile(&files[i], err)) < 0) {
             if (rc == KJ_ENOENT || rc == KJ_EIO)
                 rc = kj_err_set(err, KJ_EINVAL, "kubeconfig '%s' cannot be read", files[i].path);
-            goto out;
+            return rc;
         }
-    /* Drop empty files; none left means no kubeconfig. */
     size_t kept = 0;
-    for (size_t i = 0; i < nf; i++) {
+    for (size_t i = 0; i < *nf; i++) {
         if (kcfile_empty(&files[i])) {
             free_kcfiles(&files[i], 1);
             continue;
         }
         files[kept++] = files[i];
     }
-    nf = kept;
+    *nf = kept;
+    return 0;
+}
+
+/* Explicit flags win over the kubeconfig or in-cluster values, field by
+ * field. 0 or KJ_ENOMEM. */
+static int apply_flags(const kj_kube_flags *fl, kj_kube_config *c)
+{
+    int rc;
+    if (fl->server && (rc = set_str(&c->server, fl->server)) < 0)
+        return rc;
+    if (fl->token_file && (rc = set_str(&c->token_file, fl->token_file)) < 0)
+        return rc;
+    if (fl->ca_file) {
+        if ((rc = set_str(&c->ca_file, fl->ca_file)) < 0)
+            return rc;
+        kj_kube_free_secret(c->ca_data, c->ca_len);
+        c->ca_data = NULL;
+        c->ca_len = 0;
+    }
+    if (fl->client_cert) {
+        if ((rc = set_str(&c->cert_file, fl->client_cert)) < 0)
+            return rc;
+        kj_kube_free_secret(c->cert_data, c->cert_len);
+        c->cert_data = NULL;
+        c->cert_len = 0;
+    }
+    if (fl->client_key) {
+        if ((rc = set_str(&c->key_file, fl->client_key)) < 0)
+            return rc;
+        kj_kube_free_secret(c->key_data, c->key_len);
+        c->key_data = NULL;
+        c->key_len = 0;
+    }
+    if (fl->insecure)
+        c->insecure = 1;
+    if (fl->namespace_ && (rc = set_str(&c->namespace_, fl->namespace_)) < 0)
+        return rc;
+    c->qps = fl->qps;
+    c->burst = fl->burst > 0 ? fl->burst : 1;
+    c->max_in_flight = fl->max_in_flight > 0 ? fl->max_in_flight : KJ_KUBE_DEFAULT_IN_FLIGHT;
+    return 0;
+}
+
+int kj_kube_config_load(const kj_kube_flags *fl, kj_kube_config **out, kj_err *err)
+{
+    int rc = 0;
+    kj_kube_flags defaults;
+    kcfile files[MAX_KUBECONFIGS];
+    size_t nf = 0;
+    kj_kube_config *c = calloc(1, sizeof(*c));
+    *out = NULL;
+    if (!c)
+        return kj_err_set(err, KJ_ENOMEM, "out of memory");
+    if (!fl) {
+        kj_kube_flags_init(&defaults);
+        fl = &defaults;
+    }
+    if ((rc = find_kcfiles(fl, files, &nf, err)) < 0)
+        goto out;
 
     if (nf > 0) {
         if ((rc = from_kubeconfig(files, nf, fl->context, c, err)) < 0)
@@ -869,41 +930,8 @@ int kj_kube_config_load(const kj_kube_flags *fl, kj_kube_config **out, kj_err *e
         goto oom;
     }
 
-    /* Explicit flags win, field by field. */
-    if (fl->server && (rc = set_str(&c->server, fl->server)) < 0)
+    if ((rc = apply_flags(fl, c)) < 0)
         goto oom;
-    if (fl->token_file) {
-        if ((rc = set_str(&c->token_file, fl->token_file)) < 0)
-            goto oom;
-    }
-    if (fl->ca_file) {
-        if ((rc = set_str(&c->ca_file, fl->ca_file)) < 0)
-            goto oom;
-        kj_kube_free_secret(c->ca_data, c->ca_len);
-        c->ca_data = NULL;
-        c->ca_len = 0;
-    }
-    if (fl->client_cert) {
-        if ((rc = set_str(&c->cert_file, fl->client_cert)) < 0)
-            goto oom;
-        kj_kube_free_secret(c->cert_data, c->cert_len);
-        c->cert_data = NULL;
-        c->cert_len = 0;
-    }
-    if (fl->client_key) {
-        if ((rc = set_str(&c->key_file, fl->client_key)) < 0)
-            goto oom;
-        kj_kube_free_secret(c->key_data, c->key_len);
-        c->key_data = NULL;
-        c->key_len = 0;
-    }
-    if (fl->insecure)
-        c->insecure = 1;
-    if (fl->namespace_ && (rc = set_str(&c->namespace_, fl->namespace_)) < 0)
-        goto oom;
-    c->qps = fl->qps;
-    c->burst = fl->burst > 0 ? fl->burst : 1;
-    c->max_in_flight = fl->max_in_flight > 0 ? fl->max_in_flight : KJ_KUBE_DEFAULT_IN_FLIGHT;
     if (!c->server) {
         rc = kj_err_set(err, KJ_EINVAL, "no server in the Kubernetes configuration");
         goto out;

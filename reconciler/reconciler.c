@@ -265,27 +265,6 @@ static char *dup_or_null(const char *s)
     return s ? strdup(s) : NULL;
 }
 
-static kj_pod *pod_dup(const kj_pod *src)
-{
-    kj_pod *p = calloc(1, sizeof *p);
-    if (!p)
-        return NULL;
-    *p = *src;
-    p->namespace_ = dup_or_null(src->namespace_);
-    p->name = dup_or_null(src->name);
-    p->uid = dup_or_null(src->uid);
-    p->resource_version = dup_or_null(src->resource_version);
-    p->unique_tag = dup_or_null(src->unique_tag);
-    p->app_selector = dup_or_null(src->app_selector);
-    p->spark_role = dup_or_null(src->spark_role);
-    p->phase = dup_or_null(src->phase);
-    p->node_name = dup_or_null(src->node_name);
-    p->finalizers = src->n_finalizers ? calloc(src->n_finalizers, sizeof(char *)) : NULL;
-    for (size_t i = 0; i < src->n_finalizers && p->finalizers; i++)
-        p->finalizers[i] = strdup(src->finalizers[i]);
-    return p;
-}
-
 static void fail_pass(pass *ps, const kj_err *err)
 {
     if (!ps->fatal) {
@@ -339,14 +318,8 @@ static void record(pass *ps, const kj_pod *pod, const char *action, const char *
         ps->o->on_action(&a, ps->o->ud);
     if (ps->o->dry_run)
         return;
-    if (ps->n_pending == ps->cap_pending) {
-        size_t cap = ps->cap_pending ? ps->cap_pending * 2 : 256;
-        kj_action *n = realloc(ps->pending, cap * sizeof *n);
-        if (!n)
-            return;
-        ps->pending = n;
-        ps->cap_pending = cap;
-    }
+    if (kj_grow((void **)&ps->pending, &ps->cap_pending, ps->n_pending + 1, sizeof *ps->pending))
+        return;
     /* action, reason and result are static strings; the rest is copied. */
     a.namespace_ = dup_or_null(a.namespace_);
     a.pod = dup_or_null(a.pod);
@@ -378,14 +351,8 @@ static int collect_open(const kj_session *s, void *ud)
     close_batch *b = ud;
     if (s->state != KJ_SESSION_OPEN)
         return 0;
-    if (b->n == b->cap) {
-        size_t cap = b->cap ? b->cap * 2 : 8;
-        char **ids = realloc(b->ids, cap * sizeof *ids);
-        if (!ids)
-            return KJ_ENOMEM;
-        b->ids = ids;
-        b->cap = cap;
-    }
+    if (kj_grow((void **)&b->ids, &b->cap, b->n + 1, sizeof *b->ids))
+        return KJ_ENOMEM;
     if (!(b->ids[b->n] = strdup(s->session_id)))
         return KJ_ENOMEM;
     b->n++;
@@ -690,8 +657,8 @@ static void job_result(job *jb, const kj_kube_result *res)
     int http = res->status.http;
     if (jb->step.kind == 0) { /* re-read after a conflict */
         if (res->rc == 0 && res->pod) {
-            kj_pod *fresh = pod_dup(res->pod);
-            if (fresh) {
+            kj_pod *fresh;
+            if (!kj_pod_dup(res->pod, &fresh)) {
                 kj_pod_free(jb->pod);
                 jb->pod = fresh;
                 job_advance(jb);
@@ -719,8 +686,8 @@ static void job_result(job *jb, const kj_kube_result *res)
             sum->finalizers_released++;
         else
             sum->pods_deleted++;
-        kj_pod *fresh = res->pod ? pod_dup(res->pod) : NULL;
-        if (fresh) {
+        kj_pod *fresh;
+        if (res->pod && !kj_pod_dup(res->pod, &fresh)) {
             kj_pod_free(jb->pod);
             jb->pod = fresh;
         }
@@ -798,7 +765,7 @@ static int on_page(const kj_pod *pods, size_t n, int restarted, void *ud)
             break;
         }
         job *jb = calloc(1, sizeof *jb);
-        if (!jb || !(jb->pod = pod_dup(pod))) {
+        if (!jb || kj_pod_dup(pod, &jb->pod)) {
             free(jb);
             kj_err err;
             kj_err_set(&err, KJ_ENOMEM, "reconciler: out of memory");

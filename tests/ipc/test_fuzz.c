@@ -16,6 +16,7 @@
 #include <cmocka.h>
 
 #include "ipc/ipc.h"
+#include "ipc/ipc_internal.h"
 
 #define ITERATIONS 20000
 #define SEED 0x6b6a6f75726e616cULL

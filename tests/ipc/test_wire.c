@@ -11,6 +11,7 @@
 #include <cmocka.h>
 
 #include "ipc/ipc.h"
+#include "ipc/ipc_internal.h"
 
 static const char *shared_dir(void)
 {

@@ -22,6 +22,7 @@
 
 #include <cmocka.h>
 
+#include "reconciler/kube_internal.h"
 #include "reconciler/reconciler.h"
 #include "tools/common/kube_opts.h"
 
