@@ -43,7 +43,7 @@ enum {
     ST_INSERT_EVENT,
     ST_DELETE_SESSION,
     ST_ADD_COUNT,
-    ST_POD_SESSIONS,
+    ST_COUNT_POD_SESSIONS,
     ST_RECORD_ACTION,
     ST_COUNT_
 };
@@ -74,7 +74,7 @@ static const char *const append_sql[ST_COUNT_] = {
         " engine_id, engine_tag, engine_namespace, reason, payload)"
         " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"
         " ON CONFLICT (event_id) DO NOTHING",
-    [ST_POD_SESSIONS] =
+    [ST_COUNT_POD_SESSIONS] =
         "SELECT coalesce(sum(state = 1), 0), coalesce(sum(state = 2), 0),"
         " coalesce(max(closed_ms), 0) FROM sessions WHERE " ENGINE_MATCH("?1", "?2"),
     [ST_RECORD_ACTION] =
@@ -98,10 +98,10 @@ struct kj_journal {
     char *path;
     int readonly;
     mode_t file_mode; /* of the files this handle creates: 0600, or 0640 */
-    int lock_fd;    /* the writer lock (KJ_JOURNAL_LOCK), or -1 */
-    int snapshot;   /* read-only with immutable=1: reopened before following */
-    int lost;       /* the path no longer names the files we have open */
-    file_id ids[3]; /* the journal, its -wal and its -shm, as opened */
+    int lock_fd;      /* the writer lock (KJ_JOURNAL_LOCK), or -1 */
+    int snapshot;     /* read-only with immutable=1: reopened before following */
+    int lost;         /* the path no longer names the files we have open */
+    file_id ids[3];   /* the journal, its -wal and its -shm, as opened */
     sqlite3_stmt *st[ST_COUNT_];
 };
 
@@ -787,17 +787,6 @@ int kj_journal_append(kj_journal *j, const kj_event *events, size_t n, kj_append
 
 /* --- paged queries ------------------------------------------------------------ */
 
-/*
- * A query that pages by keyset: sql has a "%s" where the page condition goes
- * (or "1" on the first page) and ends with ORDER BY ... LIMIT. Each page is
- * one statement run in its own implicit read transaction.
- */
-typedef struct pager {
-    char sql[1536];
-    const char *first; /* condition on the first page */
-    const char *next;  /* condition on the next pages, using ?20 and ?21 */
-} pager;
-
 static const char *col_text(sqlite3_stmt *st, int i)
 {
     return (const char *)sqlite3_column_text(st, i);
@@ -866,6 +855,48 @@ static int64_t v_int(sqlite3_value **v, int i)
     return sqlite3_value_int64(v[i]);
 }
 
+/*
+ * A query paged by keyset, each page one statement in its own implicit read
+ * transaction. For every page, sql() writes the statement (ORDER BY the
+ * keyset, LIMIT limit; a query may leave its keyset condition out on the
+ * first page) and bind() binds it; row() takes each row: it remembers the
+ * row's keyset, which bounds the next page, and passes the row to the
+ * caller's callback. q is the query's state, given back to all three.
+ */
+typedef struct keyset_query {
+    const char *what; /* names the query in error messages */
+    void (*sql)(const void *q, int first, int limit, char *buf, size_t size);
+    void (*bind)(const void *q, sqlite3_stmt *st, int first);
+    int (*row)(void *q, sqlite3_value **v);
+} keyset_query;
+
+/* Runs kq page by page until limit rows (0: no limit) went to row(), a page
+ * comes back short, or row() returns non-zero (that value is returned). */
+static int page_through(kj_journal *j, const keyset_query *kq, void *q, int64_t limit, kj_err *err)
+{
+    int64_t left = limit > 0 ? limit : INT64_MAX;
+    int rc = 0;
+    for (int first = 1; left > 0; first = 0) {
+        char sql[1024];
+        kq->sql(q, first, left < KJ_JOURNAL_PAGE ? (int)left : KJ_JOURNAL_PAGE, sql, sizeof sql);
+        sqlite3_stmt *st = NULL;
+        int src = sqlite3_prepare_v2(j->db, sql, -1, &st, NULL);
+        if (src != SQLITE_OK)
+            return db_err(j, src, err, kq->what);
+        kq->bind(q, st, first);
+        page pg;
+        if ((rc = page_fill(j, st, &pg, kq->what, err)))
+            return rc;
+        for (int i = 0; i < pg.rows && !rc; i++, left--)
+            rc = kq->row(q, page_row(&pg, i));
+        int rows = pg.rows;
+        page_free(&pg);
+        if (rc || rows < KJ_JOURNAL_PAGE)
+            break;
+    }
+    return rc;
+}
+
 /* --- sessions --- */
 
 #define SESSION_COLUMNS                                                                            \
@@ -889,79 +920,78 @@ static void row_session(sqlite3_value **v, kj_session *s)
     s->recorded_ms = v_int(v, 13);
 }
 
-/* Binds the values every session query shares (?1..?6). */
-static void bind_session_filter(sqlite3_stmt *st, const kj_session_filter *f)
+typedef struct session_pages {
+    const kj_session_filter *f;
+    char where[512]; /* the filter's conditions */
+    int64_t last_t, last_id;
+    kj_session_cb cb;
+    void *ud;
+} session_pages;
+
+static void session_page_sql(const void *q, int first, int limit, char *sql, size_t size)
 {
+    const session_pages *p = q;
+    const char *dir = p->f->reverse ? "DESC" : "ASC";
+    char keyset[64] = "";
+    if (!first)
+        snprintf(keyset, sizeof keyset, " AND (created_ms, id) %s (?7, ?8)",
+                 p->f->reverse ? "<" : ">");
+    snprintf(sql, size,
+             "SELECT " SESSION_COLUMNS " FROM sessions WHERE%s%s"
+             " ORDER BY created_ms %s, id %s LIMIT %d",
+             p->where, keyset, dir, dir, limit);
+}
+
+static void session_page_bind(const void *q, sqlite3_stmt *st, int first)
+{
+    const session_pages *p = q;
+    const kj_session_filter *f = p->f;
     sqlite3_bind_int(st, 1, f->state);
     bind_text(st, 2, f->user);
     bind_text(st, 3, f->instance);
     bind_text(st, 4, f->engine);
     sqlite3_bind_int64(st, 5, f->since_ms);
     sqlite3_bind_int64(st, 6, f->until_ms ? f->until_ms : INT64_MAX);
+    if (first)
+        return;
+    sqlite3_bind_int64(st, 7, p->last_t);
+    sqlite3_bind_int64(st, 8, p->last_id);
+    /* SQLite does not seek an index on a row value: the time range itself
+     * must start at the last row, or every page rescans all the pages
+     * before it. */
+    if (f->reverse)
+        sqlite3_bind_int64(st, 6,
+                           f->until_ms && f->until_ms <= p->last_t ? f->until_ms : p->last_t + 1);
+    else if (p->last_t > f->since_ms)
+        sqlite3_bind_int64(st, 5, p->last_t);
+}
+
+static int session_page_row(void *q, sqlite3_value **v)
+{
+    session_pages *p = q;
+    kj_session s;
+    row_session(v, &s);
+    p->last_t = s.created_ms;
+    p->last_id = v_int(v, 12);
+    return p->cb(&s, p->ud);
 }
 
 int kj_journal_sessions(kj_journal *j, const kj_session_filter *f, kj_session_cb cb, void *ud,
                         kj_err *err)
 {
     static const kj_session_filter all = {0};
-    if (!f)
-        f = &all;
+    static const keyset_query query = {"sessions", session_page_sql, session_page_bind,
+                                       session_page_row};
+    session_pages p = {.f = f ? f : &all, .cb = cb, .ud = ud};
+    f = p.f;
     /* Conditions are written so SQLite picks the index that fits the filter. */
-    char where[512];
-    snprintf(where, sizeof where, "%s%s%s%s created_ms >= ?5 AND created_ms < ?6",
+    snprintf(p.where, sizeof p.where, "%s%s%s%s created_ms >= ?5 AND created_ms < ?6",
              f->state == KJ_SESSION_OPEN     ? " state = 1 AND"
              : f->state == KJ_SESSION_CLOSED ? " state = 2 AND"
                                              : "",
              f->user ? " user = ?2 AND" : "", f->instance ? " instance = ?3 AND" : "",
              f->engine ? " " ENGINE_MATCH("?4", "?4") " AND" : "");
-    const char *dir = f->reverse ? "DESC" : "ASC";
-    const char *cmp = f->reverse ? "<" : ">";
-    int64_t left = f->limit > 0 ? f->limit : INT64_MAX;
-    int64_t last_t = 0, last_id = 0;
-    int first = 1, rc = 0;
-    while (left > 0) {
-        char keyset[64] = "", sql[1024];
-        if (!first)
-            snprintf(keyset, sizeof keyset, " AND (created_ms, id) %s (?7, ?8)", cmp);
-        snprintf(sql, sizeof sql,
-                 "SELECT " SESSION_COLUMNS " FROM sessions WHERE%s%s"
-                 " ORDER BY created_ms %s, id %s LIMIT %d",
-                 where, keyset, dir, dir, left < KJ_JOURNAL_PAGE ? (int)left : KJ_JOURNAL_PAGE);
-        sqlite3_stmt *st = NULL;
-        int src = sqlite3_prepare_v2(j->db, sql, -1, &st, NULL);
-        if (src != SQLITE_OK)
-            return db_err(j, src, err, "sessions");
-        bind_session_filter(st, f);
-        if (!first) {
-            sqlite3_bind_int64(st, 7, last_t);
-            sqlite3_bind_int64(st, 8, last_id);
-            /* SQLite does not seek an index on a row value: the time range
-             * itself must start at the last row, or every page rescans all
-             * the pages before it. */
-            if (f->reverse)
-                sqlite3_bind_int64(st, 6,
-                                   f->until_ms && f->until_ms <= last_t ? f->until_ms : last_t + 1);
-            else if (last_t > f->since_ms)
-                sqlite3_bind_int64(st, 5, last_t);
-        }
-        page pg;
-        if ((rc = page_fill(j, st, &pg, "sessions", err)))
-            return rc;
-        for (int i = 0; i < pg.rows && !rc; i++) {
-            kj_session s;
-            row_session(page_row(&pg, i), &s);
-            last_t = s.created_ms;
-            last_id = v_int(page_row(&pg, i), 12);
-            left--;
-            rc = cb(&s, ud);
-        }
-        int rows = pg.rows;
-        page_free(&pg);
-        if (rc || rows < KJ_JOURNAL_PAGE)
-            break;
-        first = 0;
-    }
-    return rc;
+    return page_through(j, &query, &p, f->limit, err);
 }
 
 /* Runs sql (binding text a and b to ?1 and ?2) and passes each session row to cb. */
@@ -1033,74 +1063,80 @@ static void row_event(sqlite3_value **v, kj_event_row *r)
     r->event.payload = v_text(v, 12);
 }
 
-/*
- * Streams events page by page. order is "time" (by time_ms, seq) or "seq";
- * the keyset of the last row delivered bounds the next page.
- */
+typedef struct event_pages {
+    const kj_event_filter *f;
+    int by_seq; /* in commit order (following a journal), not by (time_ms, seq) */
+    int64_t last_t, last_s;
+    int64_t *last_seq; /* may be NULL */
+    kj_event_cb cb;
+    void *ud;
+} event_pages;
+
+static void event_page_sql(const void *q, int first, int limit, char *sql, size_t size)
+{
+    const event_pages *p = q;
+    const kj_event_filter *f = p->f;
+    const char *cmp = f->reverse ? "<" : ">";
+    char keyset[96] = "";
+    if (p->by_seq)
+        snprintf(keyset, sizeof keyset, " AND e.seq %s ?4", cmp);
+    else if (!first)
+        snprintf(keyset, sizeof keyset, " AND (e.time_ms, e.seq) %s (?5, ?4)", cmp);
+    snprintf(sql, size,
+             "SELECT " EVENT_COLUMNS " FROM events e JOIN sessions s ON s.id = e.session"
+             " WHERE e.time_ms >= ?1 AND e.time_ms < ?2%s%s"
+             " ORDER BY %s LIMIT %d",
+             f->session_id ? " AND e.session = (SELECT id FROM sessions WHERE session_id = ?3)"
+                           : "",
+             keyset,
+             p->by_seq ? (f->reverse ? "e.seq DESC" : "e.seq ASC")
+                       : (f->reverse ? "e.time_ms DESC, e.seq DESC" : "e.time_ms ASC, e.seq ASC"),
+             limit);
+}
+
+static void event_page_bind(const void *q, sqlite3_stmt *st, int first)
+{
+    const event_pages *p = q;
+    const kj_event_filter *f = p->f;
+    int64_t since = f->since_ms, until = f->until_ms ? f->until_ms : INT64_MAX;
+    /* SQLite does not seek an index on a row value: the time range itself
+     * must start at the last row, or every page rescans all the pages
+     * before it. */
+    if (!p->by_seq && !first) {
+        if (f->reverse && p->last_t < until)
+            until = p->last_t + 1;
+        else if (!f->reverse && p->last_t > since)
+            since = p->last_t;
+    }
+    sqlite3_bind_int64(st, 1, since);
+    sqlite3_bind_int64(st, 2, until);
+    bind_text(st, 3, f->session_id);
+    sqlite3_bind_int64(st, 4, p->last_s);
+    sqlite3_bind_int64(st, 5, p->last_t);
+}
+
+static int event_page_row(void *q, sqlite3_value **v)
+{
+    event_pages *p = q;
+    kj_event_row r;
+    row_event(v, &r);
+    p->last_t = r.event.time_ms;
+    p->last_s = r.seq;
+    if (p->last_seq)
+        *p->last_seq = r.seq;
+    return p->cb(&r, p->ud);
+}
+
+/* Streams events by (time_ms, seq), or by seq after after_seq. */
 static int events_paged(kj_journal *j, const kj_event_filter *f, int by_seq, int64_t after_seq,
                         kj_event_cb cb, void *ud, int64_t *last_seq, kj_err *err)
 {
-    const char *cmp = f->reverse ? "<" : ">";
-    int64_t left = f->limit > 0 ? f->limit : INT64_MAX;
-    int64_t last_t = 0, last_s = after_seq;
-    int first = 1, rc = 0;
+    static const keyset_query query = {"events", event_page_sql, event_page_bind, event_page_row};
+    event_pages p = {
+        .f = f, .by_seq = by_seq, .last_s = after_seq, .last_seq = last_seq, .cb = cb, .ud = ud};
     if (last_seq)
         *last_seq = after_seq;
-    while (left > 0) {
-        char keyset[96] = "", sql[1024];
-        if (by_seq)
-            snprintf(keyset, sizeof keyset, " AND e.seq %s ?4", cmp);
-        else if (!first)
-            snprintf(keyset, sizeof keyset, " AND (e.time_ms, e.seq) %s (?5, ?4)", cmp);
-        snprintf(sql, sizeof sql,
-                 "SELECT " EVENT_COLUMNS " FROM events e JOIN sessions s ON s.id = e.session"
-                 " WHERE e.time_ms >= ?1 AND e.time_ms < ?2%s%s"
-                 " ORDER BY %s LIMIT %d",
-                 f->session_id ? " AND e.session = (SELECT id FROM sessions WHERE session_id = ?3)"
-                               : "",
-                 keyset,
-                 by_seq ? (f->reverse ? "e.seq DESC" : "e.seq ASC")
-                        : (f->reverse ? "e.time_ms DESC, e.seq DESC" : "e.time_ms ASC, e.seq ASC"),
-                 left < KJ_JOURNAL_PAGE ? (int)left : KJ_JOURNAL_PAGE);
-        sqlite3_stmt *st = NULL;
-        int src = sqlite3_prepare_v2(j->db, sql, -1, &st, NULL);
-        if (src != SQLITE_OK)
-            return db_err(j, src, err, "events");
-        int64_t since = f->since_ms, until = f->until_ms ? f->until_ms : INT64_MAX;
-        /* SQLite does not seek an index on a row value: the time range
-         * itself must start at the last row, or every page rescans all the
-         * pages before it. */
-        if (!by_seq && !first) {
-            if (f->reverse && last_t < until)
-                until = last_t + 1;
-            else if (!f->reverse && last_t > since)
-                since = last_t;
-        }
-        sqlite3_bind_int64(st, 1, since);
-        sqlite3_bind_int64(st, 2, until);
-        bind_text(st, 3, f->session_id);
-        sqlite3_bind_int64(st, 4, last_s);
-        sqlite3_bind_int64(st, 5, last_t);
-        page pg;
-        if ((rc = page_fill(j, st, &pg, "events", err)))
-            return rc;
-        for (int i = 0; i < pg.rows && !rc; i++) {
-            kj_event_row r;
-            row_event(page_row(&pg, i), &r);
-            last_t = r.event.time_ms;
-            last_s = r.seq;
-            if (last_seq)
-                *last_seq = r.seq;
-            left--;
-            rc = cb(&r, ud);
-        }
-        int rows = pg.rows;
-        page_free(&pg);
-        if (rc || rows < KJ_JOURNAL_PAGE)
-            break;
-        first = 0;
-    }
-    return rc;
+    return page_through(j, &query, &p, f->limit, err);
 }
 
 int kj_journal_events(kj_journal *j, const kj_event_filter *f, kj_event_cb cb, void *ud,
@@ -1526,13 +1562,14 @@ int kj_journal_action_record(kj_journal *j, const kj_action *a, kj_err *err)
     return kj_journal_action_record_batch(j, a, 1, err);
 }
 
-int kj_journal_pod_sessions(kj_journal *j, const char *tag, const char *app_id, int64_t *open,
-                            int64_t *closed, int64_t *last_closed_ms, kj_err *err)
+int kj_journal_count_sessions_of_pod(kj_journal *j, const char *tag, const char *app_id,
+                                     int64_t *open, int64_t *closed, int64_t *last_closed_ms,
+                                     kj_err *err)
 {
     *open = *closed = *last_closed_ms = 0;
     if (!(tag && *tag) && !(app_id && *app_id))
         return 0;
-    sqlite3_stmt *st = j->st[ST_POD_SESSIONS];
+    sqlite3_stmt *st = j->st[ST_COUNT_POD_SESSIONS];
     bind_text(st, 1, tag);
     bind_text(st, 2, app_id);
     int rc = sqlite3_step(st);
@@ -1565,45 +1602,44 @@ static void row_run(sqlite3_value **v, kj_run *r)
     };
 }
 
-int kj_journal_runs_list(kj_journal *j, int64_t limit, int reverse, kj_run_cb cb, void *ud,
-                         kj_err *err)
+typedef struct run_pages {
+    int reverse;
+    int64_t last_id;
+    kj_run_cb cb;
+    void *ud;
+} run_pages;
+
+static void run_page_sql(const void *q, int first, int limit, char *sql, size_t size)
 {
-    const char *cmp = reverse ? "<" : ">", *dir = reverse ? "DESC" : "ASC";
-    int64_t left = limit > 0 ? limit : INT64_MAX;
-    int64_t last_id = reverse ? INT64_MAX : 0;
-    int rc = 0;
-    while (left > 0 && !rc) {
-        char sql[256];
-        snprintf(sql, sizeof sql,
-                 "SELECT " RUN_COLUMNS " FROM reconcile_runs WHERE id %s ?1 ORDER BY id %s"
-                 " LIMIT %d",
-                 cmp, dir, left < KJ_JOURNAL_PAGE ? (int)left : KJ_JOURNAL_PAGE);
-        sqlite3_stmt *st = NULL;
-        int src = sqlite3_prepare_v2(j->db, sql, -1, &st, NULL);
-        if (src != SQLITE_OK)
-            return db_err(j, src, err, "runs");
-        sqlite3_bind_int64(st, 1, last_id);
-        page pg;
-        if ((rc = page_fill(j, st, &pg, "runs", err)))
-            return rc;
-        for (int i = 0; i < pg.rows && !rc; i++) {
-            kj_run r;
-            row_run(page_row(&pg, i), &r);
-            last_id = r.id;
-            left--;
-            rc = cb(&r, ud);
-        }
-        int full = pg.rows == KJ_JOURNAL_PAGE;
-        page_free(&pg);
-        if (!full)
-            break;
-    }
-    return rc;
+    const run_pages *p = q;
+    (void)first; /* the first page starts after id 0 (before INT64_MAX) */
+    snprintf(sql, size,
+             "SELECT " RUN_COLUMNS " FROM reconcile_runs WHERE id %s ?1 ORDER BY id %s"
+             " LIMIT %d",
+             p->reverse ? "<" : ">", p->reverse ? "DESC" : "ASC", limit);
 }
 
-int kj_journal_runs(kj_journal *j, int64_t limit, kj_run_cb cb, void *ud, kj_err *err)
+static void run_page_bind(const void *q, sqlite3_stmt *st, int first)
 {
-    return kj_journal_runs_list(j, limit, 1, cb, ud, err);
+    const run_pages *p = q;
+    (void)first;
+    sqlite3_bind_int64(st, 1, p->last_id);
+}
+
+static int run_page_row(void *q, sqlite3_value **v)
+{
+    run_pages *p = q;
+    kj_run r;
+    row_run(v, &r);
+    p->last_id = r.id;
+    return p->cb(&r, p->ud);
+}
+
+int kj_journal_runs(kj_journal *j, int64_t limit, int reverse, kj_run_cb cb, void *ud, kj_err *err)
+{
+    static const keyset_query query = {"runs", run_page_sql, run_page_bind, run_page_row};
+    run_pages p = {.reverse = reverse, .last_id = reverse ? INT64_MAX : 0, .cb = cb, .ud = ud};
+    return page_through(j, &query, &p, limit, err);
 }
 
 int kj_journal_run_get(kj_journal *j, int64_t run_id, kj_run_cb cb, void *ud, kj_err *err)
@@ -1630,68 +1666,71 @@ int kj_journal_run_get(kj_journal *j, int64_t run_id, kj_run_cb cb, void *ud, kj
     return rc;
 }
 
+typedef struct action_pages {
+    const kj_action_filter *f;
+    int64_t last_id;
+    kj_action_cb cb;
+    void *ud;
+} action_pages;
+
+static void action_page_sql(const void *q, int first, int limit, char *sql, size_t size)
+{
+    const action_pages *p = q;
+    (void)first; /* the first page starts after id 0 (before INT64_MAX) */
+    snprintf(sql, size,
+             "SELECT id, run, time_ms, namespace, pod, uid, engine_tag, engine_id, action,"
+             " reason, result, http_code, message FROM reconcile_actions a"
+             " WHERE id %s ?1%s%s ORDER BY id %s LIMIT %d",
+             p->f->reverse ? "<" : ">", p->f->run_id ? " AND run = ?2" : "",
+             /* Scalar subqueries, so that SQLite reads the two engine
+              * indexes (MULTI-INDEX OR) rather than every action. */
+             p->f->session_id
+                 ? " AND (a.engine_tag = (SELECT engine_tag FROM sessions WHERE session_id = ?3)"
+                   " OR a.engine_id = (SELECT engine_id FROM sessions WHERE session_id = ?3))"
+                 : "",
+             p->f->reverse ? "DESC" : "ASC", limit);
+}
+
+static void action_page_bind(const void *q, sqlite3_stmt *st, int first)
+{
+    const action_pages *p = q;
+    (void)first;
+    sqlite3_bind_int64(st, 1, p->last_id);
+    sqlite3_bind_int64(st, 2, p->f->run_id);
+    bind_text(st, 3, p->f->session_id);
+}
+
+static int action_page_row(void *q, sqlite3_value **v)
+{
+    action_pages *p = q;
+    kj_action a = {
+        .id = v_int(v, 0),
+        .run_id = v_int(v, 1),
+        .time_ms = v_int(v, 2),
+        .namespace_ = v_text(v, 3),
+        .pod = v_text(v, 4),
+        .uid = v_text(v, 5),
+        .engine_tag = v_text(v, 6),
+        .engine_id = v_text(v, 7),
+        .action = v_text(v, 8),
+        .reason = v_text(v, 9),
+        .result = v_text(v, 10),
+        .http_code = (int)v_int(v, 11),
+        .message = v_text(v, 12),
+    };
+    p->last_id = a.id;
+    return p->cb(&a, p->ud);
+}
+
 int kj_journal_actions(kj_journal *j, const kj_action_filter *f, kj_action_cb cb, void *ud,
                        kj_err *err)
 {
     static const kj_action_filter all = {0};
-    if (!f)
-        f = &all;
-    const char *cmp = f->reverse ? "<" : ">", *dir = f->reverse ? "DESC" : "ASC";
-    int64_t left = f->limit > 0 ? f->limit : INT64_MAX;
-    int64_t last_id = f->reverse ? INT64_MAX : 0;
-    int rc = 0;
-    while (left > 0) {
-        char sql[1024];
-        snprintf(
-            sql, sizeof sql,
-            "SELECT id, run, time_ms, namespace, pod, uid, engine_tag, engine_id, action,"
-            " reason, result, http_code, message FROM reconcile_actions a"
-            " WHERE id %s ?1%s%s ORDER BY id %s LIMIT %d",
-            cmp, f->run_id ? " AND run = ?2" : "",
-            /* Scalar subqueries, so that SQLite reads the two engine
-             * indexes (MULTI-INDEX OR) rather than every action. */
-            f->session_id
-                ? " AND (a.engine_tag = (SELECT engine_tag FROM sessions WHERE session_id = ?3)"
-                  " OR a.engine_id = (SELECT engine_id FROM sessions WHERE session_id = ?3))"
-                : "",
-            dir, left < KJ_JOURNAL_PAGE ? (int)left : KJ_JOURNAL_PAGE);
-        sqlite3_stmt *st = NULL;
-        int src = sqlite3_prepare_v2(j->db, sql, -1, &st, NULL);
-        if (src != SQLITE_OK)
-            return db_err(j, src, err, "actions");
-        sqlite3_bind_int64(st, 1, last_id);
-        sqlite3_bind_int64(st, 2, f->run_id);
-        bind_text(st, 3, f->session_id);
-        page pg;
-        if ((rc = page_fill(j, st, &pg, "actions", err)))
-            return rc;
-        for (int i = 0; i < pg.rows && !rc; i++) {
-            sqlite3_value **v = page_row(&pg, i);
-            kj_action a = {
-                .id = v_int(v, 0),
-                .run_id = v_int(v, 1),
-                .time_ms = v_int(v, 2),
-                .namespace_ = v_text(v, 3),
-                .pod = v_text(v, 4),
-                .uid = v_text(v, 5),
-                .engine_tag = v_text(v, 6),
-                .engine_id = v_text(v, 7),
-                .action = v_text(v, 8),
-                .reason = v_text(v, 9),
-                .result = v_text(v, 10),
-                .http_code = (int)v_int(v, 11),
-                .message = v_text(v, 12),
-            };
-            last_id = a.id;
-            left--;
-            rc = cb(&a, ud);
-        }
-        int rows = pg.rows;
-        page_free(&pg);
-        if (rc || rows < KJ_JOURNAL_PAGE)
-            break;
-    }
-    return rc;
+    static const keyset_query query = {"actions", action_page_sql, action_page_bind,
+                                       action_page_row};
+    action_pages p = {.f = f ? f : &all, .cb = cb, .ud = ud};
+    p.last_id = p.f->reverse ? INT64_MAX : 0;
+    return page_through(j, &query, &p, p.f->limit, err);
 }
 
 int kj_journal_pod_terminal_since(kj_journal *j, const char *uid, int64_t now_ms, int64_t *first_ms,
