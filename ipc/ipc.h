@@ -109,9 +109,6 @@ char *kj_wire_reply(const kj_wire_request *r);
  * "retry":true: the client should send the same request again later. */
 char *kj_wire_error_reply(const kj_wire_error *e, const char *request_id, int retry);
 
-/* "stored" / "duplicate" / "rejected" / NULL. */
-const char *kj_append_status_name(kj_append_status s);
-
 /* --- CURVE keys --------------------------------------------------------------- */
 
 /* Key files hold one Z85 key (40 characters) and optional whitespace. */

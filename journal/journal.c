@@ -752,6 +752,19 @@ static int append_one(kj_journal *j, const kj_event *ev, int64_t now, kj_append_
     return cerr ? SQLITE_NOMEM : SQLITE_OK;
 }
 
+const char *kj_append_status_name(kj_append_status s)
+{
+    switch (s) {
+    case KJ_APPEND_STORED:
+        return "stored";
+    case KJ_APPEND_DUPLICATE:
+        return "duplicate";
+    case KJ_APPEND_REJECTED:
+        return "rejected";
+    }
+    return NULL;
+}
+
 int kj_journal_append(kj_journal *j, const kj_event *events, size_t n, kj_append_result *results,
                       kj_err *err)
 {

@@ -72,6 +72,9 @@ typedef enum {
     KJ_APPEND_REJECTED = 3,
 } kj_append_status;
 
+/* "stored" / "duplicate" / "rejected" / NULL. */
+const char *kj_append_status_name(kj_append_status s);
+
 typedef struct kj_append_result {
     kj_append_status status;
     const char *code;  /* on rejection: static machine-readable code */
