@@ -96,9 +96,6 @@ void kj_wire_request_free(kj_wire_request *r);
 size_t kj_wire_count(const kj_wire_request *r);
 kj_wire_item *kj_wire_item_at(kj_wire_request *r, size_t i);
 
-/* "stored" / "duplicate" / "rejected" / NULL. */
-const char *kj_append_status_name(kj_append_status s);
-
 /* --- CURVE keys --------------------------------------------------------------- */
 
 /* Key files hold one Z85 key (40 characters) and optional whitespace. */

@@ -838,19 +838,6 @@ const char *kj_wire_request_id(const kj_wire_request *r)
     return r->request_id;
 }
 
-const char *kj_append_status_name(kj_append_status s)
-{
-    switch (s) {
-    case KJ_APPEND_STORED:
-        return "stored";
-    case KJ_APPEND_DUPLICATE:
-        return "duplicate";
-    case KJ_APPEND_REJECTED:
-        return "rejected";
-    }
-    return NULL;
-}
-
 /* --- reply encoding ------------------------------------------------------------ */
 
 int kj_buf_grow(kj_buf *b, size_t more)

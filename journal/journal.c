@@ -43,7 +43,7 @@ enum {
     ST_INSERT_EVENT,
     ST_DELETE_SESSION,
     ST_ADD_COUNT,
-    ST_POD_SESSIONS,
+    ST_COUNT_POD_SESSIONS,
     ST_RECORD_ACTION,
     ST_COUNT_
 };
@@ -74,7 +74,7 @@ static const char *const append_sql[ST_COUNT_] = {
         " engine_id, engine_tag, engine_namespace, reason, payload)"
         " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"
         " ON CONFLICT (event_id) DO NOTHING",
-    [ST_POD_SESSIONS] =
+    [ST_COUNT_POD_SESSIONS] =
         "SELECT coalesce(sum(state = 1), 0), coalesce(sum(state = 2), 0),"
         " coalesce(max(closed_ms), 0) FROM sessions WHERE " ENGINE_MATCH("?1", "?2"),
     [ST_RECORD_ACTION] =
@@ -98,10 +98,10 @@ struct kj_journal {
     char *path;
     int readonly;
     mode_t file_mode; /* of the files this handle creates: 0600, or 0640 */
-    int lock_fd;    /* the writer lock (KJ_JOURNAL_LOCK), or -1 */
-    int snapshot;   /* read-only with immutable=1: reopened before following */
-    int lost;       /* the path no longer names the files we have open */
-    file_id ids[3]; /* the journal, its -wal and its -shm, as opened */
+    int lock_fd;      /* the writer lock (KJ_JOURNAL_LOCK), or -1 */
+    int snapshot;     /* read-only with immutable=1: reopened before following */
+    int lost;         /* the path no longer names the files we have open */
+    file_id ids[3];   /* the journal, its -wal and its -shm, as opened */
     sqlite3_stmt *st[ST_COUNT_];
 };
 
@@ -322,9 +322,88 @@ static int open_finish(kj_journal *j, kj_err *err);
 static void close_lost(kj_journal *j);
 static int snapshot_refresh(kj_journal *j, kj_err *err);
 
+/* What must hold before SQLite sees the path: a regular file, created here
+ * (with the handle's mode) when it is missing and may be created. */
+static int open_check_file(kj_journal *j, unsigned flags, kj_err *err)
+{
+    struct stat sb;
+    if (stat(j->path, &sb) != 0) {
+        if (errno != ENOENT || j->readonly || (flags & KJ_JOURNAL_NOCREATE))
+            return kj_err_set(err, errno == ENOENT ? KJ_ENOENT : KJ_EIO, "journal '%s': %s",
+                              j->path, strerror(errno));
+        /* EEXIST: another process created it meanwhile; it is opened as found. */
+        int e = create_file(j->path, j->file_mode);
+        if (e && e != EEXIST)
+            return create_failed(err, e, "journal", j->path);
+    } else if (!S_ISREG(sb.st_mode)) {
+        return kj_err_set(err, KJ_ENOTJOURNAL, "journal '%s': not a regular file", j->path);
+    } else if (j->readonly && sb.st_size == 0) {
+        return kj_err_set(err, KJ_ENOTJOURNAL, "journal '%s': not a kjournal database (empty file)",
+                          j->path);
+    }
+    return 0;
+}
+
+/* Opens the SQLite connection (mode=ro or mode=rwc, as open_prepare() may
+ * amend it). */
+static int open_db(kj_journal *j, unsigned flags, kj_err *err)
+{
+    const char *query = j->readonly ? "mode=ro" : "mode=rwc";
+    int rc = open_prepare(j, flags, &query, err);
+    if (rc)
+        return rc;
+    char *uri = path_uri(j->path, query);
+    if (!uri)
+        return kj_err_set(err, KJ_ENOMEM, "journal: out of memory");
+    int oflags = SQLITE_OPEN_URI | SQLITE_OPEN_NOMUTEX |
+                 (j->readonly ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE);
+    int src = sqlite3_open_v2(uri, &j->db, oflags, NULL);
+    free(uri);
+    if (src != SQLITE_OK)
+        return db_err(j, src, err, "cannot open");
+    sqlite3_extended_result_codes(j->db, 1);
+    sqlite3_busy_timeout(j->db, KJ_BUSY_TIMEOUT_MS);
+    return open_check_writable(j, err);
+}
+
+/* A reader takes the journal as it is: a journal of this binary's schema,
+ * which it never migrates. */
+static int open_reader(kj_journal *j, int64_t version, int fresh, kj_err *err)
+{
+    if (fresh)
+        return kj_err_set(err, KJ_ENOTJOURNAL, "journal '%s': not a kjournal database", j->path);
+    if (version < kj_journal_schema_version())
+        return kj_err_set(err, KJ_EINVAL,
+                          "journal '%s': schema version %lld is older than this kjournal (%d); "
+                          "open it once read-write (kjournald does) to upgrade it",
+                          j->path, (long long)version, kj_journal_schema_version());
+    /* temp_store: sorts and the like stay in memory, so a reader writes
+     * nothing at all to disk. */
+    int rc = exec(j, "PRAGMA query_only = ON; PRAGMA temp_store = MEMORY", err);
+    return rc ? rc : prepare_statements(j, err);
+}
+
+static int open_writer(kj_journal *j, kj_err *err)
+{
+    /* journal_mode=WAL persists in the file; synchronous=FULL makes a commit
+     * durable. The cache holds the hot index pages of a busy journal (random
+     * event and session ids scatter inserts over every index). */
+    int rc = exec(j,
+                  "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;"
+                  "PRAGMA foreign_keys = ON; PRAGMA cache_size = " KJ_CACHE_KIB ";"
+                  "PRAGMA wal_autocheckpoint = 4000",
+                  err);
+    if (!rc)
+        rc = migrate(j, err);
+    if (!rc)
+        rc = prepare_statements(j, err);
+    if (!rc)
+        rc = open_finish(j, err);
+    return rc;
+}
+
 int kj_journal_open(const char *path, unsigned flags, kj_journal **out, kj_err *err)
 {
-    int rc = 0;
     *out = NULL;
     if (!path || !*path)
         return kj_err_set(err, KJ_EINVAL, "journal: no path given");
@@ -337,83 +416,15 @@ int kj_journal_open(const char *path, unsigned flags, kj_journal **out, kj_err *
     j->file_mode = flags & KJ_JOURNAL_GROUP_READABLE ? 0640 : 0600;
     j->lock_fd = -1;
 
-    struct stat sb;
-    if (stat(path, &sb) != 0) {
-        if (errno != ENOENT || j->readonly || (flags & KJ_JOURNAL_NOCREATE)) {
-            rc = kj_err_set(err, errno == ENOENT ? KJ_ENOENT : KJ_EIO, "journal '%s': %s", path,
-                            strerror(errno));
-            goto out;
-        }
-        /* EEXIST: another process created it meanwhile; it is opened as found. */
-        int e = create_file(path, j->file_mode);
-        if (e && e != EEXIST) {
-            rc = create_failed(err, e, "journal", path);
-            goto out;
-        }
-    } else if (!S_ISREG(sb.st_mode)) {
-        rc = kj_err_set(err, KJ_ENOTJOURNAL, "journal '%s': not a regular file", path);
-        goto out;
-    } else if (j->readonly && sb.st_size == 0) {
-        rc = kj_err_set(err, KJ_ENOTJOURNAL, "journal '%s': not a kjournal database (empty file)",
-                        path);
-        goto out;
-    }
-
-    const char *query = j->readonly ? "mode=ro" : "mode=rwc";
-    if ((rc = open_prepare(j, flags, &query, err)))
-        goto out;
-    char *uri = path_uri(path, query);
-    if (!uri) {
-        rc = kj_err_set(err, KJ_ENOMEM, "journal: out of memory");
-        goto out;
-    }
-    int oflags = SQLITE_OPEN_URI | SQLITE_OPEN_NOMUTEX |
-                 (j->readonly ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE);
-    int src = sqlite3_open_v2(uri, &j->db, oflags, NULL);
-    free(uri);
-    if (src != SQLITE_OK) {
-        rc = db_err(j, src, err, "cannot open");
-        goto out;
-    }
-    sqlite3_extended_result_codes(j->db, 1);
-    sqlite3_busy_timeout(j->db, KJ_BUSY_TIMEOUT_MS);
-    if ((rc = open_check_writable(j, err)))
-        goto out;
-
     int64_t version = 0;
     int fresh = 0;
-    if ((rc = check_identity(j, &version, &fresh, err)))
-        goto out;
-    if (j->readonly) {
-        if (fresh) {
-            rc = kj_err_set(err, KJ_ENOTJOURNAL, "journal '%s': not a kjournal database", path);
-            goto out;
-        }
-        if (version < kj_journal_schema_version()) {
-            rc = kj_err_set(err, KJ_EINVAL,
-                            "journal '%s': schema version %lld is older than this kjournal (%d); "
-                            "open it once read-write (kjournald does) to upgrade it",
-                            path, (long long)version, kj_journal_schema_version());
-            goto out;
-        }
-        /* temp_store: sorts and the like stay in memory, so a reader writes
-         * nothing at all to disk. */
-        if (!(rc = exec(j, "PRAGMA query_only = ON; PRAGMA temp_store = MEMORY", err)))
-            rc = prepare_statements(j, err);
-        goto out;
-    }
-    /* journal_mode=WAL persists in the file; synchronous=FULL makes a commit
-     * durable. The cache holds the hot index pages of a busy journal (random
-     * event and session ids scatter inserts over every index). */
-    if ((rc = exec(j,
-                   "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;"
-                   "PRAGMA foreign_keys = ON; PRAGMA cache_size = " KJ_CACHE_KIB ";"
-                   "PRAGMA wal_autocheckpoint = 4000",
-                   err)))
-        goto out;
-    if ((rc = migrate(j, err)) || (rc = prepare_statements(j, err)) || (rc = open_finish(j, err)))
-        goto out;
-out:
+    int rc = open_check_file(j, flags, err);
+    if (!rc)
+        rc = open_db(j, flags, err);
+    if (!rc)
+        rc = check_identity(j, &version, &fresh, err);
+    if (!rc)
+        rc = j->readonly ? open_reader(j, version, fresh, err) : open_writer(j, err);
     if (rc) {
         kj_journal_close(j);
         return rc;
@@ -513,14 +524,8 @@ static int count_add(count_batch *b, const char *dim, const char *key, int64_t o
             return 0;
         }
     }
-    if (b->n == b->cap) {
-        size_t cap = b->cap ? b->cap * 2 : 16;
-        count_delta *d = realloc(b->d, cap * sizeof *d);
-        if (!d)
-            return KJ_ENOMEM;
-        b->d = d;
-        b->cap = cap;
-    }
+    if (kj_grow((void **)&b->d, &b->cap, b->n + 1, sizeof *b->d))
+        return KJ_ENOMEM;
     count_delta *c = &b->d[b->n];
     snprintf(c->dim, sizeof c->dim, "%s", dim);
     if (!(c->key = strdup(key)))
@@ -630,6 +635,97 @@ static int reject_unless_stored(kj_journal *j, const kj_event *ev, kj_append_res
     return SQLITE_OK;
 }
 
+/* Looks ev's session up: *sid 0 when it has none yet, else its row, the key
+ * it is counted under and its created_ms. Returns a SQLite code. */
+static int find_session(kj_journal *j, const kj_event *ev, int64_t *sid, session_key *before,
+                        int64_t *created_ms)
+{
+    sqlite3_stmt *st = j->st[ST_FIND_SESSION];
+    bind_text(st, 1, ev->session_id);
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        *sid = sqlite3_column_int64(st, 0);
+        session_key_set(before, sqlite3_column_int(st, 1), sqlite3_column_text(st, 2),
+                        sqlite3_column_text(st, 3));
+        *created_ms = sqlite3_column_int64(st, 4);
+        rc = SQLITE_OK;
+    } else if (rc == SQLITE_DONE) {
+        rc = SQLITE_OK;
+    }
+    sqlite3_reset(st);
+    return rc;
+}
+
+/*
+ * The publisher's clock decides when grace periods end (they count from
+ * closed_ms): a time far ahead would hold a pod forever, a close before its
+ * session's open (created_ms, when sid) would release a live engine at once.
+ * Old times stay valid, for replays after an outage. Returns the rejection's
+ * code with its message in msg, or NULL when ev's time is acceptable.
+ */
+static const char *time_problem(const kj_event *ev, int64_t now, int64_t sid, int64_t created_ms,
+                                char *msg, size_t size)
+{
+    char t1[40], t2[40];
+    if (ev->time_ms > now + KJ_EVENT_CLOCK_SKEW_MS) {
+        snprintf(msg, size,
+                 "field 'time_ms' is %s, more than %lld s ahead of the journal's clock (%s)",
+                 kj_format_time(ev->time_ms, 1, t1, sizeof t1),
+                 (long long)(KJ_EVENT_CLOCK_SKEW_MS / 1000), kj_format_time(now, 1, t2, sizeof t2));
+        return "time_in_future";
+    }
+    if (sid && ev->type == KJ_EVENT_SESSION_CLOSE && ev->time_ms < created_ms) {
+        snprintf(msg, size, "field 'time_ms' is %s, earlier than the open of session '%.64s' (%s)",
+                 kj_format_time(ev->time_ms, 1, t1, sizeof t1), ev->session_id,
+                 kj_format_time(created_ms, 1, t2, sizeof t2));
+        return "close_before_open";
+    }
+    return NULL;
+}
+
+/* Inserts ev for session row sid; a duplicate event_id changes nothing
+ * (sqlite3_changes() then says 0). Returns a SQLite code. */
+static int insert_event(kj_journal *j, const kj_event *ev, int64_t sid, int64_t now)
+{
+    sqlite3_stmt *st = j->st[ST_INSERT_EVENT];
+    bind_text(st, 1, ev->event_id);
+    sqlite3_bind_int64(st, 2, sid);
+    sqlite3_bind_int(st, 3, ev->type);
+    sqlite3_bind_int64(st, 4, ev->time_ms);
+    sqlite3_bind_int64(st, 5, now);
+    bind_text(st, 6, ev->instance);
+    bind_text(st, 7, ev->user);
+    bind_text(st, 8, ev->engine_id);
+    bind_text(st, 9, ev->engine_tag);
+    bind_text(st, 10, ev->engine_namespace);
+    bind_text(st, 11, ev->reason);
+    bind_text(st, 12, ev->payload);
+    return step_done(st);
+}
+
+/*
+ * Totals for a stored event: the session leaves what it was counted under
+ * (before) and joins what its row now says (after). Any event may move it: a
+ * close changes its state, and any event may teach it a user or instance it
+ * did not have, or another one. 0 or KJ_ENOMEM.
+ */
+static int count_event(count_batch *counts, const kj_event *ev, const session_key *before,
+                       const session_key *after)
+{
+    int rc = 0;
+    if (before->state != after->state || strcmp(before->user, after->user) ||
+        strcmp(before->instance, after->instance)) {
+        if (before->state != KJ_SESSION_NONE)
+            rc = count_session(counts, before, -1);
+        if (!rc)
+            rc = count_session(counts, after, 1);
+    }
+    if (!rc)
+        rc = count_add(counts, "events", "all", ev->type == KJ_EVENT_SESSION_OPEN,
+                       ev->type == KJ_EVENT_SESSION_CLOSE);
+    return rc;
+}
+
 /* Applies one event inside the batch's transaction. Returns a SQLite code;
  * anything but SQLITE_OK aborts the whole batch. */
 static int append_one(kj_journal *j, const kj_event *ev, int64_t now, kj_append_result *r,
@@ -647,42 +743,11 @@ static int append_one(kj_journal *j, const kj_event *ev, int64_t now, kj_append_
      * finds a duplicate, and a session row inserted for it is taken back. */
     int64_t sid = 0, created_ms = 0;
     session_key before = {0}, after = {0};
-    sqlite3_stmt *st = j->st[ST_FIND_SESSION];
-    bind_text(st, 1, ev->session_id);
-    int rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW) {
-        sid = sqlite3_column_int64(st, 0);
-        session_key_set(&before, sqlite3_column_int(st, 1), sqlite3_column_text(st, 2),
-                        sqlite3_column_text(st, 3));
-        created_ms = sqlite3_column_int64(st, 4);
-        rc = SQLITE_OK;
-    } else if (rc == SQLITE_DONE) {
-        rc = SQLITE_OK;
-    }
-    sqlite3_reset(st);
+    int rc = find_session(j, ev, &sid, &before, &created_ms);
     if (rc != SQLITE_OK)
         return rc;
-
-    /* The publisher's clock decides when grace periods end (they count from
-     * closed_ms): a time far ahead would hold a pod forever, a close before
-     * its session's open would release a live engine at once. Old times stay
-     * valid, for replays after an outage. */
-    char t1[40], t2[40];
-    if (ev->time_ms > now + KJ_EVENT_CLOCK_SKEW_MS) {
-        snprintf(r->message, sizeof r->message,
-                 "field 'time_ms' is %s, more than %lld s ahead of the journal's clock (%s)",
-                 kj_format_time(ev->time_ms, 1, t1, sizeof t1),
-                 (long long)(KJ_EVENT_CLOCK_SKEW_MS / 1000), kj_format_time(now, 1, t2, sizeof t2));
-        return reject_unless_stored(j, ev, r, "time_in_future");
-    }
-    if (sid && ev->type == KJ_EVENT_SESSION_CLOSE && ev->time_ms < created_ms) {
-        snprintf(r->message, sizeof r->message,
-                 "field 'time_ms' is %s, earlier than the open of session '%.64s' (%s)",
-                 kj_format_time(ev->time_ms, 1, t1, sizeof t1), ev->session_id,
-                 kj_format_time(created_ms, 1, t2, sizeof t2));
-        return reject_unless_stored(j, ev, r, "close_before_open");
-    }
-
+    if ((code = time_problem(ev, now, sid, created_ms, r->message, sizeof r->message)))
+        return reject_unless_stored(j, ev, r, code);
     kj_session_state to = kj_session_next(before.state, ev->type, &code);
     if (to == KJ_SESSION_NONE) {
         snprintf(r->message, sizeof r->message, "session '%.120s' is already closed",
@@ -693,6 +758,7 @@ static int append_one(kj_journal *j, const kj_event *ev, int64_t now, kj_append_
     const char *close_reason = ev->type != KJ_EVENT_SESSION_CLOSE ? NULL
                                : ev->reason && *ev->reason        ? ev->reason
                                                                   : "unknown";
+    sqlite3_stmt *st;
     int inserted = !sid;
     if (inserted) {
         st = j->st[ST_INSERT_SESSION];
@@ -701,21 +767,7 @@ static int append_one(kj_journal *j, const kj_event *ev, int64_t now, kj_append_
             return rc;
         sid = sqlite3_last_insert_rowid(j->db);
     }
-
-    st = j->st[ST_INSERT_EVENT];
-    bind_text(st, 1, ev->event_id);
-    sqlite3_bind_int64(st, 2, sid);
-    sqlite3_bind_int(st, 3, ev->type);
-    sqlite3_bind_int64(st, 4, ev->time_ms);
-    sqlite3_bind_int64(st, 5, now);
-    bind_text(st, 6, ev->instance);
-    bind_text(st, 7, ev->user);
-    bind_text(st, 8, ev->engine_id);
-    bind_text(st, 9, ev->engine_tag);
-    bind_text(st, 10, ev->engine_namespace);
-    bind_text(st, 11, ev->reason);
-    bind_text(st, 12, ev->payload);
-    if ((rc = step_done(st)) != SQLITE_OK)
+    if ((rc = insert_event(j, ev, sid, now)) != SQLITE_OK)
         return rc;
     if (sqlite3_changes(j->db) == 0) {
         r->status = KJ_APPEND_DUPLICATE;
@@ -725,7 +777,6 @@ static int append_one(kj_journal *j, const kj_event *ev, int64_t now, kj_append_
         sqlite3_bind_int64(st, 1, sid);
         return step_done(st);
     }
-
     if (!inserted) {
         st = j->st[ST_UPDATE_SESSION];
         sqlite3_bind_int64(st, 1, sid);
@@ -733,23 +784,20 @@ static int append_one(kj_journal *j, const kj_event *ev, int64_t now, kj_append_
             return rc;
     }
     r->status = KJ_APPEND_STORED;
+    return count_event(counts, ev, &before, &after) ? SQLITE_NOMEM : SQLITE_OK;
+}
 
-    /* Totals: the session leaves what it was counted under and joins what
-     * its row now says. Any event may move it: a close changes its state,
-     * and any event may teach it a user or instance it did not have, or
-     * another one. */
-    int cerr = 0;
-    if (before.state != after.state || strcmp(before.user, after.user) ||
-        strcmp(before.instance, after.instance)) {
-        if (before.state != KJ_SESSION_NONE)
-            cerr = count_session(counts, &before, -1);
-        if (!cerr)
-            cerr = count_session(counts, &after, 1);
+const char *kj_append_status_name(kj_append_status s)
+{
+    switch (s) {
+    case KJ_APPEND_STORED:
+        return "stored";
+    case KJ_APPEND_DUPLICATE:
+        return "duplicate";
+    case KJ_APPEND_REJECTED:
+        return "rejected";
     }
-    if (!cerr)
-        cerr = count_add(counts, "events", "all", ev->type == KJ_EVENT_SESSION_OPEN,
-                         ev->type == KJ_EVENT_SESSION_CLOSE);
-    return cerr ? SQLITE_NOMEM : SQLITE_OK;
+    return NULL;
 }
 
 int kj_journal_append(kj_journal *j, const kj_event *events, size_t n, kj_append_result *results,
@@ -787,17 +835,6 @@ int kj_journal_append(kj_journal *j, const kj_event *events, size_t n, kj_append
 
 /* --- paged queries ------------------------------------------------------------ */
 
-/*
- * A query that pages by keyset: sql has a "%s" where the page condition goes
- * (or "1" on the first page) and ends with ORDER BY ... LIMIT. Each page is
- * one statement run in its own implicit read transaction.
- */
-typedef struct pager {
-    char sql[1536];
-    const char *first; /* condition on the first page */
-    const char *next;  /* condition on the next pages, using ?20 and ?21 */
-} pager;
-
 static const char *col_text(sqlite3_stmt *st, int i)
 {
     return (const char *)sqlite3_column_text(st, i);
@@ -811,14 +848,15 @@ static const char *col_text(sqlite3_stmt *st, int i)
  */
 typedef struct page {
     sqlite3_value **v; /* rows x cols */
-    int rows, cols, cap;
+    int rows, cols;
+    size_t cap; /* in rows */
 } page;
 
 static void page_free(page *p)
 {
     for (int i = 0; i < p->rows * p->cols; i++)
         sqlite3_value_free(p->v[i]);
-    sqlite3_free(p->v);
+    free(p->v);
     memset(p, 0, sizeof *p);
 }
 
@@ -830,15 +868,11 @@ static int page_fill(kj_journal *j, sqlite3_stmt *st, page *p, const char *what,
     memset(p, 0, sizeof *p);
     p->cols = sqlite3_column_count(st);
     while ((src = sqlite3_step(st)) == SQLITE_ROW) {
-        if (p->rows == p->cap) {
-            int cap = p->cap ? p->cap * 2 : KJ_JOURNAL_PAGE;
-            sqlite3_value **v = sqlite3_realloc64(p->v, (sqlite3_uint64)cap * p->cols * sizeof *v);
-            if (!v) {
-                src = SQLITE_NOMEM;
-                break;
-            }
-            p->v = v;
-            p->cap = cap;
+        /* Room for a whole page at once (a row has cols > 0 values). */
+        size_t need = p->rows < KJ_JOURNAL_PAGE ? KJ_JOURNAL_PAGE : (size_t)p->rows + 1;
+        if (kj_grow((void **)&p->v, &p->cap, need, (size_t)p->cols * sizeof *p->v)) {
+            src = SQLITE_NOMEM;
+            break;
         }
         for (int i = 0; i < p->cols; i++)
             p->v[p->rows * p->cols + i] = sqlite3_value_dup(sqlite3_column_value(st, i));
@@ -866,6 +900,48 @@ static int64_t v_int(sqlite3_value **v, int i)
     return sqlite3_value_int64(v[i]);
 }
 
+/*
+ * A query paged by keyset, each page one statement in its own implicit read
+ * transaction. For every page, sql() writes the statement (ORDER BY the
+ * keyset, LIMIT limit; a query may leave its keyset condition out on the
+ * first page) and bind() binds it; row() takes each row: it remembers the
+ * row's keyset, which bounds the next page, and passes the row to the
+ * caller's callback. q is the query's state, given back to all three.
+ */
+typedef struct keyset_query {
+    const char *what; /* names the query in error messages */
+    void (*sql)(const void *q, int first, int limit, char *buf, size_t size);
+    void (*bind)(const void *q, sqlite3_stmt *st, int first);
+    int (*row)(void *q, sqlite3_value **v);
+} keyset_query;
+
+/* Runs kq page by page until limit rows (0: no limit) went to row(), a page
+ * comes back short, or row() returns non-zero (that value is returned). */
+static int page_through(kj_journal *j, const keyset_query *kq, void *q, int64_t limit, kj_err *err)
+{
+    int64_t left = limit > 0 ? limit : INT64_MAX;
+    int rc = 0;
+    for (int first = 1; left > 0; first = 0) {
+        char sql[1024];
+        kq->sql(q, first, left < KJ_JOURNAL_PAGE ? (int)left : KJ_JOURNAL_PAGE, sql, sizeof sql);
+        sqlite3_stmt *st = NULL;
+        int src = sqlite3_prepare_v2(j->db, sql, -1, &st, NULL);
+        if (src != SQLITE_OK)
+            return db_err(j, src, err, kq->what);
+        kq->bind(q, st, first);
+        page pg;
+        if ((rc = page_fill(j, st, &pg, kq->what, err)))
+            return rc;
+        for (int i = 0; i < pg.rows && !rc; i++, left--)
+            rc = kq->row(q, page_row(&pg, i));
+        int rows = pg.rows;
+        page_free(&pg);
+        if (rc || rows < KJ_JOURNAL_PAGE)
+            break;
+    }
+    return rc;
+}
+
 /* --- sessions --- */
 
 #define SESSION_COLUMNS                                                                            \
@@ -889,79 +965,78 @@ static void row_session(sqlite3_value **v, kj_session *s)
     s->recorded_ms = v_int(v, 13);
 }
 
-/* Binds the values every session query shares (?1..?6). */
-static void bind_session_filter(sqlite3_stmt *st, const kj_session_filter *f)
+typedef struct session_pages {
+    const kj_session_filter *f;
+    char where[512]; /* the filter's conditions */
+    int64_t last_t, last_id;
+    kj_session_cb cb;
+    void *ud;
+} session_pages;
+
+static void session_page_sql(const void *q, int first, int limit, char *sql, size_t size)
 {
+    const session_pages *p = q;
+    const char *dir = p->f->reverse ? "DESC" : "ASC";
+    char keyset[64] = "";
+    if (!first)
+        snprintf(keyset, sizeof keyset, " AND (created_ms, id) %s (?7, ?8)",
+                 p->f->reverse ? "<" : ">");
+    snprintf(sql, size,
+             "SELECT " SESSION_COLUMNS " FROM sessions WHERE%s%s"
+             " ORDER BY created_ms %s, id %s LIMIT %d",
+             p->where, keyset, dir, dir, limit);
+}
+
+static void session_page_bind(const void *q, sqlite3_stmt *st, int first)
+{
+    const session_pages *p = q;
+    const kj_session_filter *f = p->f;
     sqlite3_bind_int(st, 1, f->state);
     bind_text(st, 2, f->user);
     bind_text(st, 3, f->instance);
     bind_text(st, 4, f->engine);
     sqlite3_bind_int64(st, 5, f->since_ms);
     sqlite3_bind_int64(st, 6, f->until_ms ? f->until_ms : INT64_MAX);
+    if (first)
+        return;
+    sqlite3_bind_int64(st, 7, p->last_t);
+    sqlite3_bind_int64(st, 8, p->last_id);
+    /* SQLite does not seek an index on a row value: the time range itself
+     * must start at the last row, or every page rescans all the pages
+     * before it. */
+    if (f->reverse)
+        sqlite3_bind_int64(st, 6,
+                           f->until_ms && f->until_ms <= p->last_t ? f->until_ms : p->last_t + 1);
+    else if (p->last_t > f->since_ms)
+        sqlite3_bind_int64(st, 5, p->last_t);
+}
+
+static int session_page_row(void *q, sqlite3_value **v)
+{
+    session_pages *p = q;
+    kj_session s;
+    row_session(v, &s);
+    p->last_t = s.created_ms;
+    p->last_id = v_int(v, 12);
+    return p->cb(&s, p->ud);
 }
 
 int kj_journal_sessions(kj_journal *j, const kj_session_filter *f, kj_session_cb cb, void *ud,
                         kj_err *err)
 {
     static const kj_session_filter all = {0};
-    if (!f)
-        f = &all;
+    static const keyset_query query = {"sessions", session_page_sql, session_page_bind,
+                                       session_page_row};
+    session_pages p = {.f = f ? f : &all, .cb = cb, .ud = ud};
+    f = p.f;
     /* Conditions are written so SQLite picks the index that fits the filter. */
-    char where[512];
-    snprintf(where, sizeof where, "%s%s%s%s created_ms >= ?5 AND created_ms < ?6",
+    snprintf(p.where, sizeof p.where, "%s%s%s%s created_ms >= ?5 AND created_ms < ?6",
              f->state == KJ_SESSION_OPEN     ? " state = 1 AND"
              : f->state == KJ_SESSION_CLOSED ? " state = 2 AND"
                                              : "",
              f->user ? " user = ?2 AND" : "", f->instance ? " instance = ?3 AND" : "",
              f->engine ? " " ENGINE_MATCH("?4", "?4") " AND" : "");
-    const char *dir = f->reverse ? "DESC" : "ASC";
-    const char *cmp = f->reverse ? "<" : ">";
-    int64_t left = f->limit > 0 ? f->limit : INT64_MAX;
-    int64_t last_t = 0, last_id = 0;
-    int first = 1, rc = 0;
-    while (left > 0) {
-        char keyset[64] = "", sql[1024];
-        if (!first)
-            snprintf(keyset, sizeof keyset, " AND (created_ms, id) %s (?7, ?8)", cmp);
-        snprintf(sql, sizeof sql,
-                 "SELECT " SESSION_COLUMNS " FROM sessions WHERE%s%s"
-                 " ORDER BY created_ms %s, id %s LIMIT %d",
-                 where, keyset, dir, dir, left < KJ_JOURNAL_PAGE ? (int)left : KJ_JOURNAL_PAGE);
-        sqlite3_stmt *st = NULL;
-        int src = sqlite3_prepare_v2(j->db, sql, -1, &st, NULL);
-        if (src != SQLITE_OK)
-            return db_err(j, src, err, "sessions");
-        bind_session_filter(st, f);
-        if (!first) {
-            sqlite3_bind_int64(st, 7, last_t);
-            sqlite3_bind_int64(st, 8, last_id);
-            /* SQLite does not seek an index on a row value: the time range
-             * itself must start at the last row, or every page rescans all
-             * the pages before it. */
-            if (f->reverse)
-                sqlite3_bind_int64(st, 6,
-                                   f->until_ms && f->until_ms <= last_t ? f->until_ms : last_t + 1);
-            else if (last_t > f->since_ms)
-                sqlite3_bind_int64(st, 5, last_t);
-        }
-        page pg;
-        if ((rc = page_fill(j, st, &pg, "sessions", err)))
-            return rc;
-        for (int i = 0; i < pg.rows && !rc; i++) {
-            kj_session s;
-            row_session(page_row(&pg, i), &s);
-            last_t = s.created_ms;
-            last_id = v_int(page_row(&pg, i), 12);
-            left--;
-            rc = cb(&s, ud);
-        }
-        int rows = pg.rows;
-        page_free(&pg);
-        if (rc || rows < KJ_JOURNAL_PAGE)
-            break;
-        first = 0;
-    }
-    return rc;
+    return page_through(j, &query, &p, f->limit, err);
 }
 
 /* Runs sql (binding text a and b to ?1 and ?2) and passes each session row to cb. */
@@ -1033,74 +1108,80 @@ static void row_event(sqlite3_value **v, kj_event_row *r)
     r->event.payload = v_text(v, 12);
 }
 
-/*
- * Streams events page by page. order is "time" (by time_ms, seq) or "seq";
- * the keyset of the last row delivered bounds the next page.
- */
+typedef struct event_pages {
+    const kj_event_filter *f;
+    int by_seq; /* in commit order (following a journal), not by (time_ms, seq) */
+    int64_t last_t, last_s;
+    int64_t *last_seq; /* may be NULL */
+    kj_event_cb cb;
+    void *ud;
+} event_pages;
+
+static void event_page_sql(const void *q, int first, int limit, char *sql, size_t size)
+{
+    const event_pages *p = q;
+    const kj_event_filter *f = p->f;
+    const char *cmp = f->reverse ? "<" : ">";
+    char keyset[96] = "";
+    if (p->by_seq)
+        snprintf(keyset, sizeof keyset, " AND e.seq %s ?4", cmp);
+    else if (!first)
+        snprintf(keyset, sizeof keyset, " AND (e.time_ms, e.seq) %s (?5, ?4)", cmp);
+    snprintf(sql, size,
+             "SELECT " EVENT_COLUMNS " FROM events e JOIN sessions s ON s.id = e.session"
+             " WHERE e.time_ms >= ?1 AND e.time_ms < ?2%s%s"
+             " ORDER BY %s LIMIT %d",
+             f->session_id ? " AND e.session = (SELECT id FROM sessions WHERE session_id = ?3)"
+                           : "",
+             keyset,
+             p->by_seq ? (f->reverse ? "e.seq DESC" : "e.seq ASC")
+                       : (f->reverse ? "e.time_ms DESC, e.seq DESC" : "e.time_ms ASC, e.seq ASC"),
+             limit);
+}
+
+static void event_page_bind(const void *q, sqlite3_stmt *st, int first)
+{
+    const event_pages *p = q;
+    const kj_event_filter *f = p->f;
+    int64_t since = f->since_ms, until = f->until_ms ? f->until_ms : INT64_MAX;
+    /* SQLite does not seek an index on a row value: the time range itself
+     * must start at the last row, or every page rescans all the pages
+     * before it. */
+    if (!p->by_seq && !first) {
+        if (f->reverse && p->last_t < until)
+            until = p->last_t + 1;
+        else if (!f->reverse && p->last_t > since)
+            since = p->last_t;
+    }
+    sqlite3_bind_int64(st, 1, since);
+    sqlite3_bind_int64(st, 2, until);
+    bind_text(st, 3, f->session_id);
+    sqlite3_bind_int64(st, 4, p->last_s);
+    sqlite3_bind_int64(st, 5, p->last_t);
+}
+
+static int event_page_row(void *q, sqlite3_value **v)
+{
+    event_pages *p = q;
+    kj_event_row r;
+    row_event(v, &r);
+    p->last_t = r.event.time_ms;
+    p->last_s = r.seq;
+    if (p->last_seq)
+        *p->last_seq = r.seq;
+    return p->cb(&r, p->ud);
+}
+
+/* Streams events by (time_ms, seq), or by seq after after_seq. */
 static int events_paged(kj_journal *j, const kj_event_filter *f, int by_seq, int64_t after_seq,
                         kj_event_cb cb, void *ud, int64_t *last_seq, kj_err *err)
 {
-    const char *cmp = f->reverse ? "<" : ">";
-    int64_t left = f->limit > 0 ? f->limit : INT64_MAX;
-    int64_t last_t = 0, last_s = after_seq;
-    int first = 1, rc = 0;
+    static const keyset_query query = {"events", event_page_sql, event_page_bind, event_page_row};
+    event_pages p = {
+        .f = f, .by_seq = by_seq, .last_s = after_seq, .last_seq = last_seq, .cb = cb, .ud = ud};
     if (last_seq)
         *last_seq = after_seq;
-    while (left > 0) {
-        char keyset[96] = "", sql[1024];
-        if (by_seq)
-            snprintf(keyset, sizeof keyset, " AND e.seq %s ?4", cmp);
-        else if (!first)
-            snprintf(keyset, sizeof keyset, " AND (e.time_ms, e.seq) %s (?5, ?4)", cmp);
-        snprintf(sql, sizeof sql,
-                 "SELECT " EVENT_COLUMNS " FROM events e JOIN sessions s ON s.id = e.session"
-                 " WHERE e.time_ms >= ?1 AND e.time_ms < ?2%s%s"
-                 " ORDER BY %s LIMIT %d",
-                 f->session_id ? " AND e.session = (SELECT id FROM sessions WHERE session_id = ?3)"
-                               : "",
-                 keyset,
-                 by_seq ? (f->reverse ? "e.seq DESC" : "e.seq ASC")
-                        : (f->reverse ? "e.time_ms DESC, e.seq DESC" : "e.time_ms ASC, e.seq ASC"),
-                 left < KJ_JOURNAL_PAGE ? (int)left : KJ_JOURNAL_PAGE);
-        sqlite3_stmt *st = NULL;
-        int src = sqlite3_prepare_v2(j->db, sql, -1, &st, NULL);
-        if (src != SQLITE_OK)
-            return db_err(j, src, err, "events");
-        int64_t since = f->since_ms, until = f->until_ms ? f->until_ms : INT64_MAX;
-        /* SQLite does not seek an index on a row value: the time range
-         * itself must start at the last row, or every page rescans all the
-         * pages before it. */
-        if (!by_seq && !first) {
-            if (f->reverse && last_t < until)
-                until = last_t + 1;
-            else if (!f->reverse && last_t > since)
-                since = last_t;
-        }
-        sqlite3_bind_int64(st, 1, since);
-        sqlite3_bind_int64(st, 2, until);
-        bind_text(st, 3, f->session_id);
-        sqlite3_bind_int64(st, 4, last_s);
-        sqlite3_bind_int64(st, 5, last_t);
-        page pg;
-        if ((rc = page_fill(j, st, &pg, "events", err)))
-            return rc;
-        for (int i = 0; i < pg.rows && !rc; i++) {
-            kj_event_row r;
-            row_event(page_row(&pg, i), &r);
-            last_t = r.event.time_ms;
-            last_s = r.seq;
-            if (last_seq)
-                *last_seq = r.seq;
-            left--;
-            rc = cb(&r, ud);
-        }
-        int rows = pg.rows;
-        page_free(&pg);
-        if (rc || rows < KJ_JOURNAL_PAGE)
-            break;
-        first = 0;
-    }
-    return rc;
+    return page_through(j, &query, &p, f->limit, err);
 }
 
 int kj_journal_events(kj_journal *j, const kj_event_filter *f, kj_event_cb cb, void *ud,
@@ -1355,81 +1436,89 @@ static int check_rows(kj_journal *j, verify_ctx *v, const char *what, const char
     return 0;
 }
 
-int kj_journal_verify(kj_journal *j, kj_problem_cb cb, void *ud, int64_t *problems, kj_err *err)
+/* kjournal's invariants: each query's rows are problems (check_rows()). */
+static const struct {
+    const char *what, *sql;
+} invariant_checks[] = {
+    {"foreign key", "SELECT \"table\" || ' row ' || rowid, 'references a missing '"
+                    " || parent FROM pragma_foreign_key_check"},
+    {"event without session",
+     "SELECT 'event ' || event_id, 'session row ' || session || ' does not exist'"
+     " FROM events WHERE session NOT IN (SELECT id FROM sessions)"},
+    {"session disagrees with its events",
+     "SELECT 'session ' || s.session_id,"
+     " CASE WHEN e.n IS NULL THEN 'has no events'"
+     "  WHEN s.event_count <> e.n THEN 'event_count ' || s.event_count || ' but '"
+     "       || e.n || ' events'"
+     "  WHEN s.state <> (CASE WHEN e.cl IS NULL THEN 1 ELSE 2 END) THEN 'state '"
+     "       || s.state || ' disagrees with its events'"
+     "  WHEN s.closed_ms <> coalesce(e.cl, 0) THEN 'closed_ms disagrees with its events'"
+     "  WHEN s.created_ms <> e.mn OR s.updated_ms <> e.mx THEN 'created/updated times"
+     " disagree with its events'"
+     "  WHEN s.recorded_ms <> e.rmx THEN 'recorded_ms disagrees with its events' END"
+     " FROM sessions s LEFT JOIN (SELECT session, count(*) n, min(time_ms) mn,"
+     "  max(time_ms) mx, min(CASE WHEN type = 2 THEN time_ms END) cl, max(recorded_ms) rmx"
+     "  FROM events GROUP BY session) e ON e.session = s.id"
+     " WHERE e.n IS NULL OR s.event_count <> e.n"
+     "  OR s.state <> (CASE WHEN e.cl IS NULL THEN 1 ELSE 2 END)"
+     "  OR s.closed_ms <> coalesce(e.cl, 0) OR s.created_ms <> e.mn OR s.updated_ms <> e.mx"
+     "  OR s.recorded_ms <> e.rmx"},
+    /* Both ways: a total that is wrong, and a key with sessions but no
+     * total at all. */
+    {"totals disagree with the journal",
+     "WITH a (dim, key, open, closed) AS ("
+     "  SELECT 'state', 'all', coalesce(sum(state = 1), 0), coalesce(sum(state = 2), 0)"
+     "   FROM sessions"
+     "  UNION ALL SELECT 'events', 'all', coalesce(sum(type = 1), 0),"
+     "   coalesce(sum(type = 2), 0) FROM events"
+     "  UNION ALL SELECT 'user', coalesce(user, ''), sum(state = 1), sum(state = 2)"
+     "   FROM sessions GROUP BY 2"
+     "  UNION ALL SELECT 'instance', coalesce(instance, ''), sum(state = 1), sum(state = 2)"
+     "   FROM sessions GROUP BY 2)"
+     " SELECT 'count ' || c.dim || '/' || c.key, 'recorded ' || c.open || ' open, '"
+     "  || c.closed || ' closed; found ' || coalesce(a.open, 0) || ' open, '"
+     "  || coalesce(a.closed, 0) || ' closed'"
+     " FROM counts c LEFT JOIN a ON a.dim = c.dim AND a.key = c.key"
+     " WHERE coalesce(a.open, 0) <> c.open OR coalesce(a.closed, 0) <> c.closed"
+     " UNION ALL"
+     " SELECT 'count ' || a.dim || '/' || a.key, 'recorded nothing; found ' || a.open"
+     "  || ' open, ' || a.closed || ' closed'"
+     " FROM a WHERE (a.open <> 0 OR a.closed <> 0) AND NOT EXISTS"
+     "  (SELECT 1 FROM counts c WHERE c.dim = a.dim AND c.key = a.key)"},
+};
+
+/* PRAGMA integrity_check: its complaints, or why it could not run, are
+ * problems. */
+static void check_integrity(kj_journal *j, verify_ctx *v)
 {
-    verify_ctx v = {.cb = cb, .ud = ud};
-    int rc = 0;
     sqlite3_stmt *st = NULL;
     int src = sqlite3_prepare_v2(j->db, "PRAGMA integrity_check(100)", -1, &st, NULL);
     if (src == SQLITE_OK) {
         while ((src = sqlite3_step(st)) == SQLITE_ROW) {
             const char *msg = col_text(st, 0);
             if (msg && strcmp(msg, "ok"))
-                problem(&v, "integrity: %s", msg);
+                problem(v, "integrity: %s", msg);
         }
     }
     sqlite3_finalize(st);
-    if (src != SQLITE_DONE && src != SQLITE_OK) {
-        problem(&v, "integrity: %s", sqlite3_errstr(src));
-        goto out; /* the invariants cannot be trusted on a file SQLite cannot read */
-    }
+    if (src != SQLITE_DONE && src != SQLITE_OK)
+        problem(v, "integrity: %s", sqlite3_errstr(src));
+}
+
+int kj_journal_verify(kj_journal *j, kj_problem_cb cb, void *ud, int64_t *problems, kj_err *err)
+{
+    verify_ctx v = {.cb = cb, .ud = ud};
+    int rc = 0;
+    check_integrity(j, &v);
+    /* The invariants cannot be trusted on a file SQLite cannot read, nor on
+     * one whose structure is damaged. */
     if (v.problems)
         goto out;
-
     /* One read transaction for all the invariants, so they see one snapshot. */
     if ((rc = exec(j, "BEGIN", err)))
         goto out;
-    const struct {
-        const char *what, *sql;
-    } checks[] = {
-        {"foreign key", "SELECT \"table\" || ' row ' || rowid, 'references a missing '"
-                        " || parent FROM pragma_foreign_key_check"},
-        {"event without session",
-         "SELECT 'event ' || event_id, 'session row ' || session || ' does not exist'"
-         " FROM events WHERE session NOT IN (SELECT id FROM sessions)"},
-        {"session disagrees with its events",
-         "SELECT 'session ' || s.session_id,"
-         " CASE WHEN e.n IS NULL THEN 'has no events'"
-         "  WHEN s.event_count <> e.n THEN 'event_count ' || s.event_count || ' but '"
-         "       || e.n || ' events'"
-         "  WHEN s.state <> (CASE WHEN e.cl IS NULL THEN 1 ELSE 2 END) THEN 'state '"
-         "       || s.state || ' disagrees with its events'"
-         "  WHEN s.closed_ms <> coalesce(e.cl, 0) THEN 'closed_ms disagrees with its events'"
-         "  WHEN s.created_ms <> e.mn OR s.updated_ms <> e.mx THEN 'created/updated times"
-         " disagree with its events'"
-         "  WHEN s.recorded_ms <> e.rmx THEN 'recorded_ms disagrees with its events' END"
-         " FROM sessions s LEFT JOIN (SELECT session, count(*) n, min(time_ms) mn,"
-         "  max(time_ms) mx, min(CASE WHEN type = 2 THEN time_ms END) cl, max(recorded_ms) rmx"
-         "  FROM events GROUP BY session) e ON e.session = s.id"
-         " WHERE e.n IS NULL OR s.event_count <> e.n"
-         "  OR s.state <> (CASE WHEN e.cl IS NULL THEN 1 ELSE 2 END)"
-         "  OR s.closed_ms <> coalesce(e.cl, 0) OR s.created_ms <> e.mn OR s.updated_ms <> e.mx"
-         "  OR s.recorded_ms <> e.rmx"},
-        /* Both ways: a total that is wrong, and a key with sessions but no
-         * total at all. */
-        {"totals disagree with the journal",
-         "WITH a (dim, key, open, closed) AS ("
-         "  SELECT 'state', 'all', coalesce(sum(state = 1), 0), coalesce(sum(state = 2), 0)"
-         "   FROM sessions"
-         "  UNION ALL SELECT 'events', 'all', coalesce(sum(type = 1), 0),"
-         "   coalesce(sum(type = 2), 0) FROM events"
-         "  UNION ALL SELECT 'user', coalesce(user, ''), sum(state = 1), sum(state = 2)"
-         "   FROM sessions GROUP BY 2"
-         "  UNION ALL SELECT 'instance', coalesce(instance, ''), sum(state = 1), sum(state = 2)"
-         "   FROM sessions GROUP BY 2)"
-         " SELECT 'count ' || c.dim || '/' || c.key, 'recorded ' || c.open || ' open, '"
-         "  || c.closed || ' closed; found ' || coalesce(a.open, 0) || ' open, '"
-         "  || coalesce(a.closed, 0) || ' closed'"
-         " FROM counts c LEFT JOIN a ON a.dim = c.dim AND a.key = c.key"
-         " WHERE coalesce(a.open, 0) <> c.open OR coalesce(a.closed, 0) <> c.closed"
-         " UNION ALL"
-         " SELECT 'count ' || a.dim || '/' || a.key, 'recorded nothing; found ' || a.open"
-         "  || ' open, ' || a.closed || ' closed'"
-         " FROM a WHERE (a.open <> 0 OR a.closed <> 0) AND NOT EXISTS"
-         "  (SELECT 1 FROM counts c WHERE c.dim = a.dim AND c.key = a.key)"},
-    };
-    for (size_t i = 0; i < sizeof checks / sizeof checks[0] && !rc; i++)
-        rc = check_rows(j, &v, checks[i].what, checks[i].sql, err);
+    for (size_t i = 0; i < sizeof invariant_checks / sizeof invariant_checks[0] && !rc; i++)
+        rc = check_rows(j, &v, invariant_checks[i].what, invariant_checks[i].sql, err);
     sqlite3_exec(j->db, "COMMIT", NULL, NULL, NULL);
 out:
     if (problems)
@@ -1526,13 +1615,14 @@ int kj_journal_action_record(kj_journal *j, const kj_action *a, kj_err *err)
     return kj_journal_action_record_batch(j, a, 1, err);
 }
 
-int kj_journal_pod_sessions(kj_journal *j, const char *tag, const char *app_id, int64_t *open,
-                            int64_t *closed, int64_t *last_closed_ms, kj_err *err)
+int kj_journal_count_sessions_of_pod(kj_journal *j, const char *tag, const char *app_id,
+                                     int64_t *open, int64_t *closed, int64_t *last_closed_ms,
+                                     kj_err *err)
 {
     *open = *closed = *last_closed_ms = 0;
     if (!(tag && *tag) && !(app_id && *app_id))
         return 0;
-    sqlite3_stmt *st = j->st[ST_POD_SESSIONS];
+    sqlite3_stmt *st = j->st[ST_COUNT_POD_SESSIONS];
     bind_text(st, 1, tag);
     bind_text(st, 2, app_id);
     int rc = sqlite3_step(st);
@@ -1565,45 +1655,44 @@ static void row_run(sqlite3_value **v, kj_run *r)
     };
 }
 
-int kj_journal_runs_list(kj_journal *j, int64_t limit, int reverse, kj_run_cb cb, void *ud,
-                         kj_err *err)
+typedef struct run_pages {
+    int reverse;
+    int64_t last_id;
+    kj_run_cb cb;
+    void *ud;
+} run_pages;
+
+static void run_page_sql(const void *q, int first, int limit, char *sql, size_t size)
 {
-    const char *cmp = reverse ? "<" : ">", *dir = reverse ? "DESC" : "ASC";
-    int64_t left = limit > 0 ? limit : INT64_MAX;
-    int64_t last_id = reverse ? INT64_MAX : 0;
-    int rc = 0;
-    while (left > 0 && !rc) {
-        char sql[256];
-        snprintf(sql, sizeof sql,
-                 "SELECT " RUN_COLUMNS " FROM reconcile_runs WHERE id %s ?1 ORDER BY id %s"
-                 " LIMIT %d",
-                 cmp, dir, left < KJ_JOURNAL_PAGE ? (int)left : KJ_JOURNAL_PAGE);
-        sqlite3_stmt *st = NULL;
-        int src = sqlite3_prepare_v2(j->db, sql, -1, &st, NULL);
-        if (src != SQLITE_OK)
-            return db_err(j, src, err, "runs");
-        sqlite3_bind_int64(st, 1, last_id);
-        page pg;
-        if ((rc = page_fill(j, st, &pg, "runs", err)))
-            return rc;
-        for (int i = 0; i < pg.rows && !rc; i++) {
-            kj_run r;
-            row_run(page_row(&pg, i), &r);
-            last_id = r.id;
-            left--;
-            rc = cb(&r, ud);
-        }
-        int full = pg.rows == KJ_JOURNAL_PAGE;
-        page_free(&pg);
-        if (!full)
-            break;
-    }
-    return rc;
+    const run_pages *p = q;
+    (void)first; /* the first page starts after id 0 (before INT64_MAX) */
+    snprintf(sql, size,
+             "SELECT " RUN_COLUMNS " FROM reconcile_runs WHERE id %s ?1 ORDER BY id %s"
+             " LIMIT %d",
+             p->reverse ? "<" : ">", p->reverse ? "DESC" : "ASC", limit);
 }
 
-int kj_journal_runs(kj_journal *j, int64_t limit, kj_run_cb cb, void *ud, kj_err *err)
+static void run_page_bind(const void *q, sqlite3_stmt *st, int first)
 {
-    return kj_journal_runs_list(j, limit, 1, cb, ud, err);
+    const run_pages *p = q;
+    (void)first;
+    sqlite3_bind_int64(st, 1, p->last_id);
+}
+
+static int run_page_row(void *q, sqlite3_value **v)
+{
+    run_pages *p = q;
+    kj_run r;
+    row_run(v, &r);
+    p->last_id = r.id;
+    return p->cb(&r, p->ud);
+}
+
+int kj_journal_runs(kj_journal *j, int64_t limit, int reverse, kj_run_cb cb, void *ud, kj_err *err)
+{
+    static const keyset_query query = {"runs", run_page_sql, run_page_bind, run_page_row};
+    run_pages p = {.reverse = reverse, .last_id = reverse ? INT64_MAX : 0, .cb = cb, .ud = ud};
+    return page_through(j, &query, &p, limit, err);
 }
 
 int kj_journal_run_get(kj_journal *j, int64_t run_id, kj_run_cb cb, void *ud, kj_err *err)
@@ -1630,68 +1719,71 @@ int kj_journal_run_get(kj_journal *j, int64_t run_id, kj_run_cb cb, void *ud, kj
     return rc;
 }
 
+typedef struct action_pages {
+    const kj_action_filter *f;
+    int64_t last_id;
+    kj_action_cb cb;
+    void *ud;
+} action_pages;
+
+static void action_page_sql(const void *q, int first, int limit, char *sql, size_t size)
+{
+    const action_pages *p = q;
+    (void)first; /* the first page starts after id 0 (before INT64_MAX) */
+    snprintf(sql, size,
+             "SELECT id, run, time_ms, namespace, pod, uid, engine_tag, engine_id, action,"
+             " reason, result, http_code, message FROM reconcile_actions a"
+             " WHERE id %s ?1%s%s ORDER BY id %s LIMIT %d",
+             p->f->reverse ? "<" : ">", p->f->run_id ? " AND run = ?2" : "",
+             /* Scalar subqueries, so that SQLite reads the two engine
+              * indexes (MULTI-INDEX OR) rather than every action. */
+             p->f->session_id
+                 ? " AND (a.engine_tag = (SELECT engine_tag FROM sessions WHERE session_id = ?3)"
+                   " OR a.engine_id = (SELECT engine_id FROM sessions WHERE session_id = ?3))"
+                 : "",
+             p->f->reverse ? "DESC" : "ASC", limit);
+}
+
+static void action_page_bind(const void *q, sqlite3_stmt *st, int first)
+{
+    const action_pages *p = q;
+    (void)first;
+    sqlite3_bind_int64(st, 1, p->last_id);
+    sqlite3_bind_int64(st, 2, p->f->run_id);
+    bind_text(st, 3, p->f->session_id);
+}
+
+static int action_page_row(void *q, sqlite3_value **v)
+{
+    action_pages *p = q;
+    kj_action a = {
+        .id = v_int(v, 0),
+        .run_id = v_int(v, 1),
+        .time_ms = v_int(v, 2),
+        .namespace_ = v_text(v, 3),
+        .pod = v_text(v, 4),
+        .uid = v_text(v, 5),
+        .engine_tag = v_text(v, 6),
+        .engine_id = v_text(v, 7),
+        .action = v_text(v, 8),
+        .reason = v_text(v, 9),
+        .result = v_text(v, 10),
+        .http_code = (int)v_int(v, 11),
+        .message = v_text(v, 12),
+    };
+    p->last_id = a.id;
+    return p->cb(&a, p->ud);
+}
+
 int kj_journal_actions(kj_journal *j, const kj_action_filter *f, kj_action_cb cb, void *ud,
                        kj_err *err)
 {
     static const kj_action_filter all = {0};
-    if (!f)
-        f = &all;
-    const char *cmp = f->reverse ? "<" : ">", *dir = f->reverse ? "DESC" : "ASC";
-    int64_t left = f->limit > 0 ? f->limit : INT64_MAX;
-    int64_t last_id = f->reverse ? INT64_MAX : 0;
-    int rc = 0;
-    while (left > 0) {
-        char sql[1024];
-        snprintf(
-            sql, sizeof sql,
-            "SELECT id, run, time_ms, namespace, pod, uid, engine_tag, engine_id, action,"
-            " reason, result, http_code, message FROM reconcile_actions a"
-            " WHERE id %s ?1%s%s ORDER BY id %s LIMIT %d",
-            cmp, f->run_id ? " AND run = ?2" : "",
-            /* Scalar subqueries, so that SQLite reads the two engine
-             * indexes (MULTI-INDEX OR) rather than every action. */
-            f->session_id
-                ? " AND (a.engine_tag = (SELECT engine_tag FROM sessions WHERE session_id = ?3)"
-                  " OR a.engine_id = (SELECT engine_id FROM sessions WHERE session_id = ?3))"
-                : "",
-            dir, left < KJ_JOURNAL_PAGE ? (int)left : KJ_JOURNAL_PAGE);
-        sqlite3_stmt *st = NULL;
-        int src = sqlite3_prepare_v2(j->db, sql, -1, &st, NULL);
-        if (src != SQLITE_OK)
-            return db_err(j, src, err, "actions");
-        sqlite3_bind_int64(st, 1, last_id);
-        sqlite3_bind_int64(st, 2, f->run_id);
-        bind_text(st, 3, f->session_id);
-        page pg;
-        if ((rc = page_fill(j, st, &pg, "actions", err)))
-            return rc;
-        for (int i = 0; i < pg.rows && !rc; i++) {
-            sqlite3_value **v = page_row(&pg, i);
-            kj_action a = {
-                .id = v_int(v, 0),
-                .run_id = v_int(v, 1),
-                .time_ms = v_int(v, 2),
-                .namespace_ = v_text(v, 3),
-                .pod = v_text(v, 4),
-                .uid = v_text(v, 5),
-                .engine_tag = v_text(v, 6),
-                .engine_id = v_text(v, 7),
-                .action = v_text(v, 8),
-                .reason = v_text(v, 9),
-                .result = v_text(v, 10),
-                .http_code = (int)v_int(v, 11),
-                .message = v_text(v, 12),
-            };
-            last_id = a.id;
-            left--;
-            rc = cb(&a, ud);
-        }
-        int rows = pg.rows;
-        page_free(&pg);
-        if (rc || rows < KJ_JOURNAL_PAGE)
-            break;
-    }
-    return rc;
+    static const keyset_query query = {"actions", action_page_sql, action_page_bind,
+                                       action_page_row};
+    action_pages p = {.f = f ? f : &all, .cb = cb, .ud = ud};
+    p.last_id = p.f->reverse ? INT64_MAX : 0;
+    return page_through(j, &query, &p, p.f->limit, err);
 }
 
 int kj_journal_pod_terminal_since(kj_journal *j, const char *uid, int64_t now_ms, int64_t *first_ms,

@@ -72,6 +72,9 @@ typedef enum {
     KJ_APPEND_REJECTED = 3,
 } kj_append_status;
 
+/* "stored" / "duplicate" / "rejected" / NULL. */
+const char *kj_append_status_name(kj_append_status s);
+
 typedef struct kj_append_result {
     kj_append_status status;
     const char *code;  /* on rejection: static machine-readable code */
@@ -133,11 +136,12 @@ int kj_journal_session_get(kj_journal *j, const char *session_id, kj_session_cb 
 int kj_journal_sessions_of_pod(kj_journal *j, const char *tag, const char *app_id, kj_session_cb cb,
                                void *ud, kj_err *err);
 
-/* What the reconciler plans with, from one prepared statement: how many of
- * the pod's sessions (as kj_journal_sessions_of_pod) are open and closed, and
- * the latest closed_ms among the closed ones. */
-int kj_journal_pod_sessions(kj_journal *j, const char *tag, const char *app_id, int64_t *open,
-                            int64_t *closed, int64_t *last_closed_ms, kj_err *err);
+/* Counts the sessions kj_journal_sessions_of_pod() streams, for the
+ * reconciler's plan, from one prepared statement: how many are open and
+ * closed, and the latest closed_ms among the closed ones. */
+int kj_journal_count_sessions_of_pod(kj_journal *j, const char *tag, const char *app_id,
+                                     int64_t *open, int64_t *closed, int64_t *last_closed_ms,
+                                     kj_err *err);
 
 /* --- events --------------------------------------------------------------- */
 
@@ -247,11 +251,8 @@ int kj_journal_run_end(kj_journal *j, int64_t run_id, const char *status, int64_
 int kj_journal_action_record(kj_journal *j, const kj_action *a, kj_err *err);
 /* Records n actions in one transaction (one fsync for a whole pass's worth). */
 int kj_journal_action_record_batch(kj_journal *j, const kj_action *a, size_t n, kj_err *err);
-/* The last limit runs (0: all), newest first. */
-int kj_journal_runs(kj_journal *j, int64_t limit, kj_run_cb cb, void *ud, kj_err *err);
-/* Runs in id order (newest first when reverse), paged like the other queries. */
-int kj_journal_runs_list(kj_journal *j, int64_t limit, int reverse, kj_run_cb cb, void *ud,
-                         kj_err *err);
+/* At most limit runs (0: all) in id order, newest first when reverse. */
+int kj_journal_runs(kj_journal *j, int64_t limit, int reverse, kj_run_cb cb, void *ud, kj_err *err);
 /* One run; KJ_ENOENT when there is none. */
 int kj_journal_run_get(kj_journal *j, int64_t run_id, kj_run_cb cb, void *ud, kj_err *err);
 int kj_journal_actions(kj_journal *j, const kj_action_filter *f, kj_action_cb cb, void *ud,

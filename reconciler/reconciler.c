@@ -566,8 +566,8 @@ static void job_advance(job *jb)
             break;
         }
         kj_pod_sessions s;
-        if (kj_journal_pod_sessions(ps->j, pod->unique_tag, pod->app_selector, &s.open, &s.closed,
-                                    &s.last_closed_ms, &err)) {
+        if (kj_journal_count_sessions_of_pod(ps->j, pod->unique_tag, pod->app_selector, &s.open,
+                                             &s.closed, &s.last_closed_ms, &err)) {
             fail_pass(ps, &err);
             break;
         }

@@ -364,7 +364,7 @@ static void test_audit(void **state)
     assert_int_equal(s.n, 2);
     assert_string_equal(s.last_action, "delete");
     kj_run r = {0};
-    assert_int_equal(kj_journal_runs(f->j, 10, collect_run, &r, &err), 0);
+    assert_int_equal(kj_journal_runs(f->j, 10, 1, collect_run, &r, &err), 0);
     assert_int_equal(r.id, run);
     assert_int_equal(r.actions_ok, 3);
     assert_true(r.finished_ms >= r.started_ms);

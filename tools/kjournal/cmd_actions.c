@@ -93,7 +93,7 @@ int kj_cmd_actions(int argc, char **argv)
     if (runs) {
         kj_out_begin_list(o, "runs", "-- no reconcile runs --", kj_run_fields, kj_run_nfields);
         kj_out_last(o, f.limit, &f.reverse);
-        qrc = kj_journal_runs_list(j, f.limit, f.reverse, kj_print_run, o, &err);
+        qrc = kj_journal_runs(j, f.limit, f.reverse, kj_print_run, o, &err);
     } else {
         kj_out_begin_list(o, "actions", "-- no reconcile actions --", kj_action_fields,
                           kj_action_nfields);

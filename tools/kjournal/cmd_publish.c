@@ -40,6 +40,132 @@ static const char usage_end[] =
 #define KJ_STR_(x) #x
 #define KJ_STR(x) KJ_STR_(x)
 
+/* The events to send: the input's non-blank lines, and their numbers. */
+typedef struct event_lines {
+    char **lines;
+    size_t *lineno;
+    size_t n, lines_cap, lineno_cap;
+} event_lines;
+
+static void event_lines_free(event_lines *ev)
+{
+    for (size_t i = 0; i < ev->n; i++)
+        free(ev->lines[i]);
+    free(ev->lines);
+    free(ev->lineno);
+}
+
+/* Reads the non-blank lines of in, without their line ends. 0 or KJ_ENOMEM. */
+static int read_event_lines(FILE *in, event_lines *ev)
+{
+    char *line = NULL;
+    size_t lsize = 0, no = 0;
+    ssize_t len;
+    int rc = 0;
+    while (!rc && (len = getline(&line, &lsize, in)) >= 0) {
+        no++;
+        while (len && (line[len - 1] == '\n' || line[len - 1] == '\r'))
+            line[--len] = 0;
+        if (strspn(line, " \t") == (size_t)len)
+            continue;
+        if (kj_grow((void **)&ev->lines, &ev->lines_cap, ev->n + 1, sizeof *ev->lines) ||
+            kj_grow((void **)&ev->lineno, &ev->lineno_cap, ev->n + 1, sizeof *ev->lineno) ||
+            !(ev->lines[ev->n] = strdup(line)))
+            rc = KJ_ENOMEM;
+        else
+            ev->lineno[ev->n++] = no;
+    }
+    free(line);
+    return rc;
+}
+
+typedef struct publish_counts {
+    size_t stored, dup, rej, unacked, too_large;
+} publish_counts;
+
+/* Prints what became of the event on line lineno (unless quiet and it
+ * landed), and counts it. */
+static void print_result(const kj_publish_result *r, size_t lineno, int quiet, publish_counts *n)
+{
+    /* What the server said may quote what the line held: keep it inert. */
+    char *id = kj_display(r->event_id), *msg = kj_display(r->message);
+    char *code_s = kj_display(r->code);
+    n->too_large += !strcmp(r->code, "too_large");
+    switch (r->status) {
+    case KJ_APPEND_STORED:
+    case KJ_APPEND_DUPLICATE:
+        n->stored += r->status == KJ_APPEND_STORED;
+        n->dup += r->status == KJ_APPEND_DUPLICATE;
+        if (!quiet)
+            printf("line %zu: %s %s\n", lineno, kj_append_status_name(r->status), id);
+        break;
+    case KJ_APPEND_REJECTED:
+        n->rej++;
+        printf("line %zu: rejected %s%s%s: %s\n", lineno, id, id[0] ? " " : "",
+               code_s[0] ? code_s : "rejected", msg);
+        break;
+    default:
+        n->unacked++;
+        printf("line %zu: unacknowledged %s: %s\n", lineno, code_s[0] ? code_s : "timeout",
+               msg[0] ? msg : "no acknowledgement from kjournald");
+    }
+    free(id);
+    free(msg);
+    free(code_s);
+}
+
+/* Prints a line per event and the totals; returns the exit code, given code
+ * (KJ_EXIT_FAILURE when the publisher itself failed). */
+static int report(const event_lines *ev, const kj_publish_result *res, int quiet, int code)
+{
+    publish_counts n = {0};
+    for (size_t i = 0; i < ev->n; i++)
+        print_result(&res[i], ev->lineno[i], quiet, &n);
+    if (n.too_large)
+        fprintf(stderr,
+                "kjournal publish: %zu events are too large for kjournald (see --max-message in "
+                "'kjournald --help'); they were not stored, and sending them again will not "
+                "help\n",
+                n.too_large);
+    fprintf(stderr,
+            "kjournal publish: %zu stored, %zu duplicate, %zu rejected, %zu unacknowledged\n",
+            n.stored, n.dup, n.rej, n.unacked);
+    if (n.unacked)
+        return KJ_EXIT_UNAVAILABLE;
+    if (n.rej && code == KJ_EXIT_OK)
+        return KJ_EXIT_FAILURE;
+    return code;
+}
+
+/* Sends the events to endpoint and reports on them. Returns the exit code. */
+static int publish(const char *endpoint, const kj_publisher_opts *po, const event_lines *ev,
+                   int quiet)
+{
+    int code = KJ_EXIT_OK;
+    kj_publisher *p = NULL;
+    kj_err err = {0};
+    kj_publish_result *res = calloc(ev->n, sizeof *res);
+    if (!res) {
+        fprintf(stderr, "kjournal publish: out of memory\n");
+        return KJ_EXIT_FAILURE;
+    }
+    if (kj_publisher_new(endpoint, po, &p, &err) < 0) {
+        fprintf(stderr, "kjournal publish: %s\n", err.msg);
+        code = err.code == KJ_ENOENT ? KJ_EXIT_NOFILE : KJ_EXIT_USAGE;
+        goto out;
+    }
+    int rc = kj_publisher_publish(p, (const char *const *)ev->lines, ev->n, res, &err);
+    if (rc < 0 && rc != KJ_ETIMEDOUT) {
+        fprintf(stderr, "kjournal publish: %s\n", err.msg);
+        code = KJ_EXIT_FAILURE;
+    }
+    code = report(ev, res, quiet, code);
+out:
+    kj_publisher_destroy(p);
+    free(res);
+    return code;
+}
+
 int kj_cmd_publish(int argc, char **argv)
 {
     const char *env = getenv("KJOURNAL_ENDPOINT");
@@ -85,107 +211,17 @@ int kj_cmd_publish(int argc, char **argv)
         fprintf(stderr, "kjournal publish: cannot open '%s': %s\n", path, strerror(errno));
         return errno == ENOENT ? KJ_EXIT_NOFILE : KJ_EXIT_FAILURE;
     }
-
-    int code = KJ_EXIT_OK;
-    char **lines = NULL, *line = NULL;
-    size_t *lineno = NULL, n = 0, cap = 0, lsize = 0, no = 0;
-    kj_publish_result *res = NULL;
-    kj_publisher *p = NULL;
-    kj_err err = {0};
-    ssize_t len;
-    while ((len = getline(&line, &lsize, in)) >= 0) {
-        no++;
-        while (len && (line[len - 1] == '\n' || line[len - 1] == '\r'))
-            line[--len] = 0;
-        if (strspn(line, " \t") == (size_t)len)
-            continue;
-        if (n == cap) {
-            cap = cap ? cap * 2 : 64;
-            char **nl = realloc(lines, cap * sizeof *lines);
-            size_t *nn = realloc(lineno, cap * sizeof *lineno);
-            if (nl)
-                lines = nl;
-            if (nn)
-                lineno = nn;
-            if (!nl || !nn)
-                goto oom;
-        }
-        if (!(lines[n] = strdup(line)))
-            goto oom;
-        lineno[n++] = no;
-    }
+    event_lines ev = {0};
+    rc = read_event_lines(in, &ev);
     if (in != stdin)
         fclose(in);
-    in = NULL;
-    if (n == 0)
-        goto out;
-    if (!(res = calloc(n, sizeof *res)))
-        goto oom;
-    if (kj_publisher_new(endpoint, &po, &p, &err) < 0) {
-        fprintf(stderr, "kjournal publish: %s\n", err.msg);
-        code = err.code == KJ_ENOENT ? KJ_EXIT_NOFILE : KJ_EXIT_USAGE;
-        goto out;
-    }
-    rc = kj_publisher_publish(p, (const char *const *)lines, n, res, &err);
-    if (rc < 0 && rc != KJ_ETIMEDOUT) {
-        fprintf(stderr, "kjournal publish: %s\n", err.msg);
+    int code = KJ_EXIT_OK;
+    if (rc) {
+        fprintf(stderr, "kjournal publish: out of memory\n");
         code = KJ_EXIT_FAILURE;
+    } else if (ev.n) {
+        code = publish(endpoint, &po, &ev, quiet);
     }
-    size_t stored = 0, dup = 0, rej = 0, unacked = 0, too_large = 0;
-    for (size_t i = 0; i < n; i++) {
-        const kj_publish_result *r = &res[i];
-        /* What the server said may quote what the line held: keep it inert. */
-        char *id = kj_display(r->event_id), *msg = kj_display(r->message);
-        char *code_s = kj_display(r->code);
-        too_large += !strcmp(r->code, "too_large");
-        switch (r->status) {
-        case KJ_APPEND_STORED:
-        case KJ_APPEND_DUPLICATE:
-            stored += r->status == KJ_APPEND_STORED;
-            dup += r->status == KJ_APPEND_DUPLICATE;
-            if (!quiet)
-                printf("line %zu: %s %s\n", lineno[i], kj_append_status_name(r->status), id);
-            break;
-        case KJ_APPEND_REJECTED:
-            rej++;
-            printf("line %zu: rejected %s%s%s: %s\n", lineno[i], id, id[0] ? " " : "",
-                   code_s[0] ? code_s : "rejected", msg);
-            break;
-        default:
-            unacked++;
-            printf("line %zu: unacknowledged %s: %s\n", lineno[i], code_s[0] ? code_s : "timeout",
-                   msg[0] ? msg : "no acknowledgement from kjournald");
-        }
-        free(id);
-        free(msg);
-        free(code_s);
-    }
-    if (too_large)
-        fprintf(stderr,
-                "kjournal publish: %zu events are too large for kjournald (see --max-message in "
-                "'kjournald --help'); they were not stored, and sending them again will not "
-                "help\n",
-                too_large);
-    fprintf(stderr,
-            "kjournal publish: %zu stored, %zu duplicate, %zu rejected, %zu unacknowledged\n",
-            stored, dup, rej, unacked);
-    if (unacked)
-        code = KJ_EXIT_UNAVAILABLE;
-    else if (rej && code == KJ_EXIT_OK)
-        code = KJ_EXIT_FAILURE;
-    goto out;
-oom:
-    fprintf(stderr, "kjournal publish: out of memory\n");
-    code = KJ_EXIT_FAILURE;
-out:
-    if (in && in != stdin)
-        fclose(in);
-    kj_publisher_destroy(p);
-    for (size_t i = 0; i < n; i++)
-        free(lines[i]);
-    free(lines);
-    free(lineno);
-    free(line);
-    free(res);
+    event_lines_free(&ev);
     return code;
 }

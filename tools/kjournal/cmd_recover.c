@@ -37,6 +37,63 @@ static void print_action(const kj_action *a, void *out)
     kj_print_action(a, out);
 }
 
+/* Loads the Kubernetes configuration; 0, or an exit code after saying why. */
+static int load_config(const kj_cli_common *c, const kj_kube_flags *fl, kj_kube_config **cfg)
+{
+    kj_err err = {0};
+    int rc = kj_kube_config_load(fl, cfg, &err);
+    if (rc == KJ_ENOENT)
+        return kj_cli_fail(c, KJ_EXIT_USAGE,
+                           "no Kubernetes configuration: give --server or --kubeconfig, set "
+                           "$KUBECONFIG, or run inside a cluster");
+    if (rc < 0)
+        return kj_cli_fail(c, KJ_EXIT_USAGE, "%s", err.msg);
+    return 0;
+}
+
+/* With the writer lock held, a run still "running" died with its process:
+ * marks it interrupted. 0, or an exit code after saying why. */
+static int mark_interrupted(const kj_cli_common *c, kj_journal *j)
+{
+    kj_err err = {0};
+    int64_t interrupted = 0;
+    if (kj_journal_runs_interrupt(j, &interrupted, &err) < 0)
+        return kj_cli_fail_err(c, &err);
+    if (interrupted) /* not progress: news of a pass that was killed */
+        fprintf(stderr, "kjournal recover: %lld run(s) of a stopped process marked interrupted\n",
+                (long long)interrupted);
+    return 0;
+}
+
+static void print_summary(const kj_reconcile_summary *s, int dry_run)
+{
+    fprintf(stderr,
+            "kjournal recover: %s%lld pods seen, %lld acted on: %lld finalizers released, "
+            "%lld added, %lld pods deleted, %lld sessions closed, %lld running orphans "
+            "(%lld reported now: new or changed), "
+            "%lld already gone, %lld conflicts re-read, %lld waiting for a grace or retain "
+            "period, %lld failed\n",
+            dry_run ? "(dry run) " : "", (long long)s->pods_seen, (long long)s->pods_acted_on,
+            (long long)s->finalizers_released, (long long)s->finalizers_added,
+            (long long)s->pods_deleted, (long long)s->sessions_closed,
+            (long long)s->orphans_running, (long long)s->orphans_reported,
+            (long long)s->already_gone, (long long)s->conflicts, (long long)s->waiting,
+            (long long)s->actions_failed);
+}
+
+/* The exit code of a pass that returned prc (with err's message). */
+static int pass_exit(const kj_cli_common *c, int prc, const kj_reconcile_summary *s,
+                     const kj_err *err)
+{
+    if (prc == 0)
+        return KJ_EXIT_OK;
+    if (prc == KJ_EIO && s->actions_failed)
+        return kj_cli_fail(c, KJ_EXIT_FAILURE, "%s", err->msg);
+    if (prc == KJ_EUNAVAIL || prc == KJ_ETIMEDOUT || prc == KJ_EAUTH)
+        return kj_cli_fail(c, KJ_EXIT_UNAVAILABLE, "%s", err->msg);
+    return kj_cli_fail(c, KJ_EXIT_FAILURE, "%s", err->msg);
+}
+
 int kj_cmd_recover(int argc, char **argv)
 {
     kj_kube_flags fl;
@@ -69,28 +126,16 @@ int kj_cmd_recover(int argc, char **argv)
     fl.max_in_flight = pol.concurrency;
 
     kj_kube_config *cfg = NULL;
-    if ((rc = kj_kube_config_load(&fl, &cfg, &err)) < 0) {
-        if (rc == KJ_ENOENT)
-            return kj_cli_fail(&c, KJ_EXIT_USAGE,
-                               "no Kubernetes configuration: give --server or --kubeconfig, set "
-                               "$KUBECONFIG, or run inside a cluster");
-        return kj_cli_fail(&c, KJ_EXIT_USAGE, "%s", err.msg);
-    }
+    if ((rc = load_config(&c, &fl, &cfg)))
+        return rc;
     kj_journal *j = NULL;
     kj_kube *k = NULL;
     kj_out *out = NULL;
     if ((rc = kj_cli_open(&c, dry_run ? KJ_JOURNAL_READONLY : KJ_JOURNAL_NOCREATE | KJ_JOURNAL_LOCK,
                           &j)))
         goto out;
-    int64_t interrupted = 0;
-    /* With the writer lock held, a run still "running" died with its process. */
-    if (!dry_run && kj_journal_runs_interrupt(j, &interrupted, &err) < 0) {
-        rc = kj_cli_fail_err(&c, &err);
+    if (!dry_run && (rc = mark_interrupted(&c, j)))
         goto out;
-    }
-    if (interrupted) /* not progress: news of a pass that was killed */
-        fprintf(stderr, "kjournal recover: %lld run(s) of a stopped process marked interrupted\n",
-                (long long)interrupted);
     if (kj_kube_new(cfg, &k, &err) < 0) {
         rc = kj_cli_fail(&c, KJ_EXIT_USAGE, "%s", err.msg);
         goto out;
@@ -113,25 +158,8 @@ int kj_cmd_recover(int argc, char **argv)
                kj_kube_config_server(cfg), kj_kube_config_source(cfg), dry_run);
     int prc = kj_reconcile(j, k, &pol, &o, &s, &err);
     kj_out_end_list(out);
-    fprintf(stderr,
-            "kjournal recover: %s%lld pods seen, %lld acted on: %lld finalizers released, "
-            "%lld added, %lld pods deleted, %lld sessions closed, %lld running orphans "
-            "(%lld reported now: new or changed), "
-            "%lld already gone, %lld conflicts re-read, %lld waiting for a grace or retain "
-            "period, %lld failed\n",
-            dry_run ? "(dry run) " : "", (long long)s.pods_seen, (long long)s.pods_acted_on,
-            (long long)s.finalizers_released, (long long)s.finalizers_added,
-            (long long)s.pods_deleted, (long long)s.sessions_closed, (long long)s.orphans_running,
-            (long long)s.orphans_reported, (long long)s.already_gone, (long long)s.conflicts,
-            (long long)s.waiting, (long long)s.actions_failed);
-    if (prc == 0)
-        rc = KJ_EXIT_OK;
-    else if (prc == KJ_EIO && s.actions_failed)
-        rc = kj_cli_fail(&c, KJ_EXIT_FAILURE, "%s", err.msg);
-    else if (prc == KJ_EUNAVAIL || prc == KJ_ETIMEDOUT || prc == KJ_EAUTH)
-        rc = kj_cli_fail(&c, KJ_EXIT_UNAVAILABLE, "%s", err.msg);
-    else
-        rc = kj_cli_fail(&c, KJ_EXIT_FAILURE, "%s", err.msg);
+    print_summary(&s, dry_run);
+    rc = pass_exit(&c, prc, &s, &err);
 out:
     if (out) {
         int orc = kj_out_free(out);

@@ -35,8 +35,10 @@ typedef struct rowbuf {
 /* What short and csv hold back: the values of an object (printed when it
  * ends or a list begins inside it) and up to KJ_OUT_ALIGN rows of a table. */
 typedef struct held {
-    const kj_field **fields;
-    char **cells;
+    struct held_value {
+        const kj_field *field;
+        char *cell;
+    } * v;
     size_t n, cap;
 } held;
 
@@ -103,9 +105,9 @@ static int unsafe(int32_t cp)
 
 char *kj_display(const char *s)
 {
-    size_t n = strlen(s), cap = n + 1, len = 0;
-    char *out = malloc(cap);
-    if (!out)
+    size_t cap = 0, len = 0;
+    char *out = NULL;
+    if (kj_grow((void **)&out, &cap, strlen(s) + 1, 1))
         out_of_memory();
     for (const unsigned char *p = (const unsigned char *)s; *p;) {
         int32_t cp;
@@ -123,13 +125,8 @@ char *kj_display(const char *s)
             add = esc;
             alen = strlen(esc);
         }
-        if (len + alen + 1 > cap) {
-            cap = (len + alen + 1) * 2;
-            char *q = realloc(out, cap);
-            if (!q)
-                out_of_memory();
-            out = q;
-        }
+        if (kj_grow((void **)&out, &cap, len + alen + 1, 1))
+            out_of_memory();
         memcpy(out + len, add, alen);
         len += alen;
         p += l;
@@ -369,21 +366,11 @@ static void separate_block(kj_out *o)
 
 static void held_add(held *h, const kj_field *f, char *cell)
 {
-    if (h->n == h->cap) {
-        size_t cap = h->cap ? h->cap * 2 : 16;
-        const kj_field **fs = realloc(h->fields, cap * sizeof *fs);
-        char **cs = fs ? realloc(h->cells, cap * sizeof *cs) : NULL;
-        if (fs)
-            h->fields = fs;
-        if (!cs) {
-            free(cell);
-            return;
-        }
-        h->cells = cs;
-        h->cap = cap;
+    if (kj_grow((void **)&h->v, &h->cap, h->n + 1, sizeof *h->v)) {
+        free(cell);
+        return;
     }
-    h->fields[h->n] = f;
-    h->cells[h->n++] = cell;
+    h->v[h->n++] = (struct held_value){f, cell};
 }
 
 /* Prints the object values held so far (short: "title  value" lines; csv:
@@ -397,27 +384,27 @@ static void flush_object(kj_out *o)
     if (o->fmt == KJ_FMT_SHORT) {
         size_t w = 0;
         for (size_t i = 0; i < h->n; i++)
-            if (strlen(h->fields[i]->title) > w)
-                w = strlen(h->fields[i]->title);
+            if (strlen(h->v[i].field->title) > w)
+                w = strlen(h->v[i].field->title);
         for (size_t i = 0; i < h->n; i++) {
-            putf(o, "%-*s  ", (int)w, h->fields[i]->title);
-            put_colored(o, h->fields[i], h->cells[i]);
+            putf(o, "%-*s  ", (int)w, h->v[i].field->title);
+            put_colored(o, h->v[i].field, h->v[i].cell);
             put(o, "\n");
         }
     } else {
         for (size_t i = 0; i < h->n; i++) {
             put(o, i ? "," : "");
-            put_csv_cell(o, h->fields[i]->key);
+            put_csv_cell(o, h->v[i].field->key);
         }
         put(o, "\n");
         for (size_t i = 0; i < h->n; i++) {
             put(o, i ? "," : "");
-            put_csv_cell(o, h->cells[i]);
+            put_csv_cell(o, h->v[i].cell);
         }
         put(o, "\n");
     }
     for (size_t i = 0; i < h->n; i++)
-        free(h->cells[i]);
+        free(h->v[i].cell);
     h->n = 0;
 }
 
@@ -486,14 +473,10 @@ static rowbuf *rowbuf_new(size_t nfields)
 
 static void rowbuf_push(rowbuf *b, const kj_val *vals)
 {
-    if (b->rows == b->cap) {
-        size_t cap = b->cap ? b->cap * 2 : 64;
-        kj_val *v = realloc(b->vals, cap * b->nfields * sizeof *v);
-        if (!v)
-            out_of_memory();
-        b->vals = v;
-        b->cap = cap;
-    }
+    /* kj_grow counts whole rows (a list has at least one field). */
+    if (kj_grow((void **)&b->vals, &b->cap, b->rows + 1,
+                (b->nfields ? b->nfields : 1) * sizeof *b->vals))
+        out_of_memory();
     kj_val *row = &b->vals[b->rows++ * b->nfields];
     for (size_t i = 0; i < b->nfields; i++) {
         row[i].n = vals[i].n;
@@ -539,9 +522,8 @@ int kj_out_free(kj_out *o)
     if (o->failed)
         fprintf(stderr, "kjournal: cannot write the output: %s\n", strerror(errno));
     for (size_t i = 0; i < o->obj.n; i++)
-        free(o->obj.cells[i]);
-    free(o->obj.cells);
-    free(o->obj.fields);
+        free(o->obj.v[i].cell);
+    free(o->obj.v);
     free(o->cells);
     free(o->width);
     rowbuf_free(o->last);
@@ -698,14 +680,9 @@ void kj_out_row(kj_out *o, const kj_val *vals)
         check_stream(o);
         return;
     }
-    if (o->rows == o->rows_cap) {
-        size_t cap = o->rows_cap ? o->rows_cap * 2 : 16;
-        char **cells = realloc(o->cells, cap * l->n * sizeof *cells);
-        if (!cells)
-            out_of_memory();
-        o->cells = cells;
-        o->rows_cap = cap;
-    }
+    if (kj_grow((void **)&o->cells, &o->rows_cap, o->rows + 1,
+                (l->n ? l->n : 1) * sizeof *o->cells))
+        out_of_memory();
     for (size_t i = 0; i < l->n; i++) {
         char *cell = cell_text(o, &l->fields[i], vals[i]);
         o->cells[o->rows * l->n + i] = cell ? cell : strdup("");

@@ -283,15 +283,9 @@ static void histogram(FILE *b, const char *name, const char *help, const double 
     fputs(line, b);
 }
 
-static char *render(kjd_metrics *m)
+/* The ingest loop's counters and histograms. */
+static void render_ingest(FILE *f, const kj_ipc_stats *st)
 {
-    kj_ipc_stats st;
-    kj_ipc_server_stats(m->srv, &st);
-    char *out = NULL;
-    size_t outlen = 0;
-    FILE *f = open_memstream(&out, &outlen);
-    if (!f)
-        return NULL;
     char line[512];
     snprintf(line, sizeof line,
              "# HELP kjournal_ingest_events_total Events answered, by result.\n"
@@ -299,8 +293,8 @@ static char *render(kjd_metrics *m)
              "kjournal_ingest_events_total{result=\"stored\"} %llu\n"
              "kjournal_ingest_events_total{result=\"duplicate\"} %llu\n"
              "kjournal_ingest_events_total{result=\"rejected\"} %llu\n",
-             (unsigned long long)st.events_stored, (unsigned long long)st.events_duplicate,
-             (unsigned long long)st.events_rejected);
+             (unsigned long long)st->events_stored, (unsigned long long)st->events_duplicate,
+             (unsigned long long)st->events_rejected);
     fputs(line, f);
     snprintf(line, sizeof line,
              "# HELP kjournal_ingest_requests_total Requests received.\n"
@@ -312,14 +306,14 @@ static char *render(kjd_metrics *m)
              "# HELP kjournal_ingest_replies_dropped_total Replies to peers gone or too slow.\n"
              "# TYPE kjournal_ingest_replies_dropped_total counter\n"
              "kjournal_ingest_replies_dropped_total %llu\n",
-             (unsigned long long)st.requests, (unsigned long long)st.bad_requests,
-             (unsigned long long)st.replies_dropped);
+             (unsigned long long)st->requests, (unsigned long long)st->bad_requests,
+             (unsigned long long)st->replies_dropped);
     fputs(line, f);
     snprintf(line, sizeof line,
              "# HELP kjournal_ingest_commit_failures_total Batches the journal could not commit.\n"
              "# TYPE kjournal_ingest_commit_failures_total counter\n"
              "kjournal_ingest_commit_failures_total %llu\n",
-             (unsigned long long)st.commit_failures);
+             (unsigned long long)st->commit_failures);
     fputs(line, f);
     snprintf(line, sizeof line,
              "# HELP kjournal_ingest_overloaded_total Requests answered \"overloaded\" (retry): "
@@ -329,12 +323,19 @@ static char *render(kjd_metrics *m)
              "# HELP kjournal_ingest_queued_bytes Requests held, read and not yet answered.\n"
              "# TYPE kjournal_ingest_queued_bytes gauge\n"
              "kjournal_ingest_queued_bytes %llu\n",
-             (unsigned long long)st.overloaded, (unsigned long long)st.queued_bytes);
+             (unsigned long long)st->overloaded, (unsigned long long)st->queued_bytes);
     fputs(line, f);
     histogram(f, "kjournal_ingest_batch_size", "Events per commit.", kj_ipc_batch_bounds,
-              st.batch_hist, (double)st.batch_sum);
+              st->batch_hist, (double)st->batch_sum);
     histogram(f, "kjournal_ingest_commit_seconds", "Time to append and commit a batch.",
-              kj_ipc_commit_bounds_s, st.commit_hist, st.commit_sum_s);
+              kj_ipc_commit_bounds_s, st->commit_hist, st->commit_sum_s);
+}
+
+/* The journal's files, the ingest loop, this endpoint's connections and the
+ * reconciler's running orphans. */
+static void render_daemon(FILE *f, const kjd_metrics *m, int running)
+{
+    char line[512];
     snprintf(line, sizeof line,
              "# HELP kjournal_journal_bytes Size of the journal files.\n"
              "# TYPE kjournal_journal_bytes gauge\n"
@@ -343,7 +344,7 @@ static char *render(kjd_metrics *m)
              "# HELP kjournal_ingest_up Whether the ingest loop is serving.\n"
              "# TYPE kjournal_ingest_up gauge\n"
              "kjournal_ingest_up %d\n",
-             (long long)file_size(m->path, ""), (long long)file_size(m->path, "-wal"), st.running);
+             (long long)file_size(m->path, ""), (long long)file_size(m->path, "-wal"), running);
     fputs(line, f);
     fprintf(f,
             "# HELP kjournal_metrics_connections Connections open to this endpoint.\n"
@@ -366,6 +367,19 @@ static char *render(kjd_metrics *m)
                 "kjournal_reconcile_running_orphans %lld\n",
                 (long long)orphans);
     }
+}
+
+static char *render(kjd_metrics *m)
+{
+    kj_ipc_stats st;
+    kj_ipc_server_stats(m->srv, &st);
+    char *out = NULL;
+    size_t outlen = 0;
+    FILE *f = open_memstream(&out, &outlen);
+    if (!f)
+        return NULL;
+    render_ingest(f, &st);
+    render_daemon(f, m, st.running);
     if (fclose(f) != 0) {
         free(out);
         return NULL;
