@@ -302,3 +302,10 @@ void kj_opts_help(FILE *f, const kj_opt *opts)
         column = HELP_COLUMN_MAX;
     help_lines(f, opts, column, 0);
 }
+
+void kj_opts_usage(FILE *f, const char *head, const kj_opt *opts, const char *tail)
+{
+    fputs(head, f);
+    kj_opts_help(f, opts);
+    fputs(tail, f);
+}

@@ -133,6 +133,9 @@ int kj_opts_parse(const char *prog, const kj_opt *opts, int argc, char **argv, i
 
 /* The option lines of opts (and the tables it includes), aligned. */
 void kj_opts_help(FILE *f, const kj_opt *opts);
+/* A program's whole --help: head (usage, what it does), the option lines,
+ * then tail (exit codes, examples). */
+void kj_opts_usage(FILE *f, const char *head, const kj_opt *opts, const char *tail);
 
 /* Prints "PROG: message" on stderr; for KJ_EXIT_USAGE also where to look. Returns code. */
 int kj_opts_fail(const char *prog, int code, const char *fmt, ...)

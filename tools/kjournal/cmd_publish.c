@@ -196,9 +196,7 @@ int kj_cmd_publish(int argc, char **argv)
     };
     int rc = kj_opts_parse("kjournal publish", opts, argc, argv, &operands);
     if (help) {
-        fputs(usage, stdout);
-        kj_opts_help(stdout, opts);
-        fputs(usage_end, stdout);
+        kj_opts_usage(stdout, usage, opts, usage_end);
         return KJ_EXIT_OK;
     }
     if (rc)

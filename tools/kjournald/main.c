@@ -150,9 +150,7 @@ static int parse_args(int argc, char **argv, config *c)
     };
     int rc = kj_opts_parse("kjournald", opts, argc, argv, &n);
     if (help) {
-        fputs(usage, stdout);
-        kj_opts_help(stdout, opts);
-        fputs(usage_end, stdout);
+        kj_opts_usage(stdout, usage, opts, usage_end);
         exit(KJ_EXIT_OK);
     }
     if (version) {

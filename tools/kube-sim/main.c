@@ -209,9 +209,7 @@ static int parse_flags(int argc, char **argv, options *o)
     };
     int rc = kj_opts_parse("kube-sim", opts, argc, argv, &n);
     if (help) {
-        fputs(usage, stdout);
-        kj_opts_help(stdout, opts);
-        fputs(usage_end, stdout);
+        kj_opts_usage(stdout, usage, opts, usage_end);
         return 0;
     }
     if (rc)
