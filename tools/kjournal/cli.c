@@ -24,7 +24,7 @@ int kj_cli_fail(const kj_cli_common *c, int code, const char *fmt, ...)
     va_end(ap);
     fputc('\n', stderr);
     if (code == KJ_EXIT_USAGE)
-        fprintf(stderr, "Run 'kjournal %s --help' for its options and examples.\n", c->cmd);
+        fprintf(stderr, "Run 'kjournal %s --help' for its options.\n", c->cmd);
     return code;
 }
 
