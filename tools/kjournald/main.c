@@ -15,6 +15,7 @@
 #include "ipc/ipc.h"
 #include "metrics.h"
 #include "reconcile.h"
+#include "reconciler/kube_ops.h"
 #include "tools/common/kube_opts.h"
 
 #define KJD_MAX_LISTEN 16
@@ -32,6 +33,7 @@ typedef struct config {
     int no_reconcile;
     int group_readable;
     int check_config;
+    int print_rbac;
 } config;
 
 static kj_ipc_server *g_server;
@@ -141,6 +143,9 @@ static int parse_args(int argc, char **argv, config *c)
                  "--metrics address, the Kubernetes configuration and that\n"
                  "the journal's directory exists, then exit 0 (or the usual\n"
                  "exit code); nothing is opened, listened on or changed"},
+        {"print-rbac", 0, KJ_OPT_FLAG, &c->print_rbac, NULL,
+         .help = "print the RBAC rules the Kubernetes client needs (a\n"
+                 "Role's rules:, from its operation table) and exit"},
         KJ_OPTS_SECTION("reconciliation (the recovery pass at start-up, a pass for the pods of\n"
                         "every session that opens with an engine or closes, a resync every\n"
                         "interval; see 'kjournal recover --help' for what a pass does):"),
@@ -161,6 +166,10 @@ static int parse_args(int argc, char **argv, config *c)
     }
     if (rc)
         return rc;
+    if (c->print_rbac) {
+        kj_kube_print_rbac(stdout);
+        exit(KJ_EXIT_OK);
+    }
     if (n)
         return kj_opts_fail("kjournald", KJ_EXIT_USAGE, "unexpected argument '%s'", argv[1]);
     if (!!c->srv.curve_secret_key != !!c->srv.curve_allow_dir)
