@@ -134,8 +134,12 @@ int kj_cli_parse(kj_cli_common *c, const kj_cli_spec *spec, int argc, char **arg
         return kj_cli_fail(c, KJ_EXIT_USAGE, "unexpected argument '%s'", argv[1 + operands]);
     c->operand = n ? argv[1] : NULL;
     c->check_config = check_config;
-    if (check_config && !(spec->flags & KJ_CLI_CHECKS))
+    if (check_config && !(spec->flags & KJ_CLI_CHECKS)) {
+        int64_t since = 0, until = 0;
+        if ((rc = kj_cli_times(c, &since, &until)))
+            return rc;
         kj_opts_config_ok(prog, "flags ok; the journal was not opened");
+    }
     const char *nc = getenv("NO_COLOR"), *term = getenv("TERM");
     c->color =
         !no_color && isatty(STDOUT_FILENO) && !(nc && *nc) && !(term && !strcmp(term, "dumb"));
