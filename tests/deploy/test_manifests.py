@@ -40,7 +40,8 @@ import kjtest  # noqa: E402
 
 import yaml  # noqa: E402  (python3-yaml, quickstart.sh deps)
 
-DEPLOY = os.path.join(kjtest.SOURCE, "deploy")
+# The deploy/ directory checked: the repository's, or another (the test of this test).
+DEPLOY = os.environ.get("KJ_DEPLOY_DIR") or os.path.join(kjtest.SOURCE, "deploy")
 IMAGE_NAME = "kjournal"
 PROGRAMS = ("kjournald", "kjournal")
 WORKLOADS = {"Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job", "ReplicationController"}
@@ -317,7 +318,7 @@ def check_kubernetes(ver, scratch):
     entry, cmd = containerfile()
     docs = []
     for path in files:
-        rel = os.path.relpath(path, kjtest.SOURCE)
+        rel = os.path.relpath(path, os.path.dirname(DEPLOY))
         try:
             with open(path) as f:
                 loaded = [d for d in yaml.safe_load_all(f) if d is not None]
@@ -381,7 +382,7 @@ def check_systemd(scratch):
     udir = os.path.join(scratch, "units")
     os.makedirs(udir, exist_ok=True)
     for path in units:
-        rel = os.path.relpath(path, kjtest.SOURCE)
+        rel = os.path.relpath(path, os.path.dirname(DEPLOY))
         with open(path) as f:
             text = f.read()
         # the programs as installed (/usr/local/bin/...) are the build's here
