@@ -39,8 +39,50 @@ def sh(argv, check=True, timeout=kjtest.DEADLINE, **kw):
     return r
 
 
+def kube_from_image(run, tag, vol, work):
+    """kjournal recover --dry-run from the image against kube-sim over TLS with
+    a token: the Kubernetes client's libraries (libcurl, OpenSSL, the CA
+    file) work in the image as built."""
+    certs = os.path.join(work, "certs")
+    os.makedirs(certs)
+    sh(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=127.0.0.1",
+        "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", os.path.join(certs, "key.pem"),
+        "-out", os.path.join(certs, "cert.pem")])
+    with open(os.path.join(certs, "token"), "w") as f:
+        f.write("image-test-token\n")
+    for n in ("cert.pem", "token"):
+        os.chmod(os.path.join(certs, n), 0o644)
+    os.chmod(certs, 0o755)
+    port_file = os.path.join(work, "kube-sim.port")
+    sim = kjtest.start([kjtest.program("kube-sim"), "--listen", "127.0.0.1:0", "--port-file", port_file,
+                        "--tls-cert", os.path.join(certs, "cert.pem"), "--tls-key", os.path.join(certs, "key.pem"),
+                        "--token", "image-test-token", "--verbose"], os.path.join(work, "kube-sim.log"))
+    try:
+        def port():
+            kjtest.check(sim.poll() is None, "kube-sim exited %s" % sim.returncode)
+            try:
+                with open(port_file) as f:
+                    return f.read().strip()
+            except FileNotFoundError:
+                return None
+        p = int(kjtest.wait_for("kube-sim's port file", port))
+        kjtest.wait_port(p, sim)
+        r = sh(run + ["-v", "%s:/var/lib/kjournal" % vol, "-v", "%s:/etc/kjournal:ro" % certs,
+                      "--entrypoint", "kjournal", tag, "recover", "--dry-run", "--quiet", "-o", "json",
+                      "--server", "https://127.0.0.1:%d" % p, "--certificate-authority", "/etc/kjournal/cert.pem",
+                      "--token-file", "/etc/kjournal/token", "--namespace", "kyuubi"], check=False)
+        print("recover --dry-run from the image -> %d %s%s" % (r.returncode, r.stdout, r.stderr))
+        kjtest.check(r.returncode == 0, "kjournal recover from the image failed")
+    finally:
+        kjtest.stop(sim)
+    with open(os.path.join(work, "kube-sim.log")) as f:
+        log = f.read()
+    kjtest.check('method=GET path="/api/v1/namespaces/kyuubi/pods" code=200' in log,
+                 "kube-sim never answered the image's list of pods:\n" + log[-2000:])
+
+
 def main():
-    for p in ("podman", "runc", "mmdebstrap"):
+    for p in ("podman", "runc", "mmdebstrap", "openssl"):
         if not shutil.which(p):
             skip("%s is not installed (./quickstart.sh deps installs podman, runc and mmdebstrap)" % p)
     if os.geteuid() != 0:
@@ -133,7 +175,9 @@ def main():
     v = sh(run + ["-v", "%s:/var/lib/kjournal" % vol, "--entrypoint", "kjournal", tag, "verify"],
            check=False)
     kjtest.check(v.returncode == 0, "kjournal verify from the image: %s%s" % (v.stdout, v.stderr))
-    print("image %s: %.1f MiB, build %.0f s; 10 events published and read back" % (tag, size / 1048576, took))
+    kube_from_image(run, tag, vol, work)
+    print("image %s: %.1f MiB, build %.0f s; 10 events published and read back; a recovery pass "
+          "over TLS from the image" % (tag, size / 1048576, took))
     shutil.rmtree(work, ignore_errors=True)
 
 
