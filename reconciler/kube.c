@@ -289,12 +289,12 @@ int kj_kube_submit(kj_kube *k, const kj_kube_req *r, kj_kube_done_fn done, void 
 {
     if (!k || !r)
         return KJ_EINVAL;
+    if (r->op != KJ_KUBE_RAW && !kj_kube_op_info_of(r->op)) /* kube_ops.c: every op has a line */
+        return KJ_EINVAL;
     if (k->canceling)
         return KJ_ECANCELED;
     int needs_name = r->op != KJ_KUBE_LIST_PODS && r->op != KJ_KUBE_RAW &&
                      r->op != KJ_KUBE_CREATE_LEASE && r->op != KJ_KUBE_UPDATE_LEASE;
-    if (r->op != KJ_KUBE_RAW && !kj_kube_op_info_of(r->op)) /* kube_ops.c: every op has a line */
-        return KJ_EINVAL;
     if (r->op < KJ_KUBE_GET_POD || r->op > KJ_KUBE_RAW || (needs_name && (!r->name || !*r->name)) ||
         (r->op == KJ_KUBE_PATCH_POD && !r->body) ||
         ((r->op == KJ_KUBE_CREATE_LEASE || r->op == KJ_KUBE_UPDATE_LEASE) &&

@@ -1,7 +1,9 @@
 """Every file in deploy/ checked against the build (issue 16).
 
 deploy/kubernetes/*.yaml, every document of every file:
-  - parses (PyYAML), and has apiVersion, kind and metadata.name;
+  - parses (PyYAML), and has apiVersion, kind and metadata.name, or is a
+    strategic-merge patch of a workload (spec.template.spec, for kubectl
+    patch), whose containers are checked the same way;
   - the kjournal image is tagged with the project's version (kjournald --version,
     which is CMake's project(VERSION));
   - every container of the kjournal image: its command line as Kubernetes
@@ -119,7 +121,7 @@ def expand(s, env):
 def rewrite(arg, mounts):
     """A path under a mount point moved under the scratch root."""
     for mount, local in sorted(mounts.items(), key=lambda kv: -len(kv[0])):
-        arg = re.sub(r"(^|=|ipc://)" + re.escape(mount) + r"(?=/|$)", lambda m: m.group(1) + local, arg)
+        arg = re.sub(r"(^|=|://)" + re.escape(mount) + r"(?=/|$)", lambda m: m.group(1) + local, arg)
     return arg
 
 
@@ -328,7 +330,13 @@ def check_kubernetes(ver, scratch):
         for i, d in enumerate(loaded):
             where = "%s[%d] %s/%s" % (rel, i, d.get("kind") if isinstance(d, dict) else "?",
                                       ((d.get("metadata") or {}).get("name") if isinstance(d, dict) else "?"))
-            if not isinstance(d, dict) or not d.get("apiVersion") or not d.get("kind") or \
+            if isinstance(d, dict) and not d.get("kind") and \
+                    ((d.get("spec") or {}).get("template") or {}).get("spec"):
+                # a strategic-merge patch of a workload (kubectl patch --patch-file):
+                # its containers are checked like those of a whole object
+                where = "%s[%d] patch" % (rel, i)
+                d = dict(d, kind="Deployment", metadata={"name": "patch"})
+            elif not isinstance(d, dict) or not d.get("apiVersion") or not d.get("kind") or \
                     not (d.get("metadata") or {}).get("name"):
                 problem(where, "not a Kubernetes object (apiVersion, kind, metadata.name)")
                 continue

@@ -34,6 +34,8 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "kj_version.h" /* KJ_VERSION, for --version and User-Agents */
+
 /* Exit codes of every program, documented in each --help. */
 enum {
     KJ_EXIT_OK = 0,          /* done; for verify: the journal is clean */

@@ -168,6 +168,7 @@ out:
 
 /* --check-config: the endpoint and the key files, nothing connected or read
  * from the input. */
+static int check;
 static int check_config(const char *endpoint, const kj_publisher_opts *po)
 {
     kj_err err = {0};
@@ -186,7 +187,7 @@ int kj_cmd_publish(int argc, char **argv)
     const char *env = getenv("KJOURNAL_ENDPOINT");
     const char *endpoint = env && *env ? env : KJ_IPC_DEFAULT_ENDPOINT;
     kj_publisher_opts po = kj_publisher_defaults();
-    int quiet = 0, help = 0, check = 0, operands;
+    int quiet = 0, help = 0, operands;
     const kj_opt opts[] = {
         {"endpoint", 0, KJ_OPT_STRING, &endpoint, "E",
          .help =

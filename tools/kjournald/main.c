@@ -26,14 +26,14 @@ typedef struct config {
     size_t n_listen;
     kj_ipc_server_opts srv;
     const char *metrics;
+    int check_config; /* --check-config */
+    int print_rbac;   /* --print-rbac */
     kj_log_level level;
     kj_kube_flags kube;
     kj_policy policy;
     int64_t resync_ms;
     int no_reconcile;
     int group_readable;
-    int check_config;
-    int print_rbac;
 } config;
 
 static kj_ipc_server *g_server;
