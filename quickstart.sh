@@ -49,7 +49,8 @@ test)
 image)
     deps
     cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DKJ_SANITIZE=ON >/dev/null
-    cd build-asan && exec ctest --output-on-failure -L image
+    cmake --build build-asan -j "$jobs" --target kube-sim  # the test's API server
+    cd build-asan && exec ctest --output-on-failure -V -L image
     ;;
 *)
     echo "usage: $0 demo|test|image|deps" >&2

@@ -61,6 +61,11 @@ def run(argv, **kw):
                           timeout=kjtest.DEADLINE, **kw)
 
 
+def first_lines(r, n=2):
+    """What a program said, the first lines (not a whole usage text)."""
+    return " | ".join((r.stderr.strip() or r.stdout.strip()).splitlines()[:n])
+
+
 def version():
     out = run([kjtest.program("kjournald"), "--version"]).stdout.split()
     kjtest.check(len(out) == 2 and out[0] == "kjournald", "kjournald --version: %r" % out)
@@ -216,8 +221,7 @@ def check_container(where, pod, c, ns, entry, cmd, ver, scratch, probes):
     print("%s: %s --check-config -> %d %s%s" % (where, " ".join(shlex.quote(a) for a in argv),
                                                  r.returncode, r.stdout.strip(), r.stderr.strip()))
     if r.returncode != 0:
-        problem(where, "%s refuses its arguments (exit %d): %s" % (prog, r.returncode,
-                                                                    r.stderr.strip() or r.stdout.strip()))
+        problem(where, "%s refuses its arguments (exit %d): %s" % (prog, r.returncode, first_lines(r)))
     # probes: a metrics port of this container, a path kjournald serves
     ports = {p.get("name"): p.get("containerPort") for p in c.get("ports") or []}
     metrics_port = None
@@ -440,7 +444,7 @@ def check_systemd(scratch):
                                                         r.stderr.strip()))
             if r.returncode != 0:
                 problem(rel, "%s refuses its ExecStart arguments (exit %d): %s" % (prog, r.returncode,
-                                                                                   r.stderr.strip()))
+                                                                                   first_lines(r)))
 
 
 def main():
