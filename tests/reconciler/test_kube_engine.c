@@ -333,6 +333,7 @@ static void test_op_table(void **state)
     kj_kube *k = client(0, 1, 8);
     kj_lease lease = {
         .name = "kjournald", .resource_version = "7", .holder = "a", .duration_s = 15};
+    unsigned checked = 0;
     for (size_t i = 0; i < kj_kube_nops; i++) {
         const kj_kube_op_info *o = &kj_kube_ops[i];
         assert_ptr_equal(kj_kube_op_info_of(o->op), o);
@@ -345,7 +346,13 @@ static void test_op_table(void **state)
         r.limit = 5;
         r.timeout_ms = 20000;
         cap c = {0};
-        assert_int_equal(kj_kube_submit(k, &r, on_cap, &c), 0);
+        int rc = kj_kube_submit(k, &r, on_cap, &c);
+        if (rc == KJ_EINVAL) { /* needs fields of its own (a callback, ...): its own tests */
+            print_message("op table: %s not sent here (needs fields of its own)\n", o->name);
+            continue;
+        }
+        assert_int_equal(rc, 0);
+        checked |= 1u << o->op;
         assert_int_equal(kj_kube_run(k, RUN_MS), 0);
         assert_int_equal(c.done, 1);
         char want[256];
@@ -358,6 +365,13 @@ static void test_op_table(void **state)
         if (strncmp(req(0), want, strlen(want)))
             fail_msg("%s: expected '%s...', sent '%.80s'", o->name, want, req(0));
     }
+    /* the request kinds this test can make are all on the wire */
+    const kj_kube_op sent[] = {KJ_KUBE_GET_POD,     KJ_KUBE_LIST_PODS, KJ_KUBE_PATCH_POD,
+                               KJ_KUBE_DELETE_POD,  KJ_KUBE_GET_LEASE, KJ_KUBE_CREATE_LEASE,
+                               KJ_KUBE_UPDATE_LEASE};
+    for (size_t i = 0; i < sizeof sent / sizeof sent[0]; i++)
+        if (!(checked & 1u << sent[i]))
+            fail_msg("op %d is not in the table or was not sent", (int)sent[i]);
     kj_kube_req bad = KJ_KUBE_REQ_INIT;
     bad.op = (kj_kube_op)999;
     bad.name = "x1";
