@@ -31,14 +31,21 @@ usage() {
     echo
     echo "options: --tag NAME:TAG  --base IMAGE  --rebuild-base  --version (print VERSION)"
 }
+bad() {
+    echo "build.sh: $1" >&2
+    echo "Run 'deploy/image/build.sh --help' for its options." >&2
+    exit 2
+}
 while [ $# -gt 0 ]; do
     case "$1" in
-    --tag) tag=$2; shift 2 ;;
-    --base) base=$2; shift 2 ;;
+    --tag|--base)
+        [ $# -ge 2 ] && [ -n "$2" ] || bad "option '$1' needs a value"
+        if [ "$1" = --tag ]; then tag=$2; else base=$2; fi
+        shift 2 ;;
     --rebuild-base) rebuild_base=1; shift ;;
     --version) echo "$version"; exit 0 ;;
     -h|--help) usage; exit 0 ;;
-    *) echo "build.sh: unknown option '$1'" >&2; usage >&2; exit 2 ;;
+    *) bad "unknown option '$1'" ;;
     esac
 done
 
