@@ -22,7 +22,6 @@
 typedef struct wire_slot {
     kj_wire_item it;
     char id_buf[KJ_EVENT_ID_MAX + 1];
-    char tag_buf[KJ_EVENT_FIELD_MAX + 1];
     char *payload_owned;
     int payload_reduced; /* payload_owned is all that may be kept (server info) */
 } wire_slot;
@@ -505,6 +504,47 @@ static int decode_native(kj_wire_item *it, const cJSON *o, int top)
     return 0;
 }
 
+#define KJ_UUID_LEN 36
+
+static int is_uuid(const char *s)
+{
+    for (int i = 0; i < KJ_UUID_LEN; i++) {
+        char c = s[i];
+        if (i == 8 || i == 13 || i == 18 || i == 23
+                ? c != '-'
+                : !((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F')))
+            return 0;
+    }
+    return s[KJ_UUID_LEN] == 0;
+}
+
+/*
+ * The engine ref id (the pod's kyuubi-unique-tag) in engineName, or NULL.
+ * engineName is the engine's spark.app.name: Kyuubi's default
+ * kyuubi_<SHARELEVEL>_<ENGINETYPE>_<user>[_<host>][_<subdomain>]_<engineRefId>
+ * unless the user set spark.app.name ("nightly_etl_job"), which names no
+ * pod. Only a name of that shape ending in a UUID yields a tag; any other
+ * leaves the session to its engineId (spark-app-selector).
+ */
+static const char *default_engine_ref(const char *name)
+{
+    static const char *const levels[] = {"CONNECTION_", "USER_", "GROUP_", "SERVER_LOCAL_",
+                                         "SERVER_"};
+    static const char prefix[] = "kyuubi_";
+    if (strncmp(name, prefix, sizeof prefix - 1))
+        return NULL;
+    const char *p = name + sizeof prefix - 1, *rest = NULL;
+    for (size_t k = 0; k < sizeof levels / sizeof levels[0] && !rest; k++)
+        if (!strncmp(p, levels[k], strlen(levels[k])))
+            rest = p + strlen(levels[k]);
+    const char *last = strrchr(name, '_');
+    /* <ENGINETYPE>_<user> at least (an engine type may hold '_' itself). */
+    if (!rest || last <= rest || !memchr(rest, '_', (size_t)(last - rest)) || rest[0] == '_' ||
+        !is_uuid(last + 1))
+        return NULL;
+    return last + 1;
+}
+
 /* Kyuubi's fields of a server-info line that may be kept: serverConf and
  * serverEnv hold every setting and environment variable, secrets included. */
 static const char *const server_info_keys[] = {"serverName", "serverIP", "startTime",
@@ -645,17 +685,12 @@ static int decode_kyuubi(wire_slot *sl, const cJSON *o)
     if (len < 0 || (size_t)len >= sizeof sl->id_buf)
         return reject(it, "field_too_long", "field 'sessionId' is too long for an event id");
     ev->event_id = it->event_id = sl->id_buf;
-    /* engineName ends with the engine ref id, the pod's kyuubi-unique-tag. */
-    if (engine_name) {
-        const char *us = strrchr(engine_name, '_');
-        const char *tag = us ? us + 1 : engine_name;
-        if (*tag) {
-            snprintf(sl->tag_buf, sizeof sl->tag_buf, "%s", tag);
-            if (strlen(tag) >= sizeof sl->tag_buf)
-                return reject(it, "field_too_long", "field 'engineName' is too long");
-            ev->engine_tag = sl->tag_buf;
-        }
-    }
+    /* A batch's pod carries its batch id, which is its session id; another
+     * session's engine is named by engineName, when Kyuubi named it. */
+    if (ev->session_type && !strcmp(ev->session_type, "batch"))
+        ev->engine_tag = ev->session_id;
+    else if (engine_name)
+        ev->engine_tag = default_engine_ref(engine_name);
     return 0;
 }
 

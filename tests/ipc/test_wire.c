@@ -336,6 +336,85 @@ static void test_native_server_events(void **state)
     kj_wire_request_free(r);
 }
 
+/* Linking to the pod as Kyuubi does: the tag only from engineName in
+ * Kyuubi's default shape ending in a UUID; a batch's tag is its id. */
+static void test_engine_links(void **state)
+{
+    (void)state;
+#define U "7b1e2c3d-4f5a-4b6c-8d7e-9f0a1b2c3d4e"
+    static const struct {
+        const char *type, *engine_name, *tag;
+    } cases[] = {
+        {"INTERACTIVE", "kyuubi_USER_SPARK_SQL_bob_default_" U, U},
+        {"INTERACTIVE", "kyuubi_CONNECTION_SPARK_SQL_alice_" U, U},
+        {"INTERACTIVE", "kyuubi_GROUP_SPARK_SQL_etl_host-1_sub_" U, U},
+        {"INTERACTIVE", "kyuubi_SERVER_LOCAL_FLINK_SQL_kyuubi_" U, U},
+        {"INTERACTIVE", "kyuubi_SERVER_TRINO_bob_" U, U},
+        {"INTERACTIVE", "kyuubi_USER_SPARK_SQL_bob_default_7B1E2C3D-4F5A-4B6C-8D7E-9F0A1B2C3D4E",
+         "7B1E2C3D-4F5A-4B6C-8D7E-9F0A1B2C3D4E"},
+        /* spark.app.name set by the user: no tag */
+        {"INTERACTIVE", "nightly_etl_job", NULL},
+        {"INTERACTIVE", "etl_" U, NULL},
+        {"INTERACTIVE", "Kyuubi_USER_SPARK_SQL_bob_" U, NULL},
+        {"INTERACTIVE", "kyuubi_TEAM_SPARK_SQL_bob_" U, NULL},
+        {"INTERACTIVE", "kyuubi_USER_SPARK_SQL_bob_default_not-a-uuid", NULL},
+        {"INTERACTIVE", "kyuubi_USER_SPARK_SQL_bob_" U "x", NULL},
+        {"INTERACTIVE", "kyuubi_USER_SPARK_SQL_bob_7b1e2c3d_4f5a-4b6c-8d7e-9f0a1b2c3d4e", NULL},
+        {"INTERACTIVE", "kyuubi_USER_SPARK_" U, NULL}, /* no user */
+        {"INTERACTIVE", "kyuubi_USER__" U, NULL},
+        {"INTERACTIVE", "kyuubi_USER_" U, NULL},
+        {"INTERACTIVE", "kyuubi_" U, NULL},
+        {"INTERACTIVE", "_", NULL},
+        {"INTERACTIVE", "kyuubi_USER_SPARK_SQL_bob_7b1e2c3d-4f5a-4b6c-8d7e-9f0a1b2c3d4", NULL},
+        {NULL, "nightly_etl_job", NULL},
+        /* a batch: its pod's tag is the batch id, whatever its name */
+        {"BATCH", "nightly_etl_job", "b-1"},
+        {"BATCH", "kyuubi_USER_SPARK_SQL_bob_default_" U, "b-1"},
+        {"BATCH", NULL, "b-1"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char buf[1024], type[64] = "", name[256] = "";
+        if (cases[i].type)
+            snprintf(type, sizeof type, "\"sessionType\":\"%s\",", cases[i].type);
+        if (cases[i].engine_name)
+            snprintf(name, sizeof name, "\"engineName\":\"%s\",\"engineId\":\"spark-9\",",
+                     cases[i].engine_name);
+        snprintf(buf, sizeof buf,
+                 "{\"eventType\":\"kyuubi_session\",\"sessionId\":\"b-1\",%s%s"
+                 "\"startTime\":1764391200000,\"openedTime\":1764391201000}",
+                 type, name);
+        kj_wire_request *r = decode_ok(buf);
+        kj_wire_item *it = kj_wire_item_at(r, 0);
+        if (it->res.status)
+            fail_msg("%s: rejected %s", buf, it->res.message);
+        const char *tag = it->ev.engine_tag;
+        if (cases[i].tag ? !tag || strcmp(tag, cases[i].tag) : tag != NULL)
+            fail_msg("engineName '%s' (%s): tag '%s', want '%s'", cases[i].engine_name,
+                     cases[i].type ? cases[i].type : "no type", tag ? tag : "(none)",
+                     cases[i].tag ? cases[i].tag : "(none)");
+        if (cases[i].engine_name)
+            assert_string_equal(it->ev.engine_id, "spark-9");
+        kj_wire_request_free(r);
+    }
+    /* A custom name far over the field limit is no error: it is not kept. */
+    char buf[4096], name[2000];
+    memset(name, 'n', sizeof name - 1);
+    name[sizeof name - 1] = 0;
+    snprintf(buf, sizeof buf,
+             "{\"eventType\":\"kyuubi_session\",\"sessionId\":\"s\",\"engineName\":\"%s\","
+             "\"startTime\":1764391200000}",
+             name);
+    kj_wire_request *r = decode_ok(buf);
+    assert_int_equal(kj_wire_item_at(r, 0)->res.status, 0);
+    assert_null(kj_wire_item_at(r, 0)->ev.engine_tag);
+    kj_wire_request_free(r);
+    r = decode_ok("{\"eventType\":\"kyuubi_session\",\"sessionId\":\"s\",\"engineName\":7,"
+                  "\"startTime\":1764391200000}");
+    assert_string_equal(kj_wire_item_at(r, 0)->res.code, "wrong_type");
+    kj_wire_request_free(r);
+#undef U
+}
+
 /* Request-level errors: (name, input, length or -1 for strlen, code). */
 typedef struct bad {
     const char *name;
@@ -645,6 +724,7 @@ int main(void)
         cmocka_unit_test(test_kyuubi_server_info),
         cmocka_unit_test(test_native_server_events),
         cmocka_unit_test(test_server_info_hostile),
+        cmocka_unit_test(test_engine_links),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
