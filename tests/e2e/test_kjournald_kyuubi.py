@@ -10,6 +10,7 @@ fed Kyuubi lines made from the fixtures in shared/fixtures/kyuubi:
 - a BATCH session, created only (no engineId yet), whose pod (tagged with the
   batch id) stays Pending for much longer than the submit grace: it is never
   closed engine_missing;
+- the server's first start and its stop (closing nothing);
 - then the server's kyuubi_server_info STARTED line, as Kyuubi writes it
   (serverConf and serverEnv with fake secrets), with a later startTime: the
   two interactive sessions close (server_restarted) and their pods go; the
@@ -50,6 +51,12 @@ def session_line(sid, t, stype="INTERACTIVE", engine_name="", engine_id="", open
     return ev
 
 
+def reduced(info):
+    """A server-info line as `kjournal ship` forwards it."""
+    return {k: info[k] for k in ("serverName", "serverIP", "startTime", "eventTime", "state",
+                                 "eventType")}
+
+
 def pod_of(sim, name):
     code, body = sim.call("GET", "/api/v1/namespaces/%s/pods/%s" % (NS, name), ok=None)
     return body if code == 200 else None
@@ -84,7 +91,7 @@ def main():
               pod("drv-bt", tag=BT, phase="Pending", fins=(), age=60000)])
     d, ep, log = start_kjournald(workdir, journal, "--server", sim.url, "--namespace", NS,
                                  "--engine-grace", "0s", "--submit-grace", "1s",
-                                 "--resync", "1s")
+                                 "--resync", "1s", "--log-level", "debug")
     try:
         publish(workdir, ep, [
             session_line(IA, t),
@@ -93,6 +100,11 @@ def main():
             session_line(CN, t, engine_name="nightly_etl_job", engine_id="spark-cn",
                          opened=t + 3000),
             session_line(BT, t, stype="BATCH"),
+            # the server's earlier life, as the shipper forwards it (reduced)
+            # and as Kyuubi writes it: a start before these sessions and a
+            # stop, which close nothing
+            reduced(fixture("server-info-restart.jsonl", 1)),
+            fixture("server-info-restart.jsonl", 2),
         ])
         for name in ("drv-ia", "drv-cn", "drv-bt"):
             kjtest.wait_for("our finalizer on " + name, lambda: has_ours(sim, name))
@@ -127,8 +139,8 @@ def main():
             s = session(journal, sid)
             check(s[0] == 2 and s[4] == "server_restarted", "session %s: %r" % (sid, s))
         check(session(journal, BT)[0] == 1, "the batch session closed on the restart")
-        # A replay of the start changes nothing.
-        publish(workdir, ep, [info])
+        # A replay of the start, whole or reduced, changes nothing.
+        publish(workdir, ep, [info, reduced(info)])
     finally:
         rc = kjtest.stop(d)
         sim.stop()
@@ -141,8 +153,8 @@ def main():
     check(r.returncode == 0 and '"type": "batch"' in r.stdout, "kjournal sessions: %s" % r.stdout)
     r = kjournal(workdir, "verify", "--journal", journal)
     check(r.returncode == 0, "verify: %s%s" % (r.stdout, r.stderr))
-    check(rows(journal, "SELECT count(*) FROM server_events")[0][0] == 1,
-          "the start is not stored once")
+    check(rows(journal, "SELECT count(*) FROM server_events")[0][0] == 3,
+          "the two starts and the stop are not stored once each")
     for f in [log] + [journal + x for x in ("", "-wal", "-shm")]:
         if os.path.exists(f):
             with open(f, "rb") as fh:
