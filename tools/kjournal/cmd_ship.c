@@ -291,21 +291,20 @@ static int read_round(shipper *s, kj_ship_file *f, int fd, int64_t pos, int64_t 
         if (!nl) {
             memmove(s->buf, start, avail);
             s->rbase = pos, s->rhave = avail;
+            if (avail >= s->max_line) {
+                int64_t end;
+                if (!skip_line(s, fd, pos + (int64_t)avail, &end))
+                    break; /* its end is not written yet */
+                add_mark(s, end, ++lineno, -1, "too_large");
+                pos = s->rbase = end, s->rhave = 0;
+                continue;
+            }
             if (s->rhave == s->cap) {
-                if (s->cap < s->max_line) {
-                    size_t cap = s->cap * 2 < s->max_line ? s->cap * 2 : s->max_line;
-                    char *b = realloc(s->buf, cap);
-                    if (!b)
-                        return KJ_ENOMEM;
-                    s->buf = b, s->cap = cap;
-                } else {
-                    int64_t end;
-                    if (!skip_line(s, fd, pos + (int64_t)s->rhave, &end))
-                        break;
-                    add_mark(s, end, ++lineno, -1, "too_large");
-                    pos = s->rbase = end, s->rhave = 0;
-                    continue;
-                }
+                size_t cap = s->cap * 2 < s->max_line ? s->cap * 2 : s->max_line;
+                char *b = realloc(s->buf, cap);
+                if (!b)
+                    return KJ_ENOMEM;
+                s->buf = b, s->cap = cap;
             }
             ssize_t r = pread(fd, s->buf + s->rhave, s->cap - s->rhave, pos + (int64_t)s->rhave);
             if (r <= 0)
@@ -314,6 +313,11 @@ static int read_round(shipper *s, kj_ship_file *f, int fd, int64_t pos, int64_t 
             continue;
         }
         size_t len = (size_t)(nl - start);
+        if (len >= s->max_line) {
+            pos += (int64_t)len + 1;
+            add_mark(s, pos, ++lineno, -1, "too_large");
+            continue;
+        }
         char *out = NULL;
         const char *code = NULL;
         int v = kj_ship_line(f->kind, start, len, s->max_request, &out, &code);
@@ -392,7 +396,9 @@ static int ship_file(shipper *s, kj_ship_file *f)
     if (stat(path, &sb) < 0 || !S_ISREG(sb.st_mode))
         return 0;
     f->size = sb.st_size;
-    if (f->dev == (uint64_t)sb.st_dev && f->ino == (uint64_t)sb.st_ino && sb.st_size == f->offset &&
+    int64_t mtime = (int64_t)sb.st_mtim.tv_sec * 1000000000 + sb.st_mtim.tv_nsec;
+    if (f->mtime == mtime && f->dev == (uint64_t)sb.st_dev && f->ino == (uint64_t)sb.st_ino &&
+        sb.st_size == f->offset &&
         f->fp_len >= (sb.st_size < KJ_SHIP_FP_MAX ? sb.st_size : KJ_SHIP_FP_MAX))
         return 0; /* nothing new: the common case costs a stat */
     int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
@@ -405,6 +411,7 @@ static int ship_file(shipper *s, kj_ship_file *f)
     int rc = 0;
     if (fstat(fd, &sb) < 0 || !S_ISREG(sb.st_mode))
         goto out;
+    f->mtime = mtime;
     check_identity(s, f, fd, &sb);
     s->rbase = f->offset, s->rhave = 0;
     while (!signalled(s)) {

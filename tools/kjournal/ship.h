@@ -33,6 +33,7 @@ typedef struct kj_ship_file {
     int64_t offset; /* acknowledged up to here (a line boundary) */
     int64_t line;   /* lines before offset */
     int64_t size;   /* at the last look (not saved) */
+    int64_t mtime;  /* ns, at the last look (not saved) */
     int seen;       /* found by the last directory scan (not saved) */
 } kj_ship_file;
 
