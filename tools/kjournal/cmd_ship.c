@@ -659,7 +659,8 @@ int kj_cmd_ship(int argc, char **argv)
     }
     s.root = root;
     struct stat sb;
-    if (once_flag && (stat(root, &sb) < 0 || !S_ISDIR(sb.st_mode))) {
+    int have_root = stat(root, &sb) == 0 && S_ISDIR(sb.st_mode);
+    if (once_flag && !have_root) {
         code = kj_opts_fail(PROG, KJ_EXIT_NOFILE, "no directory '%s'", root);
         goto out;
     }
@@ -707,6 +708,9 @@ int kj_cmd_ship(int argc, char **argv)
     char b[4096], eb[512];
     kj_log(KJ_LOG_INFO, once_flag ? "shipping once" : "following", "root=%s endpoint=%s files=%zu",
            q(b, sizeof b, root), q(eb, sizeof eb, endpoint), s.st.n);
+    if (!have_root)
+        kj_log(KJ_LOG_WARN, "no such directory yet, waiting for Kyuubi to create it", "root=%s",
+               q(b, sizeof b, root));
     code = once_flag ? once(&s) : follow(&s, rescan_ms, progress_ms);
     if (!once_flag)
         progress(&s);
