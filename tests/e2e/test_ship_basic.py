@@ -131,6 +131,28 @@ try:
     check(r.returncode == 0 and "--curve-server-key" in r.stdout and "--state" in r.stdout,
           "--help lists the shared publisher flags")
 
+    # CURVE: the same flags as kjournal publish
+    keys = os.path.join(out, "keys")
+    os.makedirs(os.path.join(keys, "allow"))
+    for name in ("server", "ship"):
+        r = subprocess.run([kjtest.program("kjournal"), "keygen", os.path.join(keys, name)],
+                           capture_output=True, text=True, timeout=kjtest.DEADLINE)
+        check(r.returncode == 0, "keygen: %s" % r.stderr)
+    os.rename(os.path.join(keys, "ship.pub"), os.path.join(keys, "allow", "ship.pub"))
+    cd = ingestlib.Daemon(os.path.join(out, "curve"), ["--curve-secret-key",
+                          os.path.join(keys, "server.key"), "--curve-allow",
+                          os.path.join(keys, "allow")])
+    os.makedirs(cd.dir)
+    cd.start()
+    try:
+        rc, so, se = shiplib.once(cd.endpoint, os.path.join(out, "curve.state"), root,
+                                  "--curve-server-key", os.path.join(keys, "server.pub"),
+                                  "--curve-secret-key", os.path.join(keys, "ship.key"), *limits)
+        n = shiplib.summary(so)
+        check(n["stored"] == len(w.event_ids()), "over CURVE every event is stored: %s %s" % (so, se))
+    finally:
+        cd.stop()
+
     # the secrets of serverConf/serverEnv are nowhere outside Kyuubi's files
     ev = subprocess.run([kjtest.program("kjournal"), "events", "--journal", db, "-o", "json"],
                         capture_output=True, timeout=kjtest.DEADLINE)
