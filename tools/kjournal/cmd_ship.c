@@ -75,6 +75,7 @@ static const char usage_end[] =
     "      --state /opt/kyuubi/events/.kjournal-ship.state file:///opt/kyuubi/events\n";
 
 #define PROG "kjournal ship"
+#define READ_BUF (1u << 20) /* the reader's buffer, unless a line is longer */
 
 typedef struct counts {
     uint64_t lines, stored, dup, rejected, skipped, unacked;
@@ -433,6 +434,13 @@ static int ship_file(shipper *s, kj_ship_file *f)
     }
 out:
     close(fd);
+    /* A long line grew the buffer: give the memory back. */
+    if (s->cap > READ_BUF) {
+        char *small = realloc(s->buf, READ_BUF);
+        if (small)
+            s->buf = small, s->cap = READ_BUF;
+        s->rhave = 0;
+    }
     return rc;
 }
 
@@ -683,7 +691,7 @@ int kj_cmd_ship(int argc, char **argv)
                             err.msg);
         goto out;
     }
-    s.cap = 1u << 20;
+    s.cap = READ_BUF;
     s.buf = malloc(s.cap);
     s.ev = calloc(chunk, sizeof *s.ev);
     s.m = calloc(chunk, sizeof *s.m);
