@@ -131,6 +131,18 @@ try:
     check(r.returncode == 0 and "--curve-server-key" in r.stdout and "--state" in r.stdout,
           "--help lists the shared publisher flags")
 
+    # a file larger than the read buffer (1 MiB): lines across its refills
+    big = KyuubiLog(os.path.join(work, "big"), host="kyuubi-big")
+    for i in range(1500):
+        big.open_session("big-%04d" % i, "bulk", T0 + 3 * DAY + i)
+        big.close_session("big-%04d" % i, T0 + 3 * DAY + i + 1000)
+    size = os.path.getsize(big.path("kyuubi_session", T0 + 3 * DAY))
+    check(size > 1 << 20, "the big file is over 1 MiB: %d" % size)
+    rc, so, se = shiplib.once(d.endpoint, os.path.join(out, "big.state"), big.root, "--batch",
+                              "100", "--chunk", "1000")
+    n = shiplib.summary(so)
+    check(rc == 0 and n["stored"] == 3000, "every line of the big file: %d %s %s" % (rc, so, se))
+
     # CURVE: the same flags as kjournal publish
     keys = os.path.join(out, "keys")
     os.makedirs(os.path.join(keys, "allow"))

@@ -326,8 +326,13 @@ static int read_round(shipper *s, kj_ship_file *f, int fd, int64_t pos, int64_t 
         lineno++;
         if (v < 0)
             return v;
-        if (v == KJ_SHIP_SEND_RAW && !(out = strndup(start, len)))
-            return KJ_ENOMEM;
+        if (v == KJ_SHIP_SEND_RAW) {
+            /* not strndup: the buffer holds no NUL to stop a string function */
+            if (!(out = malloc(len + 1)))
+                return KJ_ENOMEM;
+            memcpy(out, start, len);
+            out[len] = 0;
+        }
         if (v == KJ_SHIP_SEND_RAW || v == KJ_SHIP_SEND_OUT) {
             s->bytes += strlen(out);
             s->ev[s->nev] = out;
