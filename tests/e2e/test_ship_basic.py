@@ -139,7 +139,7 @@ try:
     size = os.path.getsize(big.path("kyuubi_session", T0 + 3 * DAY))
     check(size > 1 << 20, "the big file is over 1 MiB: %d" % size)
     rc, so, se = shiplib.once(d.endpoint, os.path.join(out, "big.state"), big.root, "--batch",
-                              "100", "--chunk", "1000")
+                              "100", "--chunk", "1000", "--timeout", "10000")
     n = shiplib.summary(so)
     # (a resend after a --timeout of 500 ms answers duplicate: both count)
     check(rc == 0 and n["stored"] + n["duplicate"] == 3000,

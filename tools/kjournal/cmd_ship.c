@@ -638,7 +638,9 @@ int kj_cmd_ship(int argc, char **argv)
          .help = "a line above this is skipped unread (default 8 MiB)", .min = 65536,
          .max = 1u << 30},
         {"chunk", 0, KJ_OPT_SIZE, &chunk, "N",
-         .help = "lines per round of acknowledgements (default 4096)", .min = 1, .max = 1000000},
+         .help = "lines (and KiB) per round of acknowledgements (default\n4096): more keeps more "
+                 "requests in flight at the end of\na round, and costs memory",
+         .min = 1, .max = 65536},
         {"log-level", 0, KJ_OPT_CALL, NULL, "LEVEL", .help = "debug, info (default), warn, error",
          .fn = set_log_level, .ud = &level},
         {"help", 'h', KJ_OPT_FLAG, &help, NULL, .help = "this help"},
@@ -661,7 +663,7 @@ int kj_cmd_ship(int argc, char **argv)
 
     shipper s = {.state_path = state, .once = once_flag, .ino_fd = -1, .sig_fd = -1};
     s.max_request = max_request, s.max_line = max_line, s.chunk_lines = chunk;
-    s.chunk_bytes = 4u << 20;
+    s.chunk_bytes = chunk * 1024; /* 4 MiB by default, whatever the lines' size */
     int code = KJ_EXIT_OK, lock_fd = -1;
     char *root = root_path(argv[1]);
     kj_err err = {0};
