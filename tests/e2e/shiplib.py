@@ -55,13 +55,6 @@ def sessions(db):
     return {sid: ("open" if st == 1 else "closed", reason) for sid, st, reason in rows}
 
 
-def server_info_merged(logs):
-    """Whether kjournald took the server-info lines (issue 12's journal side):
-    before it, every one is rejected as an unknown event type."""
-    return not re.search(r'file="?kyuubi_server_info/[^ ]* line=\d+ code=unknown_event_type',
-                         logs)
-
-
 def leaks(paths):
     """The files among paths (and directories under them) that hold a secret."""
     found = []
