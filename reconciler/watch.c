@@ -287,7 +287,7 @@ static int on_event(const kj_watch_event *ev, void *ud)
             r->stream_error = 1;
         char q[600];
         kj_log(r->expired ? KJ_LOG_INFO : KJ_LOG_WARN, "watch: error event",
-               "namespace=%s code=%d %s", r->ns, ev->status ? ev->status->http : 0,
+               "namespace=%s code=%d message=%s", r->ns, ev->status ? ev->status->http : 0,
                kj_logq(q, sizeof q, ev->status ? ev->status->message : ""));
         return 1;
     }
