@@ -342,7 +342,13 @@ int kj_kube_run(kj_kube *k, int64_t timeout_ms);
 int kj_kube_pending(const kj_kube *k);
 /* Fails every pending request with KJ_ECANCELED (callbacks run). */
 void kj_kube_cancel(kj_kube *k);
-/* Makes a kj_kube_run()/poll waiting on k return at once; any thread. */
+/* One step: waits up to timeout_ms for progress (a transfer moved, a retry
+ * came due, kj_kube_wakeup()); returns the number pending. For a client that
+ * always has a request pending (a watch), where kj_kube_run() would not
+ * return before its timeout. */
+int kj_kube_poll(kj_kube *k, int timeout_ms);
+/* Makes a kj_kube_run() or kj_kube_poll() waiting on k return at once
+ * (run: to its loop); any thread. */
 void kj_kube_wakeup(kj_kube *k);
 
 /* ---- the reflector (watch.c) ---------------------------------------------

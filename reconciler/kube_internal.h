@@ -114,9 +114,6 @@ void kj_kube_set_limits(kj_kube *k, double qps, int burst, int max_in_flight);
  * client-go; <= 0 restores it). It is also read again after every 401. */
 void kj_kube_set_token_reread(kj_kube *k, int64_t ms);
 
-/* One step: waits up to timeout_ms for progress; returns the number pending. */
-int kj_kube_poll(kj_kube *k, int timeout_ms);
-
 /* Counters since kj_kube_new(). */
 typedef struct kj_kube_stats {
     uint64_t requests; /* HTTP attempts started */
