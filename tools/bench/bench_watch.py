@@ -237,6 +237,14 @@ def main():
             print("%-34s %7d %7d %7d %7d" % ("%s: %s" % key, len(xs), pct(xs, 50), pct(xs, 99), max(xs)))
         allx = [x for xs in lat.values() for x in xs]
         print("%-34s %7d %7d %7d %7d" % ("all", len(allx), pct(allx, 50), pct(allx, 99), max(allx)))
+        r = subprocess.run([program(a.build, "kjournal"), "actions", "--journal", journal, "-o", "json",
+                            "-n", "all"], capture_output=True, text=True, check=True)
+        results = {}
+        for line in r.stdout.splitlines():
+            x = json.loads(line)
+            if kind_of.get(x.get("pod")):
+                results[x["result"]] = results.get(x["result"], 0) + 1
+        print("audit of the changed pods, by result: %s" % ", ".join("%s %d" % kv for kv in sorted(results.items())))
         print("kjournald CPU: idle %.2f%% of a core over %.0f s; reacting %.1f%% (%.2f s CPU over %.1f s,"
               " changes sent in %.1f s)" % (100 * idle_cpu, a.idle, 100 * react_cpu / react_wall,
                                             react_cpu, react_wall, change_wall))
