@@ -32,6 +32,11 @@ typedef struct op {
     kj_kube *k;
     kj_kube_req req; /* strings point at owned copies below */
     char *s_ns, *s_name, *s_body, *s_uid, *s_rv, *s_prop, *s_lsel, *s_fsel, *s_method, *s_path;
+    char *s_wrv;
+    kj_watch_parser wp; /* WATCH_PODS: the stream (watch.c) */
+    int stream_rc;      /* the stream stopped by the parser or the caller */
+    kj_err stream_err;
+    char list_rv[64]; /* LIST_PODS: the list's resourceVersion */
     kj_lease lease;
     kj_kube_done_fn done;
     void *ud;
@@ -102,6 +107,8 @@ static const char *op_name(kj_kube_op o)
         return "update lease";
     case KJ_KUBE_RAW:
         return "request";
+    case KJ_KUBE_WATCH_PODS:
+        return "watch pods";
     }
     return "request";
 }
@@ -240,6 +247,8 @@ static void op_free(op *o)
     free(o->s_fsel);
     free(o->s_method);
     free(o->s_path);
+    free(o->s_wrv);
+    kj_watch_parser_free(&o->wp);
     free(o->cont);
     free(o->req_body);
     free(o->resp);
@@ -294,8 +303,10 @@ int kj_kube_submit(kj_kube *k, const kj_kube_req *r, kj_kube_done_fn done, void 
     if (k->canceling)
         return KJ_ECANCELED;
     int needs_name = r->op != KJ_KUBE_LIST_PODS && r->op != KJ_KUBE_RAW &&
-                     r->op != KJ_KUBE_CREATE_LEASE && r->op != KJ_KUBE_UPDATE_LEASE;
-    if (r->op < KJ_KUBE_GET_POD || r->op > KJ_KUBE_RAW || (needs_name && (!r->name || !*r->name)) ||
+                     r->op != KJ_KUBE_WATCH_PODS && r->op != KJ_KUBE_CREATE_LEASE &&
+                     r->op != KJ_KUBE_UPDATE_LEASE;
+    if (r->op < KJ_KUBE_GET_POD || r->op > KJ_KUBE_WATCH_PODS ||
+        (needs_name && (!r->name || !*r->name)) || (r->op == KJ_KUBE_WATCH_PODS && !r->on_event) ||
         (r->op == KJ_KUBE_PATCH_POD && !r->body) ||
         ((r->op == KJ_KUBE_CREATE_LEASE || r->op == KJ_KUBE_UPDATE_LEASE) &&
          (!r->lease || !r->lease->name[0])) ||
@@ -324,6 +335,15 @@ int kj_kube_submit(kj_kube *k, const kj_kube_req *r, kj_kube_done_fn done, void 
     bad |= dupz(r->field_selector, &o->s_fsel, &o->req.field_selector);
     bad |= dupz(r->method, &o->s_method, &o->req.method);
     bad |= dupz(r->path, &o->s_path, &o->req.path);
+    bad |= dupz(r->resource_version, &o->s_wrv, &o->req.resource_version);
+    if (r->op == KJ_KUBE_WATCH_PODS) {
+        kj_watch_parser_init(&o->wp, 0);
+        if (o->req.timeout_s <= 0)
+            o->req.timeout_s = 300;
+        /* the server ends the stream; this only catches a server that does not */
+        if (!r->timeout_ms)
+            o->req.timeout_ms = (int64_t)o->req.timeout_s * 1000 + 30000;
+    }
     if (r->lease) {
         o->lease = *r->lease;
         o->req.lease = &o->lease;
@@ -355,8 +375,16 @@ int kj_kube_submit(kj_kube *k, const kj_kube_req *r, kj_kube_done_fn done, void 
         o->retry_conn = kj_kube_patch_has_test(r->body);
         break;
     case KJ_KUBE_RAW:
+    case KJ_KUBE_WATCH_PODS: /* resumed by the caller from the version it saw last */
         o->retry_conn = 0;
         break;
+    }
+    if (r->delay_ms > 0) {
+        o->not_before = kj_mono_ms() + r->delay_ms;
+        o->next = k->delayed;
+        k->delayed = o;
+        k->n_pending++;
+        return 0;
     }
     if (k->q_tail)
         k->q_tail->next = o;
@@ -373,6 +401,19 @@ static size_t on_write(char *ptr, size_t size, size_t nmemb, void *ud)
 {
     op *o = ud;
     size_t n = size * nmemb;
+    long http = 0;
+    if (o->req.op == KJ_KUBE_WATCH_PODS &&
+        curl_easy_getinfo(o->easy, CURLINFO_RESPONSE_CODE, &http) == CURLE_OK && http >= 200 &&
+        http < 300) {
+        o->k->in_callback++;
+        int rc = kj_watch_parser_feed(&o->wp, ptr, n, o->req.on_event, o->ud, &o->stream_err);
+        o->k->in_callback--;
+        if (rc) {
+            o->stream_rc = rc;
+            return 0; /* ends the transfer */
+        }
+        return n;
+    }
     if (o->resp_len + n + 1 > MAX_BODY) {
         o->too_big = 1;
         return 0;
@@ -443,6 +484,18 @@ static int build_url(op *o, CURL *e, char **url)
         add_query(e, q, qsize, "labelSelector", r->label_selector);
         add_query(e, q, qsize, "fieldSelector", r->field_selector);
         add_query(e, q, qsize, "continue", o->cont);
+        snprintf(u, usize, "%s/api/v1/namespaces/%s/pods%s", c->server, ns, q);
+        break;
+    }
+    case KJ_KUBE_WATCH_PODS: {
+        char t[32];
+        snprintf(t, sizeof(t), "%d", r->timeout_s);
+        add_query(e, q, qsize, "watch", "1");
+        add_query(e, q, qsize, "allowWatchBookmarks", "true");
+        add_query(e, q, qsize, "timeoutSeconds", t);
+        add_query(e, q, qsize, "labelSelector", r->label_selector);
+        add_query(e, q, qsize, "fieldSelector", r->field_selector);
+        add_query(e, q, qsize, "resourceVersion", r->resource_version);
         snprintf(u, usize, "%s/api/v1/namespaces/%s/pods%s", c->server, ns, q);
         break;
     }
@@ -691,6 +744,7 @@ static void finish(kj_kube *k, op *o, int rc, const kj_err *err)
     res.attempts = o->attempts;
     res.pages = o->pages;
     res.status = o->st;
+    res.resource_version = o->list_rv;
     if (err && rc < 0)
         res.err = *err;
     res.err.code = rc;
@@ -728,7 +782,8 @@ static void finish(kj_kube *k, op *o, int rc, const kj_err *err)
                           o->req.name ? o->req.name : "");
         }
         res.pod = pod;
-    } else if (rc == 0 && o->req.op != KJ_KUBE_LIST_PODS && o->req.op != KJ_KUBE_RAW) {
+    } else if (rc == 0 && o->req.op != KJ_KUBE_LIST_PODS && o->req.op != KJ_KUBE_RAW &&
+               o->req.op != KJ_KUBE_WATCH_PODS) {
         res.rc = kj_err_set(&res.err, KJ_EPROTO, "%s %s/%s: empty answer", op_name(o->req.op),
                             o->req.namespace_, o->req.name ? o->req.name : "");
     }
@@ -807,7 +862,11 @@ static void list_page(kj_kube *k, op *o, int64_t now)
     size_t n = 0;
     char *cont = NULL;
     kj_err err = {0};
-    int rc = kj_kube_parse_pod_list(o->resp, o->resp_len, &pods, &n, &cont, &err);
+    char rv[sizeof(o->list_rv)];
+    int rc =
+        kj_kube_parse_pod_list_rv(o->resp, o->resp_len, &pods, &n, &cont, rv, sizeof(rv), &err);
+    if (rc == 0 && (o->pages == 0 || o->restarted)) /* every page repeats the first's */
+        memcpy(o->list_rv, rv, sizeof(rv));
     /* Only one page of JSON is held at a time. */
     free(o->resp);
     o->resp = NULL;
@@ -955,11 +1014,37 @@ static void http_failed(kj_kube *k, op *o, long http, int64_t now)
     finish(k, o, rc, &err);
 }
 
+/* A watch stream that answered 200 ended: by the server (timeoutSeconds),
+ * by the parser or the caller (o->stream_rc), or cut short. */
+static void watch_ended(kj_kube *k, op *o, CURLcode cc)
+{
+    kj_err err = {0};
+    int rc = o->stream_rc;
+    memset(&o->st, 0, sizeof(o->st));
+    if (rc)
+        err = o->stream_err;
+    else if (cc != CURLE_OK)
+        rc = kj_err_set(&err, KJ_EUNAVAIL, "watch pods %s: the stream broke: %s", o->req.namespace_,
+                        o->errbuf[0] ? o->errbuf : curl_easy_strerror(cc));
+    else
+        rc = kj_watch_parser_finish(&o->wp, &err);
+    finish(k, o, rc, &err);
+}
+
 static void complete(kj_kube *k, op *o, CURLcode cc)
 {
     int64_t now = kj_mono_ms();
     long http = take_off_wire(k, o);
-    if (cc != CURLE_OK) {
+    if (o->req.op == KJ_KUBE_WATCH_PODS && (o->stream_rc || (cc == CURLE_OK && http / 100 == 2))) {
+        watch_ended(k, o, cc);
+    } else if (cc != CURLE_OK && o->req.op == KJ_KUBE_WATCH_PODS) {
+        kj_err err = {0};
+        memset(&o->st, 0, sizeof(o->st));
+        kj_err_set(&err, cc == CURLE_OPERATION_TIMEDOUT ? KJ_ETIMEDOUT : KJ_EUNAVAIL,
+                   "watch pods %s: the stream broke: %s", o->req.namespace_,
+                   o->errbuf[0] ? o->errbuf : curl_easy_strerror(cc));
+        finish(k, o, err.code, &err);
+    } else if (cc != CURLE_OK) {
         transport_failed(k, o, cc, now);
     } else if (http >= 200 && http < 300) {
         memset(&o->st, 0, sizeof(o->st));
@@ -1112,6 +1197,12 @@ int kj_kube_run(kj_kube *k, int64_t timeout_ms)
         kj_kube_poll(k, (int)(w > 1000 ? 1000 : w));
     }
     return 0;
+}
+
+void kj_kube_wakeup(kj_kube *k)
+{
+    if (k)
+        curl_multi_wakeup(k->multi);
 }
 
 void kj_kube_cancel(kj_kube *k)

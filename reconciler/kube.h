@@ -229,7 +229,35 @@ typedef enum kj_kube_op {
     KJ_KUBE_CREATE_LEASE, /* lease */
     KJ_KUBE_UPDATE_LEASE, /* lease, with resource_version */
     KJ_KUBE_RAW, /* method + path + body as given; never retried except 429 (for tests, tools) */
+    KJ_KUBE_WATCH_PODS, /* a watch stream (RBAC verb watch): events go to on_event */
 } kj_kube_op;
+
+/*
+ * A watch event (see watch.c), valid during the callback. pod is set for
+ * ADDED, MODIFIED and DELETED; resource_version is the object's (a BOOKMARK
+ * carries nothing else); status is set for ERROR (a 410 Expired means: list
+ * again).
+ */
+typedef enum kj_watch_type {
+    KJ_WATCH_ADDED = 1,
+    KJ_WATCH_MODIFIED,
+    KJ_WATCH_DELETED,
+    KJ_WATCH_BOOKMARK,
+    KJ_WATCH_ERROR,
+} kj_watch_type;
+#define KJ_WATCH_TYPES 6 /* for arrays indexed by kj_watch_type */
+
+typedef struct kj_watch_event {
+    kj_watch_type type;
+    const kj_pod *pod;
+    const char *resource_version; /* "" when the object has none */
+    const kj_kube_status *status;
+} kj_watch_event;
+
+/* Called for each event of a watch stream; return 0 to go on, anything else
+ * to end the stream (the request then completes with KJ_ECANCELED). */
+typedef int (*kj_kube_watch_fn)(const kj_watch_event *ev, void *ud);
+const char *kj_watch_type_name(kj_watch_type t); /* "ADDED", ... */
 
 /*
  * One page of a list, valid during the callback. restarted is 1 on the first
@@ -256,6 +284,17 @@ typedef struct kj_kube_req {
     kj_kube_page_fn on_page;
     /* CREATE_LEASE / UPDATE_LEASE */
     const kj_lease *lease;
+    /* WATCH_PODS (label_selector, field_selector as for lists): from
+     * resource_version (NULL: now, with synthetic ADDED events), the server
+     * ends the stream after timeout_s (0: 300); allowWatchBookmarks is always
+     * asked. Never repeated by the engine: the stream completes with 0 when
+     * the server ended it, or an error (410 Expired as an HTTP status: list
+     * again), and the caller resumes from the last version it saw. */
+    const char *resource_version;
+    int timeout_s;
+    kj_kube_watch_fn on_event;
+    /* Start no earlier than this many ms after submit (backoff by the caller). */
+    int64_t delay_ms;
     /* RAW */
     const char *method;
     const char *path; /* starting with '/', with the query string */
@@ -286,6 +325,7 @@ typedef struct kj_kube_result {
     size_t body_len;
     const kj_pod *pod;
     const kj_lease *lease;
+    const char *resource_version; /* LIST_PODS: the list's metadata.resourceVersion ("" if none) */
     kj_err err;
 } kj_kube_result;
 
@@ -302,5 +342,52 @@ int kj_kube_run(kj_kube *k, int64_t timeout_ms);
 int kj_kube_pending(const kj_kube *k);
 /* Fails every pending request with KJ_ECANCELED (callbacks run). */
 void kj_kube_cancel(kj_kube *k);
+/* One step: waits up to timeout_ms for progress (a transfer moved, a retry
+ * came due, kj_kube_wakeup()); returns the number pending. For a client that
+ * always has a request pending (a watch), where kj_kube_run() would not
+ * return before its timeout. */
+int kj_kube_poll(kj_kube *k, int timeout_ms);
+/* Makes a kj_kube_run() or kj_kube_poll() waiting on k return at once
+ * (run: to its loop); any thread. */
+void kj_kube_wakeup(kj_kube *k);
+
+/* ---- the reflector (watch.c) ---------------------------------------------
+ *
+ * A list then a watch of the pods of one namespace, like client-go's
+ * reflector: a paged list, a watch from the list's resourceVersion, resumed
+ * from the last version seen when the server ends the stream or the
+ * connection drops, a fresh list after a 410 Expired (an HTTP status or an
+ * ERROR event in the stream), backoff with jitter after failures. It runs
+ * on a kj_kube client of its own (a watch is always pending: kj_kube_run()
+ * would never return); the caller drives it with kj_kube_poll() and stops it
+ * with kj_kube_free() (or kj_kube_cancel()) before kj_reflector_free().
+ */
+typedef struct kj_reflector kj_reflector;
+typedef struct kj_reflector_opts {
+    const char *namespace_; /* NULL: the config's */
+    const char *label_selector;
+    int watch_timeout_s; /* timeoutSeconds; each watch asks a random one in [t, 2t); 0: 300 */
+    /* Each page of each list (relist: 0 for the first list, 1 after). */
+    void (*on_list)(const kj_pod *pods, size_t n, int relist, void *ud);
+    /* Each event: ADDED, MODIFIED, DELETED, BOOKMARK (ERROR is handled). */
+    void (*on_event)(const kj_watch_event *ev, void *ud);
+    void *ud;
+} kj_reflector_opts;
+typedef struct kj_reflector_stats {
+    uint64_t lists;    /* lists completed (the first and every relist) */
+    uint64_t relists;  /* lists after a 410 or a failed list */
+    uint64_t watches;  /* watch requests started */
+    uint64_t restarts; /* watches resumed after the stream ended or broke */
+    uint64_t expired;  /* 410 Expired answers (HTTP or in-stream) */
+    uint64_t errors;   /* failed lists and broken streams */
+    uint64_t events[KJ_WATCH_TYPES];
+} kj_reflector_stats;
+/* Starts listing at once. opts' strings are copied. */
+int kj_reflector_start(kj_kube *k, const kj_reflector_opts *o, kj_reflector **out, kj_err *err);
+void kj_reflector_get_stats(const kj_reflector *r, kj_reflector_stats *out);
+/* 1 once a list has completed and a watch is open or being resumed. */
+int kj_reflector_synced(const kj_reflector *r);
+/* Frees; the client must have been freed or cancelled first. Accepts NULL. */
+void kj_reflector_free(kj_reflector *r);
 
 #endif

@@ -114,9 +114,6 @@ void kj_kube_set_limits(kj_kube *k, double qps, int burst, int max_in_flight);
  * client-go; <= 0 restores it). It is also read again after every 401. */
 void kj_kube_set_token_reread(kj_kube *k, int64_t ms);
 
-/* One step: waits up to timeout_ms for progress; returns the number pending. */
-int kj_kube_poll(kj_kube *k, int timeout_ms);
-
 /* Counters since kj_kube_new(). */
 typedef struct kj_kube_stats {
     uint64_t requests; /* HTTP attempts started */
@@ -157,5 +154,37 @@ int kj_kube_create_lease(kj_kube *k, const kj_lease *in, kj_lease *out, kj_kube_
                          kj_err *err);
 int kj_kube_update_lease(kj_kube *k, const kj_lease *in, kj_lease *out, kj_kube_status *st,
                          kj_err *err);
+
+/* ---- the watch stream parser (watch.c) ---------------------------------
+ *
+ * Splits a watch stream into lines, however the bytes arrive (a line in
+ * pieces, several lines in one chunk), and decodes each into a
+ * kj_watch_event. Bounded: at most max_line bytes of an unfinished line are
+ * held; a longer line is an error (KJ_EPROTO), as is a line that is not a
+ * watch event. Blank lines are skipped.
+ */
+#define KJ_WATCH_MAX_LINE (4u << 20)
+typedef struct kj_watch_parser {
+    char *buf; /* the unfinished line */
+    size_t len, cap, max;
+    uint64_t lines; /* events decoded */
+} kj_watch_parser;
+void kj_watch_parser_init(kj_watch_parser *p, size_t max_line); /* 0: KJ_WATCH_MAX_LINE */
+/* Feeds bytes; fn sees each complete event. 0, KJ_EPROTO (err says why),
+ * KJ_ENOMEM, or KJ_ECANCELED when fn asked to stop. After an error the
+ * parser must not be fed again. */
+int kj_watch_parser_feed(kj_watch_parser *p, const char *data, size_t len, kj_kube_watch_fn fn,
+                         void *ud, kj_err *err);
+/* The stream ended: KJ_EPROTO if it ended inside a line (truncated). */
+int kj_watch_parser_finish(kj_watch_parser *p, kj_err *err);
+void kj_watch_parser_free(kj_watch_parser *p);
+/* Decodes one line (without its newline) and calls fn. */
+int kj_watch_decode_line(const char *line, size_t len, kj_kube_watch_fn fn, void *ud, kj_err *err);
+
+/* A pod from a cJSON object (cJSON *); *p is filled (kj_pod_clear()). */
+int kj_pod_from_cjson(const void *json, kj_pod *p, kj_err *err);
+/* kj_kube_parse_pod_list() that also copies the list's resourceVersion into rv. */
+int kj_kube_parse_pod_list_rv(const char *json, size_t len, kj_pod **pods, size_t *n, char **cont,
+                              char *rv, size_t rv_size, kj_err *err);
 
 #endif

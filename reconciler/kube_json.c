@@ -352,6 +352,11 @@ oom:
     return kj_err_set(err, KJ_ENOMEM, "out of memory");
 }
 
+int kj_pod_from_cjson(const void *json, kj_pod *p, kj_err *err)
+{
+    return pod_from_json(json, p, err);
+}
+
 int kj_pod_parse(const char *json, size_t len, kj_pod **out, kj_err *err)
 {
     *out = NULL;
@@ -371,6 +376,12 @@ int kj_pod_parse(const char *json, size_t len, kj_pod **out, kj_err *err)
 
 int kj_kube_parse_pod_list(const char *json, size_t len, kj_pod **pods, size_t *n, char **cont,
                            kj_err *err)
+{
+    return kj_kube_parse_pod_list_rv(json, len, pods, n, cont, NULL, 0, err);
+}
+
+int kj_kube_parse_pod_list_rv(const char *json, size_t len, kj_pod **pods, size_t *n, char **cont,
+                              char *rv, size_t rv_size, kj_err *err)
 {
     int rc = 0;
     kj_pod *arr = NULL;
@@ -407,6 +418,10 @@ int kj_kube_parse_pod_list(const char *json, size_t len, kj_pod **pods, size_t *
         cnt++;
     }
     const char *c = jstr(cJSON_GetObjectItemCaseSensitive(j, "metadata"), "continue");
+    if (rv && rv_size) {
+        const char *v = jstr(cJSON_GetObjectItemCaseSensitive(j, "metadata"), "resourceVersion");
+        snprintf(rv, rv_size, "%s", v ? v : "");
+    }
     if (c && *c && !(*cont = strdup(c))) {
         rc = kj_err_set(err, KJ_ENOMEM, "out of memory");
         goto out;

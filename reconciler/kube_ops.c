@@ -9,6 +9,7 @@
 const kj_kube_op_info kj_kube_ops[] = {
     {KJ_KUBE_GET_POD, "get pod", "GET", CORE, "v1", "pods", "get"},
     {KJ_KUBE_LIST_PODS, "list pods", "GET", CORE, "v1", "pods", "list"},
+    {KJ_KUBE_WATCH_PODS, "watch pods", "GET", CORE, "v1", "pods", "watch"},
     {KJ_KUBE_PATCH_POD, "patch pod", "PATCH", CORE, "v1", "pods", "patch"},
     {KJ_KUBE_DELETE_POD, "delete pod", "DELETE", CORE, "v1", "pods", "delete"},
     {KJ_KUBE_GET_LEASE, "get lease", "GET", COORD, "v1", "leases", "get"},

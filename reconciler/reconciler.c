@@ -876,7 +876,9 @@ int kj_reconcile(kj_journal *j, kj_kube *k, const kj_policy *p, const kj_reconci
                  o->only_tag ? o->only_tag : o->only_app_id);
         sel = selector;
     }
-    size_t n_ns = p->n_namespaces ? p->n_namespaces : 1;
+    size_t n_ns = o->pods ? 0 : p->n_namespaces ? p->n_namespaces : 1;
+    if (o->pods)
+        on_page(o->pods, o->n_pods, 0, &ps);
     for (size_t i = 0; i < n_ns; i++) {
         kj_kube_req r = KJ_KUBE_REQ_INIT;
         r.op = KJ_KUBE_LIST_PODS;
@@ -913,7 +915,7 @@ int kj_reconcile(kj_journal *j, kj_kube *k, const kj_policy *p, const kj_reconci
                         ps.list_err.msg);
         goto out;
     }
-    if (!o->only_tag && !o->only_app_id)
+    if (!o->only_tag && !o->only_app_id && !o->pods)
         rc = close_missing_engines(&ps, err);
     if (!rc && sum->actions_failed)
         rc = kj_err_set(err, KJ_EIO, "reconciler: %lld action(s) failed",

@@ -121,11 +121,15 @@ int kj_plan_missing_engine(int64_t since_ms, int64_t now_ms, const kj_policy *p)
 typedef void (*kj_action_fn)(const kj_action *a, void *ud);
 
 typedef struct kj_reconcile_opts {
-    const char *trigger; /* "recovery", "close", "resync", "manual" */
+    const char *trigger; /* "startup", "event", "watch", "resync", "manual" */
     int dry_run;
     /* A targeted pass: only pods with this tag or application id (either may
      * be NULL; both NULL: every pod in scope). No engine_missing check. */
     const char *only_tag, *only_app_id;
+    /* Plan these pods as given (a watch saw them change) instead of listing;
+     * no engine_missing check. The pods are copied. */
+    const kj_pod *pods;
+    size_t n_pods;
     const char *default_namespace; /* the kube config's, listed when the policy names none */
     kj_action_fn on_action;        /* each action as it is recorded (or planned) */
     void *ud;

@@ -31,7 +31,8 @@ def main():
     shutil.copytree(os.path.join(kjtest.SOURCE, "deploy"), deploy)
     y = os.path.join(deploy, "kubernetes", "kjournald.yaml")
     plant(y, "- --listen=tcp://0.0.0.0:5680", "- --listen-on=tcp://0.0.0.0:5680")
-    plant(y, 'verbs: ["get", "list", "patch", "delete"]', 'verbs: ["get", "list", "watch", "patch"]')
+    plant(y, 'verbs: ["get", "list", "watch", "patch", "delete"]',
+          'verbs: ["get", "list", "watch", "patch", "deletecollection"]')
     plant(y, "path: /readyz", "path: /ready")
     plant(y, "httpGet: {path: /healthz, port: metrics}", "httpGet: {path: /healthz, port: zmq}")
     plant(y, "image: kjournal:", "image: kjournal:0.0.9-")
@@ -49,7 +50,7 @@ def main():
     report = r.stderr[r.stderr.find(" problem(s):"):]
     want = [
         r"container kjournald: kjournald refuses its arguments \(exit 2\): .*unknown option '--listen-on'",
-        r"Role/kjournald: grants watch core/pods, which no request of the client needs",
+        r"Role/kjournald: grants deletecollection core/pods, which no request of the client needs",
         r"Role/kjournald: lacks delete core/pods, which the client's operation table needs",
         r"probes: kjournald answers 404 to /ready",
         r"livenessProbe: port 'zmq' is not the --metrics port 9680",

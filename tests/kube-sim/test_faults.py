@@ -59,6 +59,8 @@ FAULT_WORDING = [
     ("drop-after-rate", "100.5", 100.5, "want a percentage from 0 to 100"),
     ("retry-after", "3601", 3601, "want seconds from 0 to 3600"),
     ("continue-ttl", "86401", 86401, "want seconds from 0 to 86400"),
+    ("watch-drop-rate", "101", 101, "want a percentage from 0 to 100"),
+    ("watch-end-after", "-1", -1, "want seconds from 0 to 86400"),
     ("error-codes", "200", [200], "want 1 to 8 codes from 400 to 599"),
     ("error-codes", "429,500,503,429,500,503,429,500,503", [429, 500, 503] * 3,
      "want 1 to 8 codes from 400 to 599"),

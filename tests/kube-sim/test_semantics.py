@@ -457,8 +457,9 @@ def test_watch(sim):
     text = data.decode()
     check("Transfer-Encoding: chunked" in text, "watch is chunked")
     evs = [json.loads(line) for line in dechunk(data).decode().splitlines() if line.strip()]
-    check([(e["type"], e["object"]["metadata"]["name"]) for e in evs] == [("MODIFIED", "w1"), ("DELETED", "w1"),
-                                                                          ("ADDED", "w3")],
+    # a graceful delete: MODIFIED (deletionTimestamp) before DELETED, as recorded
+    check([(e["type"], e["object"]["metadata"]["name"]) for e in evs] == [("MODIFIED", "w1"), ("MODIFIED", "w1"),
+                                                                          ("DELETED", "w1"), ("ADDED", "w3")],
           "watch events %s" % [(e["type"], e["object"]["metadata"]["name"]) for e in evs])
     ok("watch: ADDED for the current state, then MODIFIED/DELETED after resourceVersion, timeoutSeconds")
 

@@ -341,7 +341,8 @@ elif mode == "runs-since":                # runs-since RUNS.jsonl ACTIONS.jsonl 
     acts = [json.loads(l) for l in open(sys.argv[4]) if l.strip()]
     acts = [a for a in acts if a["run"] >= first]
     runs = [json.loads(l) for l in open(sys.argv[3]) if l.strip()]
-    why = {"recovery": "the recovery pass at start-up", "session": "an event's pods",
+    why = {"startup": "the recovery pass at start-up", "event": "an event's pods",
+           "watch": "a pod the watch saw change",
            "resync": "a full pass: the queue overflowed with server B's sessions"}
     acted = sorted({a["run"] for a in acts})
     trig = {r["id"]: r["trigger"] for r in runs}
@@ -567,7 +568,7 @@ fi
 RECOVERY_RUN=$("$KJOURNAL" actions --journal "$JOURNAL" --runs -o json | $PY -c '
 import json,sys
 runs=[json.loads(l) for l in sys.stdin if l.strip()]
-print(min([r["id"] for r in runs if r["id"] > '"$LAST_RUN"' and r["trigger"] == "recovery"] or [0]))')
+print(min([r["id"] for r in runs if r["id"] > '"$LAST_RUN"' and r["trigger"] == "startup"] or [0]))')
 
 printf '\n  %sPods after the recovery%s\n' "$B" "$OFF"
 snapshot "$W/after.json"

@@ -147,7 +147,8 @@ static int parse_args(int argc, char **argv, config *c)
          .help = "print the RBAC rules the Kubernetes client needs (a\n"
                  "Role's rules:, from its operation table) and exit"},
         KJ_OPTS_SECTION("reconciliation (the recovery pass at start-up, a pass for the pods of\n"
-                        "every session that opens with an engine or closes, a resync every\n"
+                        "every session that opens with an engine or closes, a watch on the\n"
+                        "engine pods that acts on each pod as it changes, a resync every\n"
                         "interval; see 'kjournal recover --help' for what a pass does):"),
         {"no-reconcile", 0, KJ_OPT_FLAG, &c->no_reconcile, NULL,
          .help = "run as a pure journal. So does a start without any\n"

@@ -38,6 +38,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "informer.h"
 #include "reconcile.h"
 
 #define CONN_MAX 64 /* connections served at once; a new one past it closes the oldest */
@@ -367,6 +368,7 @@ static void render_daemon(FILE *f, const kjd_metrics *m, int running)
                 "kjournal_reconcile_running_orphans %lld\n",
                 (long long)orphans);
     }
+    kjd_informer_render(f);
 }
 
 static char *render(kjd_metrics *m)

@@ -1,5 +1,6 @@
 /* reconcile.c - kjournald's reconciler thread (see reconcile.h). */
 #include "reconcile.h"
+#include "informer.h"
 
 #include <pthread.h>
 #include <stdio.h>
@@ -25,6 +26,7 @@ struct kjd_reconciler {
     size_t n_queued;
     int overflow, stopping;
     atomic_int cancel;   /* set by kjd_reconciler_stop(): ends the pass in hand */
+    kj_kube *kw;         /* the watch's client, while the thread waits on it (under mu) */
     int64_t next_due_ms; /* epoch ms: the first waiting step of the passes so far */
 };
 
@@ -105,22 +107,76 @@ static void session_pass(kjd_reconciler *r, kj_journal *j, kj_kube *k, const cha
     kj_err err = {0};
     if (kj_journal_session_get(j, session, copy_engine, &e, &err) || (!*e.tag && !*e.app_id))
         return; /* no engine known yet: the resync or a later event covers it */
-    kj_reconcile_opts o = {.trigger = "session",
+    kj_reconcile_opts o = {.trigger = "event",
                            .cancel = &r->cancel,
                            .default_namespace = kj_kube_config_namespace(r->cfg),
                            .only_tag = *e.tag ? e.tag : NULL,
                            .only_app_id = *e.app_id ? e.app_id : NULL};
     kj_reconcile_summary s;
     int rc = kj_reconcile(j, k, r->pol, &o, &s, &err);
-    log_pass("session", session, rc, &s, &err);
+    log_pass("event", session, rc, &s, &err);
     note_due(r, &s);
+}
+
+/* Waits (mu held, released meanwhile) for wait ms at most: on the watch's
+ * client when it has a stream or a list to drive, which also gathers the
+ * pods that changed; else on the condition variable. Either wakes at once
+ * for kjd_reconciler_notify() and _stop(). */
+static void wait_for_work(kjd_reconciler *r, kj_kube *kw, int64_t wait)
+{
+    if (wait > 60000)
+        wait = 60000;
+    if (kw && kj_kube_pending(kw) > 0) {
+        r->kw = kw;
+        pthread_mutex_unlock(&r->mu);
+        kj_kube_poll(kw, (int)wait);
+        pthread_mutex_lock(&r->mu);
+        r->kw = NULL;
+        return;
+    }
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_sec += wait / 1000;
+    ts.tv_nsec += (wait % 1000) * 1000000;
+    if (ts.tv_nsec >= 1000000000) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000;
+    }
+    pthread_cond_timedwait(&r->cv, &r->mu, &ts);
+}
+
+/* The pods the watch saw change, acted on (trigger "watch"). */
+static void watch_pass(kjd_reconciler *r, kjd_informer *inf, kj_journal *j, kj_kube *k)
+{
+    int64_t due = 0;
+    if (!inf)
+        return;
+    kjd_informer_react(inf, j, k, &r->cancel, &due);
+    if (due && (!r->next_due_ms || due < r->next_due_ms))
+        r->next_due_ms = due;
+}
+
+static kjd_informer *start_informer(kjd_reconciler *r, kj_kube **kw)
+{
+    kj_err err = {0};
+    char q[600];
+    kjd_informer *inf = NULL;
+    if (kj_kube_new(r->cfg, kw, &err) ||
+        kjd_informer_start(*kw, r->pol, kj_kube_config_namespace(r->cfg), 0, &inf, &err)) {
+        kj_log(KJ_LOG_ERROR, "watch cannot start; the resync remains", "error=%s",
+               kj_logq(q, sizeof q, err.msg));
+        kj_kube_free(*kw);
+        *kw = NULL;
+    }
+    return inf;
 }
 
 static void *run(void *arg)
 {
     kjd_reconciler *r = arg;
     kj_journal *j = NULL;
-    kj_kube *k = NULL;
+    kj_kube *k = NULL, *kw = NULL;
+    kjd_informer *inf = NULL;
     kj_err err = {0};
     char q[600];
     if (kj_journal_open(r->journal_path, KJ_JOURNAL_NOCREATE, &j, &err) ||
@@ -130,7 +186,9 @@ static void *run(void *arg)
     }
     kj_log(KJ_LOG_INFO, "recovery pass starting", "server=%s source=%s",
            kj_kube_config_server(r->cfg), kj_logq(q, sizeof q, kj_kube_config_source(r->cfg)));
-    int64_t next_full = kj_mono_ms() + (full_pass(r, j, k, "recovery") ? RETRY_MS : r->resync_ms);
+    int64_t next_full = kj_mono_ms() + (full_pass(r, j, k, "startup") ? RETRY_MS : r->resync_ms);
+    if (!atomic_load(&r->cancel))
+        inf = start_informer(r, &kw);
     pthread_mutex_lock(&r->mu);
     while (!r->stopping) {
         if (r->next_due_ms) {
@@ -140,18 +198,11 @@ static void *run(void *arg)
             if (due < next_full)
                 next_full = due;
         }
-        if (!r->n_queued && !r->overflow) {
+        if (!r->n_queued && !r->overflow && !kjd_informer_pending(inf)) {
             int64_t wait = next_full - kj_mono_ms();
             if (wait > 0) {
-                struct timespec ts;
-                clock_gettime(CLOCK_REALTIME, &ts);
-                ts.tv_sec += wait / 1000;
-                ts.tv_nsec += (wait % 1000) * 1000000;
-                if (ts.tv_nsec >= 1000000000) {
-                    ts.tv_sec++;
-                    ts.tv_nsec -= 1000000000;
-                }
-                pthread_cond_timedwait(&r->cv, &r->mu, &ts);
+                wait_for_work(r, kw, wait);
+                kjd_informer_publish(inf);
                 continue;
             }
         }
@@ -170,10 +221,13 @@ static void *run(void *arg)
                 session_pass(r, j, k, batch[i]);
             free(batch[i]);
         }
+        watch_pass(r, inf, j, k);
         pthread_mutex_lock(&r->mu);
     }
     pthread_mutex_unlock(&r->mu);
 out:
+    kj_kube_free(kw); /* before the informer: its callbacks run with KJ_ECANCELED */
+    kjd_informer_free(inf);
     kj_kube_free(k);
     kj_journal_close(j);
     return NULL;
@@ -217,6 +271,7 @@ void kjd_reconciler_notify(kjd_reconciler *r, const char *session_id)
             r->overflow = 1;
     }
     pthread_cond_signal(&r->cv);
+    kj_kube_wakeup(r->kw);
     pthread_mutex_unlock(&r->mu);
 }
 
@@ -238,6 +293,7 @@ void kjd_reconciler_stop(kjd_reconciler *r)
     pthread_mutex_lock(&r->mu);
     r->stopping = 1;
     pthread_cond_signal(&r->cv);
+    kj_kube_wakeup(r->kw);
     pthread_mutex_unlock(&r->mu);
     pthread_join(r->thread, NULL);
     for (size_t i = 0; i < r->n_queued; i++)

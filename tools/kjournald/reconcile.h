@@ -1,8 +1,11 @@
 /*
- * reconcile.h - kjournald's reconciler thread: the recovery pass at start-up,
- * a targeted pass for the pods of every session that opens with an engine or
- * closes, and a full resync every interval. It has its own journal handle and
- * its own Kubernetes client, so ingest never waits for the API server.
+ * reconcile.h - kjournald's reconciler thread: the recovery pass at start-up
+ * (trigger "startup"), a targeted pass for the pods of every session that
+ * opens with an engine or closes ("event"), a pass for the pods the watch
+ * sees change ("watch", informer.h), and a full resync every interval
+ * ("resync"). It has its own journal handle and its own Kubernetes clients
+ * (one for passes, one for the watch), so ingest never waits for the API
+ * server. Between passes it waits on the watch's sockets.
  */
 #ifndef KJD_RECONCILE_H
 #define KJD_RECONCILE_H

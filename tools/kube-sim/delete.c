@@ -213,6 +213,9 @@ static void delete_first(ks_store *s, const ks_request *r, entry *e, cJSON *cur,
     ks_jset_str(meta, "deletionTimestamp", ts);
     ks_jset(meta, "deletionGracePeriodSeconds", cJSON_CreateNumber((double)grace));
     if (grace == 0 && st_finalizer_count(cur) == 0) {
+        /* as the apiserver does it: the deletionTimestamp is written
+         * (watchers see MODIFIED), then the pod goes (DELETED) */
+        st_put(s, r->kind, r->ns, r->name, cur);
         st_remove_now(s, r->kind, e, cur, 0, out);
         return;
     }

@@ -14,7 +14,18 @@
 #include <string.h>
 
 /* the numeric settings; continue_ttl is the store's, the others ks_faults' */
-enum { LATENCY, JITTER, ERROR_RATE, DROP_RATE, DROP_AFTER_RATE, RETRY_AFTER, CONTINUE_TTL, NNUMS };
+enum {
+    LATENCY,
+    JITTER,
+    ERROR_RATE,
+    DROP_RATE,
+    DROP_AFTER_RATE,
+    RETRY_AFTER,
+    CONTINUE_TTL,
+    WATCH_DROP_RATE,
+    WATCH_END_AFTER,
+    NNUMS
+};
 
 static const struct {
     const char *name;
@@ -28,6 +39,8 @@ static const struct {
     [DROP_AFTER_RATE] = {"drop_after_rate", 0, 100, "a percentage"},
     [RETRY_AFTER] = {"retry_after", 0, 3600, "seconds"},
     [CONTINUE_TTL] = {"continue_ttl", 0, 86400, "seconds"},
+    [WATCH_DROP_RATE] = {"watch_drop_rate", 0, 100, "a percentage"},
+    [WATCH_END_AFTER] = {"watch_end_after", 0, 86400, "seconds"},
 };
 
 #define CODES_WANTED "want 1 to 8 codes from 400 to 599"
@@ -47,6 +60,8 @@ void ks_faults_clear(ks_faults *f)
     f->latency_ms = f->jitter_ms = 0;
     f->error_rate = f->drop_rate = 0;
     f->drop_after_rate = 0;
+    f->watch_drop_rate = 0;
+    f->watch_end_after = 0;
 }
 
 /* "latency-ms" or "latency_ms" is "latency_ms" */
@@ -96,6 +111,12 @@ static int set_num(ks_faults *f, int *ttl, int i, double v, int valid, char **er
         break;
     case CONTINUE_TTL:
         *ttl = (int)v;
+        break;
+    case WATCH_DROP_RATE:
+        f->watch_drop_rate = v;
+        break;
+    case WATCH_END_AFTER:
+        f->watch_end_after = (int)v;
         break;
     }
     return 0;
@@ -303,6 +324,8 @@ cJSON *ks_faults_json(const ks_faults *f, const ks_failnth *fn, int nfn, int ttl
     cJSON_AddNumberToObject(o, "drop_rate", f->drop_rate);
     cJSON_AddNumberToObject(o, "drop_after_rate", f->drop_after_rate);
     cJSON_AddNumberToObject(o, "continue_ttl", ttl);
+    cJSON_AddNumberToObject(o, "watch_drop_rate", f->watch_drop_rate);
+    cJSON_AddNumberToObject(o, "watch_end_after", f->watch_end_after);
     cJSON *rules = cJSON_AddArrayToObject(o, "fail_nth");
     for (int i = 0; i < nfn; i++) {
         const ks_failnth *r = &fn[i];

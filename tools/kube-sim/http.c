@@ -40,6 +40,7 @@ typedef struct {
     long del_removed, del_marked, del_noop, del_not_found, del_rejected;
     long fault_codes[600];
     long dropped, dropped_after, failnth_fired, delayed;
+    long watch_dropped, watch_ended_early, bookmarks;
 } stats;
 
 struct ks_server {
@@ -193,6 +194,9 @@ static char *stats_json(ks_server *srv)
         }
     cJSON_AddNumberToObject(f, "dropped", (double)s->dropped);
     cJSON_AddNumberToObject(f, "dropped_after", (double)s->dropped_after);
+    cJSON_AddNumberToObject(f, "watch_dropped", (double)s->watch_dropped);
+    cJSON_AddNumberToObject(f, "watch_ended_early", (double)s->watch_ended_early);
+    cJSON_AddNumberToObject(f, "watch_bookmarks", (double)s->bookmarks);
     cJSON_AddNumberToObject(f, "fail_nth", (double)s->failnth_fired);
     cJSON_AddNumberToObject(f, "delayed", (double)s->delayed);
     pthread_mutex_unlock(&srv->mu);
@@ -426,8 +430,40 @@ typedef struct {
     ks_buf buf;
     size_t off;
     int64_t deadline_ms;
+    int64_t next_roll_ms;     /* the next watch_drop_rate draw */
+    int64_t next_bookmark_ms; /* a bookmark every BOOKMARK_EVERY_MS */
+    int early;                /* the deadline is watch_end_after's */
+    int closing;              /* the final bookmark is out: end */
     int fd;
 } watch_ctx;
+
+/* like the apiserver's watch cache: a bookmark about once a minute, and one
+ * just before the server ends the watch */
+#define BOOKMARK_EVERY_MS 60000
+
+/* 1 when the watch_drop_rate draw (once a second of stream) says: cut it */
+static int watch_cut(watch_ctx *wc, int64_t now)
+{
+    if (now < wc->next_roll_ms)
+        return 0;
+    wc->next_roll_ms = now + 1000;
+    ks_server *srv = wc->srv;
+    pthread_mutex_lock(&srv->mu);
+    double rate = srv->cfg.faults.watch_drop_rate;
+    double roll = (double)(ks_rand() % 1000000) / 10000.0;
+    int cut = rate > 0 && roll < rate;
+    if (cut)
+        srv->st.watch_dropped++;
+    pthread_mutex_unlock(&srv->mu);
+    return cut;
+}
+
+static void count_watch(ks_server *srv, long *counter)
+{
+    pthread_mutex_lock(&srv->mu);
+    (*counter)++;
+    pthread_mutex_unlock(&srv->mu);
+}
 
 static ssize_t watch_reader(void *cls, uint64_t pos, char *out, size_t max)
 {
@@ -447,8 +483,25 @@ static ssize_t watch_reader(void *cls, uint64_t pos, char *out, size_t max)
             return (ssize_t)n;
         }
         int64_t now = ks_now_ms();
-        if (atomic_load(&wc->srv->stopping) || now >= wc->deadline_ms)
+        if (atomic_load(&wc->srv->stopping) || wc->closing)
             return MHD_CONTENT_READER_END_OF_STREAM;
+        if (now >= wc->deadline_ms) {
+            wc->closing = 1;
+            if (wc->early)
+                count_watch(wc->srv, &wc->srv->st.watch_ended_early);
+            if (ks_watch_bookmark(wc->w, &wc->buf))
+                count_watch(wc->srv, &wc->srv->st.bookmarks);
+            continue;
+        }
+        if (watch_cut(wc, now))
+            return MHD_CONTENT_READER_END_WITH_ERROR;
+        if (now >= wc->next_bookmark_ms) {
+            wc->next_bookmark_ms = now + BOOKMARK_EVERY_MS;
+            if (ks_watch_bookmark(wc->w, &wc->buf)) {
+                count_watch(wc->srv, &wc->srv->st.bookmarks);
+                continue;
+            }
+        }
         if (wc->fd >= 0) {
             /* the client went away: end instead of waiting for an event */
             struct pollfd pf = {.fd = wc->fd, .events = POLLRDHUP};
@@ -763,6 +816,7 @@ static void make_request(struct MHD_Connection *c, const route *rt, const conn_c
         .cont = arg(c, "continue"),
         .grace_param = arg(c, "gracePeriodSeconds"),
         .resource_version = arg(c, "resourceVersion"),
+        .bookmarks = truthy(arg(c, "allowWatchBookmarks")),
         .dry_run = dry && !strcmp(dry, "All"),
         .table = accept && strstr(accept, "as=Table") != NULL,
     };
@@ -787,6 +841,15 @@ static enum MHD_Result start_watch(ks_server *srv, struct MHD_Connection *c, ks_
     if (t <= 0 || t > 86400)
         t = 1800;
     wc->deadline_ms = ks_now_ms() + t * 1000;
+    pthread_mutex_lock(&srv->mu);
+    int end_after = srv->cfg.faults.watch_end_after;
+    pthread_mutex_unlock(&srv->mu);
+    if (end_after > 0 && end_after < t) {
+        wc->deadline_ms = ks_now_ms() + end_after * 1000;
+        wc->early = 1;
+    }
+    wc->next_roll_ms = ks_now_ms() + 1000;
+    wc->next_bookmark_ms = ks_now_ms() + BOOKMARK_EVERY_MS;
     const union MHD_ConnectionInfo *ci =
         MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
     wc->fd = ci ? ci->connect_fd : -1;

@@ -147,7 +147,8 @@ static int parse_flags(int argc, char **argv, options *o)
     fault_flag ff[] = {{o, "latency-ms", &jitter_set},      {o, "jitter-ms", &jitter_set},
                        {o, "error-rate", &jitter_set},      {o, "error-codes", &jitter_set},
                        {o, "retry-after", &jitter_set},     {o, "drop-rate", &jitter_set},
-                       {o, "drop-after-rate", &jitter_set}, {o, "continue-ttl", &jitter_set}};
+                       {o, "drop-after-rate", &jitter_set}, {o, "continue-ttl", &jitter_set},
+                       {o, "watch-drop-rate", &jitter_set}, {o, "watch-end-after", &jitter_set}};
     const kj_opt opts[] = {
         {"listen", 0, KJ_OPT_STRING, &o->listen, "HOST:PORT",
          .help = "address to listen on (default 127.0.0.1:8080; port 0\n"
@@ -196,6 +197,15 @@ static int parse_flags(int argc, char **argv, options *o)
          .help = "continue tokens expire S seconds after they were last\n"
                  "handed out (default 300): 410 Expired afterwards",
          .fn = set_fault, .ud = &ff[7]},
+        {"watch-drop-rate", 0, KJ_OPT_CALL, NULL, "PCT",
+         .help = "each second of a watch stream, cut it with chance PCT%\n"
+                 "(the connection closes without the end of the stream;\n"
+                 "events in hand are lost to it)",
+         .fn = set_fault, .ud = &ff[8]},
+        {"watch-end-after", 0, KJ_OPT_CALL, NULL, "S",
+         .help = "end every watch stream after S seconds, however long it\n"
+                 "asked (as its timeoutSeconds would; 0: off)",
+         .fn = set_fault, .ud = &ff[9]},
         {"fail-nth", 0, KJ_OPT_CALL, NULL, "VERB:N:CODE",
          .help = "answer the Nth request of VERB (get, list, watch,\n"
                  "create, update, patch, delete, any) with CODE (400-599)\n"

@@ -168,6 +168,7 @@ typedef struct {
     const char *cont;
     const char *grace_param;      /* ?gracePeriodSeconds= */
     const char *resource_version; /* ?resourceVersion= (lists, watch) */
+    int bookmarks;                /* watch: ?allowWatchBookmarks=true */
     int dry_run;
     int table; /* Accept: ...;as=Table (kubectl get) */
 } ks_request;
@@ -199,6 +200,9 @@ int ks_watch_open(ks_store *s, const ks_request *r, ks_watch **out, ks_result *e
  * watch must end (too old), 0 otherwise */
 int ks_watch_next(ks_watch *w, ks_buf *b, int wait_ms);
 void ks_watch_close(ks_watch *w);
+/* appends a BOOKMARK (only metadata.resourceVersion, where the watch has got
+ * to) when the watch asked for bookmarks and is caught up; 1 if it did */
+int ks_watch_bookmark(ks_watch *w, ks_buf *b);
 /* wakes every watcher (shutdown) */
 void ks_store_wake_watchers(ks_store *s);
 
@@ -210,6 +214,8 @@ typedef struct {
     double error_rate;
     double drop_rate;
     double drop_after_rate; /* applied, then the connection closed unanswered */
+    double watch_drop_rate; /* per second of a watch stream: cut it (no end chunk) */
+    int watch_end_after;    /* seconds; end every watch stream this early (0: off) */
     int retry_after;
     int error_codes[8];
     int n_error_codes;

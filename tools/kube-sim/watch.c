@@ -92,7 +92,8 @@ struct ks_watch {
     uint64_t next; /* index in the event ring of the next event to send */
     ks_buf initial;
     int ended;
-    int table; /* events carry a one-row Table (kubectl get -w) */
+    int table;     /* events carry a one-row Table (kubectl get -w) */
+    int bookmarks; /* allowWatchBookmarks */
 };
 
 static int event_matches(const ks_watch *w, const event *ev)
@@ -171,6 +172,7 @@ int ks_watch_open(ks_store *s, const ks_request *r, ks_watch **out, ks_result *r
     w->kind = r->kind;
     w->ns = r->ns ? ks_xstrdup(r->ns) : NULL;
     w->table = r->table;
+    w->bookmarks = r->bookmarks;
     if (ks_labelsel_parse(r->label_selector, &w->ls, &err) ||
         ks_fieldsel_parse(r->field_selector, r->kind == KS_POD ? st_pod_fields : st_lease_fields,
                           &w->fs, &err)) {
@@ -238,6 +240,34 @@ int ks_watch_next(ks_watch *w, ks_buf *b, int wait_ms)
     }
     pthread_mutex_unlock(&s->ev_mu);
     return rc;
+}
+
+int ks_watch_bookmark(ks_watch *w, ks_buf *b)
+{
+    ks_store *s = w->s;
+    if (!w->bookmarks || w->table || w->ended)
+        return 0;
+    pthread_mutex_lock(&s->ev_mu);
+    /* only a watch that has sent everything up to the newest event may say
+     * it got there; the version is that event's */
+    int caught_up = w->next == s->ev_head;
+    uint64_t rv = s->ev_head ? s->ring[(s->ev_head - 1) % EVENT_RING].rv : 0;
+    pthread_mutex_unlock(&s->ev_mu);
+    if (!caught_up || !rv)
+        return 0;
+    if (w->kind == KS_POD)
+        ks_buf_addf(b,
+                    "{\"type\":\"BOOKMARK\",\"object\":{\"kind\":\"Pod\",\"apiVersion\":\"v1\","
+                    "\"metadata\":{\"resourceVersion\":\"%" PRIu64 "\",\"creationTimestamp\":null},"
+                    "\"spec\":{\"containers\":null},\"status\":{}}}\n",
+                    rv);
+    else
+        ks_buf_addf(b,
+                    "{\"type\":\"BOOKMARK\",\"object\":{\"kind\":\"%s\",\"apiVersion\":\"%s\","
+                    "\"metadata\":{\"resourceVersion\":\"%" PRIu64 "\",\"creationTimestamp\":null},"
+                    "\"spec\":{}}}\n",
+                    ks_resources[w->kind].kind_name, ks_resources[w->kind].api_version, rv);
+    return 1;
 }
 
 void ks_watch_close(ks_watch *w)
