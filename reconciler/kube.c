@@ -72,6 +72,7 @@ struct kj_kube {
     int in_callback;
     int canceling;
     int saw_h2;
+    char *user_agent; /* NULL: "kjournal/0.1" */
     uint64_t rng;
     kj_kube_stats stats;
 };
@@ -257,7 +258,18 @@ void kj_kube_free(kj_kube *k)
     if (k->token)
         kj_kube_free_secret(k->token, strlen(k->token));
     kj_kube_config_free(k->cfg);
+    free(k->user_agent);
     free(k);
+}
+
+int kj_kube_set_user_agent(kj_kube *k, const char *ua)
+{
+    char *copy = NULL;
+    if (ua && !(copy = strdup(ua)))
+        return KJ_ENOMEM;
+    free(k->user_agent);
+    k->user_agent = copy;
+    return 0;
 }
 
 int kj_kube_pending(const kj_kube *k)
@@ -581,7 +593,7 @@ static void set_options(kj_kube *k, op *o, CURL *e, const char *url, const char 
     curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
     curl_easy_setopt(e, CURLOPT_HTTPHEADER, o->hdrs);
-    curl_easy_setopt(e, CURLOPT_USERAGENT, "kjournal/0.1");
+    curl_easy_setopt(e, CURLOPT_USERAGENT, k->user_agent ? k->user_agent : "kjournal/0.1");
     curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_write);
     curl_easy_setopt(e, CURLOPT_WRITEDATA, o);
     curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
@@ -1005,8 +1017,11 @@ static int take_token(kj_kube *k, int64_t now)
 static void launch(kj_kube *k, op *o, int64_t now)
 {
     kj_err err = {0};
-    if (!o->deadline)
+    if (!o->deadline) {
         o->deadline = now + o->req.timeout_ms;
+        if (o->req.not_after_ms && o->req.not_after_ms < o->deadline)
+            o->deadline = o->req.not_after_ms;
+    }
     if (now >= o->deadline) {
         kj_err_set(&err, KJ_ETIMEDOUT, "%s %s/%s: deadline of %lld ms passed before an attempt",
                    op_name(o->req.op), o->req.namespace_, o->req.name ? o->req.name : "",

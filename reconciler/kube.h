@@ -262,6 +262,10 @@ typedef struct kj_kube_req {
     /* Deadline for the whole operation (all pages, all retries), counted from
      * its first attempt; 0: 30 s (list: 120 s). */
     int64_t timeout_ms;
+    /* No attempt starts at or after this monotonic time (kj_mono_ms()), and
+     * one on the wire then is abandoned; 0: none. A leader's fence: a request
+     * queued before the lease was lost is never sent after it. */
+    int64_t not_after_ms;
 } kj_kube_req;
 
 #define KJ_KUBE_REQ_INIT                                                                           \
@@ -302,5 +306,10 @@ int kj_kube_run(kj_kube *k, int64_t timeout_ms);
 int kj_kube_pending(const kj_kube *k);
 /* Fails every pending request with KJ_ECANCELED (callbacks run). */
 void kj_kube_cancel(kj_kube *k);
+/* The User-Agent header of every request from now on (copied); NULL: the
+ * default, "kjournal/<version>". 0 or KJ_ENOMEM. kjournald sends
+ * "kjournald/<version> (<identity>)", so the API server's audit log says
+ * which instance did what. */
+int kj_kube_set_user_agent(kj_kube *k, const char *ua);
 
 #endif

@@ -241,6 +241,7 @@ typedef struct pass {
     int lists_failed;
     int fatal;
     int stopping; /* the pass is being cancelled: start nothing new */
+    int fenced;   /* the lease was lost: nothing more may change the cluster */
     kj_err fatal_err, list_err;
     int64_t next_progress_ms;
     int64_t flushed_ms; /* when action records were last written */
@@ -455,6 +456,23 @@ static void note_due(kj_reconcile_summary *sum, int64_t due_ms)
         sum->next_due_ms = due_ms;
 }
 
+/* The fence a mutation sent now must respect; 0 when none may be sent (the
+ * pass then stops), -1 without an election. */
+static int64_t mutation_fence(pass *ps)
+{
+    if (!ps->o->fence)
+        return -1;
+    int64_t fence = atomic_load(ps->o->fence);
+    if (fence && kj_mono_ms() < fence)
+        return fence;
+    if (!ps->fenced)
+        kj_log(KJ_LOG_WARN, "reconcile pass stopped: the lease was lost", "run=%lld",
+               (long long)ps->sum->run_id);
+    ps->fenced = 1;
+    ps->stopping = 1;
+    return 0;
+}
+
 static void job_submit(job *jb, const kj_step *st)
 {
     pass *ps = jb->ps;
@@ -463,6 +481,14 @@ static void job_submit(job *jb, const kj_step *st)
     r.namespace_ = jb->pod->namespace_;
     r.name = jb->pod->name;
     jb->step = *st;
+    if (st->kind != 0) {
+        int64_t fence = mutation_fence(ps);
+        if (fence == 0) {
+            job_free(jb);
+            return;
+        }
+        r.not_after_ms = fence > 0 ? fence : 0;
+    }
     if (st->kind == KJ_STEP_DELETE) {
         r.op = KJ_KUBE_DELETE_POD;
         r.precondition_uid = jb->pod->uid;
@@ -864,8 +890,8 @@ int kj_reconcile(kj_journal *j, kj_kube *k, const kj_policy *p, const kj_reconci
     ps.max_submitted = 4 * (p->concurrency > 0 ? p->concurrency : 1) + 16;
     memset(sum, 0, sizeof *sum);
     int rc = 0;
-    if (!o->dry_run &&
-        (rc = kj_journal_run_begin(j, o->trigger ? o->trigger : "manual", 0, &sum->run_id, err)))
+    if (!o->dry_run && (rc = kj_journal_run_begin_as(j, o->trigger ? o->trigger : "manual", 0,
+                                                      o->identity, &sum->run_id, err)))
         return rc;
 
     char selector[1024];
@@ -904,6 +930,10 @@ int kj_reconcile(kj_journal *j, kj_kube *k, const kj_policy *p, const kj_reconci
         goto out;
     }
     sum->list_complete = !ps.lists_failed && !ps.fatal;
+    if (ps.fenced) {
+        rc = kj_err_set(err, KJ_ECANCELED, "reconciler: the lease was lost");
+        goto out;
+    }
     if (ps.fatal) {
         rc = kj_err_set(err, ps.fatal_err.code, "%s", ps.fatal_err.msg);
         goto out;

@@ -134,6 +134,14 @@ typedef struct kj_reconcile_opts {
     /* Another thread sets *cancel to stop the pass within a fraction of a
      * second: requests in flight are abandoned, the pass returns KJ_ECANCELED. */
     const atomic_int *cancel;
+    /* Who runs the pass (kjournald's --identity), recorded with the run and
+     * its actions; NULL: nobody named. */
+    const char *identity;
+    /* Leader election (reconciler/leader.h): no request that changes the
+     * cluster is sent at or after the monotonic time *fence (0: not the
+     * holder), and none queued is started after it; the pass then stops
+     * (KJ_ECANCELED, "the lease was lost"). NULL: no election. */
+    const atomic_llong *fence;
 } kj_reconcile_opts;
 
 typedef struct kj_reconcile_summary {

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "ipc/ipc.h"
+#include "lease.h"
 #include "metrics.h"
 #include "reconcile.h"
 #include "tools/common/kube_opts.h"
@@ -30,11 +31,18 @@ typedef struct config {
     int64_t resync_ms;
     int no_reconcile;
     int group_readable;
+    /* leader election (lease.h) */
+    int leader_elect;
+    kj_elect_cfg elect;
+    const char *identity;
+    char identity_buf[300];
+    char user_agent[400];
 } config;
 
 static kj_ipc_server *g_server;
 static volatile sig_atomic_t g_stop; /* a signal came before the server existed */
 static kjd_reconciler *g_reconciler;
+static kjd_lease *g_lease;
 
 static const char usage[] =
     "usage: kjournald [--journal PATH] [--listen ENDPOINT]... [OPTIONS]\n"
@@ -72,6 +80,33 @@ static int log_level(void *ud, const char *v, char *msg, size_t size)
     return 0;
 }
 
+/* --identity goes into HTTP headers and Lease names: printable ASCII only. */
+static int check_identity(config *c)
+{
+    kj_err err = {0};
+    if (!c->identity) {
+        if (kjd_lease_default_identity(c->identity_buf, sizeof c->identity_buf, &err) < 0)
+            return kj_opts_fail("kjournald", KJ_EXIT_FAILURE, "%s", err.msg);
+        c->identity = c->identity_buf;
+    }
+    size_t n = strlen(c->identity);
+    if (n > 253)
+        return kj_opts_fail("kjournald", KJ_EXIT_USAGE,
+                            "--identity: at most 253 characters (it is a Lease's holderIdentity)");
+    for (size_t i = 0; i < n; i++)
+        if (c->identity[i] <= ' ' || c->identity[i] > '~' || c->identity[i] == '(' ||
+            c->identity[i] == ')')
+            return kj_opts_fail("kjournald", KJ_EXIT_USAGE,
+                                "--identity '%s': letters, digits and punctuation only (no "
+                                "spaces, parentheses or control characters)",
+                                c->identity);
+    c->elect.identity = c->identity;
+    snprintf(c->user_agent, sizeof c->user_agent, "kjournald/%s (%s)", KJ_VERSION, c->identity);
+    if (c->leader_elect && !c->no_reconcile && kj_elect_cfg_check(&c->elect, &err) < 0)
+        return kj_opts_fail("kjournald", KJ_EXIT_USAGE, "%s", err.msg);
+    return 0;
+}
+
 /* Parses argv into c: 0, or an exit code once reported. --help and
  * --version print and exit here. */
 static int parse_args(int argc, char **argv, config *c)
@@ -81,6 +116,11 @@ static int parse_args(int argc, char **argv, config *c)
     c->srv = kj_ipc_server_defaults();
     c->level = KJ_LOG_INFO;
     c->resync_ms = 5 * 60 * 1000;
+    c->leader_elect = 1;
+    c->elect = (kj_elect_cfg){.name = "kjournald",
+                              .lease_ms = KJ_ELECT_LEASE_MS,
+                              .renew_deadline_ms = KJ_ELECT_RENEW_DEADLINE_MS,
+                              .retry_ms = KJ_ELECT_RETRY_MS};
     kj_kube_flags_init(&c->kube);
     kj_policy_init(&c->policy);
     kj_opt kube_opts[KJ_KUBE_OPTS], policy_opts[KJ_POLICY_OPTS];
@@ -144,6 +184,27 @@ static int parse_args(int argc, char **argv, config *c)
                  "not in a cluster); the log says which"},
         {"resync", 0, KJ_OPT_DURATION, &c->resync_ms, "DUR",
          .help = "full pass every DUR (default 5m, at least 1s)", .min = 1000},
+        KJ_OPTS_SECTION(
+            "\nseveral kjournald on one cluster (a Lease, as kube-controller-manager):"),
+        {"leader-elect", 0, KJ_OPT_BOOL, &c->leader_elect, NULL,
+         .help = "change the cluster only while holding the Lease\n"
+                 "(default true when reconciling); without it a\n"
+                 "standby keeps ingesting, /readyz answers 503"},
+        {"leader-elect-resource-name", 0, KJ_OPT_STRING, &c->elect.name, "NAME",
+         .help = "the Lease, in the first --namespace (default kjournald)"},
+        {"leader-elect-lease-duration", 0, KJ_OPT_DURATION, &c->elect.lease_ms, "DUR",
+         .help = "a standby takes over when the holder has not renewed\n"
+                 "for DUR (default 15s)",
+         .min = 1000},
+        {"leader-elect-renew-deadline", 0, KJ_OPT_DURATION, &c->elect.renew_deadline_ms, "DUR",
+         .help = "a holder that could not renew for DUR stops changing\n"
+                 "the cluster (default 10s; less than the duration)",
+         .min = 1},
+        {"leader-elect-retry-period", 0, KJ_OPT_DURATION, &c->elect.retry_ms, "DUR",
+         .help = "how often to try to acquire or renew (default 2s)", .min = 1},
+        {"identity", 0, KJ_OPT_STRING, &c->identity, "ID",
+         .help = "this instance's name in the Lease, the audit and the\n"
+                 "User-Agent (default: host name, '_', random hex)"},
         KJ_OPTS_INCLUDE(kube_opts),
         KJ_OPTS_INCLUDE(policy_opts),
         {0},
@@ -169,7 +230,7 @@ static int parse_args(int argc, char **argv, config *c)
     c->srv.endpoints = c->listen;
     c->srv.n_endpoints = c->n_listen;
     c->kube.max_in_flight = c->policy.concurrency;
-    return 0;
+    return check_identity(c);
 }
 
 /* After every commit, on the server thread, once the acks are out: a closed
@@ -208,7 +269,29 @@ static int start_reconciler(config *c, kj_kube_config **cfg)
                kj_logq(q, sizeof q, err.msg));
         return KJ_EXIT_USAGE;
     }
-    if (kjd_reconciler_start(c->journal, *cfg, &c->policy, c->resync_ms, &g_reconciler, &err)) {
+    if (c->leader_elect) {
+        c->elect.namespace_ =
+            c->policy.n_namespaces ? c->policy.namespaces[0] : kj_kube_config_namespace(*cfg);
+        if (kjd_lease_start(*cfg, &c->elect, c->user_agent, &g_lease, &err)) {
+            kj_log(KJ_LOG_ERROR, "cannot start the leader election", "error=%s",
+                   kj_logq(q, sizeof q, err.msg));
+            return KJ_EXIT_FAILURE;
+        }
+        kj_log(KJ_LOG_INFO, "leader election", "lease=%s/%s identity=%s lease_duration_ms=%lld",
+               c->elect.namespace_, c->elect.name, kj_logq(q, sizeof q, c->identity),
+               (long long)c->elect.lease_ms);
+    } else {
+        kj_log(KJ_LOG_WARN, "leader election off (--leader-elect=false)",
+               "identity=%s reason=\"another kjournald on this cluster would act too\"",
+               kj_logq(q, sizeof q, c->identity));
+    }
+    kjd_reconciler_opts ro = {.cfg = *cfg,
+                              .pol = &c->policy,
+                              .resync_ms = c->resync_ms,
+                              .identity = c->identity,
+                              .user_agent = c->user_agent,
+                              .fence = g_lease ? kjd_lease_fence(g_lease) : NULL};
+    if (kjd_reconciler_start(c->journal, &ro, &g_reconciler, &err)) {
         kj_log(KJ_LOG_ERROR, "cannot start the reconciler", "error=%s",
                kj_logq(q, sizeof q, err.msg));
         return KJ_EXIT_FAILURE;
@@ -310,6 +393,8 @@ int main(int argc, char **argv)
 out:
     kjd_reconciler_stop(g_reconciler);
     g_reconciler = NULL;
+    kjd_lease_stop(g_lease); /* after the reconciler: it releases the Lease */
+    g_lease = NULL;
     kj_kube_config_free(kcfg);
     kjd_metrics_stop(m);
     kj_ipc_server_destroy(g_server);

@@ -13,11 +13,15 @@
 /* A pass for a pod whose grace or retain period ran out comes at most this often. */
 #define DUE_MIN_MS 5000
 
+/* A standby looks at the fence this often. */
+#define STANDBY_POLL_MS 200
+
 struct kjd_reconciler {
     char *journal_path;
     const kj_kube_config *cfg;
     const kj_policy *pol;
     int64_t resync_ms;
+    kjd_reconciler_opts o;
     pthread_t thread;
     pthread_mutex_t mu;
     pthread_cond_t cv;
@@ -86,7 +90,9 @@ static int full_pass(kjd_reconciler *r, kj_journal *j, kj_kube *k, const char *t
     kj_reconcile_opts o = {.trigger = trigger,
                            .default_namespace = kj_kube_config_namespace(r->cfg),
                            .progress = 1,
-                           .cancel = &r->cancel};
+                           .cancel = &r->cancel,
+                           .identity = r->o.identity,
+                           .fence = r->o.fence};
     kj_reconcile_summary s;
     kj_err err = {0};
     r->next_due_ms = 0; /* a full pass sees every waiting pod again */
@@ -107,6 +113,8 @@ static void session_pass(kjd_reconciler *r, kj_journal *j, kj_kube *k, const cha
         return; /* no engine known yet: the resync or a later event covers it */
     kj_reconcile_opts o = {.trigger = "session",
                            .cancel = &r->cancel,
+                           .identity = r->o.identity,
+                           .fence = r->o.fence,
                            .default_namespace = kj_kube_config_namespace(r->cfg),
                            .only_tag = *e.tag ? e.tag : NULL,
                            .only_app_id = *e.app_id ? e.app_id : NULL};
@@ -114,6 +122,44 @@ static void session_pass(kjd_reconciler *r, kj_journal *j, kj_kube *k, const cha
     int rc = kj_reconcile(j, k, r->pol, &o, &s, &err);
     log_pass("session", session, rc, &s, &err);
     note_due(r, &s);
+}
+
+static int holding(const kjd_reconciler *r)
+{
+    if (!r->o.fence)
+        return 1;
+    int64_t fence = atomic_load(r->o.fence);
+    return fence && kj_mono_ms() < fence;
+}
+
+static void drop_queue(kjd_reconciler *r)
+{
+    for (size_t i = 0; i < r->n_queued; i++)
+        free(r->queue[i]);
+    r->n_queued = 0;
+    r->overflow = 0;
+}
+
+/* Under r->mu: waits until this process holds the lease; 0 if told to stop
+ * first. What is queued meanwhile is dropped: a full pass follows. */
+static int standby_wait(kjd_reconciler *r)
+{
+    int logged = 0;
+    while (!r->stopping && !holding(r)) {
+        if (!logged++)
+            kj_log(KJ_LOG_INFO, "reconciler standby: waiting for the lease", NULL);
+        drop_queue(r);
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_nsec += STANDBY_POLL_MS * 1000000L;
+        if (ts.tv_nsec >= 1000000000) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000;
+        }
+        pthread_cond_timedwait(&r->cv, &r->mu, &ts);
+    }
+    drop_queue(r);
+    return !r->stopping;
 }
 
 static void *run(void *arg)
@@ -124,15 +170,31 @@ static void *run(void *arg)
     kj_err err = {0};
     char q[600];
     if (kj_journal_open(r->journal_path, KJ_JOURNAL_NOCREATE, &j, &err) ||
-        kj_kube_new(r->cfg, &k, &err)) {
+        kj_kube_new(r->cfg, &k, &err) || kj_kube_set_user_agent(k, r->o.user_agent)) {
         kj_log(KJ_LOG_ERROR, "reconciler cannot start", "error=%s", kj_logq(q, sizeof q, err.msg));
         goto out;
     }
+    pthread_mutex_lock(&r->mu);
+    if (!standby_wait(r)) {
+        pthread_mutex_unlock(&r->mu);
+        goto out;
+    }
+    pthread_mutex_unlock(&r->mu);
     kj_log(KJ_LOG_INFO, "recovery pass starting", "server=%s source=%s",
            kj_kube_config_server(r->cfg), kj_logq(q, sizeof q, kj_kube_config_source(r->cfg)));
     int64_t next_full = kj_mono_ms() + (full_pass(r, j, k, "recovery") ? RETRY_MS : r->resync_ms);
     pthread_mutex_lock(&r->mu);
     while (!r->stopping) {
+        if (!holding(r)) {
+            /* Lost the lease: wait as a standby; the new term begins with
+             * a full pass, which covers whatever was told meanwhile. */
+            if (!standby_wait(r))
+                break;
+            pthread_mutex_unlock(&r->mu);
+            next_full = kj_mono_ms() + (full_pass(r, j, k, "takeover") ? RETRY_MS : r->resync_ms);
+            pthread_mutex_lock(&r->mu);
+            continue;
+        }
         if (r->next_due_ms) {
             int64_t due = kj_mono_ms() + r->next_due_ms - kj_now_ms();
             int64_t earliest = kj_mono_ms() + DUE_MIN_MS;
@@ -179,17 +241,18 @@ out:
     return NULL;
 }
 
-int kjd_reconciler_start(const char *journal_path, const kj_kube_config *cfg, const kj_policy *pol,
-                         int64_t resync_ms, kjd_reconciler **out, kj_err *err)
+int kjd_reconciler_start(const char *journal_path, const kjd_reconciler_opts *o,
+                         kjd_reconciler **out, kj_err *err)
 {
     kjd_reconciler *r = calloc(1, sizeof *r);
     if (!r || !(r->journal_path = strdup(journal_path))) {
         free(r);
         return kj_err_set(err, KJ_ENOMEM, "reconciler: out of memory");
     }
-    r->cfg = cfg;
-    r->pol = pol;
-    r->resync_ms = resync_ms;
+    r->o = *o;
+    r->cfg = o->cfg;
+    r->pol = o->pol;
+    r->resync_ms = o->resync_ms;
     pthread_mutex_init(&r->mu, NULL);
     pthread_cond_init(&r->cv, NULL);
     if (pthread_create(&r->thread, NULL, run, r)) {
