@@ -774,6 +774,12 @@ static void retry_or_fail(kj_kube *k, op *o, int64_t now, int64_t wait_ms, int l
         finish(k, o, last_rc, &err);
         return;
     }
+    if (o->req.not_after_ms && now + wait_ms >= o->req.not_after_ms) {
+        kj_err_set(&err, KJ_ECANCELED, "%s %s/%s: not repeated: its fence passes first; last: %s",
+                   op_name(o->req.op), o->req.namespace_, o->req.name ? o->req.name : "", last);
+        finish(k, o, KJ_ECANCELED, &err);
+        return;
+    }
     if (now + wait_ms >= o->deadline) {
         kj_err_set(&err, KJ_ETIMEDOUT,
                    "%s %s/%s: no time left for another attempt within the deadline of %lld ms "
@@ -1017,10 +1023,13 @@ static int take_token(kj_kube *k, int64_t now)
 static void launch(kj_kube *k, op *o, int64_t now)
 {
     kj_err err = {0};
-    if (!o->deadline) {
+    if (!o->deadline)
         o->deadline = now + o->req.timeout_ms;
-        if (o->req.not_after_ms && o->req.not_after_ms < o->deadline)
-            o->deadline = o->req.not_after_ms;
+    if (o->req.not_after_ms && now >= o->req.not_after_ms) {
+        kj_err_set(&err, KJ_ECANCELED, "%s %s/%s: not sent: its fence had passed",
+                   op_name(o->req.op), o->req.namespace_, o->req.name ? o->req.name : "");
+        finish(k, o, KJ_ECANCELED, &err);
+        return;
     }
     if (now >= o->deadline) {
         kj_err_set(&err, KJ_ETIMEDOUT, "%s %s/%s: deadline of %lld ms passed before an attempt",

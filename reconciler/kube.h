@@ -262,9 +262,11 @@ typedef struct kj_kube_req {
     /* Deadline for the whole operation (all pages, all retries), counted from
      * its first attempt; 0: 30 s (list: 120 s). */
     int64_t timeout_ms;
-    /* No attempt starts at or after this monotonic time (kj_mono_ms()), and
-     * one on the wire then is abandoned; 0: none. A leader's fence: a request
-     * queued before the lease was lost is never sent after it. */
+    /* No attempt (first or repeat) starts at or after this monotonic time
+     * (kj_mono_ms()): the request fails with KJ_ECANCELED instead; 0: none.
+     * A leader's fence: a request queued before the lease was lost is never
+     * sent after it. An attempt already on the wire goes on to its answer
+     * (the requests that use it are idempotent). */
     int64_t not_after_ms;
 } kj_kube_req;
 

@@ -89,6 +89,19 @@ kj_elect_step kj_elect_after_get(kj_elector *e, int rc, const kj_lease *got, int
     return KJ_ELECT_UPDATE;
 }
 
+int kj_elect_fast_renew(kj_elector *e, int64_t now_mono, int64_t now_wall, kj_lease *out)
+{
+    if (!kj_elect_fence(e, now_mono) || !e->have_observed ||
+        strcmp(e->observed.holder, e->cfg.identity))
+        return 0;
+    fill(e, out, now_wall);
+    snprintf(out->resource_version, sizeof out->resource_version, "%s",
+             e->observed.resource_version);
+    out->acquire_ms = e->observed.acquire_ms ? e->observed.acquire_ms : now_wall;
+    out->transitions = e->observed.transitions;
+    return 1;
+}
+
 void kj_elect_after_write(kj_elector *e, int rc, const kj_lease *answer, int64_t round_mono)
 {
     if (rc || !answer || strcmp(answer->holder, e->cfg.identity))

@@ -82,6 +82,14 @@ void kj_elect_init(kj_elector *e, const kj_elect_cfg *cfg);
 kj_elect_step kj_elect_after_get(kj_elector *e, int rc, const kj_lease *got, int64_t now_mono,
                                  int64_t now_wall, kj_lease *out);
 /*
+ * client-go's fast path for a holder: renew with the record as last written,
+ * without reading it first (half the requests; a 409 means someone else wrote
+ * and the next round reads). 1 with the Lease to update in *out if this
+ * instance holds the Lease, 0 if it must read first.
+ */
+int kj_elect_fast_renew(kj_elector *e, int64_t now_mono, int64_t now_wall, kj_lease *out);
+
+/*
  * After the CREATE or UPDATE of the round begun at round_mono (the GET's
  * sending time: conservative). rc 0 with the Lease the server answered, or a
  * failure (409: someone wrote between our read and our write).

@@ -81,10 +81,21 @@ static void cand_init(cand *c, const char *id)
 
 typedef enum { OK = 0, GET_FAILS, WRITE_FAILS, ANSWER_LOST } fault;
 
-/* One round at now: the GET, then the write it asks for. */
+/* One round at now as kjournald makes it: a holder renews at once (the
+ * fast path), falling back to the GET, then the write it asks for. */
 static void round_at(cand *c, store *s, int64_t now, fault f)
 {
     kj_lease got, want, ans;
+    if (kj_elect_fast_renew(&c->e, now, 1700000000000 + now, &want)) {
+        int rc = f == WRITE_FAILS ? KJ_EUNAVAIL : store_write(s, KJ_ELECT_UPDATE, &want, &ans);
+        if (f == ANSWER_LOST && rc == 0) {
+            kj_elect_after_write(&c->e, KJ_ETIMEDOUT, NULL, now);
+            return;
+        }
+        kj_elect_after_write(&c->e, rc, rc ? NULL : &ans, now);
+        if (rc == 0)
+            return;
+    }
     int rc = f == GET_FAILS ? KJ_EUNAVAIL : store_get(s, &got);
     kj_elect_step step =
         kj_elect_after_get(&c->e, rc, rc ? NULL : &got, now, 1700000000000 + now, &want);
@@ -294,6 +305,41 @@ static void test_release_on_stop(void **state)
     assert_string_equal(s.l.holder, "b");
 }
 
+/* The fast path renews without reading; a 409 (another wrote meanwhile)
+ * leaves the fence as it was, and the read that follows ends leadership. */
+static void test_fast_renew(void **state)
+{
+    (void)state;
+    store s = {0};
+    cand a;
+    cand_init(&a, "a");
+    kj_lease want, ans;
+    assert_false(kj_elect_fast_renew(&a.e, 0, 0, &want)); /* not the holder */
+    round_at(&a, &s, 0, OK);
+    long writes = s.writes;
+    assert_true(kj_elect_fast_renew(&a.e, 2 * SEC, 1700000002000, &want));
+    assert_string_equal(want.resource_version, s.l.resource_version);
+    assert_string_equal(want.holder, "a");
+    assert_int_equal(want.acquire_ms, s.l.acquire_ms);
+    assert_int_equal(store_write(&s, KJ_ELECT_UPDATE, &want, &ans), 0);
+    kj_elect_after_write(&a.e, 0, &ans, 2 * SEC);
+    assert_int_equal(s.writes, writes + 1);
+    assert_int_equal(kj_elect_fence(&a.e, 2 * SEC), 12 * SEC);
+    /* someone else writes (a person, kubectl): the fast renewal is refused */
+    s.l.holder[0] = 'z';
+    snprintf(s.l.resource_version, sizeof s.l.resource_version, "%ld", ++s.rv);
+    assert_true(kj_elect_fast_renew(&a.e, 4 * SEC, 0, &want));
+    assert_int_equal(store_write(&s, KJ_ELECT_UPDATE, &want, &ans), KJ_ECONFLICT);
+    kj_elect_after_write(&a.e, KJ_ECONFLICT, NULL, 4 * SEC);
+    assert_int_equal(kj_elect_fence(&a.e, 4 * SEC), 12 * SEC); /* unchanged */
+    kj_lease got;
+    store_get(&s, &got);
+    assert_int_equal(kj_elect_after_get(&a.e, 0, &got, 4 * SEC, 0, &want), KJ_ELECT_WAIT);
+    assert_false(holds(&a, 4 * SEC));
+    /* past the fence, no fast path */
+    assert_false(kj_elect_fast_renew(&a.e, 30 * SEC, 0, &want));
+}
+
 static void test_timings_checked(void **state)
 {
     (void)state;
@@ -415,6 +461,7 @@ int main(void)
         cmocka_unit_test(test_paused_holder_does_not_act_after_takeover),
         cmocka_unit_test(test_conflict_race),
         cmocka_unit_test(test_release_on_stop),
+        cmocka_unit_test(test_fast_renew),
         cmocka_unit_test(test_timings_checked),
         cmocka_unit_test(test_odd_records),
         cmocka_unit_test(test_never_two_holders),

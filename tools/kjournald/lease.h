@@ -19,18 +19,30 @@
 
 typedef struct kjd_lease kjd_lease;
 
-/* Starts the thread; cfg and every string in ec must outlive it. */
-int kjd_lease_start(const kj_kube_config *cfg, const kj_elect_cfg *ec, const char *user_agent,
-                    kjd_lease **out, kj_err *err);
-/* The fence the reconciler passes to kj_reconcile() (kj_reconcile_opts.fence). */
+#define KJD_LEASE_MAX 2
+
+/*
+ * Starts the thread over n elections (ec[0..n-1]), each renewed every retry
+ * period: central, the one Lease; per server, the instance's own Lease
+ * (proof of life) and the sweeper's. cfg and every string in ec must
+ * outlive it.
+ */
+int kjd_lease_start(const kj_kube_config *cfg, const kj_elect_cfg *ec, size_t n,
+                    const char *user_agent, kjd_lease **out, kj_err *err);
+/* The fence of the first election, for kj_reconcile_opts.fence. */
 const atomic_llong *kjd_lease_fence(const kjd_lease *l);
+/* The earliest fence of all (0 unless every Lease is held): a sweeper's
+ * pass stops when either its own Lease or the sweeper's is lost. */
+const atomic_llong *kjd_lease_fence_all(const kjd_lease *l);
 /* Releases the Lease if held (at most 2 s), joins the thread; accepts NULL. */
 void kjd_lease_stop(kjd_lease *l);
 
 /* For /readyz and /metrics, any thread: -1 without an election, 0 standby,
  * 1 holder; why in reason ("standby: lease kyuubi/kjournald held by X"). */
 int kjd_lease_role(char *reason, size_t size);
-/* Times this process became the holder, and stopped being it. */
+/* The second election (per server: the sweeper's): -1 none, 0, 1. */
+int kjd_lease_second_role(void);
+/* Times this process became the holder of the first, and stopped being it. */
 void kjd_lease_counts(long long *acquired, long long *lost);
 
 /* A default --identity as client-go makes one: the host name, '_', and 16

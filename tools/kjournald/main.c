@@ -15,6 +15,7 @@
 #include "lease.h"
 #include "metrics.h"
 #include "reconcile.h"
+#include "reconciler/claims.h"
 #include "tools/common/kube_opts.h"
 
 #define KJD_MAX_LISTEN 16
@@ -37,7 +38,16 @@ typedef struct config {
     const char *identity;
     char identity_buf[300];
     char user_agent[400];
+    /* per-server topology (claims.h) */
+    int topology; /* index in topologies[] */
+    int64_t instance_grace_ms;
+    int identity_given;
+    char claim[300];
+    char own_lease[300];
+    kj_elect_cfg elect_sweeper;
 } config;
+
+static const char *const topologies[] = {"central", "per-server", NULL};
 
 static kj_ipc_server *g_server;
 static volatile sig_atomic_t g_stop; /* a signal came before the server existed */
@@ -84,6 +94,22 @@ static int log_level(void *ud, const char *v, char *msg, size_t size)
 static int check_identity(config *c)
 {
     kj_err err = {0};
+    c->identity_given = c->identity != NULL;
+    if (c->topology == 1) {
+        if (!c->identity)
+            return kj_opts_fail("kjournald", KJ_EXIT_USAGE,
+                                "--topology per-server needs --identity (the Kyuubi server's "
+                                "stable name)");
+        if (!c->leader_elect)
+            return kj_opts_fail("kjournald", KJ_EXIT_USAGE,
+                                "--topology per-server needs its Leases (--leader-elect)");
+        if (kj_claim_name(c->identity, c->claim, sizeof c->claim, &err) < 0)
+            return kj_opts_fail("kjournald", KJ_EXIT_USAGE, "%s", err.msg);
+        snprintf(c->own_lease, sizeof c->own_lease, KJ_INSTANCE_LEASE_PREFIX "%s", c->identity);
+        c->policy.finalizer = c->claim;
+        c->policy.per_server = 1;
+        c->elect.name = c->own_lease;
+    }
     if (!c->identity) {
         if (kjd_lease_default_identity(c->identity_buf, sizeof c->identity_buf, &err) < 0)
             return kj_opts_fail("kjournald", KJ_EXIT_FAILURE, "%s", err.msg);
@@ -117,6 +143,7 @@ static int parse_args(int argc, char **argv, config *c)
     c->level = KJ_LOG_INFO;
     c->resync_ms = 5 * 60 * 1000;
     c->leader_elect = 1;
+    c->instance_grace_ms = 10 * 60 * 1000;
     c->elect = (kj_elect_cfg){.name = "kjournald",
                               .lease_ms = KJ_ELECT_LEASE_MS,
                               .renew_deadline_ms = KJ_ELECT_RENEW_DEADLINE_MS,
@@ -204,7 +231,19 @@ static int parse_args(int argc, char **argv, config *c)
          .help = "how often to try to acquire or renew (default 2s)", .min = 1},
         {"identity", 0, KJ_OPT_STRING, &c->identity, "ID",
          .help = "this instance's name in the Lease, the audit and the\n"
-                 "User-Agent (default: host name, '_', random hex)"},
+                 "User-Agent (default: host name, '_', random hex;\n"
+                 "per server: required, the Kyuubi server's stable name)"},
+        {"topology", 0, KJ_OPT_CHOICE, &c->topology, "central|per-server",
+         .help = "central (default): one kjournald owns every engine pod;\n"
+                 "per-server: one beside each Kyuubi server, each\n"
+                 "claiming the pods its sessions use (finalizer\n"
+                 "kjournal.apache.org/claim-ID), its Lease kjournald-ID\n"
+                 "as proof of life, the Lease kjournald-sweeper electing\n"
+                 "who handles orphans and the claims of dead instances",
+         .choices = topologies},
+        {"instance-grace", 0, KJ_OPT_DURATION, &c->instance_grace_ms, "DUR",
+         .help = "per server: the claims of an instance whose Lease has\n"
+                 "been expired this long are removed (default 10m)"},
         KJ_OPTS_INCLUDE(kube_opts),
         KJ_OPTS_INCLUDE(policy_opts),
         {0},
@@ -272,7 +311,10 @@ static int start_reconciler(config *c, kj_kube_config **cfg)
     if (c->leader_elect) {
         c->elect.namespace_ =
             c->policy.n_namespaces ? c->policy.namespaces[0] : kj_kube_config_namespace(*cfg);
-        if (kjd_lease_start(*cfg, &c->elect, c->user_agent, &g_lease, &err)) {
+        kj_elect_cfg ec[2] = {c->elect, c->elect};
+        ec[1].name = KJ_SWEEPER_LEASE;
+        if (kjd_lease_start(*cfg, ec, c->policy.per_server ? 2 : 1, c->user_agent, &g_lease,
+                            &err)) {
             kj_log(KJ_LOG_ERROR, "cannot start the leader election", "error=%s",
                    kj_logq(q, sizeof q, err.msg));
             return KJ_EXIT_FAILURE;
@@ -285,12 +327,16 @@ static int start_reconciler(config *c, kj_kube_config **cfg)
                "identity=%s reason=\"another kjournald on this cluster would act too\"",
                kj_logq(q, sizeof q, c->identity));
     }
-    kjd_reconciler_opts ro = {.cfg = *cfg,
-                              .pol = &c->policy,
-                              .resync_ms = c->resync_ms,
-                              .identity = c->identity,
-                              .user_agent = c->user_agent,
-                              .fence = g_lease ? kjd_lease_fence(g_lease) : NULL};
+    kjd_reconciler_opts ro = {
+        .cfg = *cfg,
+        .pol = &c->policy,
+        .resync_ms = c->resync_ms,
+        .identity = c->identity,
+        .user_agent = c->user_agent,
+        .fence = g_lease ? kjd_lease_fence(g_lease) : NULL,
+        .sweeper_fence = g_lease && c->policy.per_server ? kjd_lease_fence_all(g_lease) : NULL,
+        .lease_namespace = c->elect.namespace_,
+        .instance_grace_ms = c->instance_grace_ms};
     if (kjd_reconciler_start(c->journal, &ro, &g_reconciler, &err)) {
         kj_log(KJ_LOG_ERROR, "cannot start the reconciler", "error=%s",
                kj_logq(q, sizeof q, err.msg));

@@ -352,6 +352,14 @@ static void render_lease(FILE *f)
             "kjournal_leader_transitions_total{to=\"holder\"} %lld\n"
             "kjournal_leader_transitions_total{to=\"standby\"} %lld\n",
             role, acquired, lost);
+    int sweeper = kjd_lease_second_role();
+    if (sweeper >= 0)
+        fprintf(f,
+                "# HELP kjournal_sweeper Whether this instance holds the Lease kjournald-sweeper"
+                " (per-server topology): it handles orphans and dead instances' claims.\n"
+                "# TYPE kjournal_sweeper gauge\n"
+                "kjournal_sweeper %d\n",
+                sweeper);
 }
 
 static void render_daemon(FILE *f, const kjd_metrics *m, int running)

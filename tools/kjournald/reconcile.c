@@ -1,6 +1,8 @@
 /* reconcile.c - kjournald's reconciler thread (see reconcile.h). */
 #include "reconcile.h"
 
+#include "reconciler/claims.h"
+
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,6 +17,8 @@
 
 /* A standby looks at the fence this often. */
 #define STANDBY_POLL_MS 200
+/* Other instances whose claims a sweeper follows (per server). */
+#define PEERS_MAX 256
 
 struct kjd_reconciler {
     char *journal_path;
@@ -30,6 +34,12 @@ struct kjd_reconciler {
     int overflow, stopping;
     atomic_int cancel;   /* set by kjd_reconciler_stop(): ends the pass in hand */
     int64_t next_due_ms; /* epoch ms: the first waiting step of the passes so far */
+    /* per server: identities seen in other instances' claims, and the
+     * claims of those found dead (for the sweeper's next pass) */
+    char *peers[PEERS_MAX];
+    size_t n_peers;
+    char *dead[PEERS_MAX];
+    size_t n_dead;
 };
 
 /* Live orphans kept running, as of the last full pass that listed every
@@ -77,28 +87,124 @@ static void log_pass(const char *trigger, const char *session, int rc,
         return;
     kj_log(rc ? KJ_LOG_WARN : KJ_LOG_INFO, "reconcile pass done",
            "trigger=%s session=%s run=%lld pods=%lld released=%lld added=%lld deleted=%lld "
-           "closed=%lld orphans=%lld running_orphans=%lld waiting=%lld failed=%lld",
+           "closed=%lld orphans=%lld running_orphans=%lld waiting=%lld failed=%lld "
+           "claims_removed=%lld",
            trigger, session ? session : "-", (long long)s->run_id, (long long)s->pods_seen,
            (long long)s->finalizers_released, (long long)s->finalizers_added,
            (long long)s->pods_deleted, (long long)s->sessions_closed,
            (long long)s->orphans_reported, (long long)s->orphans_running, (long long)s->waiting,
-           (long long)s->actions_failed);
+           (long long)s->actions_failed, (long long)s->claims_removed);
+}
+
+static void note_peer(const char *identity, void *ud)
+{
+    kjd_reconciler *r = ud;
+    for (size_t i = 0; i < r->n_peers; i++)
+        if (!strcmp(r->peers[i], identity))
+            return;
+    char *s = r->n_peers < PEERS_MAX ? strdup(identity) : NULL;
+    if (s)
+        r->peers[r->n_peers++] = s;
+}
+
+typedef struct lease_read {
+    int done, rc;
+    kj_lease l;
+} lease_read;
+
+static void lease_read_done(kj_kube *k, const kj_kube_result *res, void *ud)
+{
+    (void)k;
+    lease_read *lr = ud;
+    lr->done = 1;
+    lr->rc = res->rc;
+    if (res->lease)
+        lr->l = *res->lease;
+}
+
+/*
+ * The sweeper's view of the peers: a peer is dead when its Lease
+ * kjournald-<identity> is gone, or has been expired (renewTime + duration,
+ * by this host's clock: the grace, minutes, dwarfs any skew) for longer than
+ * the instance grace. A peer whose Lease cannot be read is not dead.
+ */
+static int64_t find_dead(kjd_reconciler *r, kj_kube *k)
+{
+    int64_t next = 0; /* when the first live peer would become dead */
+    for (size_t i = 0; i < r->n_dead; i++)
+        free(r->dead[i]);
+    r->n_dead = 0;
+    lease_read lr[PEERS_MAX];
+    char name[300];
+    memset(lr, 0, sizeof lr);
+    for (size_t i = 0; i < r->n_peers; i++) {
+        kj_kube_req q = KJ_KUBE_REQ_INIT;
+        snprintf(name, sizeof name, KJ_INSTANCE_LEASE_PREFIX "%s", r->peers[i]);
+        q.op = KJ_KUBE_GET_LEASE;
+        q.namespace_ = r->o.lease_namespace;
+        q.name = name;
+        q.timeout_ms = 10000;
+        if (kj_kube_submit(k, &q, lease_read_done, &lr[i]) < 0)
+            lr[i].rc = KJ_ENOMEM, lr[i].done = 1;
+    }
+    kj_kube_run(k, 15000);
+    kj_kube_cancel(k);
+    int64_t now = kj_now_ms();
+    for (size_t i = 0; i < r->n_peers; i++) {
+        int64_t renewed = lr[i].l.renew_ms ? lr[i].l.renew_ms : lr[i].l.acquire_ms;
+        int dead = lr[i].rc == KJ_ENOENT ||
+                   (lr[i].rc == 0 &&
+                    renewed + (int64_t)lr[i].l.duration_s * 1000 + r->o.instance_grace_ms < now);
+        char claim[300];
+        kj_err err = {0};
+        if (!dead && lr[i].rc == 0) {
+            int64_t due =
+                renewed + (int64_t)lr[i].l.duration_s * 1000 + r->o.instance_grace_ms + 1000;
+            if (!next || due < next)
+                next = due;
+        }
+        if (!dead || kj_claim_name(r->peers[i], claim, sizeof claim, &err))
+            continue;
+        if ((r->dead[r->n_dead] = strdup(claim))) {
+            r->n_dead++;
+            kj_log(KJ_LOG_INFO, "instance dead: its claims go", "instance=%s lease=%s", r->peers[i],
+                   lr[i].rc == KJ_ENOENT ? "gone" : "expired");
+        }
+    }
+    return next;
+}
+
+static int sweeping(const kjd_reconciler *r)
+{
+    if (!r->o.sweeper_fence)
+        return 0;
+    int64_t f = atomic_load(r->o.sweeper_fence);
+    return f && kj_mono_ms() < f;
 }
 
 static int full_pass(kjd_reconciler *r, kj_journal *j, kj_kube *k, const char *trigger)
 {
+    int sweeper = sweeping(r);
+    int64_t peer_due = sweeper ? find_dead(r, k) : 0;
     kj_reconcile_opts o = {.trigger = trigger,
                            .default_namespace = kj_kube_config_namespace(r->cfg),
                            .progress = 1,
                            .cancel = &r->cancel,
                            .identity = r->o.identity,
-                           .fence = r->o.fence};
+                           .fence = sweeper ? r->o.sweeper_fence : r->o.fence,
+                           .sweeper = sweeper,
+                           .dead_claims = (const char *const *)r->dead,
+                           .n_dead_claims = sweeper ? r->n_dead : 0,
+                           .on_claim = note_peer,
+                           .ud = r};
     kj_reconcile_summary s;
     kj_err err = {0};
     r->next_due_ms = 0; /* a full pass sees every waiting pod again */
     int rc = kj_reconcile(j, k, r->pol, &o, &s, &err);
     log_pass(trigger, NULL, rc, &s, &err);
     note_due(r, &s);
+    if (peer_due && (!r->next_due_ms || peer_due < r->next_due_ms))
+        r->next_due_ms = peer_due; /* a peer's claims go as soon as it may be dead */
     if (s.list_complete && (rc == 0 || rc == KJ_EIO))
         atomic_store(&running_orphans, s.orphans_running);
     return rc;
@@ -295,6 +401,10 @@ void kjd_reconciler_stop(kjd_reconciler *r)
     pthread_join(r->thread, NULL);
     for (size_t i = 0; i < r->n_queued; i++)
         free(r->queue[i]);
+    for (size_t i = 0; i < r->n_peers; i++)
+        free(r->peers[i]);
+    for (size_t i = 0; i < r->n_dead; i++)
+        free(r->dead[i]);
     pthread_mutex_destroy(&r->mu);
     pthread_cond_destroy(&r->cv);
     free(r->journal_path);

@@ -21,6 +21,13 @@ typedef struct kjd_reconciler_opts {
      * standby: it runs no pass and drops what it is told; when the lease is
      * (re)gained it starts with a full pass. NULL: no election, always act. */
     const atomic_llong *fence;
+    /* Per-server topology (pol->per_server): the fence of a sweeper (the
+     * earlier of its own Lease's and the sweeper Lease's; 0 when not the
+     * sweeper), the namespace of the instances' Leases and how long one
+     * must have been expired before its claims are removed. */
+    const atomic_llong *sweeper_fence;
+    const char *lease_namespace;
+    int64_t instance_grace_ms;
 } kjd_reconciler_opts;
 
 /* Starts the thread; what o points at must outlive it. */
