@@ -211,8 +211,9 @@ static int parse_args(int argc, char **argv, config *c)
                  "not in a cluster); the log says which"},
         {"resync", 0, KJ_OPT_DURATION, &c->resync_ms, "DUR",
          .help = "full pass every DUR (default 5m, at least 1s)", .min = 1000},
-        KJ_OPTS_SECTION(
-            "\nseveral kjournald on one cluster (a Lease, as kube-controller-manager):"),
+        KJ_OPTS_INCLUDE(kube_opts),
+        KJ_OPTS_INCLUDE(policy_opts),
+        KJ_OPTS_SECTION("several kjournald on one cluster (a Lease, as kube-controller-manager):"),
         {"leader-elect", 0, KJ_OPT_BOOL, &c->leader_elect, NULL,
          .help = "change the cluster only while holding the Lease\n"
                  "(default true when reconciling); without it a\n"
@@ -244,8 +245,6 @@ static int parse_args(int argc, char **argv, config *c)
         {"instance-grace", 0, KJ_OPT_DURATION, &c->instance_grace_ms, "DUR",
          .help = "per server: the claims of an instance whose Lease has\n"
                  "been expired this long are removed (default 10m)"},
-        KJ_OPTS_INCLUDE(kube_opts),
-        KJ_OPTS_INCLUDE(policy_opts),
         {0},
     };
     int rc = kj_opts_parse("kjournald", opts, argc, argv, &n);
