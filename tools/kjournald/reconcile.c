@@ -134,9 +134,10 @@ static int64_t find_dead(kjd_reconciler *r, kj_kube *k)
     for (size_t i = 0; i < r->n_dead; i++)
         free(r->dead[i]);
     r->n_dead = 0;
-    lease_read lr[PEERS_MAX];
     char name[300];
-    memset(lr, 0, sizeof lr);
+    lease_read *lr = calloc(r->n_peers ? r->n_peers : 1, sizeof *lr);
+    if (!lr)
+        return 0; /* nobody found dead this time */
     for (size_t i = 0; i < r->n_peers; i++) {
         kj_kube_req q = KJ_KUBE_REQ_INIT;
         snprintf(name, sizeof name, KJ_INSTANCE_LEASE_PREFIX "%s", r->peers[i]);
@@ -171,6 +172,12 @@ static int64_t find_dead(kjd_reconciler *r, kj_kube *k)
                    lr[i].rc == KJ_ENOENT ? "gone" : "expired");
         }
     }
+    free(lr);
+    /* The pass that follows collects the peers again: one whose claims are
+     * all gone is not read any more. */
+    for (size_t i = 0; i < r->n_peers; i++)
+        free(r->peers[i]);
+    r->n_peers = 0;
     return next;
 }
 
