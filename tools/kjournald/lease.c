@@ -139,23 +139,22 @@ static int lease_call(kjd_lease *l, kj_elector *e, kj_kube_op op, const kj_lease
 /* client-go's tryAcquireOrRenew: read, then create, take over or renew. */
 static void round_once(kjd_lease *l, kj_elector *e)
 {
-    /* Each request may take the retry period: a round never outlasts the
-     * renew deadline, and the fence covers the rest. */
-    int64_t t0 = kj_mono_ms(), timeout = e->cfg.retry_ms;
+    int64_t t0 = kj_mono_ms(), timeout = e->cfg.renew_deadline_ms;
     int64_t fence = kj_elect_fence(e, t0);
     call c;
     kj_lease want;
-    /* A holder's requests may take until its fence: a renewal that ends
-     * then still counts from t0, and Retry-After waits fit in. */
-    if (fence - t0 > timeout)
-        timeout = fence - t0;
+    /* A candidate's requests may take a renew deadline (a slow API server
+     * delays its takeover, nothing else); a holder's until its fence: a
+     * renewal that ends then still counts from t0. */
+    if (fence)
+        timeout = fence - t0 > e->cfg.retry_ms ? fence - t0 : e->cfg.retry_ms;
     if (kj_elect_fast_renew(e, t0, kj_now_ms(), &want)) {
         int rc = lease_call(l, e, KJ_KUBE_UPDATE_LEASE, &want, timeout, &c);
         kj_elect_after_write(e, rc, c.has_lease ? &c.lease : NULL, t0);
         if (rc == 0)
             return;
         t0 = kj_mono_ms(); /* the slow path, from its own start */
-        timeout = e->cfg.retry_ms;
+        timeout = e->cfg.renew_deadline_ms;
     }
     int rc = lease_call(l, e, KJ_KUBE_GET_LEASE, NULL, timeout, &c);
     kj_elect_step step =
