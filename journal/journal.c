@@ -1543,10 +1543,11 @@ int kj_journal_run_begin_as(kj_journal *j, const char *trigger, int dry_run, con
                             int64_t *run_id, kj_err *err)
 {
     sqlite3_stmt *st = NULL;
-    int rc = sqlite3_prepare_v2(j->db,
-                                "INSERT INTO reconcile_runs (started_ms, trigger, dry_run, identity)"
-                                " VALUES (?1, ?2, ?3, ?4)",
-                                -1, &st, NULL);
+    int rc =
+        sqlite3_prepare_v2(j->db,
+                           "INSERT INTO reconcile_runs (started_ms, trigger, dry_run, identity)"
+                           " VALUES (?1, ?2, ?3, ?4)",
+                           -1, &st, NULL);
     if (rc == SQLITE_OK) {
         sqlite3_bind_int64(st, 1, kj_now_ms());
         bind_text(st, 2, trigger ? trigger : "manual");
