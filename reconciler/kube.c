@@ -14,7 +14,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kj_version.h"
 #include "reconciler/kube_internal.h"
+#include "reconciler/kube_ops.h"
 
 #define MAX_BODY (64u << 20)
 #define MAX_TRIES 10        /* attempts per request (per page for lists) */
@@ -72,7 +74,7 @@ struct kj_kube {
     int in_callback;
     int canceling;
     int saw_h2;
-    char *user_agent; /* NULL: "kjournal/0.1" */
+    char *user_agent; /* NULL: "kjournal/<version>" */
     uint64_t rng;
     kj_kube_stats stats;
 };
@@ -299,6 +301,8 @@ static int dupz(const char *s, char **dst, const char **view)
 int kj_kube_submit(kj_kube *k, const kj_kube_req *r, kj_kube_done_fn done, void *ud)
 {
     if (!k || !r)
+        return KJ_EINVAL;
+    if (r->op != KJ_KUBE_RAW && !kj_kube_op_info_of(r->op)) /* kube_ops.c: every op has a line */
         return KJ_EINVAL;
     if (k->canceling)
         return KJ_ECANCELED;
@@ -593,7 +597,7 @@ static void set_options(kj_kube *k, op *o, CURL *e, const char *url, const char 
     curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
     curl_easy_setopt(e, CURLOPT_HTTPHEADER, o->hdrs);
-    curl_easy_setopt(e, CURLOPT_USERAGENT, k->user_agent ? k->user_agent : "kjournal/0.1");
+    curl_easy_setopt(e, CURLOPT_USERAGENT, k->user_agent ? k->user_agent : "kjournal/" KJ_VERSION);
     curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_write);
     curl_easy_setopt(e, CURLOPT_WRITEDATA, o);
     curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);

@@ -201,15 +201,20 @@ def conflict_race(workdir, sim, b, faults):
         check(hook.fired.wait(kjtest.DEADLINE), "a2 never sent its DELETE; log:\n"
               + a2.log_text())
         check(hook.error is None, "the hook failed: %r" % hook.error)
+        # Under faults the DELETE may instead meet an injected error and not
+        # be repeated (its fence, the instance Lease, comes first): the end
+        # state is the same, the pod kept by b's claim.
         wait_for("a2 to record the conflict of its DELETE",
                  lambda: any(x["pod"] == name and x["action"] == "delete" and
-                             x["result"] == "conflict" and x["http_code"] == 409
+                             ((x["result"] == "conflict" and x["http_code"] == 409) or
+                              (faults and x["result"] in ("canceled", "failed")))
                              for x in a2.actions()))
         n = len(a2.runs())
         wait_for("two more passes of a2", lambda: len(a2.runs()) >= n + 2)
         check(get_pod(sim, name) is not None, "%s deleted although b claimed it" % name)
         check(claims(sim, name) == ["b"], "claims on %s: %s" % (name, claims(sim, name)))
-        print("409 race: a2's DELETE failed its preconditions; b's claim kept the pod")
+        print("409 race: a2's DELETE did not go through; b's claim kept the pod (%s)"
+              % [x["result"] for x in a2.actions() if x["pod"] == name])
     finally:
         if a2:
             kjtest.stop(a2.proc)
