@@ -86,8 +86,9 @@ static const char *const append_sql[ST_COUNT_] = {
         " coalesce(max(closed_ms), 0) FROM sessions WHERE " ENGINE_MATCH("?1", "?2"),
     [ST_RECORD_ACTION] =
         "INSERT INTO reconcile_actions (run, time_ms, namespace, pod, uid, engine_tag,"
-        " engine_id, action, reason, result, http_code, message)"
-        " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+        " engine_id, action, reason, result, http_code, message, identity)"
+        " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12,"
+        " (SELECT identity FROM reconcile_runs WHERE id = ?1))",
     [ST_DELETE_SESSION] = "DELETE FROM sessions WHERE id = ?1",
     [ST_INSERT_SERVER_EVENT] =
         "INSERT INTO server_events (event_id, type, instance, time_ms, recorded_ms, payload)"
@@ -1716,15 +1717,23 @@ out:
 int kj_journal_run_begin(kj_journal *j, const char *trigger, int dry_run, int64_t *run_id,
                          kj_err *err)
 {
+    return kj_journal_run_begin_as(j, trigger, dry_run, NULL, run_id, err);
+}
+
+int kj_journal_run_begin_as(kj_journal *j, const char *trigger, int dry_run, const char *identity,
+                            int64_t *run_id, kj_err *err)
+{
     sqlite3_stmt *st = NULL;
-    int rc = sqlite3_prepare_v2(j->db,
-                                "INSERT INTO reconcile_runs (started_ms, trigger, dry_run)"
-                                " VALUES (?1, ?2, ?3)",
-                                -1, &st, NULL);
+    int rc =
+        sqlite3_prepare_v2(j->db,
+                           "INSERT INTO reconcile_runs (started_ms, trigger, dry_run, identity)"
+                           " VALUES (?1, ?2, ?3, ?4)",
+                           -1, &st, NULL);
     if (rc == SQLITE_OK) {
         sqlite3_bind_int64(st, 1, kj_now_ms());
         bind_text(st, 2, trigger ? trigger : "manual");
         sqlite3_bind_int(st, 3, dry_run != 0);
+        bind_text(st, 4, identity);
         rc = step_done(st);
     }
     sqlite3_finalize(st);
@@ -1819,7 +1828,7 @@ int kj_journal_count_sessions_of_pod(kj_journal *j, const char *tag, const char 
 
 #define RUN_COLUMNS                                                                                \
     "id, started_ms, finished_ms, trigger, dry_run, status, pods_seen, actions_ok,"                \
-    " actions_failed"
+    " actions_failed, identity"
 
 static void row_run(sqlite3_value **v, kj_run *r)
 {
@@ -1833,6 +1842,7 @@ static void row_run(sqlite3_value **v, kj_run *r)
         .pods_seen = v_int(v, 6),
         .actions_ok = v_int(v, 7),
         .actions_failed = v_int(v, 8),
+        .identity = v_text(v, 9),
     };
 }
 
@@ -1913,7 +1923,7 @@ static void action_page_sql(const void *q, int first, int limit, char *sql, size
     (void)first; /* the first page starts after id 0 (before INT64_MAX) */
     snprintf(sql, size,
              "SELECT id, run, time_ms, namespace, pod, uid, engine_tag, engine_id, action,"
-             " reason, result, http_code, message FROM reconcile_actions a"
+             " reason, result, http_code, message, identity FROM reconcile_actions a"
              " WHERE id %s ?1%s%s ORDER BY id %s LIMIT %d",
              p->f->reverse ? "<" : ">", p->f->run_id ? " AND run = ?2" : "",
              /* Scalar subqueries, so that SQLite reads the two engine
@@ -1951,6 +1961,7 @@ static int action_page_row(void *q, sqlite3_value **v)
         .result = v_text(v, 10),
         .http_code = (int)v_int(v, 11),
         .message = v_text(v, 12),
+        .identity = v_text(v, 13),
     };
     p->last_id = a.id;
     return p->cb(&a, p->ud);

@@ -223,6 +223,7 @@ typedef struct kj_run {
     int dry_run;
     const char *status; /* "running", "converged", "failed", ... */
     int64_t pods_seen, actions_ok, actions_failed;
+    const char *identity; /* the kjournald --identity that ran it; NULL if none (schema 4) */
 } kj_run;
 
 typedef struct kj_action {
@@ -235,6 +236,7 @@ typedef struct kj_action {
                                            "reported", "planned" */
     int http_code;                      /* 0 when no request was made */
     const char *message;                /* may be NULL */
+    const char *identity; /* read: its run's identity (NULL if none); ignored when recording */
 } kj_action;
 
 typedef struct kj_action_filter {
@@ -249,6 +251,10 @@ typedef int (*kj_action_cb)(const kj_action *a, void *ud);
 
 int kj_journal_run_begin(kj_journal *j, const char *trigger, int dry_run, int64_t *run_id,
                          kj_err *err);
+/* The same, recording who runs it (kjournald's --identity; NULL: nobody
+ * named). The run's actions are recorded with the same identity. */
+int kj_journal_run_begin_as(kj_journal *j, const char *trigger, int dry_run, const char *identity,
+                            int64_t *run_id, kj_err *err);
 int kj_journal_run_end(kj_journal *j, int64_t run_id, const char *status, int64_t pods_seen,
                        int64_t actions_ok, int64_t actions_failed, kj_err *err);
 /* Records a->*; a->time_ms is set by the journal when 0 (a->id is ignored). */

@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kj_version.h"
 #include "reconciler/kube_internal.h"
 #include "reconciler/kube_ops.h"
 
@@ -78,6 +79,7 @@ struct kj_kube {
     int in_callback;
     int canceling;
     int saw_h2;
+    char *user_agent; /* NULL: "kjournal/<version>" */
     uint64_t rng;
     kj_kube_stats stats;
 };
@@ -267,7 +269,18 @@ void kj_kube_free(kj_kube *k)
     if (k->token)
         kj_kube_free_secret(k->token, strlen(k->token));
     kj_kube_config_free(k->cfg);
+    free(k->user_agent);
     free(k);
+}
+
+int kj_kube_set_user_agent(kj_kube *k, const char *ua)
+{
+    char *copy = NULL;
+    if (ua && !(copy = strdup(ua)))
+        return KJ_ENOMEM;
+    free(k->user_agent);
+    k->user_agent = copy;
+    return 0;
 }
 
 int kj_kube_pending(const kj_kube *k)
@@ -637,7 +650,7 @@ static void set_options(kj_kube *k, op *o, CURL *e, const char *url, const char 
     curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
     curl_easy_setopt(e, CURLOPT_HTTPHEADER, o->hdrs);
-    curl_easy_setopt(e, CURLOPT_USERAGENT, "kjournal/0.1");
+    curl_easy_setopt(e, CURLOPT_USERAGENT, k->user_agent ? k->user_agent : "kjournal/" KJ_VERSION);
     curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_write);
     curl_easy_setopt(e, CURLOPT_WRITEDATA, o);
     curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
@@ -818,6 +831,12 @@ static void retry_or_fail(kj_kube *k, op *o, int64_t now, int64_t wait_ms, int l
         kj_err_set(&err, last_rc, "%s %s/%s: %s (gave up after %d attempts)", op_name(o->req.op),
                    o->req.namespace_, o->req.name ? o->req.name : "", last, o->tries);
         finish(k, o, last_rc, &err);
+        return;
+    }
+    if (o->req.not_after_ms && now + wait_ms >= o->req.not_after_ms) {
+        kj_err_set(&err, KJ_ECANCELED, "%s %s/%s: not repeated: its fence passes first; last: %s",
+                   op_name(o->req.op), o->req.namespace_, o->req.name ? o->req.name : "", last);
+        finish(k, o, KJ_ECANCELED, &err);
         return;
     }
     if (now + wait_ms >= o->deadline) {
@@ -1095,6 +1114,12 @@ static void launch(kj_kube *k, op *o, int64_t now)
     kj_err err = {0};
     if (!o->deadline)
         o->deadline = now + o->req.timeout_ms;
+    if (o->req.not_after_ms && now >= o->req.not_after_ms) {
+        kj_err_set(&err, KJ_ECANCELED, "%s %s/%s: not sent: its fence had passed",
+                   op_name(o->req.op), o->req.namespace_, o->req.name ? o->req.name : "");
+        finish(k, o, KJ_ECANCELED, &err);
+        return;
+    }
     if (now >= o->deadline) {
         kj_err_set(&err, KJ_ETIMEDOUT, "%s %s/%s: deadline of %lld ms passed before an attempt",
                    op_name(o->req.op), o->req.namespace_, o->req.name ? o->req.name : "",

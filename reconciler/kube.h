@@ -301,6 +301,12 @@ typedef struct kj_kube_req {
     /* Deadline for the whole operation (all pages, all retries), counted from
      * its first attempt; 0: 30 s (list: 120 s). */
     int64_t timeout_ms;
+    /* No attempt (first or repeat) starts at or after this monotonic time
+     * (kj_mono_ms()): the request fails with KJ_ECANCELED instead; 0: none.
+     * A leader's fence: a request queued before the lease was lost is never
+     * sent after it. An attempt already on the wire goes on to its answer
+     * (the requests that use it are idempotent). */
+    int64_t not_after_ms;
 } kj_kube_req;
 
 #define KJ_KUBE_REQ_INIT                                                                           \
@@ -389,5 +395,10 @@ void kj_reflector_get_stats(const kj_reflector *r, kj_reflector_stats *out);
 int kj_reflector_synced(const kj_reflector *r);
 /* Frees; the client must have been freed or cancelled first. Accepts NULL. */
 void kj_reflector_free(kj_reflector *r);
+/* The User-Agent header of every request from now on (copied); NULL: the
+ * default, "kjournal/<version>". 0 or KJ_ENOMEM. kjournald sends
+ * "kjournald/<version> (<identity>)", so the API server's audit log says
+ * which instance did what. */
+int kj_kube_set_user_agent(kj_kube *k, const char *ua);
 
 #endif

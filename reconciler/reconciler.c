@@ -1,6 +1,8 @@
 /* reconciler.c - the policy, the planner (pure) and the executor of a pass. */
 #include "reconciler.h"
 
+#include "claims.h"
+
 #include <cjson/cJSON.h>
 #include <ctype.h>
 #include <stdio.h>
@@ -59,6 +61,8 @@ const char *kj_step_name(kj_step_kind k)
         return "delete";
     case KJ_STEP_REPORT_ORPHAN:
         return "report_orphan";
+    case KJ_STEP_REMOVE_CLAIM:
+        return "remove_claim";
     }
     return "?";
 }
@@ -241,6 +245,7 @@ typedef struct pass {
     int lists_failed;
     int fatal;
     int stopping; /* the pass is being cancelled: start nothing new */
+    int fenced;   /* the lease was lost: nothing more may change the cluster */
     kj_err fatal_err, list_err;
     int64_t next_progress_ms;
     int64_t flushed_ms; /* when action records were last written */
@@ -399,7 +404,7 @@ static char *patch_for(const kj_pod *pod, const kj_step *st, const char *finaliz
 {
     cJSON *ops = cJSON_CreateArray(), *op;
     char path[64];
-    if (st->kind == KJ_STEP_RELEASE_FINALIZER) {
+    if (st->kind == KJ_STEP_RELEASE_FINALIZER || st->kind == KJ_STEP_REMOVE_CLAIM) {
         /* The uid test keeps the patch on the pod we planned for: a pod
          * deleted and created again with the same name carries our
          * finalizer at the same index, and the finalizer test alone would
@@ -455,6 +460,23 @@ static void note_due(kj_reconcile_summary *sum, int64_t due_ms)
         sum->next_due_ms = due_ms;
 }
 
+/* The fence a mutation sent now must respect; 0 when none may be sent (the
+ * pass then stops), -1 without an election. */
+static int64_t mutation_fence(pass *ps)
+{
+    if (!ps->o->fence)
+        return -1;
+    int64_t fence = atomic_load(ps->o->fence);
+    if (fence && kj_mono_ms() < fence)
+        return fence;
+    if (!ps->fenced)
+        kj_log(KJ_LOG_WARN, "reconcile pass stopped: the lease was lost", "run=%lld",
+               (long long)ps->sum->run_id);
+    ps->fenced = 1;
+    ps->stopping = 1;
+    return 0;
+}
+
 static void job_submit(job *jb, const kj_step *st)
 {
     pass *ps = jb->ps;
@@ -463,12 +485,27 @@ static void job_submit(job *jb, const kj_step *st)
     r.namespace_ = jb->pod->namespace_;
     r.name = jb->pod->name;
     jb->step = *st;
+    if (st->kind != 0) {
+        int64_t fence = mutation_fence(ps);
+        if (fence == 0) {
+            job_free(jb);
+            return;
+        }
+        r.not_after_ms = fence > 0 ? fence : 0;
+    }
     if (st->kind == KJ_STEP_DELETE) {
         r.op = KJ_KUBE_DELETE_POD;
         r.precondition_uid = jb->pod->uid;
+        /* Per server: a claim added since we read the pod makes it a 409. */
+        if (ps->p->per_server)
+            r.precondition_rv = jb->pod->resource_version;
         r.propagation = "Background";
     } else if (st->kind == 0) {
         r.op = KJ_KUBE_GET_POD; /* a re-read after a conflict */
+    } else if (st->kind == KJ_STEP_REMOVE_CLAIM) {
+        r.op = KJ_KUBE_PATCH_POD;
+        const char *dead = kj_claims_first_dead(jb->pod, ps->o->dead_claims, ps->o->n_dead_claims);
+        r.body = body = patch_for(jb->pod, st, dead ? dead : "");
     } else {
         r.op = KJ_KUBE_PATCH_POD;
         r.body = body = patch_for(jb->pod, st, ps->p->finalizer);
@@ -578,7 +615,19 @@ static void job_advance(job *jb)
             break;
         }
         kj_plan plan;
-        kj_plan_pod(pod, &s, seen_terminal, now, ps->p, &plan);
+        if (ps->p->per_server) {
+            kj_claims c = {.sweeper = ps->o->sweeper};
+            kj_claims_count(pod, ps->p->finalizer, ps->o->dead_claims, ps->o->n_dead_claims, &c);
+            if (jb->steps == 1 && ps->o->on_claim)
+                for (size_t i = 0; i < pod->n_finalizers; i++) {
+                    const char *id = kj_claim_identity(pod->finalizers[i]);
+                    if (id && strcmp(pod->finalizers[i], ps->p->finalizer))
+                        ps->o->on_claim(id, ps->o->ud);
+                }
+            kj_plan_pod_claims(pod, &s, seen_terminal, now, ps->p, &c, &plan);
+        } else {
+            kj_plan_pod(pod, &s, seen_terminal, now, ps->p, &plan);
+        }
         if (!ps->o->dry_run && plan.n && plan.steps[0].kind == KJ_STEP_REPORT_ORPHAN) {
             if (report_orphan(ps, pod, &plan.steps[0], jb->steps == 1) == 0 && plan.due_ms)
                 note_due(ps->sum, plan.due_ms);
@@ -684,6 +733,8 @@ static void job_result(job *jb, const kj_kube_result *res)
             sum->finalizers_added++;
         else if (jb->step.kind == KJ_STEP_RELEASE_FINALIZER)
             sum->finalizers_released++;
+        else if (jb->step.kind == KJ_STEP_REMOVE_CLAIM)
+            sum->claims_removed++;
         else
             sum->pods_deleted++;
         kj_pod *fresh;
@@ -864,8 +915,8 @@ int kj_reconcile(kj_journal *j, kj_kube *k, const kj_policy *p, const kj_reconci
     ps.max_submitted = 4 * (p->concurrency > 0 ? p->concurrency : 1) + 16;
     memset(sum, 0, sizeof *sum);
     int rc = 0;
-    if (!o->dry_run &&
-        (rc = kj_journal_run_begin(j, o->trigger ? o->trigger : "manual", 0, &sum->run_id, err)))
+    if (!o->dry_run && (rc = kj_journal_run_begin_as(j, o->trigger ? o->trigger : "manual", 0,
+                                                     o->identity, &sum->run_id, err)))
         return rc;
 
     char selector[1024];
@@ -906,6 +957,10 @@ int kj_reconcile(kj_journal *j, kj_kube *k, const kj_policy *p, const kj_reconci
         goto out;
     }
     sum->list_complete = !ps.lists_failed && !ps.fatal;
+    if (ps.fenced) {
+        rc = kj_err_set(err, KJ_ECANCELED, "reconciler: the lease was lost");
+        goto out;
+    }
     if (ps.fatal) {
         rc = kj_err_set(err, ps.fatal_err.code, "%s", ps.fatal_err.msg);
         goto out;

@@ -61,6 +61,10 @@ typedef struct kj_policy {
     int64_t orphan_grace_ms; /* age of a live orphan before it may be deleted */
     int concurrency;         /* requests in flight: give it to the kube client
                                 (kj_kube_flags.max_in_flight) */
+    /* The per-server topology (claims.h): finalizer is this instance's
+     * claim, other instances' claims keep a pod, DELETE carries a
+     * resourceVersion precondition. 0: central (one instance owns all). */
+    int per_server;
 } kj_policy;
 
 /* Defaults mirror Kyuubi's own knobs: retain 5 min, cleanup ALL, engine
@@ -88,6 +92,7 @@ typedef enum {
     KJ_STEP_RELEASE_FINALIZER,
     KJ_STEP_DELETE,
     KJ_STEP_REPORT_ORPHAN,
+    KJ_STEP_REMOVE_CLAIM, /* per-server sweeper: a dead instance's claim */
 } kj_step_kind;
 
 typedef struct kj_step {
@@ -138,6 +143,22 @@ typedef struct kj_reconcile_opts {
     /* Another thread sets *cancel to stop the pass within a fraction of a
      * second: requests in flight are abandoned, the pass returns KJ_ECANCELED. */
     const atomic_int *cancel;
+    /* Who runs the pass (kjournald's --identity), recorded with the run and
+     * its actions; NULL: nobody named. */
+    const char *identity;
+    /* Leader election (reconciler/leader.h): no request that changes the
+     * cluster is sent at or after the monotonic time *fence (0: not the
+     * holder), and none queued is started after it; the pass then stops
+     * (KJ_ECANCELED, "the lease was lost"). NULL: no election. */
+    const atomic_llong *fence;
+    /* Per-server topology (p->per_server): whether this instance is the
+     * sweeper, the claims (finalizer names) of instances known dead, and a
+     * callback told the identity of every other instance's claim seen, so
+     * that the caller can find out which are alive. */
+    int sweeper;
+    const char *const *dead_claims;
+    size_t n_dead_claims;
+    void (*on_claim)(const char *identity, void *ud);
 } kj_reconcile_opts;
 
 typedef struct kj_reconcile_summary {
@@ -145,6 +166,7 @@ typedef struct kj_reconcile_summary {
     int64_t pods_seen, pods_acted_on;
     int64_t finalizers_added, finalizers_released, pods_deleted, sessions_closed;
     int64_t orphans_reported, already_gone, conflicts;
+    int64_t claims_removed; /* dead instances' claims removed (sweeper) */
     int64_t actions_ok, actions_failed, planned;
     int64_t waiting;     /* pods with a step not yet due (retain period, graces) */
     int64_t next_due_ms; /* when the first of those steps is due (epoch ms); 0: none */

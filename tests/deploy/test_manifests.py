@@ -107,7 +107,14 @@ def pod_specs(doc):
     if kind == "Pod":
         yield spec
     elif kind in WORKLOADS:
-        yield (spec.get("template") or {}).get("spec") or {}
+        pod = dict((spec.get("template") or {}).get("spec") or {})
+        # a StatefulSet's volumeClaimTemplates are volumes of its pods
+        claims = [{"name": (t.get("metadata") or {}).get("name"), "persistentVolumeClaim": {}}
+                  for t in spec.get("volumeClaimTemplates") or []]
+        if claims:
+            pod["volumes"] = list(pod.get("volumes") or []) + claims
+        pod["_pod_name"] = "%s-0" % (doc.get("metadata") or {}).get("name", "pod")
+        yield pod
     elif kind == "CronJob":
         yield ((((spec.get("jobTemplate") or {}).get("spec") or {}).get("template") or {})
                .get("spec") or {})
@@ -187,7 +194,12 @@ def check_container(where, pod, c, ns, entry, cmd, ver, scratch, probes):
     if not argv:
         problem(where, "no command: neither the container nor the image names one")
         return
-    env = {e["name"]: str(e.get("value", "")) for e in c.get("env") or [] if "name" in e}
+    env = {}
+    for e in c.get("env") or []:
+        if "name" in e:  # the downward API's pod name, as the first pod of the workload has it
+            ref = ((e.get("valueFrom") or {}).get("fieldRef") or {}).get("fieldPath")
+            env[e["name"]] = pod.get("_pod_name", "pod-0") if ref == "metadata.name" \
+                else str(e.get("value", ""))
     argv = [expand(a, env) for a in argv]
     prog = os.path.basename(argv[0])
     if prog not in PROGRAMS:

@@ -132,7 +132,7 @@ static int golden(const char *path)
         return 1;
 
     int64_t run1, run2;
-    if (kj_journal_run_begin(j, "recovery", 0, &run1, &err) < 0 ||
+    if (kj_journal_run_begin_as(j, "recovery", 0, "kjournald-0", &run1, &err) < 0 ||
         kj_journal_run_begin(j, "resync", 1, &run2, &err) < 0)
         return die("run", &err);
     const kj_action acts[] = {

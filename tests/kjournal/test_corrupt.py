@@ -19,12 +19,29 @@ def page_size(path):
         return int.from_bytes(f.read(100)[16:18], "big")
 
 
-def garble(path, offset_in_page, length, first_page=1):
-    """Overwrites length bytes at offset_in_page of every page from first_page."""
+def schema_pages(path):
+    """The 0-based indexes of the pages holding the schema (sqlite_master):
+    page 1, and its children once the schema outgrows one page."""
+    try:
+        c = sqlite3.connect(path)
+        rows = c.execute("SELECT pageno FROM dbstat WHERE name = 'sqlite_schema'"
+                         " OR name = 'sqlite_master'").fetchall()
+        c.close()
+        return {r[0] - 1 for r in rows} | {0}
+    except sqlite3.Error:  # no dbstat in this SQLite
+        return {0}
+
+
+def garble(path, offset_in_page, length):
+    """Overwrites length bytes at offset_in_page of every page but the
+    schema's: the damage is to the data, which verify must find."""
     ps = page_size(path)
     size = os.path.getsize(path)
+    skip = schema_pages(path)
     with open(path, "r+b") as f:
-        for p in range(first_page, size // ps):
+        for p in range(size // ps):
+            if p in skip:
+                continue
             f.seek(p * ps + offset_in_page)
             f.write(bytes([0xA5]) * length)
 

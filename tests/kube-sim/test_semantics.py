@@ -217,8 +217,21 @@ def test_delete(sim):
                       .replace("f4fe7516-4fb5-43d8-9ddc-e2c19a37ef60", uid))
     same_status(body, want, "uid precondition")
     st, body, _ = sim.request("DELETE", ns + "/d2", {"preconditions": {"resourceVersion": "1"}})
-    check(st == 409 and "the ResourceVersion in the precondition (1) does not match" in body["message"],
-          "rv precondition: %s %s" % (st, body))
+    check(st == 409, "rv precondition: %s %s" % (st, body))
+    # as recorded: 'the ResourceVersion in the precondition (84) does not
+    # match the ResourceVersion in record (85)', details name and kind Pod
+    want = fixture("status-409-resourceversion-precondition.json")
+    want = json.loads(json.dumps(want).replace('\\"w2\\"', '\\"d2\\"')
+                      .replace("(84)", "(1)")
+                      .replace("(85)", "(%s)" % p["metadata"]["resourceVersion"]))
+    want["details"]["name"] = "d2"
+    same_status(body, want, "rv precondition")
+    check(body["details"] == want["details"], "rv precondition details: %s" % body["details"])
+    # with both, a stale resourceVersion alone fails it too
+    st, body, _ = sim.request("DELETE", ns + "/d2", {"preconditions": {
+        "uid": uid, "resourceVersion": str(int(p["metadata"]["resourceVersion"]) - 1)}})
+    check(st == 409 and body["reason"] == "Conflict" and "ResourceVersion" in body["message"],
+          "uid right, rv stale: %s %s" % (st, body))
     st, body, _ = sim.request("DELETE", ns + "/d2", {"preconditions": {"uid": uid,
                                                                       "resourceVersion": p["metadata"]["resourceVersion"]}})
     check(st == 200 and sim.get(ns + "/d2")[0] == 404, "matching preconditions delete")

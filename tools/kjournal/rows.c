@@ -97,6 +97,7 @@ const kj_field kj_action_fields[] = {
     {"reason", "REASON", 0},
     {"message", "MESSAGE", 0},
     {"id", "ID", KJ_F_NUM | KJ_F_NOSHORT},
+    {"identity", "IDENTITY", KJ_F_NOSHORT},
 };
 const size_t kj_action_nfields = sizeof kj_action_fields / sizeof kj_action_fields[0];
 
@@ -115,6 +116,7 @@ void kj_action_vals(const kj_action *a, kj_val *v)
     v[10] = KJ_S(a->reason);
     v[11] = KJ_S(a->message);
     v[12] = KJ_N(a->id);
+    v[13] = KJ_S(a->identity);
 }
 
 const kj_field kj_run_fields[] = {
@@ -127,6 +129,7 @@ const kj_field kj_run_fields[] = {
     {"pods_seen", "PODS", KJ_F_NUM},
     {"actions_ok", "OK", KJ_F_NUM},
     {"actions_failed", "FAILED", KJ_F_NUM},
+    {"identity", "IDENTITY", 0},
 };
 const size_t kj_run_nfields = sizeof kj_run_fields / sizeof kj_run_fields[0];
 
@@ -141,6 +144,7 @@ void kj_run_vals(const kj_run *r, kj_val *v)
     v[6] = KJ_N(r->pods_seen);
     v[7] = KJ_N(r->actions_ok);
     v[8] = KJ_N(r->actions_failed);
+    v[9] = KJ_S(r->identity);
 }
 
 int kj_print_session(const kj_session *s, void *out)

@@ -154,10 +154,13 @@ static void observe(int64_t ms)
 }
 
 /* 1 when the planner has a step for the pod now (a live orphan's report is
- * the resync's); *due the time a waiting step becomes due. */
+ * the resync's); *due the time a waiting step becomes due. Per server, the
+ * claims decide, which only the pass reads: every change goes to it. */
 static int has_step(kj_journal *j, const kj_policy *pol, const kj_pod *pod, int64_t *due,
                     kj_err *err)
 {
+    if (pol->per_server)
+        return 1;
     kj_pod_sessions s;
     int rc = kj_journal_count_sessions_of_pod(j, pod->unique_tag, pod->app_selector, &s.open,
                                               &s.closed, &s.last_closed_ms, err);
@@ -174,7 +177,7 @@ static int has_step(kj_journal *j, const kj_policy *pol, const kj_pod *pod, int6
     return 0;
 }
 
-int kjd_informer_react(kjd_informer *inf, kj_journal *j, kj_kube *k, const atomic_int *cancel,
+int kjd_informer_react(kjd_informer *inf, kj_journal *j, kj_kube *k, const kj_reconcile_opts *base,
                        int64_t *next_due_ms)
 {
     int rc = 0;
@@ -210,7 +213,10 @@ int kjd_informer_react(kjd_informer *inf, kj_journal *j, kj_kube *k, const atomi
         }
     }
     if (n_act) {
-        kj_reconcile_opts o = {.trigger = "watch", .cancel = cancel, .pods = act, .n_pods = n_act};
+        kj_reconcile_opts o = *base;
+        o.trigger = "watch";
+        o.pods = act;
+        o.n_pods = n_act;
         kj_reconcile_summary sum;
         rc = kj_reconcile(j, k, inf->pol, &o, &sum, &err);
         int64_t now = kj_mono_ms();

@@ -29,10 +29,12 @@ int kjd_informer_start(kj_kube *kw, const kj_policy *pol, const char *default_ns
 size_t kjd_informer_pending(const kjd_informer *inf);
 /*
  * Plans each changed pod and acts on those with a step to take, in one pass
- * on k (trigger "watch"). *next_due_ms receives when a step not yet due
- * becomes due (epoch ms; 0: none). 0, or the pass's error.
+ * on k (trigger "watch") with base's identity, cancel flag, lease fence and
+ * per-server settings: a watch pass is fenced like every other pass.
+ * *next_due_ms receives when a step not yet due becomes due (epoch ms; 0:
+ * none). 0, or the pass's error.
  */
-int kjd_informer_react(kjd_informer *inf, kj_journal *j, kj_kube *k, const atomic_int *cancel,
+int kjd_informer_react(kjd_informer *inf, kj_journal *j, kj_kube *k, const kj_reconcile_opts *base,
                        int64_t *next_due_ms);
 /* Copies the reflectors' counters where /metrics reads them. */
 void kjd_informer_publish(const kjd_informer *inf);

@@ -13,8 +13,10 @@
 #include <sys/stat.h>
 
 #include "ipc/ipc.h"
+#include "lease.h"
 #include "metrics.h"
 #include "reconcile.h"
+#include "reconciler/claims.h"
 #include "reconciler/kube_ops.h"
 #include "tools/common/kube_opts.h"
 
@@ -34,11 +36,27 @@ typedef struct config {
     int64_t resync_ms;
     int no_reconcile;
     int group_readable;
+    /* leader election (lease.h) */
+    int leader_elect;
+    kj_elect_cfg elect;
+    const char *identity;
+    char identity_buf[300];
+    char user_agent[400];
+    /* per-server topology (claims.h) */
+    int topology; /* index in topologies[] */
+    int64_t instance_grace_ms;
+    int identity_given;
+    char claim[300];
+    char own_lease[300];
+    kj_elect_cfg elect_sweeper;
 } config;
+
+static const char *const topologies[] = {"central", "per-server", NULL};
 
 static kj_ipc_server *g_server;
 static volatile sig_atomic_t g_stop; /* a signal came before the server existed */
 static kjd_reconciler *g_reconciler;
+static kjd_lease *g_lease;
 
 static const char usage[] =
     "usage: kjournald [--journal PATH] [--listen ENDPOINT]... [OPTIONS]\n"
@@ -76,6 +94,49 @@ static int log_level(void *ud, const char *v, char *msg, size_t size)
     return 0;
 }
 
+/* --identity goes into HTTP headers and Lease names: printable ASCII only. */
+static int check_identity(config *c)
+{
+    kj_err err = {0};
+    c->identity_given = c->identity != NULL;
+    if (c->topology == 1) {
+        if (!c->identity)
+            return kj_opts_fail("kjournald", KJ_EXIT_USAGE,
+                                "--topology per-server needs --identity (the Kyuubi server's "
+                                "stable name)");
+        if (!c->leader_elect)
+            return kj_opts_fail("kjournald", KJ_EXIT_USAGE,
+                                "--topology per-server needs its Leases (--leader-elect)");
+        if (kj_claim_name(c->identity, c->claim, sizeof c->claim, &err) < 0)
+            return kj_opts_fail("kjournald", KJ_EXIT_USAGE, "%s", err.msg);
+        snprintf(c->own_lease, sizeof c->own_lease, KJ_INSTANCE_LEASE_PREFIX "%s", c->identity);
+        c->policy.finalizer = c->claim;
+        c->policy.per_server = 1;
+        c->elect.name = c->own_lease;
+    }
+    if (!c->identity) {
+        if (kjd_lease_default_identity(c->identity_buf, sizeof c->identity_buf, &err) < 0)
+            return kj_opts_fail("kjournald", KJ_EXIT_FAILURE, "%s", err.msg);
+        c->identity = c->identity_buf;
+    }
+    size_t n = strlen(c->identity);
+    if (n > 253)
+        return kj_opts_fail("kjournald", KJ_EXIT_USAGE,
+                            "--identity: at most 253 characters (it is a Lease's holderIdentity)");
+    for (size_t i = 0; i < n; i++)
+        if (c->identity[i] <= ' ' || c->identity[i] > '~' || c->identity[i] == '(' ||
+            c->identity[i] == ')')
+            return kj_opts_fail("kjournald", KJ_EXIT_USAGE,
+                                "--identity '%s': letters, digits and punctuation only (no "
+                                "spaces, parentheses or control characters)",
+                                c->identity);
+    c->elect.identity = c->identity;
+    snprintf(c->user_agent, sizeof c->user_agent, "kjournald/%s (%s)", KJ_VERSION, c->identity);
+    if (c->leader_elect && !c->no_reconcile && kj_elect_cfg_check(&c->elect, &err) < 0)
+        return kj_opts_fail("kjournald", KJ_EXIT_USAGE, "%s", err.msg);
+    return 0;
+}
+
 /* Parses argv into c: 0, or an exit code once reported. --help and
  * --version print and exit here. */
 static int parse_args(int argc, char **argv, config *c)
@@ -85,6 +146,12 @@ static int parse_args(int argc, char **argv, config *c)
     c->srv = kj_ipc_server_defaults();
     c->level = KJ_LOG_INFO;
     c->resync_ms = 5 * 60 * 1000;
+    c->leader_elect = 1;
+    c->instance_grace_ms = 10 * 60 * 1000;
+    c->elect = (kj_elect_cfg){.name = "kjournald",
+                              .lease_ms = KJ_ELECT_LEASE_MS,
+                              .renew_deadline_ms = KJ_ELECT_RENEW_DEADLINE_MS,
+                              .retry_ms = KJ_ELECT_RETRY_MS};
     kj_kube_flags_init(&c->kube);
     kj_policy_init(&c->policy);
     kj_opt kube_opts[KJ_KUBE_OPTS], policy_opts[KJ_POLICY_OPTS];
@@ -158,6 +225,38 @@ static int parse_args(int argc, char **argv, config *c)
          .help = "full pass every DUR (default 5m, at least 1s)", .min = 1000},
         KJ_OPTS_INCLUDE(kube_opts),
         KJ_OPTS_INCLUDE(policy_opts),
+        KJ_OPTS_SECTION("several kjournald on one cluster (a Lease, as kube-controller-manager):"),
+        {"leader-elect", 0, KJ_OPT_BOOL, &c->leader_elect, NULL,
+         .help = "change the cluster only while holding the Lease\n"
+                 "(default true when reconciling); without it a\n"
+                 "standby keeps ingesting, /readyz answers 503"},
+        {"leader-elect-resource-name", 0, KJ_OPT_STRING, &c->elect.name, "NAME",
+         .help = "the Lease, in the first --namespace (default kjournald)"},
+        {"leader-elect-lease-duration", 0, KJ_OPT_DURATION, &c->elect.lease_ms, "DUR",
+         .help = "a standby takes over when the holder has not renewed\n"
+                 "for DUR (default 15s)",
+         .min = 1000},
+        {"leader-elect-renew-deadline", 0, KJ_OPT_DURATION, &c->elect.renew_deadline_ms, "DUR",
+         .help = "a holder that could not renew for DUR stops changing\n"
+                 "the cluster (default 10s; less than the duration)",
+         .min = 1},
+        {"leader-elect-retry-period", 0, KJ_OPT_DURATION, &c->elect.retry_ms, "DUR",
+         .help = "how often to try to acquire or renew (default 2s)", .min = 1},
+        {"identity", 0, KJ_OPT_STRING, &c->identity, "ID",
+         .help = "this instance's name in the Lease, the audit and the\n"
+                 "User-Agent (default: host name, '_', random hex;\n"
+                 "per server: required, the Kyuubi server's stable name)"},
+        {"topology", 0, KJ_OPT_CHOICE, &c->topology, "central|per-server",
+         .help = "central (default): one kjournald owns every engine pod;\n"
+                 "per-server: one beside each Kyuubi server, each\n"
+                 "claiming the pods its sessions use (finalizer\n"
+                 "kjournal.apache.org/claim-ID), its Lease kjournald-ID\n"
+                 "as proof of life, the Lease kjournald-sweeper electing\n"
+                 "who handles orphans and the claims of dead instances",
+         .choices = topologies},
+        {"instance-grace", 0, KJ_OPT_DURATION, &c->instance_grace_ms, "DUR",
+         .help = "per server: the claims of an instance whose Lease has\n"
+                 "been expired this long are removed (default 10m)"},
         {0},
     };
     int rc = kj_opts_parse("kjournald", opts, argc, argv, &n);
@@ -181,7 +280,7 @@ static int parse_args(int argc, char **argv, config *c)
     c->srv.endpoints = c->listen;
     c->srv.n_endpoints = c->n_listen;
     c->kube.max_in_flight = c->policy.concurrency;
-    return 0;
+    return check_identity(c);
 }
 
 /* --check-config: what a start would read, read; nothing opened for writing,
@@ -273,7 +372,36 @@ static int start_reconciler(config *c, kj_kube_config **cfg)
                kj_logq(q, sizeof q, err.msg));
         return KJ_EXIT_USAGE;
     }
-    if (kjd_reconciler_start(c->journal, *cfg, &c->policy, c->resync_ms, &g_reconciler, &err)) {
+    if (c->leader_elect) {
+        c->elect.namespace_ =
+            c->policy.n_namespaces ? c->policy.namespaces[0] : kj_kube_config_namespace(*cfg);
+        kj_elect_cfg ec[2] = {c->elect, c->elect};
+        ec[1].name = KJ_SWEEPER_LEASE;
+        if (kjd_lease_start(*cfg, ec, c->policy.per_server ? 2 : 1, c->user_agent, &g_lease,
+                            &err)) {
+            kj_log(KJ_LOG_ERROR, "cannot start the leader election", "error=%s",
+                   kj_logq(q, sizeof q, err.msg));
+            return KJ_EXIT_FAILURE;
+        }
+        kj_log(KJ_LOG_INFO, "leader election", "lease=%s/%s identity=%s lease_duration_ms=%lld",
+               c->elect.namespace_, c->elect.name, kj_logq(q, sizeof q, c->identity),
+               (long long)c->elect.lease_ms);
+    } else {
+        kj_log(KJ_LOG_WARN, "leader election off (--leader-elect=false)",
+               "identity=%s reason=\"another kjournald on this cluster would act too\"",
+               kj_logq(q, sizeof q, c->identity));
+    }
+    kjd_reconciler_opts ro = {
+        .cfg = *cfg,
+        .pol = &c->policy,
+        .resync_ms = c->resync_ms,
+        .identity = c->identity,
+        .user_agent = c->user_agent,
+        .fence = g_lease ? kjd_lease_fence(g_lease) : NULL,
+        .sweeper_fence = g_lease && c->policy.per_server ? kjd_lease_fence_all(g_lease) : NULL,
+        .lease_namespace = c->elect.namespace_,
+        .instance_grace_ms = c->instance_grace_ms};
+    if (kjd_reconciler_start(c->journal, &ro, &g_reconciler, &err)) {
         kj_log(KJ_LOG_ERROR, "cannot start the reconciler", "error=%s",
                kj_logq(q, sizeof q, err.msg));
         return KJ_EXIT_FAILURE;
@@ -377,6 +505,8 @@ int main(int argc, char **argv)
 out:
     kjd_reconciler_stop(g_reconciler);
     g_reconciler = NULL;
+    kjd_lease_stop(g_lease); /* after the reconciler: it releases the Lease */
+    g_lease = NULL;
     kj_kube_config_free(kcfg);
     kjd_metrics_stop(m);
     kj_ipc_server_destroy(g_server);

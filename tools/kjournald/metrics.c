@@ -21,6 +21,7 @@
  * already closed and handed to someone else.
  */
 #include "metrics.h"
+#include "lease.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -334,6 +335,34 @@ static void render_ingest(FILE *f, const kj_ipc_stats *st)
 
 /* The journal's files, the ingest loop, this endpoint's connections and the
  * reconciler's running orphans. */
+static void render_lease(FILE *f)
+{
+    int role = kjd_lease_role(NULL, 0);
+    if (role < 0) /* no election: reconciling alone, or not at all */
+        return;
+    long long acquired, lost;
+    kjd_lease_counts(&acquired, &lost);
+    fprintf(f,
+            "# HELP kjournal_leader Whether this kjournald holds the Lease and may change the"
+            " cluster (0: standby).\n"
+            "# TYPE kjournal_leader gauge\n"
+            "kjournal_leader %d\n"
+            "# HELP kjournal_leader_transitions_total Times this kjournald became the holder,"
+            " and stopped being it.\n"
+            "# TYPE kjournal_leader_transitions_total counter\n"
+            "kjournal_leader_transitions_total{to=\"holder\"} %lld\n"
+            "kjournal_leader_transitions_total{to=\"standby\"} %lld\n",
+            role, acquired, lost);
+    int sweeper = kjd_lease_second_role();
+    if (sweeper >= 0)
+        fprintf(f,
+                "# HELP kjournal_sweeper Whether this instance holds the Lease kjournald-sweeper"
+                " (per-server topology): it handles orphans and dead instances' claims.\n"
+                "# TYPE kjournal_sweeper gauge\n"
+                "kjournal_sweeper %d\n",
+                sweeper);
+}
+
 static void render_daemon(FILE *f, const kjd_metrics *m, int running)
 {
     char line[512];
@@ -369,6 +398,7 @@ static void render_daemon(FILE *f, const kjd_metrics *m, int running)
                 (long long)orphans);
     }
     kjd_informer_render(f);
+    render_lease(f);
 }
 
 static char *render(kjd_metrics *m)
@@ -407,11 +437,22 @@ static enum MHD_Result answer(void *cls, struct MHD_Connection *c, const char *u
         kj_ipc_stats st;
         kj_ipc_server_stats(m->srv, &st);
         int ready = st.running && st.last_commit == 0;
+        char why[420];
+        /* A standby keeps ingesting, but a Service should send events to
+         * the holder, whose reconciler acts on them at once. */
+        if (ready && kjd_lease_role(why, sizeof why - 1) == 0) {
+            ready = 0;
+            size_t n = strlen(why);
+            snprintf(why + n, sizeof why - n, "\n");
+        } else {
+            snprintf(why, sizeof why, "%s",
+                     ready                         ? "ready\n"
+                     : st.last_commit == KJ_ESTALE ? "journal deleted or replaced\n"
+                     : st.running                  ? "journal failing\n"
+                                                   : "not serving\n");
+        }
         code = ready ? 200 : 503;
-        body = strdup(ready                         ? "ready\n"
-                      : st.last_commit == KJ_ESTALE ? "journal deleted or replaced\n"
-                      : st.running                  ? "journal failing\n"
-                                                    : "not serving\n");
+        body = strdup(why);
     } else if (!strcmp(url, "/metrics")) {
         body = render(m);
         type = "text/plain; version=0.0.4; charset=utf-8";

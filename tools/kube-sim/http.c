@@ -23,6 +23,7 @@
 
 #define MAX_BODY (3 * 1024 * 1024)
 #define MAX_SIM_BODY (512 * 1024 * 1024)
+#define KS_MAX_AGENTS 64 /* User-Agents counted apart; the rest as "other" */
 
 enum { V_GET, V_LIST, V_WATCH, V_CREATE, V_UPDATE, V_PATCH, V_DELETE, V_OTHER, V_COUNT };
 static const char *const verb_names[V_COUNT] = {"get",    "list",  "watch",  "create",
@@ -41,6 +42,12 @@ typedef struct {
     long fault_codes[600];
     long dropped, dropped_after, failnth_fired, delayed;
     long watch_dropped, watch_ended_early, bookmarks;
+    /* mutations by User-Agent and resource kind: who did what */
+    struct {
+        char ua[160];
+        long by_kind[P_COUNT];
+    } ua[KS_MAX_AGENTS];
+    int n_ua;
 } stats;
 
 struct ks_server {
@@ -178,6 +185,13 @@ static char *stats_json(ks_server *srv)
                     snprintf(k, sizeof k, "%s %s %d", verb_names[v], kind_names[p], c);
                     cJSON_AddNumberToObject(combo, k, (double)s->combo[v][p][c]);
                 }
+    cJSON *bua = cJSON_AddObjectToObject(o, "by_user_agent");
+    for (int i = 0; i < s->n_ua; i++) {
+        cJSON *u = cJSON_AddObjectToObject(bua, s->ua[i].ua);
+        for (int p = 0; p < P_COUNT; p++)
+            if (s->ua[i].by_kind[p])
+                cJSON_AddNumberToObject(u, kind_names[p], (double)s->ua[i].by_kind[p]);
+    }
     cJSON *d = cJSON_AddObjectToObject(o, "deletes");
     cJSON_AddNumberToObject(d, "removed", (double)s->del_removed);
     cJSON_AddNumberToObject(d, "marked", (double)s->del_marked);
@@ -644,11 +658,36 @@ static enum MHD_Result fault_reply(struct MHD_Connection *c, int code, int retry
 /* Counts the request and sends its answer, or, when lose is set (a
  * drop-after fault), closes the connection without one: what was done stays
  * done and is counted as such, under code 0. */
+/* A mutation, counted under the request's User-Agent (truncated; past
+ * KS_MAX_AGENTS distinct ones, under "other"). */
+static void count_agent(ks_server *srv, struct MHD_Connection *c, int pkind)
+{
+    const char *ua = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "User-Agent");
+    char key[160];
+    snprintf(key, sizeof key, "%s", ua && *ua ? ua : "-");
+    pthread_mutex_lock(&srv->mu);
+    stats *s = &srv->st;
+    int i = 0;
+    while (i < s->n_ua && strcmp(s->ua[i].ua, key))
+        i++;
+    if (i == s->n_ua) {
+        if (s->n_ua == KS_MAX_AGENTS)
+            i = KS_MAX_AGENTS - 1, snprintf(key, sizeof key, "other");
+        else
+            s->n_ua++;
+        snprintf(s->ua[i].ua, sizeof s->ua[i].ua, "%s", key);
+    }
+    s->ua[i].by_kind[pkind]++;
+    pthread_mutex_unlock(&srv->mu);
+}
+
 static enum MHD_Result answer(ks_server *srv, struct MHD_Connection *c, int lose, int verb,
                               int pkind, int code, const ks_result *res, char *body,
                               const char *ctype)
 {
     count(srv, verb, pkind, lose ? 0 : code, res);
+    if (res && res->effect != KS_EFFECT_NONE)
+        count_agent(srv, c, pkind);
     if (lose) {
         free(body);
         return MHD_NO;
