@@ -52,6 +52,10 @@ const double kj_ipc_commit_bounds_s[KJ_IPC_BUCKETS - 1] = {
 #define REQUEST_OVERHEAD 512
 /* A failing commit is logged when it starts, then once per this interval. */
 #define FAIL_LOG_MS 10000
+/* glibc's heap: shrunk at once only past this much free at its top, grown
+ * by this much more than asked (see kj_ipc_server_new). */
+#define KJ_IPC_TRIM_THRESHOLD (32 << 20)
+#define KJ_IPC_TOP_PAD (1 << 20)
 /* Worker idle after handling this many bytes: give the memory back. */
 #define TRIM_AFTER_BYTES (8u << 20)
 
@@ -264,6 +268,14 @@ int kj_ipc_server_new(kj_journal *j, const kj_ipc_server_opts *opts, kj_ipc_serv
      * A fixed threshold keeps each large buffer in a mapping of its own,
      * returned to the system when freed. */
     mallopt(M_MMAP_THRESHOLD, 128 * 1024);
+    /* That fixed threshold also fixes the trim threshold at 128 KiB, and the
+     * journal's page cache grows the heap at its top: every commit then
+     * freed SQLite's statement journals just below the top, glibc gave the
+     * top back (brk, a TLB shootdown on every core) and took it again at the
+     * next page. A third of kjournald's CPU went there. The heap now shrinks
+     * only past 32 MiB free at its top, and when idle (trim_memory). */
+    mallopt(M_TRIM_THRESHOLD, KJ_IPC_TRIM_THRESHOLD);
+    mallopt(M_TOP_PAD, KJ_IPC_TOP_PAD);
 #endif
     s->ctx = zmq_ctx_new();
     s->socks = calloc(opts->n_endpoints, sizeof *s->socks);

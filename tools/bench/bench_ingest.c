@@ -17,6 +17,7 @@
  */
 #include <errno.h>
 #include <getopt.h>
+#include <malloc.h>
 #include <netinet/in.h>
 #include <pthread.h>
 #include <signal.h>
@@ -501,6 +502,10 @@ int main(int argc, char **argv)
     printf("bench_ingest: kjournald is a separate process (%s); publishers are threads here;\n"
            "all on tcp loopback; journal and plain SQLite in %s\n",
            c.kjournald, dir);
+    /* The heap as kjournald tunes it (ipc/server.c), for plain SQLite and
+     * kj_journal_append alone alike. */
+    mallopt(M_TRIM_THRESHOLD, 32 << 20);
+    mallopt(M_TOP_PAD, 1 << 20);
     if (!c.nrates)
         c.rates[c.nrates++] = c.rate;
     double plain = c.baseline ? plain_sqlite(&c, total, 1000) : 0;
