@@ -55,8 +55,7 @@ static const char *const append_sql[ST_COUNT_] = {
     [ST_INSERT_SESSION] =
         "INSERT INTO sessions (session_id, state, instance, user, engine_id, engine_tag,"
         " engine_namespace, created_ms, updated_ms, closed_ms, close_reason, event_count,"
-        " recorded_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8, ?9, ?10, 1, ?11)"
-        " RETURNING state, user, instance",
+        " recorded_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8, ?9, ?10, 1, ?11)",
     [ST_UPDATE_SESSION] =
         "UPDATE sessions SET state = ?2,"
         " instance = coalesce(?3, instance), user = coalesce(?4, user),"
@@ -68,7 +67,7 @@ static const char *const append_sql[ST_COUNT_] = {
         " close_reason = CASE WHEN ?9 <> 0 AND (closed_ms = 0 OR ?9 < closed_ms)"
         "                     THEN ?10 ELSE close_reason END,"
         " event_count = event_count + 1, recorded_ms = max(recorded_ms, ?11)"
-        " WHERE id = ?1 RETURNING state, user, instance",
+        " WHERE id = ?1",
     [ST_INSERT_EVENT] =
         "INSERT INTO events (event_id, session, type, time_ms, recorded_ms, instance, user,"
         " engine_id, engine_tag, engine_namespace, reason, payload)"
@@ -584,10 +583,14 @@ static int step_done(sqlite3_stmt *st)
 }
 
 /* Runs the session insert or update (?1 already bound: session id or row):
- * both take the event's fields as ?2..?11 and return the row's new state,
- * user and instance into *after. */
+ * both take the event's fields as ?2..?11. The row's new state, user and
+ * instance go into *after, worked out here as the statements do (a field
+ * the event leaves empty keeps the row's, before): a RETURNING clause would
+ * run as a trigger, and a statement with one keeps a statement journal,
+ * allocated, filled and freed for every event. */
 static int write_session(sqlite3_stmt *st, const kj_event *ev, kj_session_state to,
-                         const char *close_reason, int64_t now, session_key *after)
+                         const char *close_reason, int64_t now, const session_key *before,
+                         session_key *after)
 {
     sqlite3_bind_int(st, 2, to);
     bind_text(st, 3, ev->instance);
@@ -599,16 +602,13 @@ static int write_session(sqlite3_stmt *st, const kj_event *ev, kj_session_state 
     sqlite3_bind_int64(st, 9, close_reason ? ev->time_ms : 0);
     bind_text(st, 10, close_reason);
     sqlite3_bind_int64(st, 11, now);
-    int rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW) {
-        session_key_set(after, sqlite3_column_int(st, 0), sqlite3_column_text(st, 1),
-                        sqlite3_column_text(st, 2));
-        rc = sqlite3_step(st);
-    } else if (rc == SQLITE_DONE) {
-        rc = SQLITE_INTERNAL; /* RETURNING always yields the row it wrote */
-    }
-    sqlite3_reset(st);
-    return rc == SQLITE_DONE ? SQLITE_OK : rc;
+    int rc = step_done(st);
+    if (rc == SQLITE_OK)
+        session_key_set(after, to,
+                        (const unsigned char *)(ev->user && *ev->user ? ev->user : before->user),
+                        (const unsigned char *)(ev->instance && *ev->instance ? ev->instance
+                                                                              : before->instance));
+    return rc;
 }
 
 /*
@@ -763,7 +763,7 @@ static int append_one(kj_journal *j, const kj_event *ev, int64_t now, kj_append_
     if (inserted) {
         st = j->st[ST_INSERT_SESSION];
         bind_text(st, 1, ev->session_id);
-        if ((rc = write_session(st, ev, to, close_reason, now, &after)) != SQLITE_OK)
+        if ((rc = write_session(st, ev, to, close_reason, now, &before, &after)) != SQLITE_OK)
             return rc;
         sid = sqlite3_last_insert_rowid(j->db);
     }
@@ -780,7 +780,7 @@ static int append_one(kj_journal *j, const kj_event *ev, int64_t now, kj_append_
     if (!inserted) {
         st = j->st[ST_UPDATE_SESSION];
         sqlite3_bind_int64(st, 1, sid);
-        if ((rc = write_session(st, ev, to, close_reason, now, &after)) != SQLITE_OK)
+        if ((rc = write_session(st, ev, to, close_reason, now, &before, &after)) != SQLITE_OK)
             return rc;
     }
     r->status = KJ_APPEND_STORED;
