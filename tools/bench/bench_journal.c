@@ -134,6 +134,34 @@ static void workload_free(workload *w)
     free(w->tags);
 }
 
+/* --keep-wal DIR: a copy of the journal and its WAL as the last commit left
+ * them, for tools/bench/wal_pages.py (which b-tree each WAL frame wrote). */
+static const char *keep_wal_dir;
+
+static void copy_file(const char *from, const char *to)
+{
+    FILE *in = fopen(from, "rb"), *out = in ? fopen(to, "wb") : NULL;
+    char buf[65536];
+    size_t n;
+    while (out && (n = fread(buf, 1, sizeof buf, in)) > 0)
+        if (fwrite(buf, 1, n, out) != n)
+            break;
+    if (!in || !out || ferror(in) || fclose(out))
+        fprintf(stderr, "bench_journal: cannot copy %s to %s\n", from, to);
+    if (in)
+        fclose(in);
+}
+
+static void keep_wal(const char *path, size_t batch)
+{
+    char from[4200], to[4200];
+    snprintf(to, sizeof to, "%s/journal-b%zu.db", keep_wal_dir, batch);
+    copy_file(path, to);
+    snprintf(from, sizeof from, "%s-wal", path);
+    snprintf(to, sizeof to, "%s/journal-b%zu.db-wal", keep_wal_dir, batch);
+    copy_file(from, to);
+}
+
 static result run_journal(const char *path, const workload *w, size_t batch)
 {
     kj_journal *j = NULL;
@@ -161,6 +189,8 @@ static result run_journal(const char *path, const workload *w, size_t batch)
     int64_t ms = kj_mono_ms() - t0;
     result r = {(double)w->n * 1000.0 / (double)(ms ? ms : 1), pages_per_event(w0, w->n),
                 (cpu_us() - c0) / (double)w->n};
+    if (keep_wal_dir)
+        keep_wal(path, batch);
     free(res);
     kj_journal_close(j);
     return r;
@@ -247,14 +277,16 @@ static void remove_db(const char *path)
 static void usage(FILE *out)
 {
     fprintf(out, "usage: bench_journal [--dir DIR] [--events N] [--rounds R] [--batch 1|64|1024]\n"
-                 "                     [--workload kyuubi|connection]\n"
+                 "                     [--workload kyuubi|connection] [--keep-wal DIR]\n"
                  "Appends N events (default 200000; batch 1 uses N/50) to a kjournal journal\n"
                  "and to a plain SQLite table in DIR (default: the current directory), at\n"
                  "batch sizes 1, 64 and 1024, alternating the two R times (default 3), and\n"
                  "prints the best events/s of each, the ratio, and the 4 KiB pages each wrote\n"
                  "per event (the best round's, from /proc/self/io). Workloads: kyuubi (default:\n"
                  "created/opened/closed per session, ten sessions per engine) or connection\n"
-                 "(open/close, one engine per session: the worst case for the indexes).\n");
+                 "(open/close, one engine per session: the worst case for the indexes).\n"
+                 "--keep-wal DIR copies each journal and its WAL into DIR before closing it\n"
+                 "(journal-bBATCH.db): tools/bench/wal_pages.py counts the pages per b-tree.\n");
 }
 
 int main(int argc, char **argv)
@@ -264,14 +296,12 @@ int main(int argc, char **argv)
     int rounds = 3;
     size_t only_batch = 0;
     int kyuubi = 1;
-    static const struct option opts[] = {{"dir", required_argument, NULL, 'd'},
-                                         {"events", required_argument, NULL, 'n'},
-                                         {"rounds", required_argument, NULL, 'r'},
-                                         {"batch", required_argument, NULL, 'b'},
-                                         {"workload", required_argument, NULL, 'w'},
-                                         {"help", no_argument, NULL, 'h'},
-                                         {NULL, 0, NULL, 0}};
-    for (int c; (c = getopt_long(argc, argv, "d:n:r:b:w:h", opts, NULL)) != -1;) {
+    static const struct option opts[] = {
+        {"dir", required_argument, NULL, 'd'},      {"events", required_argument, NULL, 'n'},
+        {"rounds", required_argument, NULL, 'r'},   {"batch", required_argument, NULL, 'b'},
+        {"workload", required_argument, NULL, 'w'}, {"keep-wal", required_argument, NULL, 'k'},
+        {"help", no_argument, NULL, 'h'},           {NULL, 0, NULL, 0}};
+    for (int c; (c = getopt_long(argc, argv, "d:n:r:b:w:k:h", opts, NULL)) != -1;) {
         switch (c) {
         case 'd':
             dir = optarg;
@@ -291,6 +321,9 @@ int main(int argc, char **argv)
                 return 2;
             }
             kyuubi = !strcmp(optarg, "kyuubi");
+            break;
+        case 'k':
+            keep_wal_dir = optarg;
             break;
         case 'h':
             usage(stdout);
