@@ -20,7 +20,8 @@
  * commit returns, the worker sends its acks and hands over the next batch at
  * once. So group commit adapts by itself: an idle server commits a request
  * as soon as it arrives (one fsync of latency), a loaded one commits what
- * arrived during the previous fsync (up to batch_max events). An ack is never
+ * arrived during the previous fsync (up to batch_max events, and half as
+ * many requests as a peer's reply queue holds). An ack is never
  * sent before its batch's commit returned. Requests that need no journal (a
  * request-level error, every event rejected by the decoder) are answered at
  * once. A reply never blocks: ROUTER_MANDATORY plus DONTWAIT turn a vanished
@@ -801,10 +802,22 @@ static int take_one(kj_ipc_server *s)
     return 1;
 }
 
+/* The batch in hand takes no more: batch_max events, or half as many
+ * requests as a peer's reply queue holds (hwm), so that the replies of two
+ * batches fit in it. A batch's replies leave at once, and past the HWM a
+ * peer's replies are dropped: a peer with more requests than that in flight
+ * (an open-loop client) lost them when the batches gathered during a slow
+ * commit grew past it. */
+static int batch_full(const kj_ipc_server *s)
+{
+    size_t requests = s->o.hwm > 1 ? (size_t)s->o.hwm / 2 : 1;
+    return s->fill->nev >= s->o.batch_max || s->fill->npend >= requests;
+}
+
 /* Drains queued requests into the batch in hand. */
 static void drain(kj_ipc_server *s, int64_t deadline)
 {
-    while (s->fill->nev < s->o.batch_max && kj_mono_ms() <= deadline && take_one(s) > 0)
+    while (!batch_full(s) && kj_mono_ms() <= deadline && take_one(s) > 0)
         ;
 }
 
@@ -1018,7 +1031,7 @@ static int commit_due(kj_ipc_server *s, int64_t now)
     batch *b = s->fill;
     if (s->flight || b->npend == 0)
         return 0;
-    if (s->o.batch_window_ms <= 0 || b->nev >= s->o.batch_max || atomic_load(&s->stop))
+    if (s->o.batch_window_ms <= 0 || batch_full(s) || atomic_load(&s->stop))
         return 1;
     return now - b->started_ms >= s->o.batch_window_ms;
 }
@@ -1039,7 +1052,7 @@ static void trim_memory(kj_ipc_server *s)
  * else up to a second (idle checks). */
 static long poll_timeout(kj_ipc_server *s, int64_t now)
 {
-    if (s->turn_head && s->fill->nev < s->o.batch_max)
+    if (s->turn_head && !batch_full(s))
         return 0;
     if (!s->flight && s->fill->npend > 0) {
         int64_t left = s->fill->started_ms + s->o.batch_window_ms - now;
