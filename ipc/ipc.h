@@ -104,6 +104,18 @@ int kj_ipc_read_key(const char *path, char z85[41], kj_err *err);
  * overwrites unless force. public_out (may be NULL) receives the public key. */
 int kj_ipc_keygen(const char *prefix, int force, char public_out[41], kj_err *err);
 
+/* --- --check-config (check.c): parse and read, never bind, connect or create --- */
+
+/* tcp://HOST:PORT (a listening one may end ":*") or ipc://PATH, whose
+ * directory, when it exists, would be accepted. */
+int kj_ipc_check_endpoint(const char *ep, int listening, kj_err *err);
+/* The server's CURVE files: both or neither; the secret key and every
+ * allow_dir/ *.pub hold keys; *n_allowed counts them. */
+int kj_ipc_check_server_keys(const char *secret_key, const char *allow_dir, size_t *n_allowed,
+                             kj_err *err);
+/* A publisher's CURVE files: both or neither, each holding a key. */
+int kj_ipc_check_publisher_keys(const char *server_key, const char *secret_key, kj_err *err);
+
 /* --- the server --------------------------------------------------------------- */
 
 /*

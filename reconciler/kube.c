@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "reconciler/kube_internal.h"
+#include "reconciler/kube_ops.h"
 
 #define MAX_BODY (64u << 20)
 #define MAX_TRIES 10        /* attempts per request (per page for lists) */
@@ -287,6 +288,8 @@ static int dupz(const char *s, char **dst, const char **view)
 int kj_kube_submit(kj_kube *k, const kj_kube_req *r, kj_kube_done_fn done, void *ud)
 {
     if (!k || !r)
+        return KJ_EINVAL;
+    if (r->op != KJ_KUBE_RAW && !kj_kube_op_info_of(r->op)) /* kube_ops.c: every op has a line */
         return KJ_EINVAL;
     if (k->canceling)
         return KJ_ECANCELED;

@@ -3,6 +3,7 @@
  * parse must make of it (the parsed values and operands, or the usage error
  * on stderr). Adding a case adds a row.
  */
+#include <fcntl.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -220,11 +221,61 @@ static void test_help(void **state)
     assert_true(same);
 }
 
+/* --version and --check-config: a program's own entry wins (its flag is set,
+ * nothing exits); kj_opts_usage() lists the standard ones a table lacks, once. */
+static void test_standard_options(void **state)
+{
+    (void)state;
+    int check = 0, help = 0, n = -1;
+    const kj_opt opts[] = {
+        {"help", 'h', KJ_OPT_FLAG, &help, NULL, .help = "this help"},
+        KJ_OPTS_CHECK_CONFIG(&check),
+        {0},
+    };
+    char a0[] = "prog", a1[] = "--check-config", a2[] = "operand";
+    char *argv[] = {a0, a1, a2, NULL};
+    assert_int_equal(kj_opts_parse("prog", opts, 3, argv, &n), 0);
+    assert_int_equal(check, 1);
+    assert_int_equal(n, 1);
+    assert_string_equal(argv[1], "operand");
+    /* --help with a standard option: the help, not the option's exit */
+    const kj_opt only_help[] = {{"help", 'h', KJ_OPT_FLAG, &help, NULL, .help = "this help"}, {0}};
+    char b1[] = "--version", b2[] = "--help";
+    char *argv2[] = {a0, b1, b2, NULL};
+    assert_int_equal(kj_opts_parse("prog", only_help, 3, argv2, &n), 0);
+    assert_int_equal(help, 1);
+    /* --version takes no value */
+    char c1[] = "--version=1";
+    char *argv3[] = {a0, c1, NULL};
+    fflush(stderr);
+    int saved = dup(2), devnull = open("/dev/null", O_WRONLY);
+    dup2(devnull, 2);
+    int rc = kj_opts_parse("prog", only_help, 2, argv3, &n);
+    dup2(saved, 2);
+    close(saved);
+    close(devnull);
+    assert_int_equal(rc, KJ_EXIT_USAGE);
+
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    kj_opts_usage(f, "usage: prog\n", opts, "end\n");
+    fclose(f);
+    const char *v = strstr(text, "  --version ");
+    const char *c = strstr(text, "  --check-config ");
+    int ok = v && !strstr(v + 1, "  --version ") && c && !strstr(c + 1, "  --check-config ");
+    if (!ok)
+        print_error("usage:\n%s", text);
+    free(text);
+    assert_true(ok);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_rows),
         cmocka_unit_test(test_help),
+        cmocka_unit_test(test_standard_options),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

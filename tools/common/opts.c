@@ -8,14 +8,16 @@
 #include <string.h>
 #include <strings.h>
 
+#include "kj_version.h"
 #include "opts.h"
 
 /* Help text starts two columns after the widest option, at most here (a
  * longer option gets its text on the next line), and wraps at HELP_WIDTH. */
 #define HELP_COLUMN_MAX 28
 #define HELP_WIDTH 79
-/* Deep enough for a program's table including the kube and policy tables. */
-#define MAX_DEPTH 4
+/* Deep enough for a program's table including the kube and policy tables,
+ * inside kj_opts_parse()'s table with the standard options. */
+#define MAX_DEPTH 5
 
 int kj_opts_fail(const char *prog, int code, const char *fmt, ...)
 {
@@ -202,7 +204,35 @@ static int take(const char *prog, const kj_opt *opts, int argc, char **argv, int
     return 0;
 }
 
-int kj_opts_parse(const char *prog, const kj_opt *opts, int argc, char **argv, int *operands)
+/* The standard options (opts.h), when the program's table does not declare them. */
+static int std_version, std_check_config;
+const kj_opt kj_opts_standard[] = {
+    {"version", 0, KJ_OPT_FLAG, &std_version, NULL, .help = "print the version and exit"},
+    KJ_OPTS_CHECK_CONFIG(&std_check_config),
+    {0},
+};
+
+void kj_opts_version(FILE *f, const char *prog)
+{
+    fprintf(f, "%s %s\n", prog, KJ_VERSION);
+}
+
+void kj_opts_config_ok(const char *prog, const char *what)
+{
+    printf("%s: configuration ok%s%s\n", prog, what && *what ? ": " : "", what ? what : "");
+    fflush(stdout);
+    exit(KJ_EXIT_OK);
+}
+
+/* Whether the table's own "help" flag was given (it goes before the
+ * standard options: --help --check-config prints the help). */
+static int help_given(const kj_opt *opts)
+{
+    const kj_opt *h = find(opts, "help", 4, 0, 0);
+    return h && h->kind == KJ_OPT_FLAG && h->dst && *(int *)h->dst;
+}
+
+static int parse(const char *prog, const kj_opt *opts, int argc, char **argv, int *operands)
 {
     int n = 0, i = 1, rc;
     while (i < argc) {
@@ -224,6 +254,25 @@ int kj_opts_parse(const char *prog, const kj_opt *opts, int argc, char **argv, i
     if (1 + n < argc)
         argv[1 + n] = NULL;
     *operands = n;
+    return 0;
+}
+
+int kj_opts_parse(const char *prog, const kj_opt *opts, int argc, char **argv, int *operands)
+{
+    const kj_opt all[] = {KJ_OPTS_INCLUDE(opts), KJ_OPTS_INCLUDE(kj_opts_standard), {0}};
+    std_version = std_check_config = 0;
+    int rc = parse(prog, all, argc, argv, operands);
+    if (rc || help_given(opts))
+        return rc;
+    if (std_version) {
+        kj_opts_version(stdout, prog);
+        exit(KJ_EXIT_OK);
+    }
+    if (std_check_config) {
+        printf("%s: flags ok\n", prog);
+        fflush(stdout);
+        exit(KJ_EXIT_OK);
+    }
     return 0;
 }
 
@@ -305,7 +354,13 @@ void kj_opts_help(FILE *f, const kj_opt *opts)
 
 void kj_opts_usage(FILE *f, const char *head, const kj_opt *opts, const char *tail)
 {
+    /* opts, then the standard options it does not declare, in one alignment */
+    kj_opt all[4] = {KJ_OPTS_INCLUDE(opts)};
+    size_t n = 1;
+    for (const kj_opt *o = kj_opts_standard; o->kind != KJ_OPT_END; o++)
+        if (!find(opts, o->name, strlen(o->name), 0, 0))
+            all[n++] = *o;
     fputs(head, f);
-    kj_opts_help(f, opts);
+    kj_opts_help(f, all);
     fputs(tail, f);
 }

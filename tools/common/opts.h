@@ -34,6 +34,8 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "kj_version.h" /* KJ_VERSION, for --version and User-Agents */
+
 /* Exit codes of every program, documented in each --help. */
 enum {
     KJ_EXIT_OK = 0,          /* done; for verify: the journal is clean */
@@ -130,6 +132,35 @@ typedef struct kj_opt {
  * returned. On success argv[1..*operands] are the operands, in order.
  */
 int kj_opts_parse(const char *prog, const kj_opt *opts, int argc, char **argv, int *operands);
+
+/*
+ * The options every program takes. kj_opts_parse() handles them itself
+ * unless the program's table has an option of the same name:
+ *   --version       prints "PROG VERSION" (kj_version.h) and exits 0, once
+ *                   the other options parsed;
+ *   --check-config  once the options parsed, prints "PROG: flags ok" and
+ *                   exits 0: nothing is opened, served or changed.
+ * A program that reads more configuration than its flags (key files, a
+ * kubeconfig, endpoints) declares its own entry, KJ_OPTS_CHECK_CONFIG(&flag),
+ * checks what it would read at start, without listening, connecting or
+ * writing, and ends with kj_opts_config_ok() or its usual exit code.
+ * kj_opts_usage() lists the standard options a table does not declare.
+ */
+#define KJ_OPTS_CHECK_CONFIG_HELP                                                                  \
+    "check the flags and the configuration they name, then\n"                                      \
+    "exit 0 (or the usual exit code) without serving, connecting\n"                                \
+    "or changing anything"
+#define KJ_OPTS_CHECK_CONFIG(flag)                                                                 \
+    {                                                                                              \
+        "check-config", 0, KJ_OPT_FLAG, (flag), NULL, .help = KJ_OPTS_CHECK_CONFIG_HELP            \
+    }
+extern const kj_opt kj_opts_standard[];
+
+/* Prints "PROG VERSION" on stdout. */
+void kj_opts_version(FILE *f, const char *prog);
+/* --check-config passed: prints "PROG: configuration ok" (and what, when
+ * given: "listen tcp://..., reconciler off") on stdout and exits 0. */
+void kj_opts_config_ok(const char *prog, const char *what) __attribute__((noreturn));
 
 /* The option lines of opts (and the tables it includes), aligned. */
 void kj_opts_help(FILE *f, const kj_opt *opts);

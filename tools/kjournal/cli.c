@@ -79,7 +79,7 @@ static void help(const kj_cli_spec *spec, const kj_opt *common)
 int kj_cli_parse(kj_cli_common *c, const kj_cli_spec *spec, int argc, char **argv)
 {
     static const kj_opt none[] = {{0}};
-    int fmt = KJ_FMT_SHORT, no_color = 0, want_help = 0, n;
+    int fmt = KJ_FMT_SHORT, no_color = 0, want_help = 0, version = 0, check_config = 0, n;
     memset(c, 0, sizeof *c);
     c->cmd = argv[0];
     const char *env = getenv("KJOURNAL_JOURNAL");
@@ -103,6 +103,8 @@ int kj_cli_parse(kj_cli_common *c, const kj_cli_spec *spec, int argc, char **arg
         {"no-color", 0, KJ_OPT_FLAG, &no_color, NULL,
          .help = "no colour (also when NO_COLOR is set or stdout is not a\nterminal)"},
         {"help", 'h', KJ_OPT_FLAG, &want_help, NULL, .help = "this help"},
+        {"version", 0, KJ_OPT_FLAG, &version, NULL, .help = "print the version and exit"},
+        KJ_OPTS_CHECK_CONFIG(&check_config),
         KJ_OPTS_INCLUDE(spec->flags & KJ_CLI_TIMES ? times : none),
         {0},
     };
@@ -120,6 +122,10 @@ int kj_cli_parse(kj_cli_common *c, const kj_cli_spec *spec, int argc, char **arg
     }
     if (rc)
         return rc;
+    if (version) {
+        kj_opts_version(stdout, prog);
+        exit(KJ_EXIT_OK);
+    }
     c->fmt = (kj_fmt)fmt;
     if (formats_only && c->fmt != KJ_FMT_SHORT && c->fmt != KJ_FMT_JSON)
         return kj_cli_fail(c, KJ_EXIT_USAGE, "-o: %s prints short or json", c->cmd);
@@ -127,6 +133,13 @@ int kj_cli_parse(kj_cli_common *c, const kj_cli_spec *spec, int argc, char **arg
     if (n > operands)
         return kj_cli_fail(c, KJ_EXIT_USAGE, "unexpected argument '%s'", argv[1 + operands]);
     c->operand = n ? argv[1] : NULL;
+    c->check_config = check_config;
+    if (check_config && !(spec->flags & KJ_CLI_CHECKS)) {
+        int64_t since = 0, until = 0;
+        if ((rc = kj_cli_times(c, &since, &until)))
+            return rc;
+        kj_opts_config_ok(prog, "flags ok; the journal was not opened");
+    }
     const char *nc = getenv("NO_COLOR"), *term = getenv("TERM");
     c->color =
         !no_color && isatty(STDOUT_FILENO) && !(nc && *nc) && !(term && !strcmp(term, "dumb"));

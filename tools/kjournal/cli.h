@@ -54,6 +54,7 @@ typedef struct kj_cli_common {
     const char *since;   /* --since, as given (kj_cli_times() parses it) */
     const char *until;   /* --until, likewise */
     const char *operand; /* with KJ_CLI_OPERAND: the operand, or NULL when missing */
+    int check_config;    /* --check-config, for a command with KJ_CLI_CHECKS */
 } kj_cli_common;
 
 /* A command as kj_cli_parse() sees it: its --help and its options. */
@@ -70,12 +71,18 @@ enum {
     KJ_CLI_NOTFOUND = 1 << 1, /* may exit KJ_EXIT_NOTFOUND: --help says so */
     KJ_CLI_OPERAND = 1 << 2,  /* takes one operand, c->operand (missing: its own check) */
     KJ_CLI_FORMATS = 1 << 3,  /* -o is short or json only (the network commands) */
+    /* --check-config: the command checks its configuration itself (reads it
+     * as at start, opens, connects and changes nothing), then calls
+     * kj_opts_config_ok(); without this flag kj_cli_parse() exits 0 once the
+     * options parsed ("flags ok"). */
+    KJ_CLI_CHECKS = 1 << 4,
 };
 
 /* Parses a command's argv: the shared options into c, its own into what
  * spec->opts points at, then decides on colour. Returns 0, or an exit code
  * after reporting the usage error. --help prints the command's help and
- * exits 0 here, as nothing is open yet. */
+ * exits 0 here, as nothing is open yet; so do --version and (unless the
+ * command has KJ_CLI_CHECKS) --check-config. */
 int kj_cli_parse(kj_cli_common *c, const kj_cli_spec *spec, int argc, char **argv);
 
 /* Prints "kjournal CMD: message" on stderr and returns code. */

@@ -166,6 +166,22 @@ out:
     return code;
 }
 
+/* --check-config: the endpoint and the key files, nothing connected or read
+ * from the input. */
+static int check;
+static int check_config(const char *endpoint, const kj_publisher_opts *po)
+{
+    kj_err err = {0};
+    if (kj_ipc_check_endpoint(endpoint, 0, &err) < 0 ||
+        kj_ipc_check_publisher_keys(po->curve_server_key, po->curve_secret_key, &err) < 0)
+        return kj_opts_fail("kjournal publish",
+                            err.code == KJ_ENOENT ? KJ_EXIT_NOFILE : KJ_EXIT_USAGE, "%s", err.msg);
+    char what[600];
+    snprintf(what, sizeof what, "endpoint %s, curve %s; the input was not read", endpoint,
+             po->curve_server_key ? "on" : "off");
+    kj_opts_config_ok("kjournal publish", what);
+}
+
 int kj_cmd_publish(int argc, char **argv)
 {
     const char *env = getenv("KJOURNAL_ENDPOINT");
@@ -192,6 +208,7 @@ int kj_cmd_publish(int argc, char **argv)
         {"quiet", 0, KJ_OPT_FLAG, &quiet, NULL,
          .help = "print only rejected and unacknowledged events"},
         {"help", 'h', KJ_OPT_FLAG, &help, NULL, .help = "this help"},
+        KJ_OPTS_CHECK_CONFIG(&check),
         {0},
     };
     int rc = kj_opts_parse("kjournal publish", opts, argc, argv, &operands);
@@ -204,6 +221,8 @@ int kj_cmd_publish(int argc, char **argv)
     if (operands > 1)
         return kj_opts_fail("kjournal publish", KJ_EXIT_USAGE, "expected at most one FILE");
     const char *path = operands ? argv[1] : "-";
+    if (check)
+        return check_config(endpoint, &po);
     FILE *in = strcmp(path, "-") ? fopen(path, "r") : stdin;
     if (!in) {
         fprintf(stderr, "kjournal publish: cannot open '%s': %s\n", path, strerror(errno));

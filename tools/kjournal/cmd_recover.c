@@ -118,8 +118,11 @@ int kj_cmd_recover(int argc, char **argv)
         KJ_OPTS_INCLUDE(policy_opts),
         {0},
     };
-    const kj_cli_spec spec = {
-        .help = help, .opts = opts, .examples = examples, .exits = exits, .flags = KJ_CLI_FORMATS};
+    const kj_cli_spec spec = {.help = help,
+                              .opts = opts,
+                              .examples = examples,
+                              .exits = exits,
+                              .flags = KJ_CLI_FORMATS | KJ_CLI_CHECKS};
     kj_cli_common c;
     if ((rc = kj_cli_parse(&c, &spec, argc, argv)))
         return rc;
@@ -128,6 +131,13 @@ int kj_cmd_recover(int argc, char **argv)
     kj_kube_config *cfg = NULL;
     if ((rc = load_config(&c, &fl, &cfg)))
         return rc;
+    if (c.check_config) {
+        char what[600];
+        snprintf(what, sizeof what, "server %s (%s); the journal was not opened",
+                 kj_kube_config_server(cfg), kj_kube_config_source(cfg));
+        kj_kube_config_free(cfg);
+        kj_opts_config_ok("kjournal recover", what);
+    }
     kj_journal *j = NULL;
     kj_kube *k = NULL;
     kj_out *out = NULL;

@@ -7,6 +7,7 @@
 
 #include "cli.h"
 #include "commands.h"
+#include "kj_version.h"
 
 /* One line per subcommand; each lives in cmd_<name>.c. Those without a
  * function are the programs kjournal-<name> (see CMakeLists.txt). */

@@ -10,10 +10,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "ipc/ipc.h"
 #include "metrics.h"
 #include "reconcile.h"
+#include "reconciler/kube_ops.h"
 #include "tools/common/kube_opts.h"
 
 #define KJD_MAX_LISTEN 16
@@ -24,6 +26,8 @@ typedef struct config {
     size_t n_listen;
     kj_ipc_server_opts srv;
     const char *metrics;
+    int check_config; /* --check-config */
+    int print_rbac;   /* --print-rbac */
     kj_log_level level;
     kj_kube_flags kube;
     kj_policy policy;
@@ -76,7 +80,7 @@ static int log_level(void *ud, const char *v, char *msg, size_t size)
  * --version print and exit here. */
 static int parse_args(int argc, char **argv, config *c)
 {
-    int help = 0, version = 0, n;
+    int help = 0, n;
     c->journal = KJ_DEFAULT_JOURNAL;
     c->srv = kj_ipc_server_defaults();
     c->level = KJ_LOG_INFO;
@@ -134,7 +138,14 @@ static int parse_args(int argc, char **argv, config *c)
         {"log-level", 0, KJ_OPT_CALL, NULL, "LEVEL",
          .help = "debug, info, warn or error (default info)", .fn = log_level, .ud = &c->level},
         {"help", 'h', KJ_OPT_FLAG, &help, NULL, .help = "this help"},
-        {"version", 0, KJ_OPT_FLAG, &version, NULL, .help = "the version"},
+        {"check-config", 0, KJ_OPT_FLAG, &c->check_config, NULL,
+         .help = "check the flags, the endpoints, the CURVE files, the\n"
+                 "--metrics address, the Kubernetes configuration and that\n"
+                 "the journal's directory exists, then exit 0 (or the usual\n"
+                 "exit code); nothing is opened, listened on or changed"},
+        {"print-rbac", 0, KJ_OPT_FLAG, &c->print_rbac, NULL,
+         .help = "print the RBAC rules the Kubernetes client needs (a\n"
+                 "Role's rules:, from its operation table) and exit"},
         KJ_OPTS_SECTION("reconciliation (the recovery pass at start-up, a pass for the pods of\n"
                         "every session that opens with an engine or closes, a resync every\n"
                         "interval; see 'kjournal recover --help' for what a pass does):"),
@@ -153,12 +164,12 @@ static int parse_args(int argc, char **argv, config *c)
         kj_opts_usage(stdout, usage, opts, usage_end);
         exit(KJ_EXIT_OK);
     }
-    if (version) {
-        printf("kjournald %s\n", KJ_VERSION);
-        exit(KJ_EXIT_OK);
-    }
     if (rc)
         return rc;
+    if (c->print_rbac) {
+        kj_kube_print_rbac(stdout);
+        exit(KJ_EXIT_OK);
+    }
     if (n)
         return kj_opts_fail("kjournald", KJ_EXIT_USAGE, "unexpected argument '%s'", argv[1]);
     if (!!c->srv.curve_secret_key != !!c->srv.curve_allow_dir)
@@ -170,6 +181,57 @@ static int parse_args(int argc, char **argv, config *c)
     c->srv.n_endpoints = c->n_listen;
     c->kube.max_in_flight = c->policy.concurrency;
     return 0;
+}
+
+/* --check-config: what a start would read, read; nothing opened for writing,
+ * bound or connected. Exits 0 on success; else returns the exit code a start
+ * would have given, once reported. */
+static int check_config(config *c)
+{
+    kj_err err = {0};
+    char what[1024], q[600];
+    size_t allowed = 0;
+    for (size_t i = 0; i < c->n_listen; i++)
+        if (kj_ipc_check_endpoint(c->listen[i], 1, &err) < 0)
+            return kj_opts_fail("kjournald", KJ_EXIT_USAGE, "%s", err.msg);
+    if (kj_ipc_check_server_keys(c->srv.curve_secret_key, c->srv.curve_allow_dir, &allowed, &err) <
+        0)
+        return kj_opts_fail("kjournald", err.code == KJ_EINVAL ? KJ_EXIT_USAGE : KJ_EXIT_FAILURE,
+                            "%s", err.msg);
+    if (c->metrics && kjd_metrics_check_addr(c->metrics, &err) < 0)
+        return kj_opts_fail("kjournald", KJ_EXIT_USAGE, "%s", err.msg);
+    /* the journal is created if missing, its directory never */
+    snprintf(q, sizeof q, "%s", c->journal);
+    char *slash = strrchr(q, '/');
+    const char *dir = !slash ? "." : slash == q ? "/" : (*slash = 0, q);
+    struct stat sb;
+    if (stat(dir, &sb) < 0 || !S_ISDIR(sb.st_mode))
+        return kj_opts_fail("kjournald", KJ_EXIT_NOFILE,
+                            "journal '%s': its directory '%s' does not exist", c->journal, dir);
+    int n = snprintf(what, sizeof what, "journal %s (not opened), listen", c->journal);
+    for (size_t i = 0; i < c->n_listen && n < (int)sizeof what; i++)
+        n += snprintf(what + n, sizeof what - (size_t)n, " %s", c->listen[i]);
+    if (n < (int)sizeof what && c->srv.curve_secret_key)
+        n += snprintf(what + n, sizeof what - (size_t)n, ", curve on (%zu allowed keys)", allowed);
+    if (n < (int)sizeof what && c->metrics)
+        n += snprintf(what + n, sizeof what - (size_t)n, ", metrics %s", c->metrics);
+    if (c->no_reconcile) {
+        if (n < (int)sizeof what)
+            snprintf(what + n, sizeof what - (size_t)n, ", reconciler off (--no-reconcile)");
+        kj_opts_config_ok("kjournald", what);
+    }
+    kj_kube_config *kcfg = NULL;
+    int rc = kj_kube_config_load(&c->kube, &kcfg, &err);
+    if (rc < 0 && rc != KJ_ENOENT)
+        return kj_opts_fail("kjournald", KJ_EXIT_USAGE, "bad Kubernetes configuration: %s",
+                            err.msg);
+    if (n < (int)sizeof what)
+        snprintf(what + n, sizeof what - (size_t)n, ", reconciler %s%s%s%s",
+                 kcfg ? "on: server " : "off (no Kubernetes configuration)",
+                 kcfg ? kj_kube_config_server(kcfg) : "", kcfg ? " from " : "",
+                 kcfg ? kj_kube_config_source(kcfg) : "");
+    kj_kube_config_free(kcfg);
+    kj_opts_config_ok("kjournald", what);
 }
 
 /* After every commit, on the server thread, once the acks are out: a closed
@@ -253,6 +315,8 @@ int main(int argc, char **argv)
     int code = parse_args(argc, argv, &c), rc;
     if (code)
         return code;
+    if (c.check_config)
+        return check_config(&c);
     kj_log_set_level(c.level);
     signal(SIGPIPE, SIG_IGN);
     struct sigaction sa = {0};

@@ -431,8 +431,8 @@ static enum MHD_Result answer(void *cls, struct MHD_Connection *c, const char *u
     return ret;
 }
 
-int kjd_metrics_start(const char *addr, kj_ipc_server *srv, const char *journal_path,
-                      kjd_metrics **out, kj_err *err)
+/* addr as a numeric address to bind; 0 or KJ_EINVAL. */
+static int parse_addr(const char *addr, struct addrinfo **ai, kj_err *err)
 {
     char host[256];
     const char *colon = strrchr(addr, ':');
@@ -448,11 +448,31 @@ int kjd_metrics_start(const char *addr, kj_ipc_server *srv, const char *journal_
         host[hl - 1] = 0;
         h = host + 1;
     }
-    struct addrinfo hints = {0}, *ai = NULL;
+    struct addrinfo hints = {0};
     hints.ai_flags = AI_NUMERICHOST | AI_NUMERICSERV | AI_PASSIVE;
     hints.ai_socktype = SOCK_STREAM;
-    if (getaddrinfo(*h ? h : NULL, colon + 1, &hints, &ai) != 0 || !ai)
+    *ai = NULL;
+    if (getaddrinfo(*h ? h : NULL, colon + 1, &hints, ai) != 0 || !*ai)
         return kj_err_set(err, KJ_EINVAL, "--metrics '%s': not a numeric ADDR:PORT", addr);
+    return 0;
+}
+
+int kjd_metrics_check_addr(const char *addr, kj_err *err)
+{
+    struct addrinfo *ai = NULL;
+    int rc = parse_addr(addr, &ai, err);
+    if (ai)
+        freeaddrinfo(ai);
+    return rc;
+}
+
+int kjd_metrics_start(const char *addr, kj_ipc_server *srv, const char *journal_path,
+                      kjd_metrics **out, kj_err *err)
+{
+    struct addrinfo *ai = NULL;
+    int rc = parse_addr(addr, &ai, err);
+    if (rc)
+        return rc;
     kjd_metrics *m = calloc(1, sizeof *m);
     if (!m || !(m->path = strdup(journal_path))) {
         free(m);

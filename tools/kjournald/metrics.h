@@ -14,5 +14,7 @@ typedef struct kjd_metrics kjd_metrics;
 int kjd_metrics_start(const char *addr, kj_ipc_server *srv, const char *journal_path,
                       kjd_metrics **out, kj_err *err);
 void kjd_metrics_stop(kjd_metrics *m);
+/* addr parses as for kjd_metrics_start() (nothing is bound): 0 or KJ_EINVAL. */
+int kjd_metrics_check_addr(const char *addr, kj_err *err);
 
 #endif
