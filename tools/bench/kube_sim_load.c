@@ -155,8 +155,8 @@ static void wrong(worker *w, const char *what, const char *req)
 {
     w->wrong++;
     if (!w->first_wrong[0])
-        snprintf(w->first_wrong, sizeof w->first_wrong, "%s: %.*s", what, (int)strcspn(req, "\r"),
-                 req);
+        snprintf(w->first_wrong, sizeof w->first_wrong, "%s: %.*s", what,
+                 (int)strcspn(req, "\r"), req);
 }
 
 static void *run(void *arg)
@@ -259,11 +259,10 @@ int main(int argc, char **argv)
     long quota = 0;
     const char *ns = "bench", *token = NULL;
     static const struct option opts[] = {
-        {"port", 1, 0, 'p'},     {"conns", 1, 0, 'c'},
-        {"seconds", 1, 0, 's'},  {"requests", 1, 0, 'r'},
-        {"pods", 1, 0, 'n'},     {"ns", 1, 0, 'N'},
-        {"get-only", 0, 0, 'g'}, {"check", 0, 0, 'k'},
-        {"token", 1, 0, 't'},    {0, 0, 0, 0},
+        {"port", 1, 0, 'p'},     {"conns", 1, 0, 'c'}, {"seconds", 1, 0, 's'},
+        {"requests", 1, 0, 'r'}, {"pods", 1, 0, 'n'},  {"ns", 1, 0, 'N'},
+        {"get-only", 0, 0, 'g'}, {"check", 0, 0, 'k'}, {"token", 1, 0, 't'},
+        {0, 0, 0, 0},
     };
     int o;
     while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
