@@ -374,6 +374,7 @@ typedef struct run {
     kj_publish_result *results;
     known k;
     req *w;
+    req **order; /* the live requests, sorted for a resend */
     size_t window, inflight, mismatch;
 } run;
 
@@ -467,6 +468,12 @@ static void give_up(run *u, req *r)
     retire(r, &u->inflight);
 }
 
+static int by_first(const void *a, const void *b)
+{
+    const req *x = *(const req *const *)a, *y = *(const req *const *)b;
+    return (x->first > y->first) - (x->first < y->first);
+}
+
 /* Lazy Pirate: when a request timed out the socket may hold a dead
  * connection; start afresh and resend everything in flight, same bytes, same
  * event ids. */
@@ -482,10 +489,15 @@ static int resend_expired(run *u, kj_err *err)
     int rc = open_sock(u->p, err);
     if (rc < 0)
         return rc;
-    for (size_t i = 0; i < u->window; i++) {
-        req *r = &u->w[i];
-        if (!r->live)
-            continue;
+    /* Resend in the events' order, not the window's (its places are reused):
+     * on the fresh connection a session's close must not overtake its open. */
+    size_t n = 0;
+    for (size_t i = 0; i < u->window; i++)
+        if (u->w[i].live)
+            u->order[n++] = &u->w[i];
+    qsort(u->order, n, sizeof *u->order, by_first);
+    for (size_t i = 0; i < n; i++) {
+        req *r = u->order[i];
         if (now >= r->deadline && r->attempts >= r->max_attempts) {
             give_up(u, r);
             continue;
@@ -519,7 +531,8 @@ int kj_publisher_publish(kj_publisher *p, const char *const *events, size_t n,
     int rc = 0;
     run u = {.p = p, .ev = events, .n = n, .results = results, .window = (size_t)p->o.window};
     u.w = calloc(u.window, sizeof *u.w);
-    if (!u.w || know(events, n, &u.k) < 0) {
+    u.order = calloc(u.window, sizeof *u.order);
+    if (!u.w || !u.order || know(events, n, &u.k) < 0) {
         rc = kj_err_set(err, KJ_ENOMEM, "out of memory");
         goto out;
     }
@@ -559,6 +572,7 @@ out:
         if (u.w[i].live)
             free(u.w[i].body);
     free(u.w);
+    free(u.order);
     unknow(&u.k, n);
     return rc;
 }

@@ -22,8 +22,8 @@
 typedef struct wire_slot {
     kj_wire_item it;
     char id_buf[KJ_EVENT_ID_MAX + 1];
-    char tag_buf[KJ_EVENT_FIELD_MAX + 1];
     char *payload_owned;
+    int payload_reduced; /* payload_owned is all that may be kept (server info) */
 } wire_slot;
 
 struct kj_wire_request {
@@ -376,9 +376,9 @@ static int check_time_range(kj_wire_item *it, const char *name, int64_t t)
     return 0;
 }
 
-static const char *const native_keys[] = {"event_id", "type",       "session_id", "instance",
-                                          "user",     "engine",     "time_ms",    "reason",
-                                          "v",        "request_id", NULL};
+static const char *const native_keys[] = {"event_id",     "type",   "session_id", "instance",
+                                          "user",         "engine", "time_ms",    "reason",
+                                          "session_type", "v",      "request_id", NULL};
 static const char *const engine_keys[] = {"id", "tag", "namespace", NULL};
 
 /* Unknown keys are errors in the native form: a typo must not silently drop
@@ -468,18 +468,24 @@ static int decode_native(kj_wire_item *it, const cJSON *o, int top)
     const cJSON *eid = cJSON_GetObjectItemCaseSensitive(o, "event_id");
     if (cJSON_IsString(eid) && *eid->valuestring)
         it->event_id = eid->valuestring;
-    if (check_keys(it, o, native_keys, top ? 10 : 8, "") ||
+    if (check_keys(it, o, native_keys, top ? 11 : 9, "") ||
         str_field(it, o, "event_id", "event_id", 1, &ev->event_id) ||
-        str_field(it, o, "type", "type", 1, &type) ||
-        str_field(it, o, "session_id", "session_id", 1, &ev->session_id) ||
-        str_field(it, o, "instance", "instance", 0, &ev->instance) ||
-        str_field(it, o, "user", "user", 0, &ev->user) ||
-        str_field(it, o, "reason", "reason", 0, &ev->reason) ||
-        time_field(it, o, "time_ms", &ev->time_ms, &present))
+        str_field(it, o, "type", "type", 1, &type))
         return KJ_EINVAL;
     if (kj_event_type_parse(type, &ev->type) < 0)
         return reject(it, "unknown_event_type",
-                      "field 'type' is '%.64s', expected session_open or session_close", type);
+                      "field 'type' is '%.64s', expected session_open, session_close, "
+                      "server_start or server_stop",
+                      type);
+    /* A server event names its server, and no session. */
+    int server = kj_event_is_server(ev->type);
+    if (str_field(it, o, "session_id", "session_id", !server, &ev->session_id) ||
+        str_field(it, o, "instance", "instance", server, &ev->instance) ||
+        str_field(it, o, "user", "user", 0, &ev->user) ||
+        str_field(it, o, "reason", "reason", 0, &ev->reason) ||
+        str_field(it, o, "session_type", "session_type", 0, &ev->session_type) ||
+        time_field(it, o, "time_ms", &ev->time_ms, &present))
+        return KJ_EINVAL;
     if (!present)
         return reject(it, "missing_field", "field 'time_ms' is required");
     if (check_time_range(it, "time_ms", ev->time_ms))
@@ -498,6 +504,120 @@ static int decode_native(kj_wire_item *it, const cJSON *o, int top)
     return 0;
 }
 
+#define KJ_UUID_LEN 36
+
+static int is_uuid(const char *s)
+{
+    for (int i = 0; i < KJ_UUID_LEN; i++) {
+        char c = s[i];
+        if (i == 8 || i == 13 || i == 18 || i == 23
+                ? c != '-'
+                : !((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F')))
+            return 0;
+    }
+    return s[KJ_UUID_LEN] == 0;
+}
+
+/*
+ * The engine ref id (the pod's kyuubi-unique-tag) in engineName, or NULL.
+ * engineName is the engine's spark.app.name: Kyuubi's default
+ * kyuubi_<SHARELEVEL>_<ENGINETYPE>_<user>[_<host>][_<subdomain>]_<engineRefId>
+ * unless the user set spark.app.name ("nightly_etl_job"), which names no
+ * pod. Only a name of that shape ending in a UUID yields a tag; any other
+ * leaves the session to its engineId (spark-app-selector).
+ */
+static const char *default_engine_ref(const char *name)
+{
+    static const char *const levels[] = {"CONNECTION_", "USER_", "GROUP_", "SERVER_LOCAL_",
+                                         "SERVER_"};
+    static const char prefix[] = "kyuubi_";
+    if (strncmp(name, prefix, sizeof prefix - 1))
+        return NULL;
+    const char *p = name + sizeof prefix - 1, *rest = NULL;
+    for (size_t k = 0; k < sizeof levels / sizeof levels[0] && !rest; k++)
+        if (!strncmp(p, levels[k], strlen(levels[k])))
+            rest = p + strlen(levels[k]);
+    const char *last = strrchr(name, '_');
+    /* <ENGINETYPE>_<user> at least (an engine type may hold '_' itself). */
+    if (!rest || last <= rest || !memchr(rest, '_', (size_t)(last - rest)) || rest[0] == '_' ||
+        !is_uuid(last + 1))
+        return NULL;
+    return last + 1;
+}
+
+/* Kyuubi's fields of a server-info line that may be kept: serverConf and
+ * serverEnv hold every setting and environment variable, secrets included. */
+static const char *const server_info_keys[] = {"serverName", "serverIP", "startTime",
+                                               "eventTime",  "state",    "eventType"};
+
+/* The server-info line reduced to server_info_keys, as the payload. */
+static int reduce_server_info(wire_slot *sl, const cJSON *o)
+{
+    cJSON *r = cJSON_CreateObject();
+    for (size_t k = 0; r && k < sizeof server_info_keys / sizeof server_info_keys[0]; k++) {
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, server_info_keys[k]);
+        if (!v || !(cJSON_IsString(v) || cJSON_IsNumber(v)))
+            continue;
+        cJSON *copy = cJSON_Duplicate(v, 0);
+        if (!copy || !cJSON_AddItemToObject(r, server_info_keys[k], copy)) {
+            cJSON_Delete(copy);
+            cJSON_Delete(r);
+            r = NULL;
+        }
+    }
+    sl->payload_owned = r ? cJSON_PrintUnformatted(r) : NULL;
+    sl->payload_reduced = 1;
+    cJSON_Delete(r);
+    return sl->payload_owned ? 0 : reject(&sl->it, "internal", "out of memory");
+}
+
+/*
+ * Kyuubi's kyuubi_server_info: STARTED is a server_start at startTime, STOPPED
+ * a server_stop at eventTime, both of the server serverIP. The event id is
+ * the server's life (serverIP, startTime) and the state, so reposts dedupe.
+ * Nothing of serverConf or serverEnv is read, kept or quoted.
+ */
+static int decode_kyuubi_server(wire_slot *sl, const cJSON *o)
+{
+    kj_wire_item *it = &sl->it;
+    kj_event *ev = &it->ev;
+    const char *state = NULL;
+    int64_t start, evtime;
+    int p_start, p_evtime;
+    if (str_field(it, o, "serverIP", "serverIP", 1, &ev->instance) ||
+        str_field(it, o, "state", "state", 1, &state) ||
+        time_field(it, o, "startTime", &start, &p_start) ||
+        time_field(it, o, "eventTime", &evtime, &p_evtime))
+        return KJ_EINVAL;
+    if (!p_start)
+        return reject(it, "missing_field", "field 'startTime' is required");
+    if (check_time_range(it, "startTime", start))
+        return KJ_EINVAL;
+    const char *what;
+    if (!strcmp(state, "STARTED")) {
+        ev->type = KJ_EVENT_SERVER_START;
+        ev->time_ms = start;
+        what = "started";
+    } else if (!strcmp(state, "STOPPED")) {
+        if (!p_evtime)
+            return reject(it, "missing_field", "field 'eventTime' is required when STOPPED");
+        if (check_time_range(it, "eventTime", evtime))
+            return KJ_EINVAL;
+        ev->type = KJ_EVENT_SERVER_STOP;
+        ev->time_ms = evtime;
+        what = "stopped";
+    } else {
+        return reject(it, "bad_value", "field 'state' is '%.32s', expected STARTED or STOPPED",
+                      state);
+    }
+    int len = snprintf(sl->id_buf, sizeof sl->id_buf, "kyuubi-server:%s:%lld:%s", ev->instance,
+                       (long long)start, what);
+    if (len < 0 || (size_t)len >= sizeof sl->id_buf)
+        return reject(it, "field_too_long", "field 'serverIP' is too long for an event id");
+    ev->event_id = it->event_id = sl->id_buf;
+    return reduce_server_info(sl, o);
+}
+
 /*
  * Kyuubi's KyuubiSessionEvent. The phase, not eventTime (repeated unchanged on
  * every post of a session), names the event, so reposts of a phase dedupe.
@@ -507,14 +627,26 @@ static int decode_kyuubi(wire_slot *sl, const cJSON *o)
 {
     kj_wire_item *it = &sl->it;
     kj_event *ev = &it->ev;
-    const char *et = NULL, *engine_name = NULL;
+    const char *et = NULL, *engine_name = NULL, *stype = NULL;
     int64_t start, opened, end, evtime;
     int p_start, p_opened, p_end, p_evtime;
     if (str_field(it, o, "eventType", "eventType", 1, &et))
         return KJ_EINVAL;
+    if (!strcmp(et, "kyuubi_server_info"))
+        return decode_kyuubi_server(sl, o);
     if (strcmp(et, "kyuubi_session"))
         return reject(it, "unknown_event_type",
-                      "field 'eventType' is '%.64s', only kyuubi_session is accepted", et);
+                      "field 'eventType' is '%.64s', only kyuubi_session and kyuubi_server_info "
+                      "are accepted",
+                      et);
+    if (str_field(it, o, "sessionType", "sessionType", 0, &stype))
+        return KJ_EINVAL;
+    /* Another type (a newer Kyuubi's) is not known: such a session is never
+     * closed by a restart. */
+    ev->session_type = !stype                          ? NULL
+                       : !strcmp(stype, "INTERACTIVE") ? "interactive"
+                       : !strcmp(stype, "BATCH")       ? "batch"
+                                                       : NULL;
     if (str_field(it, o, "sessionId", "sessionId", 1, &ev->session_id) ||
         str_field(it, o, "user", "user", 0, &ev->user) ||
         str_field(it, o, "serverIP", "serverIP", 0, &ev->instance) ||
@@ -553,17 +685,12 @@ static int decode_kyuubi(wire_slot *sl, const cJSON *o)
     if (len < 0 || (size_t)len >= sizeof sl->id_buf)
         return reject(it, "field_too_long", "field 'sessionId' is too long for an event id");
     ev->event_id = it->event_id = sl->id_buf;
-    /* engineName ends with the engine ref id, the pod's kyuubi-unique-tag. */
-    if (engine_name) {
-        const char *us = strrchr(engine_name, '_');
-        const char *tag = us ? us + 1 : engine_name;
-        if (*tag) {
-            snprintf(sl->tag_buf, sizeof sl->tag_buf, "%s", tag);
-            if (strlen(tag) >= sizeof sl->tag_buf)
-                return reject(it, "field_too_long", "field 'engineName' is too long");
-            ev->engine_tag = sl->tag_buf;
-        }
-    }
+    /* A batch's pod carries its batch id, which is its session id; another
+     * session's engine is named by engineName, when Kyuubi named it. */
+    if (ev->session_type && !strcmp(ev->session_type, "batch"))
+        ev->engine_tag = ev->session_id;
+    else if (engine_name)
+        ev->engine_tag = default_engine_ref(engine_name);
     return 0;
 }
 
@@ -593,7 +720,9 @@ static void decode_item(wire_slot *sl, const cJSON *o, int top, const char *payl
     it->form = kyuubi ? KJ_WIRE_KYUUBI : KJ_WIRE_NATIVE;
     if ((kyuubi ? decode_kyuubi(sl, o) : decode_native(it, o, top)) < 0)
         return;
-    if (!payload)
+    if (sl->payload_reduced)
+        payload = sl->payload_owned;
+    else if (!payload)
         payload = sl->payload_owned = cJSON_PrintUnformatted(o);
     /* An oversized raw event (a Kyuubi stack trace) is stored without its
      * payload rather than rejected: losing a close is worse. */

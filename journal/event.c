@@ -13,8 +13,17 @@ const char *kj_event_type_name(kj_event_type type)
         return "session_open";
     case KJ_EVENT_SESSION_CLOSE:
         return "session_close";
+    case KJ_EVENT_SERVER_START:
+        return "server_start";
+    case KJ_EVENT_SERVER_STOP:
+        return "server_stop";
     }
     return NULL;
+}
+
+int kj_event_is_server(kj_event_type type)
+{
+    return type == KJ_EVENT_SERVER_START || type == KJ_EVENT_SERVER_STOP;
 }
 
 int kj_event_type_parse(const char *name, kj_event_type *out)
@@ -23,6 +32,10 @@ int kj_event_type_parse(const char *name, kj_event_type *out)
         *out = KJ_EVENT_SESSION_OPEN;
     else if (name && !strcmp(name, "session_close"))
         *out = KJ_EVENT_SESSION_CLOSE;
+    else if (name && !strcmp(name, "server_start"))
+        *out = KJ_EVENT_SERVER_START;
+    else if (name && !strcmp(name, "server_stop"))
+        *out = KJ_EVENT_SERVER_STOP;
     else
         return KJ_EINVAL;
     return 0;
@@ -88,18 +101,43 @@ static int check_field(const char *name, const char *value, int required, size_t
 int kj_event_validate(const kj_event *ev, const char **code, char *msg, size_t msg_size)
 {
     const size_t max = KJ_EVENT_FIELD_MAX;
+    int server = kj_event_is_server(ev->type);
+    if (!kj_event_type_name(ev->type)) {
+        *code = "bad_type";
+        snprintf(msg, msg_size,
+                 "field 'type' must be session_open, session_close, server_start or server_stop");
+        return KJ_EINVAL;
+    }
     if (check_field("event_id", ev->event_id, 1, KJ_EVENT_ID_MAX, code, msg, msg_size) ||
-        check_field("session_id", ev->session_id, 1, max, code, msg, msg_size) ||
-        check_field("instance", ev->instance, 0, max, code, msg, msg_size) ||
+        check_field("session_id", ev->session_id, !server, max, code, msg, msg_size) ||
+        check_field("instance", ev->instance, server, max, code, msg, msg_size) ||
         check_field("user", ev->user, 0, max, code, msg, msg_size) ||
         check_field("engine.id", ev->engine_id, 0, max, code, msg, msg_size) ||
         check_field("engine.tag", ev->engine_tag, 0, max, code, msg, msg_size) ||
         check_field("engine.namespace", ev->engine_namespace, 0, max, code, msg, msg_size) ||
         check_field("reason", ev->reason, 0, max, code, msg, msg_size))
         return KJ_EINVAL;
-    if (!kj_event_type_name(ev->type)) {
-        *code = "bad_type";
-        snprintf(msg, msg_size, "field 'type' must be session_open or session_close");
+    /* A server event names no session: what it carries is the server's. */
+    const char *extra = !server                             ? NULL
+                        : ev->session_id && *ev->session_id ? "session_id"
+                        : ev->user && *ev->user             ? "user"
+                        : (ev->engine_id && *ev->engine_id) ||
+                                (ev->engine_tag && *ev->engine_tag) ||
+                                (ev->engine_namespace && *ev->engine_namespace)
+                            ? "engine"
+                        : ev->reason && *ev->reason             ? "reason"
+                        : ev->session_type && *ev->session_type ? "session_type"
+                                                                : NULL;
+    if (extra) {
+        *code = "unexpected_field";
+        snprintf(msg, msg_size, "field '%s' has no place in a %s event", extra,
+                 kj_event_type_name(ev->type));
+        return KJ_EINVAL;
+    }
+    if (ev->session_type && *ev->session_type && strcmp(ev->session_type, "interactive") &&
+        strcmp(ev->session_type, "batch")) {
+        *code = "bad_value";
+        snprintf(msg, msg_size, "field 'session_type' must be interactive or batch");
         return KJ_EINVAL;
     }
     if (ev->time_ms < KJ_EVENT_TIME_MIN || ev->time_ms >= KJ_EVENT_TIME_MAX) {

@@ -14,6 +14,19 @@
  *   open          | stay open, learn new fields  | close
  *   closed        | reject "session_closed"      | stored, stays closed
  *
+ * One exception: a session closed "server_restarted" takes the opens of its
+ * life before that restart (time_ms earlier than its close) as stored, stays
+ * closed: the lines of one Kyuubi server reach the journal in any order.
+ *
+ * Server events (type server_start / server_stop) belong to no session:
+ * session_id is NULL, instance is required, and for a start time_ms is the
+ * server's startTime. A start of instance I at T closes every open session of
+ * I whose session_type is "interactive" and which was created before T, with
+ * reason "server_restarted" (Kyuubi recovers batch sessions; a session of
+ * unknown type stays open), and so does an interactive session of I created
+ * before T whose events arrive after the start. A stop closes nothing: a
+ * crashed server writes none, so the next start is what tells.
+ *
  * A retried event (same event_id) is a duplicate before any of this applies.
  * The journal also rejects, whatever the state, an event more than
  * KJ_EVENT_CLOCK_SKEW_MS ahead of its clock ("time_in_future") and a close
@@ -40,7 +53,12 @@
 typedef enum {
     KJ_EVENT_SESSION_OPEN = 1,
     KJ_EVENT_SESSION_CLOSE = 2,
+    KJ_EVENT_SERVER_START = 3,
+    KJ_EVENT_SERVER_STOP = 4,
 } kj_event_type;
+
+/* The reason of the closes a server start makes. */
+#define KJ_REASON_SERVER_RESTARTED "server_restarted"
 
 typedef struct kj_event {
     const char *event_id;   /* required: idempotency key, unique in the journal */
@@ -54,6 +72,7 @@ typedef struct kj_event {
     int64_t time_ms;              /* required: when it happened, epoch ms */
     const char *reason;           /* on close: client, idle_timeout, engine_terminated, ... */
     const char *payload;          /* the event as received (JSON), kept for inspection */
+    const char *session_type;     /* "interactive", "batch", or NULL: not known */
 } kj_event;
 
 typedef enum {
@@ -62,13 +81,16 @@ typedef enum {
     KJ_SESSION_CLOSED = 2,
 } kj_session_state;
 
-/* "session_open" / "session_close"; NULL for an unknown type. */
+/* "session_open" / "session_close" / "server_start" / "server_stop"; NULL
+ * for an unknown type. */
 const char *kj_event_type_name(kj_event_type type);
 /* Parses the names above; returns 0 or KJ_EINVAL. */
 int kj_event_type_parse(const char *name, kj_event_type *out);
 /* "open" / "closed" / "none". */
 const char *kj_session_state_name(kj_session_state state);
 int kj_session_state_parse(const char *name, kj_session_state *out);
+/* Whether type is server_start or server_stop (an event of no session). */
+int kj_event_is_server(kj_event_type type);
 
 /*
  * Checks the fields of ev against the limits above. On failure returns

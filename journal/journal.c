@@ -44,22 +44,28 @@ enum {
     ST_ADD_COUNT,
     ST_COUNT_POD_SESSIONS,
     ST_RECORD_ACTION,
+    ST_INSERT_SERVER_EVENT,
+    ST_FIND_SERVER_EVENT,
+    ST_FIRST_START_AFTER,
+    ST_RESTARTED_SESSIONS,
     ST_COUNT_
 };
 
 static const char *const append_sql[ST_COUNT_] = {
     [ST_FIND_EVENT] = "SELECT 1 FROM events WHERE event_id = ?1",
     [ST_FIND_SESSION] =
-        "SELECT id, state, user, instance, created_ms, engine_id, engine_tag FROM sessions"
+        "SELECT id, state, user, instance, created_ms, closed_ms, close_reason, engine_id,"
+        " engine_tag, session_type FROM sessions"
         " WHERE session_id = ?1",
     [ST_INSERT_SESSION] =
         "INSERT INTO sessions (session_id, state, instance, user, engine_id, engine_tag,"
         " engine_namespace, created_ms, updated_ms, closed_ms, close_reason, event_count,"
-        " recorded_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8, ?9, ?10, 1, ?11)",
+        " recorded_ms, session_type)"
+        " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8, ?9, ?10, 1, ?11, ?12)",
     [ST_INSERT_EVENT] =
         "INSERT INTO events (event_id, session, type, time_ms, recorded_ms, instance, user,"
-        " engine_id, engine_tag, engine_namespace, reason, payload)"
-        " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"
+        " engine_id, engine_tag, engine_namespace, reason, payload, session_type)"
+        " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"
         " ON CONFLICT (event_id) DO NOTHING",
     [ST_COUNT_POD_SESSIONS] =
         "SELECT coalesce(sum(state = 1), 0), coalesce(sum(state = 2), 0),"
@@ -69,6 +75,16 @@ static const char *const append_sql[ST_COUNT_] = {
         " engine_id, action, reason, result, http_code, message)"
         " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
     [ST_DELETE_SESSION] = "DELETE FROM sessions WHERE id = ?1",
+    [ST_INSERT_SERVER_EVENT] =
+        "INSERT INTO server_events (event_id, type, instance, time_ms, recorded_ms, payload)"
+        " VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (event_id) DO NOTHING",
+    [ST_FIND_SERVER_EVENT] = "SELECT 1 FROM server_events WHERE event_id = ?1",
+    /* The restart that ended a session of instance ?1 created at ?2. */
+    [ST_FIRST_START_AFTER] = "SELECT min(time_ms) FROM server_events"
+                             " WHERE type = 3 AND instance = ?1 AND time_ms > ?2",
+    [ST_RESTARTED_SESSIONS] = "SELECT session_id FROM sessions WHERE state = 1"
+                              " AND session_type = 'interactive' AND instance = ?1"
+                              " AND created_ms < ?2 ORDER BY created_ms, id",
     [ST_ADD_COUNT] = "INSERT INTO counts (dim, key, open, closed) VALUES (?1, ?2, ?3, ?4)"
                      " ON CONFLICT (dim, key) DO UPDATE SET open = open + ?3,"
                      " closed = closed + ?4",
@@ -102,7 +118,8 @@ static void update_sql(unsigned set, char *sql, size_t size)
         "                  ELSE min(closed_ms, ?9) END,"
         " close_reason = CASE WHEN ?9 <> 0 AND (closed_ms = 0 OR ?9 < closed_ms)"
         "                     THEN ?10 ELSE close_reason END,"
-        " event_count = event_count + 1, recorded_ms = max(recorded_ms, ?11)"
+        " event_count = event_count + 1, recorded_ms = max(recorded_ms, ?11),"
+        " session_type = coalesce(session_type, ?12)"
         "%s%s%s%s%s WHERE id = ?1",
         set & UPD_STATE ? ", state = ?2" : "", set & UPD_USER ? ", user = ?4" : "",
         set & UPD_CREATED ? ", created_ms = ?8" : "", set & UPD_ENGINE_ID ? ", engine_id = ?5" : "",
@@ -578,6 +595,12 @@ static void count_free(count_batch *b)
 typedef struct session_key {
     kj_session_state state;
     char user[KJ_EVENT_FIELD_MAX + 1], instance[KJ_EVENT_FIELD_MAX + 1];
+    /* Not counted under, but what a server restart looks at. */
+    int interactive;    /* session_type is 'interactive' */
+    int64_t created_ms; /* of the row, once written */
+    int64_t closed_ms;
+    int restarted; /* closed 'server_restarted' */
+    int has_type;  /* session_type is set (it is never changed once set) */
 } session_key;
 
 /* snprintf("%s") without the format engine: this runs four times an event. */
@@ -617,11 +640,11 @@ static int step_done(sqlite3_stmt *st)
 }
 
 /* Runs the session insert or update (?1 already bound: session id or row):
- * both take the event's fields as ?2..?11. The row's new state, user and
- * instance go into *after, worked out here as the statements do (a field
- * the event leaves empty keeps the row's, before): a RETURNING clause would
- * run as a trigger, and a statement with one keeps a statement journal,
- * allocated, filled and freed for every event. */
+ * both take the event's fields as ?2..?12. The row's new state, user,
+ * instance, type and creation time go into *after, worked out here as the
+ * statements do (a field the event leaves empty keeps the row's, before): a
+ * RETURNING clause would run as a trigger, and a statement with one keeps a
+ * statement journal, allocated, filled and freed for every event. */
 static int write_session(sqlite3_stmt *st, const kj_event *ev, kj_session_state to,
                          const char *close_reason, int64_t now, const session_key *before,
                          session_key *after)
@@ -636,12 +659,21 @@ static int write_session(sqlite3_stmt *st, const kj_event *ev, kj_session_state 
     sqlite3_bind_int64(st, 9, close_reason ? ev->time_ms : 0);
     bind_text(st, 10, close_reason);
     sqlite3_bind_int64(st, 11, now);
+    bind_text(st, 12, ev->session_type);
     int rc = step_done(st);
-    if (rc == SQLITE_OK)
+    if (rc == SQLITE_OK) {
         session_key_set(after, to,
                         (const unsigned char *)(ev->user && *ev->user ? ev->user : before->user),
                         (const unsigned char *)(ev->instance && *ev->instance ? ev->instance
                                                                               : before->instance));
+        /* session_type = coalesce(session_type, ?12); created_ms = min(...) */
+        after->interactive = before->has_type
+                                 ? before->interactive
+                                 : ev->session_type && !strcmp(ev->session_type, "interactive");
+        after->created_ms = before->state != KJ_SESSION_NONE && before->created_ms < ev->time_ms
+                                ? before->created_ms
+                                : ev->time_ms;
+    }
     return rc;
 }
 
@@ -687,10 +719,16 @@ static int find_session(kj_journal *j, const kj_event *ev, int64_t *sid, session
         *sid = sqlite3_column_int64(st, 0);
         session_key_set(before, sqlite3_column_int(st, 1), sqlite3_column_text(st, 2),
                         sqlite3_column_text(st, 3));
-        row->created_ms = sqlite3_column_int64(st, 4);
-        copy_field(row->engine_id, sizeof row->engine_id, (const char *)sqlite3_column_text(st, 5));
+        row->created_ms = before->created_ms = sqlite3_column_int64(st, 4);
+        before->closed_ms = sqlite3_column_int64(st, 5);
+        const unsigned char *reason = sqlite3_column_text(st, 6);
+        before->restarted = reason && !strcmp((const char *)reason, KJ_REASON_SERVER_RESTARTED);
+        copy_field(row->engine_id, sizeof row->engine_id, (const char *)sqlite3_column_text(st, 7));
         copy_field(row->engine_tag, sizeof row->engine_tag,
-                   (const char *)sqlite3_column_text(st, 6));
+                   (const char *)sqlite3_column_text(st, 8));
+        const unsigned char *type = sqlite3_column_text(st, 9);
+        before->has_type = type != NULL;
+        before->interactive = type && !strcmp((const char *)type, "interactive");
         rc = SQLITE_OK;
     } else if (rc == SQLITE_DONE) {
         rc = SQLITE_OK;
@@ -743,6 +781,7 @@ static int insert_event(kj_journal *j, const kj_event *ev, int64_t sid, int64_t 
     bind_text(st, 10, ev->engine_namespace);
     bind_text(st, 11, ev->reason);
     bind_text(st, 12, ev->payload);
+    bind_text(st, 13, ev->session_type);
     return step_done(st);
 }
 
@@ -796,6 +835,131 @@ static int update_statement(kj_journal *j, const kj_event *ev, kj_session_state 
     return SQLITE_OK;
 }
 
+static int append_one(kj_journal *j, const kj_event *ev, int64_t now, kj_append_result *r,
+                      count_batch *counts);
+
+/* The event id of the close a restart makes: one per session (a session is
+ * closed by a restart once), so replaying the start stores nothing twice. */
+static void restart_event_id(char *buf, size_t size, const char *session_id)
+{
+    if (strlen(session_id) + 16 <= KJ_EVENT_ID_MAX) {
+        snprintf(buf, size, "kj:restarted:%s", session_id);
+        return;
+    }
+    uint64_t h = count_hash("restart", session_id);
+    snprintf(buf, size, "kj:restarted:#%016llx", (unsigned long long)h);
+}
+
+/* Closes session_id (open, interactive, of instance) "server_restarted" at
+ * start_ms, inside the batch's transaction. Returns a SQLite code. */
+static int close_restarted(kj_journal *j, const char *session_id, int64_t start_ms, int64_t now,
+                           count_batch *counts)
+{
+    char id[KJ_EVENT_ID_MAX + 1];
+    restart_event_id(id, sizeof id, session_id);
+    kj_event close = {.event_id = id,
+                      .type = KJ_EVENT_SESSION_CLOSE,
+                      .session_id = session_id,
+                      .time_ms = start_ms,
+                      .reason = KJ_REASON_SERVER_RESTARTED};
+    kj_append_result r;
+    return append_one(j, &close, now, &r, counts);
+}
+
+/* The first start of instance after created_ms, if the journal knows one,
+ * closes the session. Returns a SQLite code. */
+static int close_if_restarted(kj_journal *j, const char *session_id, const char *instance,
+                              int64_t created_ms, int64_t now, count_batch *counts)
+{
+    sqlite3_stmt *st = j->st[ST_FIRST_START_AFTER];
+    bind_text(st, 1, instance);
+    sqlite3_bind_int64(st, 2, created_ms);
+    int rc = sqlite3_step(st);
+    int64_t start = rc == SQLITE_ROW && sqlite3_column_type(st, 0) != SQLITE_NULL
+                        ? sqlite3_column_int64(st, 0)
+                        : 0;
+    sqlite3_reset(st);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+        return rc;
+    return start ? close_restarted(j, session_id, start, now, counts) : SQLITE_OK;
+}
+
+/* Whether an event with ev's id is stored, as a session or a server event. */
+static int event_known(kj_journal *j, const char *event_id, int *known)
+{
+    *known = 0;
+    for (int k = 0; k < 2 && !*known; k++) {
+        sqlite3_stmt *st = j->st[k ? ST_FIND_SERVER_EVENT : ST_FIND_EVENT];
+        bind_text(st, 1, event_id);
+        int rc = sqlite3_step(st);
+        sqlite3_reset(st);
+        if (rc == SQLITE_ROW)
+            *known = 1;
+        else if (rc != SQLITE_DONE)
+            return rc;
+    }
+    return SQLITE_OK;
+}
+
+/*
+ * A server start or stop. A start of instance I at T closes the open
+ * interactive sessions of I created before T; a stop is kept for the record.
+ * Returns a SQLite code.
+ */
+static int append_server(kj_journal *j, const kj_event *ev, int64_t now, kj_append_result *r,
+                         count_batch *counts)
+{
+    int known = 0;
+    int rc = event_known(j, ev->event_id, &known);
+    if (rc != SQLITE_OK)
+        return rc;
+    if (known) {
+        r->status = KJ_APPEND_DUPLICATE;
+        return SQLITE_OK;
+    }
+    const char *code = time_problem(ev, now, 0, 0, r->message, sizeof r->message);
+    if (code) {
+        r->status = KJ_APPEND_REJECTED;
+        r->code = code;
+        return SQLITE_OK;
+    }
+    sqlite3_stmt *st = j->st[ST_INSERT_SERVER_EVENT];
+    bind_text(st, 1, ev->event_id);
+    sqlite3_bind_int(st, 2, ev->type);
+    bind_text(st, 3, ev->instance);
+    sqlite3_bind_int64(st, 4, ev->time_ms);
+    sqlite3_bind_int64(st, 5, now);
+    bind_text(st, 6, ev->payload);
+    if ((rc = step_done(st)) != SQLITE_OK)
+        return rc;
+    r->status = KJ_APPEND_STORED;
+    if (ev->type != KJ_EVENT_SERVER_START)
+        return SQLITE_OK;
+    /* The sessions first, then their closes: a statement is not stepped
+     * while the rows it reads change. */
+    char **ids = NULL;
+    size_t n = 0, cap = 0;
+    st = j->st[ST_RESTARTED_SESSIONS];
+    bind_text(st, 1, ev->instance);
+    sqlite3_bind_int64(st, 2, ev->time_ms);
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        const char *sid = (const char *)sqlite3_column_text(st, 0);
+        if (kj_grow((void **)&ids, &cap, n + 1, sizeof *ids) || !(ids[n] = strdup(sid))) {
+            rc = SQLITE_NOMEM;
+            break;
+        }
+        n++;
+    }
+    sqlite3_reset(st);
+    rc = rc == SQLITE_DONE ? SQLITE_OK : rc;
+    for (size_t i = 0; i < n && rc == SQLITE_OK; i++)
+        rc = close_restarted(j, ids[i], ev->time_ms, now, counts);
+    for (size_t i = 0; i < n; i++)
+        free(ids[i]);
+    free(ids);
+    return rc;
+}
+
 /* Applies one event inside the batch's transaction. Returns a SQLite code;
  * anything but SQLITE_OK aborts the whole batch. */
 static int append_one(kj_journal *j, const kj_event *ev, int64_t now, kj_append_result *r,
@@ -808,6 +972,8 @@ static int append_one(kj_journal *j, const kj_event *ev, int64_t now, kj_append_
         r->code = code;
         return SQLITE_OK;
     }
+    if (kj_event_is_server(ev->type))
+        return append_server(j, ev, now, r, counts);
 
     /* The hot path never looks the event id up: the insert's ON CONFLICT
      * finds a duplicate, and a session row inserted for it is taken back. */
@@ -820,6 +986,10 @@ static int append_one(kj_journal *j, const kj_event *ev, int64_t now, kj_append_
     if ((code = time_problem(ev, now, sid, row.created_ms, r->message, sizeof r->message)))
         return reject_unless_stored(j, ev, r, code);
     kj_session_state to = kj_session_next(before.state, ev->type, &code);
+    /* The opens of a life a restart ended may come after the restart. */
+    if (to == KJ_SESSION_NONE && before.restarted && ev->type == KJ_EVENT_SESSION_OPEN &&
+        ev->time_ms < before.closed_ms)
+        to = KJ_SESSION_CLOSED;
     if (to == KJ_SESSION_NONE) {
         snprintf(r->message, sizeof r->message, "session '%.120s' is already closed",
                  ev->session_id);
@@ -856,7 +1026,13 @@ static int append_one(kj_journal *j, const kj_event *ev, int64_t now, kj_append_
             return rc;
     }
     r->status = KJ_APPEND_STORED;
-    return count_event(counts, ev, &before, &after) ? SQLITE_NOMEM : SQLITE_OK;
+    if (count_event(counts, ev, &before, &after))
+        return SQLITE_NOMEM;
+    /* An interactive session of a server that restarted since it was created
+     * is gone, whichever of the two the journal learnt first. */
+    if (after.state == KJ_SESSION_OPEN && after.interactive && after.instance[0])
+        return close_if_restarted(j, ev->session_id, after.instance, after.created_ms, now, counts);
+    return SQLITE_OK;
 }
 
 const char *kj_append_status_name(kj_append_status s)
@@ -1018,7 +1194,7 @@ static int page_through(kj_journal *j, const keyset_query *kq, void *q, int64_t 
 
 #define SESSION_COLUMNS                                                                            \
     "session_id, state, instance, user, engine_id, engine_tag, engine_namespace, created_ms,"      \
-    " updated_ms, closed_ms, close_reason, event_count, id, recorded_ms"
+    " updated_ms, closed_ms, close_reason, event_count, id, recorded_ms, session_type"
 
 static void row_session(sqlite3_value **v, kj_session *s)
 {
@@ -1035,6 +1211,7 @@ static void row_session(sqlite3_value **v, kj_session *s)
     s->close_reason = v_text(v, 10);
     s->event_count = v_int(v, 11);
     s->recorded_ms = v_int(v, 13);
+    s->session_type = v_text(v, 14);
 }
 
 typedef struct session_pages {
@@ -1160,7 +1337,7 @@ int kj_journal_sessions_of_pod(kj_journal *j, const char *tag, const char *app_i
 
 #define EVENT_COLUMNS                                                                              \
     "e.seq, e.recorded_ms, e.event_id, e.type, s.session_id, e.instance, e.user, e.engine_id,"     \
-    " e.engine_tag, e.engine_namespace, e.time_ms, e.reason, e.payload"
+    " e.engine_tag, e.engine_namespace, e.time_ms, e.reason, e.payload, e.session_type"
 
 static void row_event(sqlite3_value **v, kj_event_row *r)
 {
@@ -1178,6 +1355,7 @@ static void row_event(sqlite3_value **v, kj_event_row *r)
     r->event.time_ms = v_int(v, 10);
     r->event.reason = v_text(v, 11);
     r->event.payload = v_text(v, 12);
+    r->event.session_type = v_text(v, 13);
 }
 
 typedef struct event_pages {
@@ -1535,6 +1713,18 @@ static const struct {
      "  OR s.state <> (CASE WHEN e.cl IS NULL THEN 1 ELSE 2 END)"
      "  OR s.closed_ms <> coalesce(e.cl, 0) OR s.created_ms <> e.mn OR s.updated_ms <> e.mx"
      "  OR s.recorded_ms <> e.rmx"},
+    {"session type disagrees with its events",
+     "SELECT 'session ' || s.session_id, 'type ' || coalesce(s.session_type, 'unknown')"
+     "  || ' but its first event with a type says ' || coalesce(f.session_type, 'nothing')"
+     " FROM sessions s LEFT JOIN (SELECT session, session_type FROM events WHERE seq IN"
+     "  (SELECT min(seq) FROM events WHERE session_type IS NOT NULL GROUP BY session)) f"
+     " ON f.session = s.id WHERE s.session_type IS NOT f.session_type"},
+    {"session outlived its server",
+     "SELECT 'session ' || s.session_id, 'interactive and open, but ' || s.instance"
+     "  || ' started again after it was created'"
+     " FROM sessions s WHERE s.state = 1 AND s.session_type = 'interactive' AND EXISTS"
+     "  (SELECT 1 FROM server_events x WHERE x.type = 3 AND x.instance = s.instance"
+     "   AND x.time_ms > s.created_ms)"},
     /* Both ways: a total that is wrong, and a key with sessions but no
      * total at all. */
     {"totals disagree with the journal",

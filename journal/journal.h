@@ -88,7 +88,10 @@ typedef struct kj_append_result {
  * "time_in_future" (time_ms more than KJ_EVENT_CLOCK_SKEW_MS ahead of the
  * journal's clock) and "close_before_open" (a close earlier than its
  * session's first event); an event whose event_id is stored is a duplicate
- * whatever it carries. Returns 0 once the
+ * whatever it carries. A server_start may close sessions (event.h): those
+ * closes are stored with it, as events of their own ("kj:restarted:<session>",
+ * reason "server_restarted"), and so is the close of an interactive session
+ * whose open arrives after its server's restart. Returns 0 once the
  * transaction is committed and durable, or a negative code when nothing was
  * committed (results are then meaningless).
  */
@@ -110,6 +113,7 @@ typedef struct kj_session {
     const char *close_reason;
     int64_t event_count;
     int64_t recorded_ms; /* when the journal last stored an event of it */
+    const char *session_type; /* "interactive", "batch", or NULL: not known */
 } kj_session;
 
 typedef struct kj_session_filter {

@@ -71,6 +71,7 @@ try:
             L.check(body["ok"] is True and res["status"] == "rejected" and res["error"]["code"] == c["code"]
                     and c["field"] in res["error"]["message"], "%s: %r" % (name, body))
         L.check(L.last_seq(d.journal) == before, "%s: the journal changed" % name)
+        L.check("s3cr3t" not in json.dumps(body), "%s: the reply quotes a secret" % name)
         L.check(d.alive(), "%s: kjournald died" % name)
         # still serving, on a fresh connection
         r = L.request(req, L.event("good-0", "s-good"))
@@ -83,5 +84,11 @@ finally:
 L.check(code == 0, "exit 0 after SIGTERM, got %r" % code)
 rc, out = L.verify(d.journal)
 L.check(rc == 0, "verify: " + out)
+# Server-info cases carry fake secrets (serverConf, serverEnv): none reaches
+# the journal, its WAL or the log.
+for f in [d.log] + [d.journal + x for x in ("", "-wal", "-shm")]:
+    if os.path.exists(f):
+        with open(f, "rb") as fh:
+            L.check(b"s3cr3t" not in fh.read(), "a secret in %s" % f)
 print("ok: %d bad inputs" % len(cases))
 shutil.rmtree(work, ignore_errors=True)  # kept on failure, for a look

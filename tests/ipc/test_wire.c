@@ -227,10 +227,192 @@ static void test_kyuubi_fixtures(void **state)
             assert_null(it->ev.engine_tag);
         if (x->reason)
             assert_string_equal(it->ev.reason, x->reason);
+        assert_string_equal(it->ev.session_type, "interactive");
         assert_string_equal(it->ev.payload, line); /* the raw line, untouched */
         kj_wire_request_free(r);
         free(line);
     }
+}
+
+/* kyuubi_server_info, as Kyuubi writes it and as the shipper forwards it
+ * (reduced to six fields): the same event, the same payload, and nothing of
+ * serverConf or serverEnv in either. */
+static void test_kyuubi_server_info(void **state)
+{
+    (void)state;
+    static const struct {
+        kj_event_type type;
+        const char *event_id;
+        long long time;
+    } want[] = {
+        {KJ_EVENT_SERVER_START, "kyuubi-server:10.244.1.23:10009:1764390000000:started",
+         1764390000000LL},
+        {KJ_EVENT_SERVER_STOP, "kyuubi-server:10.244.1.23:10009:1764390000000:stopped",
+         1764395000000LL},
+        {KJ_EVENT_SERVER_START, "kyuubi-server:10.244.1.23:10009:1764395060000:started",
+         1764395060000LL},
+    };
+    static const char *const keep[] = {"serverName", "serverIP", "startTime",
+                                       "eventTime",  "state",    "eventType"};
+    for (int i = 0; i < 3; i++) {
+        char *line = read_line("server-info-restart.jsonl", i + 1);
+        assert_non_null(strstr(line, "s3cr3t-"));
+        /* The shipper's reduced line. */
+        cJSON *full = cJSON_Parse(line), *reduced = cJSON_CreateObject();
+        for (int k = 0; k < 6; k++)
+            cJSON_AddItemToObject(reduced, keep[k],
+                                  cJSON_Duplicate(cJSON_GetObjectItem(full, keep[k]), 1));
+        char *small = cJSON_PrintUnformatted(reduced);
+        char *payload[2] = {NULL, NULL};
+        const char *in[2] = {line, small};
+        for (int f = 0; f < 2; f++) {
+            kj_wire_request *r = decode_ok(in[f]);
+            kj_wire_item *it = kj_wire_item_at(r, 0);
+            if (it->res.status)
+                fail_msg("line %d: rejected %s: %s", i + 1, it->res.code, it->res.message);
+            assert_int_equal(it->form, KJ_WIRE_KYUUBI);
+            assert_int_equal(it->ev.type, want[i].type);
+            assert_string_equal(it->ev.event_id, want[i].event_id);
+            assert_true(it->ev.time_ms == want[i].time);
+            assert_string_equal(it->ev.instance, "10.244.1.23:10009");
+            assert_null(it->ev.session_id);
+            assert_null(it->ev.session_type);
+            assert_non_null(it->ev.payload);
+            assert_null(strstr(it->ev.payload, "s3cr3t"));
+            assert_null(strstr(it->ev.payload, "serverConf"));
+            assert_null(strstr(it->ev.payload, "serverEnv"));
+            assert_non_null(strstr(it->ev.payload, "\"serverIP\":\"10.244.1.23:10009\""));
+            payload[f] = strdup(it->ev.payload);
+            char *reply = kj_wire_reply(r);
+            assert_null(strstr(reply, "s3cr3t"));
+            free(reply);
+            kj_wire_request_free(r);
+        }
+        assert_string_equal(payload[0], payload[1]);
+        /* In a batch, beside a session line, the same. */
+        char *batch = malloc(strlen(line) + 64);
+        sprintf(batch, "{\"events\":[%s]}", line);
+        kj_wire_request *r = decode_ok(batch);
+        assert_string_equal(kj_wire_item_at(r, 0)->ev.payload, payload[0]);
+        kj_wire_request_free(r);
+        free(batch);
+        free(payload[0]);
+        free(payload[1]);
+        cJSON_free(small);
+        cJSON_Delete(reduced);
+        cJSON_Delete(full);
+        free(line);
+    }
+}
+
+/* The native form of types and server events. */
+static void test_native_server_events(void **state)
+{
+    (void)state;
+    kj_wire_request *r = decode_ok(
+        "{\"events\":[{\"event_id\":\"s1\",\"type\":\"server_start\",\"instance\":\"h:1\","
+        "\"time_ms\":1764391200000},{\"event_id\":\"s2\",\"type\":\"server_stop\","
+        "\"instance\":\"h:1\",\"time_ms\":1764391200000},{\"event_id\":\"e\","
+        "\"type\":\"session_open\",\"session_id\":\"b\",\"session_type\":\"batch\","
+        "\"time_ms\":1764391200000}]}");
+    assert_int_equal(kj_wire_count(r), 3);
+    for (size_t i = 0; i < 3; i++)
+        assert_int_equal(kj_wire_item_at(r, i)->res.status, 0);
+    assert_int_equal(kj_wire_item_at(r, 0)->ev.type, KJ_EVENT_SERVER_START);
+    assert_string_equal(kj_wire_item_at(r, 0)->ev.instance, "h:1");
+    assert_null(kj_wire_item_at(r, 0)->ev.session_id);
+    assert_int_equal(kj_wire_item_at(r, 1)->ev.type, KJ_EVENT_SERVER_STOP);
+    assert_string_equal(kj_wire_item_at(r, 2)->ev.session_type, "batch");
+    kj_wire_request_free(r);
+    /* Kyuubi's other session types are not known: no type, not an error. */
+    r = decode_ok("{\"eventType\":\"kyuubi_session\",\"sessionId\":\"s\",\"sessionType\":"
+                  "\"STREAMING\",\"startTime\":1764391200000}");
+    assert_int_equal(kj_wire_item_at(r, 0)->res.status, 0);
+    assert_null(kj_wire_item_at(r, 0)->ev.session_type);
+    kj_wire_request_free(r);
+    r = decode_ok("{\"eventType\":\"kyuubi_session\",\"sessionId\":\"s\",\"sessionType\":"
+                  "\"BATCH\",\"startTime\":1764391200000}");
+    assert_string_equal(kj_wire_item_at(r, 0)->ev.session_type, "batch");
+    kj_wire_request_free(r);
+}
+
+/* Linking to the pod as Kyuubi does: the tag only from engineName in
+ * Kyuubi's default shape ending in a UUID; a batch's tag is its id. */
+static void test_engine_links(void **state)
+{
+    (void)state;
+#define U "7b1e2c3d-4f5a-4b6c-8d7e-9f0a1b2c3d4e"
+    static const struct {
+        const char *type, *engine_name, *tag;
+    } cases[] = {
+        {"INTERACTIVE", "kyuubi_USER_SPARK_SQL_bob_default_" U, U},
+        {"INTERACTIVE", "kyuubi_CONNECTION_SPARK_SQL_alice_" U, U},
+        {"INTERACTIVE", "kyuubi_GROUP_SPARK_SQL_etl_host-1_sub_" U, U},
+        {"INTERACTIVE", "kyuubi_SERVER_LOCAL_FLINK_SQL_kyuubi_" U, U},
+        {"INTERACTIVE", "kyuubi_SERVER_TRINO_bob_" U, U},
+        {"INTERACTIVE", "kyuubi_USER_SPARK_SQL_bob_default_7B1E2C3D-4F5A-4B6C-8D7E-9F0A1B2C3D4E",
+         "7B1E2C3D-4F5A-4B6C-8D7E-9F0A1B2C3D4E"},
+        /* spark.app.name set by the user: no tag */
+        {"INTERACTIVE", "nightly_etl_job", NULL},
+        {"INTERACTIVE", "etl_" U, NULL},
+        {"INTERACTIVE", "Kyuubi_USER_SPARK_SQL_bob_" U, NULL},
+        {"INTERACTIVE", "kyuubi_TEAM_SPARK_SQL_bob_" U, NULL},
+        {"INTERACTIVE", "kyuubi_USER_SPARK_SQL_bob_default_not-a-uuid", NULL},
+        {"INTERACTIVE", "kyuubi_USER_SPARK_SQL_bob_" U "x", NULL},
+        {"INTERACTIVE", "kyuubi_USER_SPARK_SQL_bob_7b1e2c3d_4f5a-4b6c-8d7e-9f0a1b2c3d4e", NULL},
+        {"INTERACTIVE", "kyuubi_USER_SPARK_" U, NULL}, /* no user */
+        {"INTERACTIVE", "kyuubi_USER__" U, NULL},
+        {"INTERACTIVE", "kyuubi_USER_" U, NULL},
+        {"INTERACTIVE", "kyuubi_" U, NULL},
+        {"INTERACTIVE", "_", NULL},
+        {"INTERACTIVE", "kyuubi_USER_SPARK_SQL_bob_7b1e2c3d-4f5a-4b6c-8d7e-9f0a1b2c3d4", NULL},
+        {NULL, "nightly_etl_job", NULL},
+        /* a batch: its pod's tag is the batch id, whatever its name */
+        {"BATCH", "nightly_etl_job", "b-1"},
+        {"BATCH", "kyuubi_USER_SPARK_SQL_bob_default_" U, "b-1"},
+        {"BATCH", NULL, "b-1"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char buf[1024], type[64] = "", name[256] = "";
+        if (cases[i].type)
+            snprintf(type, sizeof type, "\"sessionType\":\"%s\",", cases[i].type);
+        if (cases[i].engine_name)
+            snprintf(name, sizeof name, "\"engineName\":\"%s\",\"engineId\":\"spark-9\",",
+                     cases[i].engine_name);
+        snprintf(buf, sizeof buf,
+                 "{\"eventType\":\"kyuubi_session\",\"sessionId\":\"b-1\",%s%s"
+                 "\"startTime\":1764391200000,\"openedTime\":1764391201000}",
+                 type, name);
+        kj_wire_request *r = decode_ok(buf);
+        kj_wire_item *it = kj_wire_item_at(r, 0);
+        if (it->res.status)
+            fail_msg("%s: rejected %s", buf, it->res.message);
+        const char *tag = it->ev.engine_tag;
+        if (cases[i].tag ? !tag || strcmp(tag, cases[i].tag) : tag != NULL)
+            fail_msg("engineName '%s' (%s): tag '%s', want '%s'", cases[i].engine_name,
+                     cases[i].type ? cases[i].type : "no type", tag ? tag : "(none)",
+                     cases[i].tag ? cases[i].tag : "(none)");
+        if (cases[i].engine_name)
+            assert_string_equal(it->ev.engine_id, "spark-9");
+        kj_wire_request_free(r);
+    }
+    /* A custom name far over the field limit is no error: it is not kept. */
+    char buf[4096], name[2000];
+    memset(name, 'n', sizeof name - 1);
+    name[sizeof name - 1] = 0;
+    snprintf(buf, sizeof buf,
+             "{\"eventType\":\"kyuubi_session\",\"sessionId\":\"s\",\"engineName\":\"%s\","
+             "\"startTime\":1764391200000}",
+             name);
+    kj_wire_request *r = decode_ok(buf);
+    assert_int_equal(kj_wire_item_at(r, 0)->res.status, 0);
+    assert_null(kj_wire_item_at(r, 0)->ev.engine_tag);
+    kj_wire_request_free(r);
+    r = decode_ok("{\"eventType\":\"kyuubi_session\",\"sessionId\":\"s\",\"engineName\":7,"
+                  "\"startTime\":1764391200000}");
+    assert_string_equal(kj_wire_item_at(r, 0)->res.code, "wrong_type");
+    kj_wire_request_free(r);
+#undef U
 }
 
 /* Request-level errors: (name, input, length or -1 for strlen, code). */
@@ -383,6 +565,66 @@ static const bad_event bad_events[] = {
      "endTime"},
     {"{\"eventType\":\"kyuubi_session\",\"sessionId\":\"s\",\"exception\":{}}", "missing_field",
      "eventTime"},
+    /* session types */
+    {"{\"eventType\":\"kyuubi_session\",\"sessionId\":\"s\",\"sessionType\":1,"
+     "\"startTime\":1764391200000}",
+     "wrong_type", "sessionType"},
+    {"{\"eventType\":\"kyuubi_session\",\"sessionId\":\"s\",\"sessionType\":[\"BATCH\"],"
+     "\"startTime\":1764391200000}",
+     "wrong_type", "sessionType"},
+    {EV(",\"time_ms\":1764391200000,\"session_type\":\"BATCH\""), "bad_value", "session_type"},
+    {EV(",\"time_ms\":1764391200000,\"session_type\":true"), "wrong_type", "session_type"},
+    /* native server events */
+    {"{\"event_id\":\"e\",\"type\":\"server_start\",\"time_ms\":1764391200000}", "missing_field",
+     "instance"},
+    {"{\"event_id\":\"e\",\"type\":\"server_start\",\"instance\":\"h:1\"}", "missing_field",
+     "time_ms"},
+    {"{\"event_id\":\"e\",\"type\":\"server_start\",\"instance\":\"h:1\",\"session_id\":\"s\","
+     "\"time_ms\":1764391200000}",
+     "unexpected_field", "session_id"},
+    {"{\"event_id\":\"e\",\"type\":\"server_stop\",\"instance\":\"h:1\",\"reason\":\"x\","
+     "\"time_ms\":1764391200000}",
+     "unexpected_field", "reason"},
+    {"{\"event_id\":\"e\",\"type\":\"server_start\",\"instance\":\"h:1\",\"serverConf\":{},"
+     "\"time_ms\":1764391200000}",
+     "unknown_field", "serverConf"},
+    /* kyuubi_server_info */
+    {"{\"eventType\":\"kyuubi_server_info\",\"state\":\"STARTED\",\"startTime\":1764391200000}",
+     "missing_field", "serverIP"},
+    {"{\"eventType\":\"kyuubi_server_info\",\"serverIP\":\"h:1\",\"state\":\"STARTED\"}",
+     "missing_field", "startTime"},
+    {"{\"eventType\":\"kyuubi_server_info\",\"serverIP\":\"h:1\",\"startTime\":1764391200000}",
+     "missing_field", "state"},
+    {"{\"eventType\":\"kyuubi_server_info\",\"serverIP\":\"h:1\",\"state\":\"LATENT\","
+     "\"startTime\":1764391200000}",
+     "bad_value", "state"},
+    {"{\"eventType\":\"kyuubi_server_info\",\"serverIP\":\"h:1\",\"state\":\"STOPPED\","
+     "\"startTime\":1764391200000}",
+     "missing_field", "eventTime"},
+    {"{\"eventType\":\"kyuubi_server_info\",\"serverIP\":10009,\"state\":\"STARTED\","
+     "\"startTime\":1764391200000}",
+     "wrong_type", "serverIP"},
+    {"{\"eventType\":\"kyuubi_server_info\",\"serverIP\":\"h:1\",\"state\":{\"s\":1},"
+     "\"startTime\":1764391200000}",
+     "wrong_type", "state"},
+    {"{\"eventType\":\"kyuubi_server_info\",\"serverIP\":\"h:1\",\"state\":\"STARTED\","
+     "\"startTime\":\"1764391200000\"}",
+     "wrong_type", "startTime"},
+    {"{\"eventType\":\"kyuubi_server_info\",\"serverIP\":\"h:1\",\"state\":\"STARTED\","
+     "\"startTime\":17643912}",
+     "bad_time", "startTime"},
+    {"{\"eventType\":\"kyuubi_server_info\",\"serverIP\":\"h:1\",\"state\":\"STOPPED\","
+     "\"startTime\":1764391200000,\"eventTime\":1.5}",
+     "bad_time", "eventTime"},
+    {"{\"eventType\":\"kyuubi_server_info\",\"serverIP\":\"h:1\",\"state\":\"STARTED\","
+     "\"startTime\":1764391200000,\"serverIP\":\"h:2\"}",
+     "duplicate_field", "serverIP"},
+    {"{\"eventType\":\"kyuubi_server_info\",\"serverIP\":\"h:1\",\"state\":\"STARTED\","
+     "\"startTime\":1764391200000,\"serverConf\":{\"pw\":\"s3cr3t-a\",\"pw\":\"s3cr3t-b\"}}",
+     "duplicate_field", "'pw'"},
+    {"{\"eventType\":\"kyuubi_server_info\",\"serverIP\":\"h:1\",\"state\":\"STARTED\","
+     "\"startTime\":1764391200000,\"sessionId\":\"s\",\"serverIP\":null}",
+     "duplicate_field", "serverIP"},
 };
 
 static void test_bad_events(void **state)
@@ -397,6 +639,50 @@ static void test_bad_events(void **state)
             fail_msg("%s: status %d code %s message '%s', expected %s naming %s", b->in,
                      it->res.status, it->res.code ? it->res.code : "-", it->res.message, b->code,
                      b->field);
+        if (strstr(it->res.message, "s3cr3t"))
+            fail_msg("%s: the message quotes a secret: %s", b->in, it->res.message);
+        kj_wire_request_free(r);
+    }
+}
+
+/* Oversized server-info lines: a huge serverConf is dropped, not the event
+ * (the payload stays small); a serverIP too long for a field or for an event
+ * id is refused by name; no reply or message quotes a secret. */
+static void test_server_info_hostile(void **state)
+{
+    (void)state;
+    size_t big = 900 * 1024;
+    char *line = malloc(big + 512);
+    int n = sprintf(line, "{\"eventType\":\"kyuubi_server_info\",\"serverIP\":\"h:1\","
+                          "\"state\":\"STARTED\",\"startTime\":1764391200000,"
+                          "\"serverConf\":{\"pw\":\"s3cr3t-");
+    memset(line + n, 'x', big);
+    strcpy(line + n + big, "\"},\"serverEnv\":[1,2,{\"k\":\"s3cr3t-env\"}]}");
+    kj_wire_request *r = decode_ok(line);
+    kj_wire_item *it = kj_wire_item_at(r, 0);
+    assert_int_equal(it->res.status, 0);
+    assert_true(strlen(it->ev.payload) < 256);
+    assert_null(strstr(it->ev.payload, "s3cr3t"));
+    kj_wire_request_free(r);
+    free(line);
+
+    char ip[400];
+    for (int len = 100; len <= 300; len += 200) {
+        memset(ip, 'a', (size_t)len);
+        ip[len] = 0;
+        char buf[1024];
+        snprintf(buf, sizeof buf,
+                 "{\"eventType\":\"kyuubi_server_info\",\"serverIP\":\"%s\",\"state\":\"STARTED\","
+                 "\"startTime\":1764391200000,\"serverConf\":{\"pw\":\"s3cr3t-pw\"}}",
+                 ip);
+        r = decode_ok(buf);
+        it = kj_wire_item_at(r, 0);
+        assert_int_equal(it->res.status, KJ_APPEND_REJECTED);
+        assert_string_equal(it->res.code, "field_too_long");
+        assert_non_null(strstr(it->res.message, "serverIP"));
+        char *reply = kj_wire_reply(r);
+        assert_null(strstr(reply, "s3cr3t"));
+        free(reply);
         kj_wire_request_free(r);
     }
 }
@@ -427,10 +713,18 @@ static void test_long_fields(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_native),          cmocka_unit_test(test_batch),
-        cmocka_unit_test(test_kyuubi_fixtures), cmocka_unit_test(test_bad_requests),
-        cmocka_unit_test(test_limits),          cmocka_unit_test(test_bad_events),
-        cmocka_unit_test(test_long_fields),     cmocka_unit_test(test_events_key_spelling),
+        cmocka_unit_test(test_native),
+        cmocka_unit_test(test_batch),
+        cmocka_unit_test(test_kyuubi_fixtures),
+        cmocka_unit_test(test_bad_requests),
+        cmocka_unit_test(test_limits),
+        cmocka_unit_test(test_bad_events),
+        cmocka_unit_test(test_long_fields),
+        cmocka_unit_test(test_events_key_spelling),
+        cmocka_unit_test(test_kyuubi_server_info),
+        cmocka_unit_test(test_native_server_events),
+        cmocka_unit_test(test_server_info_hostile),
+        cmocka_unit_test(test_engine_links),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

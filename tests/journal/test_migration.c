@@ -230,6 +230,105 @@ static void test_v1_totals_recounted(void **state)
     rm_tree(dir);
 }
 
+/* The type of one session, as the journal reads it ("" when unknown). */
+static int copy_type(const kj_session *s, void *ud)
+{
+    snprintf(ud, 16, "%s", s->session_type ? s->session_type : "");
+    return 0;
+}
+
+static void expect_type(kj_journal *j, const char *session_id, const char *want)
+{
+    char got[16] = "?";
+    kj_err err = {0};
+    assert_int_equal(kj_journal_session_get(j, session_id, copy_type, got, &err), 0);
+    if (strcmp(got, want))
+        fail_msg("session %s: type '%s', want '%s'", session_id, got, want);
+}
+
+/* A journal the previous release wrote (version 2), with what it held: Kyuubi
+ * lines (INTERACTIVE, BATCH, a type from a newer Kyuubi), a native event, a
+ * payload that is no JSON at all and one without the field. Opening it
+ * read-write migrates it to version 3; the types come from the payloads;
+ * verify is clean; and it works on as a current journal: a server restart
+ * closes its interactive session and leaves its batch one. */
+static void test_v2_journal_learns_session_types(void **state)
+{
+    (void)state;
+    char *dir = test_dir(), *path = path_in(dir, "v2.db");
+    sqlite3 *db = NULL;
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    for (int v = 0; v < 2; v++) {
+        assert_int_equal(kj_schema_migrations[v].version, v + 1);
+        assert_int_equal(sqlite3_exec(db, kj_schema_migrations[v].sql, NULL, NULL, NULL),
+                         SQLITE_OK);
+    }
+    assert_int_equal(
+        sqlite3_exec(
+            db,
+            "PRAGMA user_version = 2;"
+            "INSERT INTO sessions (id, session_id, state, instance, user, created_ms,"
+            " updated_ms, closed_ms, close_reason, event_count, recorded_ms) VALUES"
+            " (1, 'i1', 1, 'k0:10009', 'ann', 1764391200000, 1764391201000, 0, NULL, 2, 5),"
+            " (2, 'b1', 1, 'k0:10009', 'ann', 1764391200000, 1764391200000, 0, NULL, 1, 5),"
+            " (3, 'n1', 1, 'k0:10009', 'ann', 1764391200000, 1764391200000, 0, NULL, 1, 5),"
+            " (4, 'x1', 1, 'k0:10009', 'ann', 1764391200000, 1764391200000, 0, NULL, 1, 5),"
+            " (5, 'z1', 1, 'k0:10009', 'ann', 1764391200000, 1764391200000, 0, NULL, 1, 5);"
+            "INSERT INTO events (event_id, session, type, time_ms, recorded_ms, payload) VALUES"
+            " ('kyuubi:i1:created', 1, 1, 1764391200000, 5,"
+            "  '{\"sessionId\":\"i1\",\"sessionType\":\"INTERACTIVE\",\"eventType\":"
+            "\"kyuubi_session\"}'),"
+            " ('kyuubi:i1:opened', 1, 1, 1764391201000, 5, NULL),"
+            " ('kyuubi:b1:created', 2, 1, 1764391200000, 5,"
+            "  '{\"sessionId\":\"b1\",\"sessionType\":\"BATCH\",\"eventType\":"
+            "\"kyuubi_session\"}'),"
+            " ('n1', 3, 1, 1764391200000, 5, "
+            "'{\"type\":\"session_open\",\"note\":\"sessionType\"}'),"
+            " ('x1', 4, 1, 1764391200000, 5, 'not json, but it says sessionType'),"
+            " ('z1', 5, 1, 1764391200000, 5, '{\"sessionType\":\"STREAMING\"}');"
+            "DELETE FROM counts; INSERT INTO counts VALUES ('state', 'all', 5, 0), ('events', "
+            "'all', 6, 0),"
+            " ('user', 'ann', 5, 0), ('instance', 'k0:10009', 5, 0);",
+            NULL, NULL, NULL),
+        SQLITE_OK);
+    sqlite3_close(db);
+
+    kj_journal *j = NULL;
+    kj_err err = {0};
+    assert_int_equal(kj_journal_open(path, 0, &j, &err), 0);
+    kj_journal_stats st;
+    assert_int_equal(kj_journal_stats_get(j, &st, &err), 0);
+    assert_int_equal(st.schema_version, kj_journal_schema_version());
+    assert_true(kj_journal_schema_version() >= 3);
+    expect_type(j, "i1", "interactive");
+    expect_type(j, "b1", "batch");
+    expect_type(j, "n1", "");
+    expect_type(j, "x1", "");
+    expect_type(j, "z1", "");
+    if (kj_journal_verify(j, NULL, NULL, NULL, &err))
+        fail_msg("verify after migration: %s", err.msg);
+
+    kj_event start = {.event_id = "kyuubi-server:k0:10009:1764391300000:started",
+                      .type = KJ_EVENT_SERVER_START,
+                      .instance = "k0:10009",
+                      .time_ms = 1764391300000};
+    kj_append_result res;
+    assert_int_equal(kj_journal_append(j, &start, 1, &res, &err), 0);
+    assert_int_equal(res.status, KJ_APPEND_STORED);
+    assert_int_equal(kj_journal_stats_get(j, &st, &err), 0);
+    assert_int_equal(st.sessions_open, 4);
+    assert_int_equal(st.sessions_closed, 1);
+    if (kj_journal_verify(j, NULL, NULL, NULL, &err))
+        fail_msg("verify after the restart: %s", err.msg);
+    kj_journal_close(j);
+    /* Migrated once: opening again changes nothing, read-only works. */
+    assert_int_equal(kj_journal_open(path, KJ_JOURNAL_READONLY, &j, &err), 0);
+    expect_type(j, "b1", "batch");
+    kj_journal_close(j);
+    free(path);
+    rm_tree(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -240,6 +339,7 @@ int main(void)
         cmocka_unit_test(test_missing_and_odd_paths),
         cmocka_unit_test(test_readonly_never_writes),
         cmocka_unit_test(test_v1_totals_recounted),
+        cmocka_unit_test(test_v2_journal_learns_session_types),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

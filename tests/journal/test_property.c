@@ -1,9 +1,11 @@
 /*
  * Property test: any sequence of events keeps the journal consistent.
  *
- * Thousands of random sequences (sessions whose user, instance and engine
- * change between events, duplicates, retries with other content, events out
- * of time order, closes before opens, times in the future, invalid events),
+ * Thousands of random sequences (sessions whose user, instance, engine and
+ * type change between events, duplicates, retries with other content, events
+ * out of time order, closes before opens, times in the future, invalid
+ * events, server starts that close interactive sessions of their instance,
+ * before or after those sessions' events),
  * appended in random batches. After each sequence: kj_journal_verify() must
  * find nothing, and the totals (stats, counts by user and by instance) and
  * every session must equal what a model of the state machine, written here
@@ -30,6 +32,8 @@
 #define MAX_KEYS 64
 
 static uint64_t rng_state;
+/* How often the restart rules applied, to show the sequences reach them. */
+static int64_t restart_closes, late_closes, late_opens;
 
 static uint64_t rnd(void)
 {
@@ -53,6 +57,10 @@ typedef struct msession {
     kj_session_state state;
     char user[16], instance[24];
     int64_t created_ms, updated_ms, events;
+    char type[16];     /* of its first stored event with one */
+    int64_t closed_ms; /* its earliest close */
+    char reason[24];   /* of that close */
+    int touched;       /* changed since the last check */
 } msession;
 
 typedef struct mtotal {
@@ -66,6 +74,11 @@ typedef struct model {
     char (*ids)[32]; /* stored event ids */
     int nids, capids;
     int64_t events_open, events_close;
+    struct {
+        char instance[24];
+        int64_t t;
+    } starts[MAX_MODEL];
+    int nstarts;
 } model;
 
 static msession *model_session(model *m, const char *id)
@@ -94,7 +107,87 @@ static int present(const char *s)
 
 static int valid(const kj_event *e)
 {
+    if (e->type == KJ_EVENT_SERVER_START)
+        return present(e->event_id) && present(e->instance);
     return present(e->event_id) && present(e->session_id);
+}
+
+static void model_remember(model *m, const char *event_id)
+{
+    if (m->nids == m->capids) {
+        m->capids = m->capids ? 2 * m->capids : 256;
+        m->ids = realloc(m->ids, (size_t)m->capids * sizeof *m->ids);
+        assert_non_null(m->ids);
+    }
+    snprintf(m->ids[m->nids++], sizeof m->ids[0], "%s", event_id);
+}
+
+/* A close of s at t with reason (stored), as the journal's update does it. */
+static void model_close(model *m, msession *s, int64_t t, const char *reason)
+{
+    s->state = KJ_SESSION_CLOSED;
+    if (!s->closed_ms || t < s->closed_ms) {
+        s->closed_ms = t;
+        snprintf(s->reason, sizeof s->reason, "%s", reason);
+    }
+    s->created_ms = t < s->created_ms ? t : s->created_ms;
+    s->updated_ms = t > s->updated_ms ? t : s->updated_ms;
+    s->events++;
+    s->touched = 1;
+    m->events_close++;
+}
+
+/* The restart's close of s at t (event kj:restarted:<id>). */
+static void model_restart_close(model *m, msession *s, int64_t t)
+{
+    char id[64];
+    snprintf(id, sizeof id, "kj:restarted:%s", s->id);
+    model_remember(m, id);
+    restart_closes++;
+    model_close(m, s, t, "server_restarted");
+}
+
+/* After a stored event of s: the first known start of its instance after
+ * its creation ends an open interactive session. */
+static void model_after_restart(model *m, msession *s)
+{
+    if (s->state != KJ_SESSION_OPEN || strcmp(s->type, "interactive") || !s->instance[0])
+        return;
+    int64_t first = 0;
+    for (int k = 0; k < m->nstarts; k++)
+        if (!strcmp(m->starts[k].instance, s->instance) && m->starts[k].t > s->created_ms &&
+            (!first || m->starts[k].t < first))
+            first = m->starts[k].t;
+    if (first) {
+        late_closes++;
+        model_restart_close(m, s, first);
+    }
+}
+
+static kj_append_status model_server_start(model *m, const kj_event *e, int64_t now,
+                                           const char **code)
+{
+    if (present(e->session_id) || present(e->user)) {
+        *code = "unexpected_field";
+        return KJ_APPEND_REJECTED;
+    }
+    if (model_stored(m, e->event_id))
+        return KJ_APPEND_DUPLICATE;
+    if (e->time_ms > now + KJ_EVENT_CLOCK_SKEW_MS) {
+        *code = "time_in_future";
+        return KJ_APPEND_REJECTED;
+    }
+    model_remember(m, e->event_id);
+    assert_true(m->nstarts < MAX_MODEL);
+    snprintf(m->starts[m->nstarts].instance, sizeof m->starts[0].instance, "%s", e->instance);
+    m->starts[m->nstarts++].t = e->time_ms;
+    for (int i = 0; i < m->ns; i++) {
+        msession *s = &m->s[i];
+        if (s->exists && s->state == KJ_SESSION_OPEN && !strcmp(s->type, "interactive") &&
+            !strcmp(s->instance, e->instance) && s->created_ms < e->time_ms)
+            model_restart_close(m, s, e->time_ms);
+    }
+    return KJ_APPEND_STORED;
 }
 
 /* The status the journal must give e, and its effect on the model. */
@@ -105,6 +198,8 @@ static kj_append_status model_apply(model *m, const kj_event *e, int64_t now, co
         *code = "missing_field";
         return KJ_APPEND_REJECTED;
     }
+    if (e->type == KJ_EVENT_SERVER_START)
+        return model_server_start(m, e, now, code);
     if (model_stored(m, e->event_id))
         return KJ_APPEND_DUPLICATE;
     msession *s = model_session(m, e->session_id);
@@ -117,32 +212,37 @@ static kj_append_status model_apply(model *m, const kj_event *e, int64_t now, co
         *code = "close_before_open";
         return KJ_APPEND_REJECTED;
     }
-    if (s->exists && !close && s->state == KJ_SESSION_CLOSED) {
+    /* The opens of a life a restart ended are taken, the session stays
+     * closed. */
+    int late = s->exists && !close && s->state == KJ_SESSION_CLOSED &&
+               !strcmp(s->reason, "server_restarted") && e->time_ms < s->closed_ms;
+    if (s->exists && !close && s->state == KJ_SESSION_CLOSED && !late) {
         *code = "session_closed";
         return KJ_APPEND_REJECTED;
     }
+    late_opens += late;
     if (!s->exists) {
         s->exists = 1;
         s->created_ms = s->updated_ms = e->time_ms;
         s->state = KJ_SESSION_OPEN;
     }
-    if (close)
-        s->state = KJ_SESSION_CLOSED;
     if (present(e->user))
         snprintf(s->user, sizeof s->user, "%s", e->user);
     if (present(e->instance))
         snprintf(s->instance, sizeof s->instance, "%s", e->instance);
-    s->created_ms = e->time_ms < s->created_ms ? e->time_ms : s->created_ms;
-    s->updated_ms = e->time_ms > s->updated_ms ? e->time_ms : s->updated_ms;
-    s->events++;
-    m->events_open += !close;
-    m->events_close += close;
-    if (m->nids == m->capids) {
-        m->capids = m->capids ? 2 * m->capids : 256;
-        m->ids = realloc(m->ids, (size_t)m->capids * sizeof *m->ids);
-        assert_non_null(m->ids);
+    if (!s->type[0] && present(e->session_type))
+        snprintf(s->type, sizeof s->type, "%s", e->session_type);
+    model_remember(m, e->event_id);
+    if (close) {
+        model_close(m, s, e->time_ms, present(e->reason) ? e->reason : "unknown");
+    } else {
+        s->created_ms = e->time_ms < s->created_ms ? e->time_ms : s->created_ms;
+        s->updated_ms = e->time_ms > s->updated_ms ? e->time_ms : s->updated_ms;
+        s->events++;
+        s->touched = 1;
+        m->events_open++;
     }
-    snprintf(m->ids[m->nids++], sizeof m->ids[0], "%s", e->event_id);
+    model_after_restart(m, s);
     return KJ_APPEND_STORED;
 }
 
@@ -179,6 +279,7 @@ typedef struct seq {
 
 static const char *const users[] = {NULL, "", "alice", "bob", "carol"};
 static const char *const instances[] = {NULL, "", "10.0.0.1:10009", "10.0.0.2:10009"};
+static const char *const types[] = {NULL, "interactive", "interactive", "batch"};
 
 static void seq_make(seq *q, int number, int64_t now)
 {
@@ -214,7 +315,21 @@ static void seq_make(seq *q, int number, int64_t now)
             /* out of time order: anywhere in a ten-minute window */
             .time_ms = base + below(600) * 1000LL,
             .reason = close && below(4) ? "client" : NULL,
+            .session_type = types[below(4)],
         };
+        if (below(100) < 10) {
+            /* a server start, somewhere in the window */
+            *e = (kj_event){.event_id = q->ids[i],
+                            .type = KJ_EVENT_SERVER_START,
+                            .instance = instances[2 + below(2)],
+                            .time_ms = base + below(600) * 1000LL};
+            r = below(100);
+            if (r < 3)
+                e->session_id = q->sessions[i]; /* a server event names no session */
+            else if (r < 6)
+                e->time_ms = now + 3600 * 1000;
+            continue;
+        }
         r = below(100);
         if (r < 4)
             e->time_ms = now + 3600 * 1000; /* far ahead of the clock */
@@ -231,9 +346,10 @@ static void seq_print(const seq *q, int64_t now)
 {
     for (int i = 0; i < q->n; i++) {
         const kj_event *e = &q->ev[i];
-        print_error("  %s %s session=%s user=%s instance=%s t=now%+" PRId64 "ms\n", e->event_id,
-                    kj_event_type_name(e->type), e->session_id ? e->session_id : "-",
-                    e->user ? e->user : "-", e->instance ? e->instance : "-", e->time_ms - now);
+        print_error("  %s %s session=%s type=%s user=%s instance=%s t=now%+" PRId64 "ms\n",
+                    e->event_id, kj_event_type_name(e->type), e->session_id ? e->session_id : "-",
+                    e->session_type ? e->session_type : "-", e->user ? e->user : "-",
+                    e->instance ? e->instance : "-", e->time_ms - now);
     }
 }
 
@@ -317,8 +433,10 @@ static const char *check(kj_journal *j, const model *m, int first, char *why, si
             return why;
         }
     }
-    for (int i = first; i < m->ns; i++) {
+    for (int i = 0; i < m->ns; i++) {
         const msession *s = &m->s[i];
+        if (i < first && !s->touched)
+            continue;
         session_seen seen = {0};
         int rc = kj_journal_session_get(j, s->id, copy_session, &seen, &err);
         if (!s->exists) {
@@ -329,12 +447,15 @@ static const char *check(kj_journal *j, const model *m, int first, char *why, si
             continue;
         }
         if (rc || seen.state != s->state || strcmp(seen.user, s->user) ||
-            seen.event_count != s->events || seen.created_ms != s->created_ms) {
+            seen.event_count != s->events || seen.created_ms != s->created_ms ||
+            seen.closed_ms != s->closed_ms || strcmp(seen.close_reason, s->reason)) {
             snprintf(why, size,
                      "session %s: state %d user '%s' %" PRId64 " events created %" PRId64
-                     "; model: state %d user '%s' %" PRId64 " events created %" PRId64,
-                     s->id, seen.state, seen.user, seen.event_count, seen.created_ms, s->state,
-                     s->user, s->events, s->created_ms);
+                     " closed %" PRId64 " '%s'; model: state %d user '%s' %" PRId64
+                     " events created %" PRId64 " closed %" PRId64 " '%s'",
+                     s->id, seen.state, seen.user, seen.event_count, seen.created_ms,
+                     seen.closed_ms, seen.close_reason, s->state, s->user, s->events, s->created_ms,
+                     s->closed_ms, s->reason);
             return why;
         }
     }
@@ -410,7 +531,10 @@ static void test_random_sequences(void **state)
             i += n;
         }
         char why[4600];
-        if (check(j, m, first, why, sizeof why)) {
+        const char *bad = check(j, m, first, why, sizeof why);
+        for (int i = 0; i < m->ns; i++)
+            m->s[i].touched = 0;
+        if (bad) {
             print_error("seed %" PRIu64 " sequence %d (journal %s):\n", seed, number, path);
             seq_print(q, now);
             fail_msg("seed %" PRIu64 " sequence %d: %s", seed, number, why);
@@ -419,7 +543,13 @@ static void test_random_sequences(void **state)
     print_message("property test: %" PRId64 " stored, %" PRId64 " duplicates, %" PRId64
                   " rejected\n",
                   stored, dup, rej);
+    print_message("property test: %" PRId64 " restart closes (%" PRId64
+                  " of sessions stored after their server's start), %" PRId64
+                  " opens of restarted sessions\n",
+                  restart_closes, late_closes, late_opens);
     assert_true(stored > 0 && dup > 0 && rej > 0);
+    if (total >= 1000)
+        assert_true(restart_closes > 0 && late_closes > 0 && late_opens > 0);
     kj_journal_close(j);
     free(path);
     free(m->ids);

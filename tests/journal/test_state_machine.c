@@ -439,6 +439,258 @@ static void test_publisher_time(void **state)
     rm_tree(dir);
 }
 
+/* --- server restarts (issue 12) --- */
+
+#define KA "10.0.0.1:10009" /* ev_open's instance */
+#define KB "10.0.0.2:10009"
+
+static kj_event typed_open(const char *id, const char *session, int64_t t, const char *type)
+{
+    kj_event e = ev_open(id, session, t);
+    e.session_type = type;
+    return e;
+}
+
+static kj_event server(const char *id, kj_event_type type, const char *instance, int64_t t)
+{
+    kj_event e = {.event_id = id, .type = type, .instance = instance, .time_ms = t};
+    return e;
+}
+
+static session_seen seen_of(kj_journal *j, const char *session)
+{
+    session_seen seen = {0};
+    kj_err err = {0};
+    assert_int_equal(kj_journal_session_get(j, session, copy_session, &seen, &err), 0);
+    return seen;
+}
+
+static void verify_clean(kj_journal *j)
+{
+    kj_err err = {0};
+    if (kj_journal_verify(j, NULL, NULL, NULL, &err))
+        fail_msg("verify: %s", err.msg);
+}
+
+/* A start of A closes A's open interactive sessions created before it, and
+ * nothing else; a replay changes nothing; a stop closes nothing. */
+static void test_server_restart(void **state)
+{
+    (void)state;
+    char *dir = test_dir(), *path = path_in(dir, "j.db");
+    kj_journal *j = NULL;
+    kj_err err = {0};
+    assert_int_equal(kj_journal_open(path, 0, &j, &err), 0);
+    kj_event evs[] = {
+        typed_open("i1", "i1", T0, "interactive"),
+        typed_open("i2", "i2", T0 + 100, "interactive"), /* after the start */
+        typed_open("b1", "b1", T0, "batch"),
+        ev_open("u1", "u1", T0), /* type unknown */
+        typed_open("o1", "o1", T0, "interactive"),
+        typed_open("c1", "c1", T0, "interactive"),
+        ev_close("c1-close", "c1", T0 + 10),
+    };
+    evs[4].instance = KB;
+    kj_append_result res[8];
+    assert_int_equal(kj_journal_append(j, evs, 7, res, &err), 0);
+
+    assert_int_equal(append1(j, server("stop", KJ_EVENT_SERVER_STOP, KA, T0 + 40)).status,
+                     KJ_APPEND_STORED);
+    assert_int_equal(seen_of(j, "i1").state, KJ_SESSION_OPEN);
+    assert_int_equal(append1(j, server("start", KJ_EVENT_SERVER_START, KA, T0 + 50)).status,
+                     KJ_APPEND_STORED);
+    session_seen i1 = seen_of(j, "i1");
+    assert_int_equal(i1.state, KJ_SESSION_CLOSED);
+    assert_string_equal(i1.close_reason, "server_restarted");
+    assert_true(i1.closed_ms == T0 + 50);
+    assert_int_equal(i1.event_count, 2);
+    assert_int_equal(seen_of(j, "i2").state, KJ_SESSION_OPEN);
+    assert_int_equal(seen_of(j, "b1").state, KJ_SESSION_OPEN);
+    assert_int_equal(seen_of(j, "u1").state, KJ_SESSION_OPEN);
+    assert_int_equal(seen_of(j, "o1").state, KJ_SESSION_OPEN);
+    session_seen c1 = seen_of(j, "c1");
+    assert_string_equal(c1.close_reason, "client");
+    assert_int_equal(c1.event_count, 2);
+    verify_clean(j);
+
+    /* Replays: duplicates, nothing changes. */
+    kj_journal_stats before, after;
+    assert_int_equal(kj_journal_stats_get(j, &before, &err), 0);
+    assert_int_equal(append1(j, server("start", KJ_EVENT_SERVER_START, KA, T0 + 50)).status,
+                     KJ_APPEND_DUPLICATE);
+    assert_int_equal(append1(j, server("stop", KJ_EVENT_SERVER_STOP, KA, T0 + 40)).status,
+                     KJ_APPEND_DUPLICATE);
+    /* A server event reusing a session event's id is that event's duplicate. */
+    assert_int_equal(append1(j, server("i2", KJ_EVENT_SERVER_START, KA, T0 + 500)).status,
+                     KJ_APPEND_DUPLICATE);
+    assert_int_equal(kj_journal_stats_get(j, &after, &err), 0);
+    assert_int_equal(after.events_close, before.events_close);
+    assert_int_equal(after.sessions_open, before.sessions_open);
+    assert_int_equal(seen_of(j, "i2").state, KJ_SESSION_OPEN);
+
+    /* A later start of B closes o1 only. */
+    assert_int_equal(append1(j, server("startB", KJ_EVENT_SERVER_START, KB, T0 + 60)).status,
+                     KJ_APPEND_STORED);
+    assert_string_equal(seen_of(j, "o1").close_reason, "server_restarted");
+    assert_int_equal(seen_of(j, "i2").state, KJ_SESSION_OPEN);
+
+    /* Server events are checked like any: a start in the future, a start
+     * that names a session. */
+    kj_append_result r =
+        append1(j, server("future", KJ_EVENT_SERVER_START, KA, kj_now_ms() + 3600 * 1000));
+    assert_string_equal(r.code, "time_in_future");
+    kj_event bad = server("named", KJ_EVENT_SERVER_START, KA, T0 + 70);
+    bad.session_id = "i2";
+    assert_string_equal(append1(j, bad).code, "unexpected_field");
+    bad = server("noinstance", KJ_EVENT_SERVER_START, NULL, T0 + 70);
+    assert_string_equal(append1(j, bad).code, "missing_field");
+    assert_int_equal(seen_of(j, "i2").state, KJ_SESSION_OPEN);
+    verify_clean(j);
+    kj_journal_close(j);
+    free(path);
+    rm_tree(dir);
+}
+
+/*
+ * The lines of one server reach the journal in any order (the session file
+ * and the server-info file are read apart, and a shipper replays after a
+ * crash): every order of these events ends in the same sessions, and verify
+ * is clean after each step.
+ */
+typedef struct final_state {
+    session_seen s[3];
+} final_state;
+
+static void run_order(const kj_event *evs, const int *order, int n, final_state *out)
+{
+    char *dir = test_dir(), *path = path_in(dir, "j.db");
+    kj_journal *j = NULL;
+    kj_err err = {0};
+    assert_int_equal(kj_journal_open(path, 0, &j, &err), 0);
+    for (int i = 0; i < n; i++) {
+        kj_append_result r = append1(j, evs[order[i]]);
+        if (r.status != KJ_APPEND_STORED && r.status != KJ_APPEND_DUPLICATE)
+            fail_msg("event %s rejected (%s: %s) at step %d", evs[order[i]].event_id, r.code,
+                     r.message, i);
+        verify_clean(j);
+    }
+    const char *ids[3] = {"s", "t", "b"};
+    for (int k = 0; k < 3; k++)
+        out->s[k] = seen_of(j, ids[k]);
+    kj_journal_close(j);
+    free(path);
+    rm_tree(dir);
+}
+
+static int next_permutation(int *a, int n)
+{
+    int i = n - 2;
+    while (i >= 0 && a[i] >= a[i + 1])
+        i--;
+    if (i < 0)
+        return 0;
+    int k = n - 1;
+    while (a[k] <= a[i])
+        k--;
+    int x = a[i];
+    a[i] = a[k];
+    a[k] = x;
+    for (int l = i + 1, r = n - 1; l < r; l++, r--) {
+        x = a[l];
+        a[l] = a[r];
+        a[r] = x;
+    }
+    return 1;
+}
+
+static void test_restart_any_order(void **state)
+{
+    (void)state;
+    /* s: created, opened, closed by its client before the restart;
+     * t: created, opened, never closed (the restart ends it);
+     * b: a batch session, which outlives the restart. */
+    kj_event evs[] = {
+        typed_open("s:created", "s", T0, "interactive"),
+        typed_open("s:opened", "s", T0 + 10, "interactive"),
+        ev_close("s:closed", "s", T0 + 20),
+        typed_open("t:created", "t", T0 + 5, "interactive"),
+        typed_open("t:opened", "t", T0 + 15, "interactive"),
+        typed_open("b:created", "b", T0 + 1, "batch"),
+        server("start", KJ_EVENT_SERVER_START, KA, T0 + 30),
+    };
+    evs[1].engine_id = "spark-s";
+    evs[4].engine_id = "spark-t";
+    int n = 7, order[7];
+    for (int i = 0; i < n; i++)
+        order[i] = i;
+    final_state first, got;
+    run_order(evs, order, n, &first);
+    assert_string_equal(first.s[0].close_reason, "client");
+    assert_true(first.s[0].closed_ms == T0 + 20);
+    assert_string_equal(first.s[1].close_reason, "server_restarted");
+    assert_true(first.s[1].closed_ms == T0 + 30);
+    assert_string_equal(first.s[1].engine_id, "spark-t");
+    assert_int_equal(first.s[2].state, KJ_SESSION_OPEN);
+    /* Each session's own lines come in their order (one file, appended in
+     * order; an open after its own close is refused with or without a
+     * restart); the start and the batch session go anywhere: 420 orders,
+     * every 10th is tried. */
+    int count = 0;
+    while (next_permutation(order, n)) {
+        int pos[7];
+        for (int i = 0; i < n; i++)
+            pos[order[i]] = i;
+        if (pos[0] > pos[1] || pos[1] > pos[2] || pos[3] > pos[4])
+            continue;
+        if (++count % 10)
+            continue;
+        run_order(evs, order, n, &got);
+        for (int k = 0; k < 3; k++) {
+            session_seen *a = &first.s[k], *b = &got.s[k];
+            /* The one difference allowed: when the start came before s's
+             * own close, the restart's close of s stays as an event of it. */
+            int extra = k == 0 && b->event_count == a->event_count + 1;
+            if (a->state != b->state || a->closed_ms != b->closed_ms ||
+                (a->event_count != b->event_count && !extra) ||
+                strcmp(a->close_reason, b->close_reason) || strcmp(a->engine_id, b->engine_id))
+                fail_msg("order %d%d%d%d%d%d%d: session %d ends %d/%lld/%s/%lld, not "
+                         "%d/%lld/%s/%lld",
+                         order[0], order[1], order[2], order[3], order[4], order[5], order[6], k,
+                         b->state, (long long)b->closed_ms, b->close_reason,
+                         (long long)b->event_count, a->state, (long long)a->closed_ms,
+                         a->close_reason, (long long)a->event_count);
+        }
+    }
+}
+
+/* An open after the restart closed its session is refused, as any open of
+ * a closed session: only the opens of its earlier life are taken. */
+static void test_restart_later_open_refused(void **state)
+{
+    (void)state;
+    char *dir = test_dir(), *path = path_in(dir, "j.db");
+    kj_journal *j = NULL;
+    kj_err err = {0};
+    assert_int_equal(kj_journal_open(path, 0, &j, &err), 0);
+    assert_int_equal(append1(j, server("start", KJ_EVENT_SERVER_START, KA, T0 + 30)).status,
+                     KJ_APPEND_STORED);
+    assert_int_equal(append1(j, typed_open("t1", "t", T0, "interactive")).status, KJ_APPEND_STORED);
+    session_seen t = seen_of(j, "t");
+    assert_int_equal(t.state, KJ_SESSION_CLOSED);
+    assert_string_equal(t.close_reason, "server_restarted");
+    assert_int_equal(t.event_count, 2);
+    assert_string_equal(append1(j, typed_open("t2", "t", T0 + 31, "interactive")).code,
+                        "session_closed");
+    /* A session created after the start is not touched. */
+    assert_int_equal(append1(j, typed_open("u1", "u", T0 + 31, "interactive")).status,
+                     KJ_APPEND_STORED);
+    assert_int_equal(seen_of(j, "u").state, KJ_SESSION_OPEN);
+    verify_clean(j);
+    kj_journal_close(j);
+    free(path);
+    rm_tree(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -447,6 +699,9 @@ int main(void)
         cmocka_unit_test(test_batch_mixed),
         cmocka_unit_test(test_totals_follow_user_and_instance),
         cmocka_unit_test(test_publisher_time),
+        cmocka_unit_test(test_server_restart),
+        cmocka_unit_test(test_restart_any_order),
+        cmocka_unit_test(test_restart_later_open_refused),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # demo.sh - kjournal's demo: kube-sim and kjournald on loopback, a Kyuubi-like
-# workload, kjournald killed with SIGKILL mid-flight, the cluster changing
+# workload (two servers writing their JSON event logs as Kyuubi does, each
+# followed by `kjournal ship`), kjournald killed with SIGKILL mid-flight, the cluster changing
 # while it is down, a restart and its recovery pass, then a before/after
 # summary. It checks the end state, so it doubles as an end-to-end test.
 #
@@ -82,7 +83,7 @@ cleanup() {
     if [ "$FAILED" = 0 ] && [ -z "${KJ_DEMO_KEEP:-}" ]; then
         rm -rf "$W"
     else
-        echo "demo: work directory kept: $W (logs: kjournald.log, kube-sim.log, publish-*.out)" >&2
+        echo "demo: work directory kept: $W (logs: kjournald.log, kube-sim.log, ship-*.log)" >&2
     fi
 }
 trap cleanup EXIT
@@ -194,13 +195,33 @@ kyuubi_event() {
         "$rsid" "$eid" "$ename" "$eurl" "$opened" "$end" "$ops"
 }
 EVENTS_SENT=0
-# publish FILE: Kyuubi server A's event handler posts and waits for the acks
+# kyuubi_log ROOT HOST < LINES: Kyuubi's JSON event logger appends each line
+# (println + flush) to ROOT/kyuubi_session/day=<the session's start day>/server-HOST.json
+kyuubi_log() {
+    local line day made=
+    while IFS= read -r line; do
+        [[ $line =~ \"startTime\":([0-9]+) ]] || die "no startTime in a Kyuubi line"
+        printf -v day '%(%Y%m%d)T' $((BASH_REMATCH[1] / 1000))
+        [ "$made" = "$day" ] || mkdir -p "$1/kyuubi_session/day=$day" || die "cannot write $1"
+        made=$day
+        printf '%s\n' "$line" >>"$1/kyuubi_session/day=$day/server-$2.json"
+    done
+}
+# publish FILE: Kyuubi server A logs these posts; its shipper delivers them
 publish() {
     local n=0 _l
     while read -r _l; do n=$((n + 1)); done <"$1"
-    "$KJOURNAL" publish --endpoint "$EP" --batch 100 --quiet "$1" >>"$W/publish-a.out" 2>&1 ||
-        die "kjournal publish failed: $(tail -n 3 "$W/publish-a.out")"
+    kyuubi_log "$ROOT_A" kyuubi-a <"$1"
     EVENTS_SENT=$((EVENTS_SENT + n))
+    wait_for 20 "server A's shipper to deliver its posts" journal_has $EVENTS_SENT
+}
+journal_has() { [ "$(journal_events)" -ge "$1" ]; }
+# ship_start NAME ROOT: kjournal ship follows a Kyuubi server's event log
+ship_start() {
+    "$KJOURNAL" ship --endpoint "$EP" --state "$W/ship-$1.state" --batch 100 --timeout 1000 \
+        --retries 60 --rescan 1s --progress 1h "$2" 2>>"$W/ship-$1.log" &
+    PIDS+=("$!")
+    eval "SHIP_$1=\$!"
 }
 # session SESSION USER LEVEL [TAG]: a session of USER on engine TAG (share level LEVEL)
 session() {
@@ -358,6 +379,11 @@ LOG_LINES=0
 head1 "1. kjournald runs; Kyuubi server $SERVER_A opens and closes sessions"
 kjournald_start
 say "kube-sim at $SIM, kjournald at $EP (journal $JOURNAL)"
+ROOT_A=$W/kyuubi-a/events ROOT_B=$W/kyuubi-b/events
+mkdir -p "$ROOT_A" "$ROOT_B"
+ship_start A "$ROOT_A"
+ship_start B "$ROOT_B"
+say "each Kyuubi server writes its JSON event log; a 'kjournal ship' follows each"
 
 session alice-1 alice USER alice-1
 session alice-2 alice USER alice-1
@@ -399,32 +425,32 @@ $PY - "$NOW" "$BURST_SESSIONS" "$SERVER_B" >"$W/burst.jsonl" <<'PY'
 import json, sys
 t, n, inst = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
 for i in range(n):
-    s = "etl-%04d" % i
-    print(json.dumps({"event_id": "b-o-%d" % i, "type": "session_open", "session_id": s,
-                      "user": "etl", "instance": inst, "time_ms": t + i}))
-    print(json.dumps({"event_id": "b-c-%d" % i, "type": "session_close", "session_id": s,
-                      "time_ms": t + i + 700, "reason": "client"}))
+    ev = {"sessionId": "etl-%04d" % i, "clientVersion": 9, "sessionType": "INTERACTIVE",
+          "sessionName": "", "user": "etl", "clientIP": "10.244.3.16", "serverIP": inst,
+          "conf": {}, "eventTime": t + i + 10, "startTime": t + i, "remoteSessionId": "",
+          "engineId": "", "engineName": "", "engineUrl": "", "openedTime": -1, "endTime": -1,
+          "totalOperations": 0, "exception": None, "eventType": "kyuubi_session"}
+    print(json.dumps(ev, separators=(",", ":")))
+    ev["endTime"] = t + i + 700
+    print(json.dumps(ev, separators=(",", ":")))
 PY
 BURST_EVENTS=$((BURST_SESSIONS * 2))
 BASE_EVENTS=$(journal_events)
 BASE_STORED=$(stored_now)
-# pairs in one request (--batch 2): a session's close never overtakes its open on a retry
-"$KJOURNAL" publish --endpoint "$EP" --batch 2 --timeout 1000 --retries 60 --quiet \
-    "$W/burst.jsonl" >"$W/publish-b.out" 2>&1 &
-BURST=$!
-PIDS+=("$BURST")
-burst_started() { [ "$(stored_now)" -ge $((BASE_STORED + 500)) ] || ! kill -0 "$BURST" 2>/dev/null; }
+# server B logs its sessions (its shipper resends in order: a close never
+# overtakes its open)
+kyuubi_log "$ROOT_B" kyuubi-b <"$W/burst.jsonl"
+burst_started() { [ "$(stored_now)" -ge $((BASE_STORED + 500)) ]; }
 wait_for 30 "server B's first events" burst_started
 disown "$KJD" # no "Killed" line from the shell
 kill -KILL "$KJD"
 wait_for 10 "kjournald to die" eval '! kill -0 "$KJD" 2>/dev/null'
 remove_pid "$KJD"
-if kill -0 "$BURST" 2>/dev/null; then
-    AT_KILL=$(($(journal_events) - BASE_EVENTS))
-    say "SIGKILL with $AT_KILL of server B's $BURST_EVENTS events on disk; its publisher keeps retrying"
+AT_KILL=$(($(journal_events) - BASE_EVENTS))
+if [ "$AT_KILL" -lt "$BURST_EVENTS" ]; then
+    say "SIGKILL with $AT_KILL of server B's $BURST_EVENTS events on disk; its shipper keeps retrying"
 else
-    AT_KILL=$(($(journal_events) - BASE_EVENTS))
-    say "SIGKILL (server B's publisher had already finished: $AT_KILL events on disk)"
+    say "SIGKILL (server B's shipper had already delivered all: $AT_KILL events on disk)"
 fi
 
 say "while kjournald is down:"
@@ -436,11 +462,8 @@ say "  frank's engine fails (finished 1 min ago); Kyuubi's close posts for erin 
 kube DELETE "$PODS/kyuubi-heidi-1-driver" '{"gracePeriodSeconds":1}' >/dev/null || die "cannot delete heidi's pod"
 say "  someone runs 'kubectl delete pod kyuubi-heidi-1-driver --now': it stays Terminating (our finalizer)"
 posts "$W/late1.jsonl" closed alice-2 ivan-1
-"$KJOURNAL" publish --endpoint "$EP" --window 1 --timeout 1000 --retries 60 --quiet \
-    "$W/late1.jsonl" >"$W/publish-late1.out" 2>&1 &
-LATE1=$!
-PIDS+=("$LATE1")
-say "  alice-2 and ivan-1 close: Kyuubi's publisher retries their posts"
+kyuubi_log "$ROOT_A" kyuubi-a <"$W/late1.jsonl"
+say "  alice-2 and ivan-1 close: Kyuubi logs it, server A's shipper retries"
 start_engine olivia-1
 tick
 engine_ends kyuubi-olivia-1-driver Succeeded $((NOW - 60 * 60 * 1000))
@@ -453,29 +476,25 @@ session judy-1 judy CONNECTION judy-1
 kyuubi_event judy-1 created >"$W/late2.jsonl"
 start_engine judy-1
 kyuubi_event judy-1 opened >>"$W/late2.jsonl"
-# one request: the open never reaches the journal without its engine
-"$KJOURNAL" publish --endpoint "$EP" --batch 2 --timeout 1000 --retries 60 --quiet \
-    "$W/late2.jsonl" >"$W/publish-late2.out" 2>&1 &
-LATE2=$!
-PIDS+=("$LATE2")
-say "  judy opens a session: her engine pod starts without our finalizer, her posts wait"
+kyuubi_log "$ROOT_A" kyuubi-a <"$W/late2.jsonl"
+say "  judy opens a session: her engine pod starts without our finalizer, her lines wait"
 say "  dave's session has waited longer than the submit grace for an engine"
 snapshot "$W/before.json"
 printf '\n  %sPods before the restart%s\n' "$B" "$OFF"
 cat >"$W/notes-before.tsv" <<EOF
-kyuubi-alice-1-driver	alice-2's close post waits in Kyuubi's publisher
+kyuubi-alice-1-driver	alice-2's close waits in server A's shipper
 kyuubi-erin-1-driver	failed 10 min ago; Kyuubi's close post lost
 kyuubi-frank-1-driver	failed 1 min ago; Kyuubi's close post lost
 kyuubi-heidi-1-driver	deleted by someone; held by our finalizer
-kyuubi-ivan-1-driver	ivan-1's close post waits in Kyuubi's publisher
-kyuubi-judy-1-driver	new; judy-1's posts wait in Kyuubi's publisher
+kyuubi-ivan-1-driver	ivan-1's close waits in server A's shipper
+kyuubi-judy-1-driver	new; judy-1's lines wait in server A's shipper
 kyuubi-olivia-1-driver	orphan (no session in the journal), finished an hour ago
 kyuubi-oscar-1-driver	orphan (no session in the journal), running
 EOF
 summary before "$W/before.json" "$W/notes-before.tsv"
 
 # --- 3. restart and recovery -----------------------------------------------------
-head1 "3. kjournald restarts: the recovery pass, and the publishers' retries"
+head1 "3. kjournald restarts: the recovery pass, and the shippers' retries"
 LAST_RUN=$("$KJOURNAL" actions --journal "$JOURNAL" --runs -o json | $PY -c 'import json,sys; print(max([json.loads(l)["id"] for l in sys.stdin if l.strip()] or [0]))')
 LOG_LINES=$(log_lines)
 kjournald_start
@@ -509,9 +528,8 @@ ivan-1	closed client
 judy-1	open
 EOF
 converged() {
-    kill -0 "$BURST" 2>/dev/null && return 1
-    kill -0 "$LATE1" 2>/dev/null && return 1
-    kill -0 "$LATE2" 2>/dev/null && return 1
+    # every line delivered (the reconciler's 4 closes are events too)
+    journal_has $((EVENTS_SENT + 4)) || return 1
     snapshot "$W/after.json"
     "$KJOURNAL" sessions --journal "$JOURNAL" --instance "$SERVER_A" -o json >"$W/sessions.jsonl" 2>/dev/null &&
         summary check-pods "$W/after.json" "$W/expect-pods.tsv" >/dev/null &&
@@ -524,21 +542,24 @@ while tick && [ "$NOW" -lt "$DEADLINE" ]; do
     converged && { CONVERGED=1; break; }
     sleep 0.2
 done
-for p in "$BURST" "$LATE1" "$LATE2"; do
-    if kill -0 "$p" 2>/dev/null; then
-        FAILED=1
-        echo "${RED}demo: a publisher is still retrying after 60 s${OFF}"
-        continue
-    fi
-    wait "$p" 2>/dev/null
+# SIGTERM: each shipper finishes its requests in flight, saves its state and
+# logs its totals
+for p in "$SHIP_A" "$SHIP_B"; do
+    kill -TERM "$p"
+    wait "$p"
     rc=$?
     remove_pid "$p"
-    [ "$rc" = 0 ] || { FAILED=1; echo "${RED}demo: a publisher exited $rc (see publish-*.out)${OFF}"; }
+    [ "$rc" = 0 ] || { FAILED=1; echo "${RED}demo: a shipper exited $rc on SIGTERM (see ship-*.log)${OFF}"; }
 done
-STORED_AFTER=$(grep -o '[0-9]* stored' "$W/publish-b.out" | cut -d' ' -f1)
-DUPS=$(grep -o '[0-9]* duplicate' "$W/publish-b.out" | cut -d' ' -f1)
+for l in "$W/ship-A.log" "$W/ship-B.log"; do
+    grep 'msg=progress' "$l" | tail -n 1 | grep -q 'rejected=0 skipped=0' ||
+        { FAILED=1; echo "${RED}demo: a shipper rejected or skipped lines (see $l)${OFF}"; }
+done
+B_TOTALS=$(grep 'msg=progress' "$W/ship-B.log" | tail -n 1)
+STORED_AFTER=$(printf '%s' "$B_TOTALS" | sed -n 's/.* stored=\([0-9]*\).*/\1/p')
+DUPS=$(printf '%s' "$B_TOTALS" | sed -n 's/.* duplicate=\([0-9]*\).*/\1/p')
 if [ "$CONVERGED" = 1 ]; then
-    say "the cluster and the journal agree; the publishers are done"
+    say "the cluster and the journal agree; the shippers have delivered every line"
 else
     FAILED=1
     say "${RED}no convergence within 60 s${OFF}"
@@ -571,7 +592,7 @@ else
 fi
 
 printf '\n  %sExactly once%s\n' "$B" "$OFF"
-printf '    server %s sent %d events: %d were on disk when kjournald died; its retries got %s\n' "$SERVER_B" "$BURST_EVENTS" "$AT_KILL" "${DUPS:-?}"
+printf '    server %s logged %d events: %d were on disk when kjournald died; its shipper got %s\n' "$SERVER_B" "$BURST_EVENTS" "$AT_KILL" "${DUPS:-?}"
 printf '    "duplicate" answers (on disk, the ack lost in the crash); %s answers were "stored"\n' "${STORED_AFTER:-?}"
 "$KJOURNAL" stats --journal "$JOURNAL" -o json >"$W/stats.json"
 # the reconciler's closes (dave, erin, frank, heidi) are events too

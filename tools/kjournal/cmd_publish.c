@@ -10,6 +10,7 @@
 #include "cli.h"
 #include "commands.h"
 #include "ipc/ipc.h"
+#include "publish_flags.h"
 
 static const char usage[] =
     "usage: kjournal publish [--endpoint E] [OPTIONS] [FILE|-]\n"
@@ -36,9 +37,6 @@ static const char usage_end[] =
     "\n"
     "example:\n"
     "  kjournal publish --endpoint tcp://127.0.0.1:5680 kyuubi_session.json\n";
-
-#define KJ_STR_(x) #x
-#define KJ_STR(x) KJ_STR_(x)
 
 /* The events to send: the input's non-blank lines, and their numbers. */
 typedef struct event_lines {
@@ -184,27 +182,13 @@ static int check_config(const char *endpoint, const kj_publisher_opts *po)
 
 int kj_cmd_publish(int argc, char **argv)
 {
-    const char *env = getenv("KJOURNAL_ENDPOINT");
-    const char *endpoint = env && *env ? env : KJ_IPC_DEFAULT_ENDPOINT;
+    const char *endpoint = kj_publish_default_endpoint();
     kj_publisher_opts po = kj_publisher_defaults();
     int quiet = 0, help = 0, operands;
+    kj_opt net[KJ_PUBLISH_FLAGS_N];
+    kj_publish_flags(net, &endpoint, &po);
     const kj_opt opts[] = {
-        {"endpoint", 0, KJ_OPT_STRING, &endpoint, "E",
-         .help =
-             "kjournald's endpoint (default $KJOURNAL_ENDPOINT or\n" KJ_IPC_DEFAULT_ENDPOINT ")"},
-        {"timeout", 0, KJ_OPT_INT, &po.timeout_ms, "MS", .help = "wait per attempt (default 2500)",
-         .min = 1, .max = 3600000},
-        {"retries", 0, KJ_OPT_INT, &po.retries, "N", .help = "attempts after the first (default 3)",
-         .min = 0, .max = 1000},
-        {"window", 0, KJ_OPT_INT, &po.window, "N", .help = "requests in flight (default 16)",
-         .min = 1, .max = 10000},
-        {"batch", 0, KJ_OPT_SIZE, &po.batch, "N",
-         .help = "events per request (default 1, at most " KJ_STR(KJ_IPC_MAX_EVENTS) ")", .min = 1,
-         .max = KJ_IPC_MAX_EVENTS},
-        {"curve-server-key", 0, KJ_OPT_STRING, &po.curve_server_key, "FILE",
-         .help = "kjournald's public key (enables CURVE)"},
-        {"curve-secret-key", 0, KJ_OPT_STRING, &po.curve_secret_key, "FILE",
-         .help = "our secret key (from 'kjournal keygen')"},
+        KJ_OPTS_INCLUDE(net),
         {"quiet", 0, KJ_OPT_FLAG, &quiet, NULL,
          .help = "print only rejected and unacknowledged events"},
         {"help", 'h', KJ_OPT_FLAG, &help, NULL, .help = "this help"},

@@ -22,6 +22,7 @@ static const char examples[] =
 static const kj_field session_fields[] = {
     {"session_id", "session", 0},
     {"state", "state", KJ_F_STATE},
+    {"type", "type", 0},
     {"user", "user", 0},
     {"instance", "instance", 0},
     {"engine_tag", "engine tag", 0},
@@ -44,9 +45,12 @@ static int on_session(const kj_session *s, void *ud)
     ctx *x = ud;
     kj_out_begin_object(x->o, NULL);
     x->started = 1;
+    /* One value per line, as the fields above. */
+    // clang-format off
     kj_val v[] = {
         KJ_S(s->session_id),
         KJ_S(kj_session_state_name(s->state)),
+        KJ_S(s->session_type),
         KJ_S(s->user),
         KJ_S(s->instance),
         KJ_S(s->engine_tag),
@@ -58,6 +62,7 @@ static int on_session(const kj_session *s, void *ud)
         KJ_S(s->close_reason),
         KJ_N(s->event_count),
     };
+    // clang-format on
     for (size_t i = 0; i < sizeof v / sizeof v[0]; i++)
         kj_out_value(x->o, &session_fields[i], v[i]);
     return 0;

@@ -57,6 +57,27 @@ static int print_problem(const char *problem, void *ud)
     return 0;
 }
 
+static int damaged_schema(kj_cli_common *c)
+{
+    static const char what[] =
+        "integrity: the journal's schema cannot be read: the file is damaged";
+    if (c->fmt == KJ_FMT_SHORT) {
+        print_problem(what, c);
+    } else {
+        kj_out *o = kj_out_new(c);
+        kj_out_begin_object(o, NULL);
+        kj_out_value(o, &fields[0], KJ_S(c->journal));
+        kj_out_begin_list(o, "problems", NULL, problem_fields, 1);
+        on_problem(what, o);
+        kj_out_end_list(o);
+        kj_out_value(o, &fields[1], KJ_N(0));
+        kj_out_value(o, &fields[2], KJ_N(1));
+        kj_out_end_object(o);
+        kj_out_free(o);
+    }
+    return kj_cli_fail(c, KJ_EXIT_FAILURE, "journal '%s': 1 problem(s) found", c->journal);
+}
+
 int kj_cmd_verify(int argc, char **argv)
 {
     static const kj_cli_spec spec = {.help = help, .examples = examples};
@@ -66,11 +87,15 @@ int kj_cmd_verify(int argc, char **argv)
         return rc;
 
     kj_journal *j = NULL;
-    if ((rc = kj_cli_open(&c, KJ_JOURNAL_READONLY, &j)))
-        return rc;
     kj_err err = {0};
     int64_t problems = 0;
-    int qrc;
+    int qrc = kj_journal_open(c.journal, KJ_JOURNAL_READONLY, &j, &err);
+    /* A file whose schema pages are damaged cannot be opened: that is the
+     * integrity problem to report, not a reason to send the user here. */
+    if (qrc == KJ_ECORRUPT)
+        return damaged_schema(&c);
+    if (qrc < 0 && (rc = kj_cli_open(&c, KJ_JOURNAL_READONLY, &j)))
+        return rc;
     if (c.fmt == KJ_FMT_SHORT) {
         /* For people: one line per problem, then the verdict. */
         qrc = kj_journal_verify(j, print_problem, &c, &problems, &err);

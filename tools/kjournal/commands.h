@@ -19,6 +19,7 @@ int kj_cmd_prune(int argc, char **argv);
 /* Ingest (cmd_publish.c, cmd_keygen.c). */
 int kj_cmd_publish(int argc, char **argv);
 int kj_cmd_keygen(int argc, char **argv);
+int kj_cmd_ship(int argc, char **argv);
 
 /* Reconciliation (cmd_recover.c). */
 int kj_cmd_recover(int argc, char **argv);

@@ -13,6 +13,7 @@
  * function are the programs kjournal-<name> (see CMakeLists.txt). */
 static const kj_cli_command commands[] = {
     {"publish", "send JSON events (native or Kyuubi) to kjournald", NULL},
+    {"ship", "follow Kyuubi's event log files and publish them to kjournald", NULL},
     {"keygen", "write a CURVE key pair for kjournald or a publisher", NULL},
     {"recover", "reconcile the journal against the engine pods (--dry-run: the plan)", NULL},
     {"sessions", "list sessions (filter by state, user, instance, engine, time)", kj_cmd_sessions},

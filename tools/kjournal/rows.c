@@ -14,6 +14,7 @@ const kj_field kj_session_fields[] = {
     {"created", "CREATED", KJ_F_TIME},
     {"session_id", "SESSION", 0},
     {"state", "STATE", KJ_F_STATE},
+    {"type", "TYPE", 0},
     {"user", "USER", 0},
     {"instance", "INSTANCE", 0},
     {"engine", "ENGINE", KJ_F_SHORT},
@@ -32,16 +33,17 @@ void kj_session_vals(const kj_session *s, kj_val *v)
     v[0] = KJ_N(s->created_ms);
     v[1] = KJ_S(s->session_id);
     v[2] = KJ_S(kj_session_state_name(s->state));
-    v[3] = KJ_S(s->user);
-    v[4] = KJ_S(s->instance);
-    v[5] = KJ_S(engine_of(s->engine_tag, s->engine_id));
-    v[6] = KJ_S(s->engine_tag);
-    v[7] = KJ_S(s->engine_id);
-    v[8] = KJ_S(s->engine_namespace);
-    v[9] = KJ_N(s->updated_ms);
-    v[10] = KJ_N(s->event_count);
-    v[11] = KJ_N(s->closed_ms);
-    v[12] = KJ_S(s->close_reason);
+    v[3] = KJ_S(s->session_type);
+    v[4] = KJ_S(s->user);
+    v[5] = KJ_S(s->instance);
+    v[6] = KJ_S(engine_of(s->engine_tag, s->engine_id));
+    v[7] = KJ_S(s->engine_tag);
+    v[8] = KJ_S(s->engine_id);
+    v[9] = KJ_S(s->engine_namespace);
+    v[10] = KJ_N(s->updated_ms);
+    v[11] = KJ_N(s->event_count);
+    v[12] = KJ_N(s->closed_ms);
+    v[13] = KJ_S(s->close_reason);
 }
 
 const kj_field kj_event_fields[] = {

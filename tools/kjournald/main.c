@@ -243,8 +243,10 @@ static void on_committed(const kj_event *events, const kj_append_result *res, si
         const kj_event *e = &events[i];
         if (res[i].status != KJ_APPEND_STORED)
             continue;
-        if (e->type == KJ_EVENT_SESSION_CLOSE || (e->engine_tag && *e->engine_tag) ||
-            (e->engine_id && *e->engine_id))
+        if (e->type == KJ_EVENT_SERVER_START)
+            kjd_reconciler_notify_all(g_reconciler);
+        else if (e->type == KJ_EVENT_SESSION_CLOSE || (e->engine_tag && *e->engine_tag) ||
+                 (e->engine_id && *e->engine_id))
             kjd_reconciler_notify(g_reconciler, e->session_id);
     }
 }

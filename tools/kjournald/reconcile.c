@@ -220,6 +220,16 @@ void kjd_reconciler_notify(kjd_reconciler *r, const char *session_id)
     pthread_mutex_unlock(&r->mu);
 }
 
+void kjd_reconciler_notify_all(kjd_reconciler *r)
+{
+    if (!r)
+        return;
+    pthread_mutex_lock(&r->mu);
+    r->overflow = 1; /* a full pass */
+    pthread_cond_signal(&r->cv);
+    pthread_mutex_unlock(&r->mu);
+}
+
 void kjd_reconciler_stop(kjd_reconciler *r)
 {
     if (!r)

@@ -17,6 +17,8 @@ int kjd_reconciler_start(const char *journal_path, const kj_kube_config *cfg, co
 /* Queues a targeted pass for the pods of session_id (any thread; never blocks
  * on the API server). */
 void kjd_reconciler_notify(kjd_reconciler *r, const char *session_id);
+/* Asks for a full pass (a server restart closed sessions the caller cannot name). */
+void kjd_reconciler_notify_all(kjd_reconciler *r);
 /* Live pods that no session uses, kept running, as of the last full pass
  * that listed every namespace; -1 before the first (or without a
  * reconciler). Any thread. */
