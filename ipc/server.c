@@ -12,12 +12,20 @@
  * message size, a GiB a peer) stay short, and what kjournald holds is bounded
  * in bytes for all peers together by the front's count.
  *
- * The worker does the rest in a cycle: wait for a request, drain what is
- * queued (up to batch_max events or drain_budget_ms), append it all in one
- * journal transaction, then send every reply. Requests that need no journal
- * (a request-level error, every event rejected by the decoder) are answered
- * at once. A reply never blocks: ROUTER_MANDATORY plus DONTWAIT turn a
- * vanished or slow peer into a dropped reply, and the peer retries.
+ * The worker decodes requests into the batch in hand and hands each batch to
+ * the committer thread, which appends it in one journal transaction
+ * (synchronous=FULL: the commit returns once the WAL is on disk). The two
+ * overlap: while one batch waits for its fsync, the worker takes the next
+ * requests off the pipe, decodes them and gathers the next batch; once the
+ * commit returns, the worker sends its acks and hands over the next batch at
+ * once. So group commit adapts by itself: an idle server commits a request
+ * as soon as it arrives (one fsync of latency), a loaded one commits what
+ * arrived during the previous fsync (up to batch_max events, and half as
+ * many requests as a peer's reply queue holds). An ack is never
+ * sent before its batch's commit returned. Requests that need no journal (a
+ * request-level error, every event rejected by the decoder) are answered at
+ * once. A reply never blocks: ROUTER_MANDATORY plus DONTWAIT turn a vanished
+ * or slow peer into a dropped reply, and the peer retries.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -45,6 +53,10 @@ const double kj_ipc_commit_bounds_s[KJ_IPC_BUCKETS - 1] = {
 #define REQUEST_OVERHEAD 512
 /* A failing commit is logged when it starts, then once per this interval. */
 #define FAIL_LOG_MS 10000
+/* glibc's heap: shrunk at once only past this much free at its top, grown
+ * by this much more than asked (see kj_ipc_server_new). */
+#define KJ_IPC_TRIM_THRESHOLD (32 << 20)
+#define KJ_IPC_TOP_PAD (1 << 20)
 /* Worker idle after handling this many bytes: give the memory back. */
 #define TRIM_AFTER_BYTES (8u << 20)
 
@@ -67,6 +79,22 @@ typedef struct pending {
 typedef struct slot {
     kj_wire_item *item;
 } slot;
+
+/* A batch: the requests it answers and their events, in order. evs, res and
+ * slots: nev in use, each with its own capacity. */
+typedef struct batch {
+    pending **pend;
+    size_t npend, pend_cap;
+    kj_event *evs;
+    kj_append_result *res;
+    slot *slots;
+    size_t nev, ev_cap, res_cap, slot_cap;
+    int64_t started_ms; /* when its first request was taken (batch_window_ms) */
+    /* the commit's outcome, set by the committer */
+    int rc;
+    kj_err err;
+    double secs;
+} batch;
 
 /* A request the worker took off the pipe and has not decoded yet. */
 typedef struct staged {
@@ -110,13 +138,18 @@ struct kj_ipc_server {
     /* a run of failed commits, for a log line per FAIL_LOG_MS, not per commit */
     uint64_t fail_run, fail_quiet;
     int64_t fail_logged_ms;
-    /* the batch in hand */
-    pending **pend;
-    size_t npend, pend_cap;
-    kj_event *evs; /* evs, res and slots: nev in use, each with its own capacity */
-    kj_append_result *res;
-    slot *slots;
-    size_t nev, ev_cap, res_cap, slot_cap;
+    /* The batch in hand (fill) and the one being committed (flight, or
+     * NULL); they swap when a commit starts. */
+    batch b[2];
+    batch *fill, *flight;
+    /* the committer thread: takes s->job, commits it, writes to done[1] */
+    pthread_t committer;
+    int committer_up;
+    pthread_mutex_t cmu;
+    pthread_cond_t cwake;
+    batch *job;
+    int cquit;
+    int done[2];
     kj_err lost; /* code != 0: the journal file went (kj_journal_check_path) */
 };
 
@@ -217,10 +250,14 @@ int kj_ipc_server_new(kj_journal *j, const kj_ipc_server_opts *opts, kj_ipc_serv
     s->lim.max_message = s->o.max_message;
     s->lim.max_events = s->o.max_events;
     s->wake[0] = s->wake[1] = -1;
+    s->done[0] = s->done[1] = -1;
+    s->fill = &s->b[0];
     pthread_mutex_init(&s->mu, NULL);
+    pthread_mutex_init(&s->cmu, NULL);
+    pthread_cond_init(&s->cwake, NULL);
     int rc = 0;
     char secret[41] = "";
-    if (pipe2(s->wake, O_NONBLOCK | O_CLOEXEC) < 0) {
+    if (pipe2(s->wake, O_NONBLOCK | O_CLOEXEC) < 0 || pipe2(s->done, O_NONBLOCK | O_CLOEXEC) < 0) {
         rc = kj_err_set(err, KJ_EIO, "cannot create a pipe: %s", strerror(errno));
         goto fail;
     }
@@ -232,6 +269,14 @@ int kj_ipc_server_new(kj_journal *j, const kj_ipc_server_opts *opts, kj_ipc_serv
      * A fixed threshold keeps each large buffer in a mapping of its own,
      * returned to the system when freed. */
     mallopt(M_MMAP_THRESHOLD, 128 * 1024);
+    /* That fixed threshold also fixes the trim threshold at 128 KiB, and the
+     * journal's page cache grows the heap at its top: every commit then
+     * freed SQLite's statement journals just below the top, glibc gave the
+     * top back (brk, a TLB shootdown on every core) and took it again at the
+     * next page. A third of kjournald's CPU went there. The heap now shrinks
+     * only past 32 MiB free at its top, and when idle (trim_memory). */
+    mallopt(M_TRIM_THRESHOLD, KJ_IPC_TRIM_THRESHOLD);
+    mallopt(M_TOP_PAD, KJ_IPC_TOP_PAD);
 #endif
     s->ctx = zmq_ctx_new();
     s->socks = calloc(opts->n_endpoints, sizeof *s->socks);
@@ -553,21 +598,21 @@ static size_t at_least(size_t need, size_t min)
 
 /* Room for more events; on failure the batch in hand is intact (kj_grow
  * leaves an array it cannot grow as it was). */
-static int grow_events(kj_ipc_server *s, size_t more)
+static int grow_events(batch *b, size_t more)
 {
-    size_t need = at_least(s->nev + more, EVENTS_MIN);
-    if (kj_grow((void **)&s->evs, &s->ev_cap, need, sizeof *s->evs) ||
-        kj_grow((void **)&s->res, &s->res_cap, need, sizeof *s->res) ||
-        kj_grow((void **)&s->slots, &s->slot_cap, need, sizeof *s->slots))
+    size_t need = at_least(b->nev + more, EVENTS_MIN);
+    if (kj_grow((void **)&b->evs, &b->ev_cap, need, sizeof *b->evs) ||
+        kj_grow((void **)&b->res, &b->res_cap, need, sizeof *b->res) ||
+        kj_grow((void **)&b->slots, &b->slot_cap, need, sizeof *b->slots))
         return -1;
     return 0;
 }
 
 /* Room for one more pending request; on failure the batch in hand is intact. */
-static int grow_pend(kj_ipc_server *s)
+static int grow_pend(batch *b)
 {
-    return kj_grow((void **)&s->pend, &s->pend_cap, at_least(s->npend + 1, PEND_MIN),
-                   sizeof *s->pend)
+    return kj_grow((void **)&b->pend, &b->pend_cap, at_least(b->npend + 1, PEND_MIN),
+                   sizeof *b->pend)
                ? -1
                : 0;
 }
@@ -728,7 +773,8 @@ static int take_one(kj_ipc_server *s)
     for (size_t i = 0; i < n; i++)
         if (kj_wire_item_at(p->req, i)->res.status != KJ_APPEND_REJECTED)
             want++;
-    if (want == 0 || grow_events(s, want) < 0 || grow_pend(s) < 0) {
+    batch *b = s->fill;
+    if (want == 0 || grow_events(b, want) < 0 || grow_pend(b) < 0) {
         if (want) {
             we.code = "internal";
             snprintf(we.message, sizeof we.message, "out of memory");
@@ -746,18 +792,32 @@ static int take_one(kj_ipc_server *s)
         kj_wire_item *it = kj_wire_item_at(p->req, i);
         if (it->res.status == KJ_APPEND_REJECTED)
             continue;
-        s->evs[s->nev] = it->ev;
-        s->slots[s->nev].item = it;
-        s->nev++;
+        b->evs[b->nev] = it->ev;
+        b->slots[b->nev].item = it;
+        b->nev++;
     }
-    s->pend[s->npend++] = p;
+    if (b->npend == 0)
+        b->started_ms = kj_mono_ms();
+    b->pend[b->npend++] = p;
     return 1;
+}
+
+/* The batch in hand takes no more: batch_max events, or half as many
+ * requests as a peer's reply queue holds (hwm), so that the replies of two
+ * batches fit in it. A batch's replies leave at once, and past the HWM a
+ * peer's replies are dropped: a peer with more requests than that in flight
+ * (an open-loop client) lost them when the batches gathered during a slow
+ * commit grew past it. */
+static int batch_full(const kj_ipc_server *s)
+{
+    size_t requests = s->o.hwm > 1 ? (size_t)s->o.hwm / 2 : 1;
+    return s->fill->nev >= s->o.batch_max || s->fill->npend >= requests;
 }
 
 /* Drains queued requests into the batch in hand. */
 static void drain(kj_ipc_server *s, int64_t deadline)
 {
-    while (s->nev < s->o.batch_max && kj_mono_ms() <= deadline && take_one(s) > 0)
+    while (!batch_full(s) && kj_mono_ms() <= deadline && take_one(s) > 0)
         ;
 }
 
@@ -807,32 +867,86 @@ static void journal_lost(kj_ipc_server *s, const kj_err *e)
            kj_logq(q, sizeof q, e->msg));
 }
 
-static void commit(kj_ipc_server *s)
+/* The committer's half of a commit: the append, between two checks of the
+ * journal's path. It touches the journal and b only. */
+static void commit_batch(kj_ipc_server *s, batch *b, int lost_code)
 {
-    if (s->npend == 0)
-        return;
-    kj_err e = {0};
-    struct timespec a, b;
-    clock_gettime(CLOCK_MONOTONIC, &a);
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    memset(&b->err, 0, sizeof b->err);
     /* The journal's path is checked before the append (nothing goes into a
      * file that is no longer the journal) and after it, before any ack (the
      * file went during the commit: the retry may then be a duplicate). */
-    int rc = s->lost.code ? s->lost.code : kj_journal_check_path(s->j, &e);
+    int rc = lost_code ? lost_code : kj_journal_check_path(s->j, &b->err);
     if (rc == 0)
-        rc = kj_journal_append(s->j, s->evs, s->nev, s->res, &e);
+        rc = kj_journal_append(s->j, b->evs, b->nev, b->res, &b->err);
     if (rc == 0)
-        rc = kj_journal_check_path(s->j, &e);
+        rc = kj_journal_check_path(s->j, &b->err);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    b->rc = rc;
+    b->secs = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+}
+
+static void *committer_main(void *arg)
+{
+    kj_ipc_server *s = arg;
+    pthread_mutex_lock(&s->cmu);
+    for (;;) {
+        while (!s->job && !s->cquit)
+            pthread_cond_wait(&s->cwake, &s->cmu);
+        if (!s->job)
+            break;
+        batch *b = s->job;
+        int lost_code = s->lost.code;
+        pthread_mutex_unlock(&s->cmu);
+        commit_batch(s, b, lost_code);
+        pthread_mutex_lock(&s->cmu);
+        s->job = NULL;
+        /* The worker polls done[0]; the byte only wakes it. */
+        ssize_t r = write(s->done[1], "c", 1);
+        (void)r;
+    }
+    pthread_mutex_unlock(&s->cmu);
+    return NULL;
+}
+
+/* Hands the batch in hand to the committer; the other one becomes the batch
+ * in hand. No commit may be in flight. */
+static void commit_start(kj_ipc_server *s)
+{
+    batch *b = s->fill;
+    if (b->npend == 0)
+        return;
+    s->flight = b;
+    s->fill = b == &s->b[0] ? &s->b[1] : &s->b[0];
+    if (!s->committer_up) { /* no thread (it could not start): commit here */
+        commit_batch(s, b, s->lost.code);
+        ssize_t r = write(s->done[1], "c", 1);
+        (void)r;
+        return;
+    }
+    pthread_mutex_lock(&s->cmu);
+    s->job = b;
+    pthread_cond_signal(&s->cwake);
+    pthread_mutex_unlock(&s->cmu);
+}
+
+/* The worker's half of a commit, once the committer is done with b: the
+ * counters, the replies (acks only after a successful commit), the
+ * on_committed hook, then b is empty again. */
+static void commit_finish(kj_ipc_server *s, batch *b)
+{
+    int rc = b->rc;
+    kj_err *e = &b->err;
     if (rc == KJ_ESTALE && !s->lost.code)
-        journal_lost(s, &e);
-    clock_gettime(CLOCK_MONOTONIC, &b);
-    double secs = (double)(b.tv_sec - a.tv_sec) + (double)(b.tv_nsec - a.tv_nsec) / 1e9;
+        journal_lost(s, e);
     uint64_t stored = 0, dup = 0, rej = 0;
     if (rc == 0) {
         log_commit_recovered(s);
-        for (size_t i = 0; i < s->nev; i++)
-            s->slots[i].item->res = s->res[i];
-        for (size_t i = 0; i < s->npend; i++) {
-            kj_wire_request *r = s->pend[i]->req;
+        for (size_t i = 0; i < b->nev; i++)
+            b->slots[i].item->res = b->res[i];
+        for (size_t i = 0; i < b->npend; i++) {
+            kj_wire_request *r = b->pend[i]->req;
             for (size_t k = 0; k < kj_wire_count(r); k++) {
                 kj_append_status st = kj_wire_item_at(r, k)->res.status;
                 stored += st == KJ_APPEND_STORED;
@@ -841,7 +955,7 @@ static void commit(kj_ipc_server *s)
             }
         }
     } else {
-        log_commit_failure(s, s->nev, e.msg[0] ? e.msg : s->lost.msg);
+        log_commit_failure(s, b->nev, e->msg[0] ? e->msg : s->lost.msg);
     }
     pthread_mutex_lock(&s->mu);
     if (rc == 0) {
@@ -849,20 +963,20 @@ static void commit(kj_ipc_server *s)
         s->st.events_stored += stored;
         s->st.events_duplicate += dup;
         s->st.events_rejected += rej;
-        s->st.batch_hist[bucket(kj_ipc_batch_bounds, (double)s->nev)]++;
-        s->st.batch_sum += s->nev;
-        s->st.commit_hist[bucket(kj_ipc_commit_bounds_s, secs)]++;
-        s->st.commit_sum_s += secs;
+        s->st.batch_hist[bucket(kj_ipc_batch_bounds, (double)b->nev)]++;
+        s->st.batch_sum += b->nev;
+        s->st.commit_hist[bucket(kj_ipc_commit_bounds_s, b->secs)]++;
+        s->st.commit_sum_s += b->secs;
         s->st.last_commit = 0;
     } else {
         s->st.commit_failures++;
         s->st.last_commit = rc;
     }
     pthread_mutex_unlock(&s->mu);
-    kj_log(KJ_LOG_DEBUG, "batch committed", "requests=%zu events=%zu ms=%.3f rc=%d", s->npend,
-           s->nev, secs * 1000, rc);
-    for (size_t i = 0; i < s->npend; i++) {
-        pending *p = s->pend[i];
+    kj_log(KJ_LOG_DEBUG, "batch committed", "requests=%zu events=%zu ms=%.3f rc=%d", b->npend,
+           b->nev, b->secs * 1000, rc);
+    for (size_t i = 0; i < b->npend; i++) {
+        pending *p = b->pend[i];
         if (rc == 0) {
             char *body = kj_wire_reply(p->req);
             send_reply(s, p, body);
@@ -875,11 +989,51 @@ static void commit(kj_ipc_server *s)
         }
     }
     if (rc == 0 && s->o.on_committed)
-        s->o.on_committed(s->evs, s->res, s->nev, s->o.ud);
-    for (size_t i = 0; i < s->npend; i++)
-        pending_free(s, s->pend[i]);
-    s->npend = 0;
-    s->nev = 0;
+        s->o.on_committed(b->evs, b->res, b->nev, s->o.ud);
+    for (size_t i = 0; i < b->npend; i++)
+        pending_free(s, b->pend[i]);
+    b->npend = 0;
+    b->nev = 0;
+}
+
+/* If the commit in flight is done, finishes it. Returns 1 when none is in
+ * flight any more. With wait, blocks until it is done. */
+static int commit_reap(kj_ipc_server *s, int wait)
+{
+    if (!s->flight)
+        return 1;
+    char buf[16];
+    for (;;) {
+        pthread_mutex_lock(&s->cmu);
+        int busy = s->job != NULL;
+        pthread_mutex_unlock(&s->cmu);
+        if (!busy)
+            break;
+        if (!wait)
+            return 0;
+        zmq_pollitem_t pi = {NULL, s->done[0], ZMQ_POLLIN, 0};
+        zmq_poll(&pi, 1, 100);
+        while (read(s->done[0], buf, sizeof buf) > 0)
+            ;
+    }
+    while (read(s->done[0], buf, sizeof buf) > 0)
+        ;
+    batch *b = s->flight;
+    s->flight = NULL;
+    commit_finish(s, b);
+    return 1;
+}
+
+/* Whether the batch in hand should be committed now: nothing in flight, and
+ * it is full, or the batch window (if any) has passed, or we are stopping. */
+static int commit_due(kj_ipc_server *s, int64_t now)
+{
+    batch *b = s->fill;
+    if (s->flight || b->npend == 0)
+        return 0;
+    if (s->o.batch_window_ms <= 0 || batch_full(s) || atomic_load(&s->stop))
+        return 1;
+    return now - b->started_ms >= s->o.batch_window_ms;
 }
 
 /* After a flood, once idle: hand freed memory back to the system. */
@@ -893,42 +1047,65 @@ static void trim_memory(kj_ipc_server *s)
 #endif
 }
 
+/* How long the worker may sleep in poll: not at all while it has staged
+ * requests it can take, until the batch window ends while one is pending,
+ * else up to a second (idle checks). */
+static long poll_timeout(kj_ipc_server *s, int64_t now)
+{
+    if (s->turn_head && !batch_full(s))
+        return 0;
+    if (!s->flight && s->fill->npend > 0) {
+        int64_t left = s->fill->started_ms + s->o.batch_window_ms - now;
+        return left > 0 ? (long)left : 0;
+    }
+    return 1000;
+}
+
 int kj_ipc_server_run(kj_ipc_server *s, kj_err *err)
 {
-    zmq_pollitem_t pi[2] = {{s->pipe_work, 0, ZMQ_POLLIN, 0}, {NULL, s->wake[0], ZMQ_POLLIN, 0}};
+    zmq_pollitem_t pi[3] = {{s->pipe_work, 0, ZMQ_POLLIN, 0},
+                            {NULL, s->wake[0], ZMQ_POLLIN, 0},
+                            {NULL, s->done[0], ZMQ_POLLIN, 0}};
     if (pthread_create(&s->front, NULL, front_main, s))
         return kj_err_set(err, KJ_EIO, "cannot start the front thread");
+    s->committer_up = pthread_create(&s->committer, NULL, committer_main, s) == 0;
     pthread_mutex_lock(&s->mu);
     s->st.running = 1;
     pthread_mutex_unlock(&s->mu);
     while (!atomic_load(&s->stop)) {
-        int rc = s->turn_head ? 1 : zmq_poll(pi, 2, 1000);
+        int64_t now = kj_mono_ms();
+        int rc = zmq_poll(pi, 3, poll_timeout(s, now));
         if (rc < 0 && zmq_errno() != EINTR) {
             kj_log(KJ_LOG_ERROR, "poll failed", "error=\"%s\"", zmq_strerror(zmq_errno()));
             break;
         }
-        if (rc == 0) {
+        stage_all(s); /* the pipe stays readable until emptied */
+        commit_reap(s, 0);
+        if (rc == 0 && !s->flight && !s->fill->npend && !s->turn_head) {
             trim_memory(s);
             kj_err e = {0};
             if (!s->lost.code && kj_journal_check_path(s->j, &e))
                 journal_lost(s, &e); /* noticed while idle too */
         }
-        if (rc <= 0 || atomic_load(&s->stop))
-            continue;
-        int64_t start = kj_mono_ms();
-        drain(s, start + s->o.drain_budget_ms);
-        /* With a batch window, a short wait for more turns many small commits
-         * into one when publishers trickle. */
-        while (s->o.batch_window_ms > 0 && s->nev > 0 && s->nev < s->o.batch_max &&
-               !atomic_load(&s->stop)) {
-            int64_t left = start + s->o.batch_window_ms - kj_mono_ms();
-            if (left <= 0 || (!s->turn_head && zmq_poll(pi, 1, (long)left) <= 0))
-                break;
-            drain(s, kj_mono_ms() + s->o.drain_budget_ms);
-        }
-        commit(s);
+        if (atomic_load(&s->stop))
+            break;
+        /* Gather what arrived while the last commit ran, then hand it over
+         * as soon as nothing is in flight. */
+        drain(s, kj_mono_ms() + s->o.drain_budget_ms);
+        if (commit_due(s, kj_mono_ms()))
+            commit_start(s);
     }
-    commit(s);
+    commit_reap(s, 1);
+    commit_start(s);
+    commit_reap(s, 1);
+    if (s->committer_up) {
+        pthread_mutex_lock(&s->cmu);
+        s->cquit = 1;
+        pthread_cond_signal(&s->cwake);
+        pthread_mutex_unlock(&s->cmu);
+        pthread_join(s->committer, NULL);
+        s->committer_up = 0;
+    }
     /* The front sends what the worker handed it, then stops. */
     pipe_hdr quit;
     memset(&quit, 0, sizeof quit);
@@ -945,9 +1122,15 @@ void kj_ipc_server_destroy(kj_ipc_server *s)
 {
     if (!s)
         return;
-    for (size_t i = 0; i < s->npend; i++)
-        pending_free(s, s->pend[i]);
-    free(s->pend);
+    for (int k = 0; k < 2; k++) {
+        batch *b = &s->b[k];
+        for (size_t i = 0; i < b->npend; i++)
+            pending_free(s, b->pend[i]);
+        free(b->pend);
+        free(b->evs);
+        free(b->res);
+        free(b->slots);
+    }
     staged *m;
     while ((m = pick(s)))
         staged_free(s, m);
@@ -965,9 +1148,12 @@ void kj_ipc_server_destroy(kj_ipc_server *s)
         close(s->wake[0]);
     if (s->wake[1] >= 0)
         close(s->wake[1]);
-    free(s->evs);
-    free(s->res);
-    free(s->slots);
+    if (s->done[0] >= 0)
+        close(s->done[0]);
+    if (s->done[1] >= 0)
+        close(s->done[1]);
     pthread_mutex_destroy(&s->mu);
+    pthread_mutex_destroy(&s->cmu);
+    pthread_cond_destroy(&s->cwake);
     free(s);
 }

@@ -39,7 +39,6 @@ enum {
     ST_FIND_EVENT,
     ST_FIND_SESSION,
     ST_INSERT_SESSION,
-    ST_UPDATE_SESSION,
     ST_INSERT_EVENT,
     ST_DELETE_SESSION,
     ST_ADD_COUNT,
@@ -55,27 +54,14 @@ enum {
 static const char *const append_sql[ST_COUNT_] = {
     [ST_FIND_EVENT] = "SELECT 1 FROM events WHERE event_id = ?1",
     [ST_FIND_SESSION] =
-        "SELECT id, state, user, instance, created_ms, closed_ms, close_reason FROM sessions"
+        "SELECT id, state, user, instance, created_ms, closed_ms, close_reason, engine_id,"
+        " engine_tag, session_type FROM sessions"
         " WHERE session_id = ?1",
     [ST_INSERT_SESSION] =
         "INSERT INTO sessions (session_id, state, instance, user, engine_id, engine_tag,"
         " engine_namespace, created_ms, updated_ms, closed_ms, close_reason, event_count,"
         " recorded_ms, session_type)"
-        " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8, ?9, ?10, 1, ?11, ?12)"
-        " RETURNING state, user, instance, session_type, created_ms",
-    [ST_UPDATE_SESSION] =
-        "UPDATE sessions SET state = ?2,"
-        " instance = coalesce(?3, instance), user = coalesce(?4, user),"
-        " engine_id = coalesce(?5, engine_id), engine_tag = coalesce(?6, engine_tag),"
-        " engine_namespace = coalesce(?7, engine_namespace),"
-        " created_ms = min(created_ms, ?8), updated_ms = max(updated_ms, ?8),"
-        " closed_ms = CASE WHEN ?9 = 0 THEN closed_ms WHEN closed_ms = 0 THEN ?9"
-        "                  ELSE min(closed_ms, ?9) END,"
-        " close_reason = CASE WHEN ?9 <> 0 AND (closed_ms = 0 OR ?9 < closed_ms)"
-        "                     THEN ?10 ELSE close_reason END,"
-        " event_count = event_count + 1, recorded_ms = max(recorded_ms, ?11),"
-        " session_type = coalesce(session_type, ?12)"
-        " WHERE id = ?1 RETURNING state, user, instance, session_type, created_ms",
+        " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8, ?9, ?10, 1, ?11, ?12)",
     [ST_INSERT_EVENT] =
         "INSERT INTO events (event_id, session, type, time_ms, recorded_ms, instance, user,"
         " engine_id, engine_tag, engine_namespace, reason, payload, session_type)"
@@ -105,6 +91,42 @@ static const char *const append_sql[ST_COUNT_] = {
                      " closed = closed + ?4",
 };
 
+/*
+ * The session update, in one variant per set of indexed columns it changes.
+ * SQLite rewrites the entries of every index whose columns (or partial-index
+ * condition) appear in an UPDATE's SET list, even to the same values: with
+ * every column in one statement, each event rewrote all six session indexes
+ * and dirtied a page of each. The unindexed columns are always set; an
+ * indexed one only when the event changes it (UPD_*: which).
+ */
+enum {
+    UPD_STATE = 1,      /* sessions_open */
+    UPD_USER = 2,       /* sessions_by_user */
+    UPD_CREATED = 4,    /* sessions_by_created, sessions_open, sessions_by_user */
+    UPD_ENGINE_ID = 8,  /* sessions_by_engine_id */
+    UPD_ENGINE_TAG = 16 /* sessions_by_engine_tag */
+};
+#define UPD_VARIANTS 32
+
+static void update_sql(unsigned set, char *sql, size_t size)
+{
+    snprintf(
+        sql, size,
+        "UPDATE sessions SET"
+        " instance = coalesce(?3, instance), engine_namespace = coalesce(?7, engine_namespace),"
+        " updated_ms = max(updated_ms, ?8),"
+        " closed_ms = CASE WHEN ?9 = 0 THEN closed_ms WHEN closed_ms = 0 THEN ?9"
+        "                  ELSE min(closed_ms, ?9) END,"
+        " close_reason = CASE WHEN ?9 <> 0 AND (closed_ms = 0 OR ?9 < closed_ms)"
+        "                     THEN ?10 ELSE close_reason END,"
+        " event_count = event_count + 1, recorded_ms = max(recorded_ms, ?11),"
+        " session_type = coalesce(session_type, ?12)"
+        "%s%s%s%s%s WHERE id = ?1",
+        set & UPD_STATE ? ", state = ?2" : "", set & UPD_USER ? ", user = ?4" : "",
+        set & UPD_CREATED ? ", created_ms = ?8" : "", set & UPD_ENGINE_ID ? ", engine_id = ?5" : "",
+        set & UPD_ENGINE_TAG ? ", engine_tag = ?6" : "");
+}
+
 /* A file as stat(2) names it; ino 0: not known. */
 typedef struct file_id {
     dev_t dev;
@@ -121,6 +143,7 @@ struct kj_journal {
     int lost;         /* the path no longer names the files we have open */
     file_id ids[3];   /* the journal, its -wal and its -shm, as opened */
     sqlite3_stmt *st[ST_COUNT_];
+    sqlite3_stmt *upd[UPD_VARIANTS]; /* prepared when first needed */
 };
 
 /* --- errors ----------------------------------------------------------------- */
@@ -457,6 +480,8 @@ void kj_journal_close(kj_journal *j)
         return;
     for (int i = 0; i < ST_COUNT_; i++)
         sqlite3_finalize(j->st[i]);
+    for (int i = 0; i < UPD_VARIANTS; i++)
+        sqlite3_finalize(j->upd[i]);
     close_lost(j);
     sqlite3_close_v2(j->db);
     if (j->lock_fd >= 0)
@@ -576,14 +601,23 @@ typedef struct session_key {
     int64_t created_ms; /* of the row, once written */
     int64_t closed_ms;
     int restarted; /* closed 'server_restarted' */
+    int has_type;  /* session_type is set (it is never changed once set) */
 } session_key;
+
+/* snprintf("%s") without the format engine: this runs four times an event. */
+static void copy_field(char *dst, size_t size, const char *src)
+{
+    size_t n = src ? strnlen(src, size - 1) : 0;
+    memcpy(dst, src ? src : "", n);
+    dst[n] = '\0';
+}
 
 static void session_key_set(session_key *k, int state, const unsigned char *user,
                             const unsigned char *instance)
 {
     k->state = (kj_session_state)state;
-    snprintf(k->user, sizeof k->user, "%s", user ? (const char *)user : "");
-    snprintf(k->instance, sizeof k->instance, "%s", instance ? (const char *)instance : "");
+    copy_field(k->user, sizeof k->user, (const char *)user);
+    copy_field(k->instance, sizeof k->instance, (const char *)instance);
 }
 
 /* Adds sign (1 or -1) times the session k to the totals by state, user, instance. */
@@ -607,10 +641,14 @@ static int step_done(sqlite3_stmt *st)
 }
 
 /* Runs the session insert or update (?1 already bound: session id or row):
- * both take the event's fields as ?2..?12 and return the row's new state,
- * user, instance, type and creation time into *after. */
+ * both take the event's fields as ?2..?12. The row's new state, user,
+ * instance, type and creation time go into *after, worked out here as the
+ * statements do (a field the event leaves empty keeps the row's, before): a
+ * RETURNING clause would run as a trigger, and a statement with one keeps a
+ * statement journal, allocated, filled and freed for every event. */
 static int write_session(sqlite3_stmt *st, const kj_event *ev, kj_session_state to,
-                         const char *close_reason, int64_t now, session_key *after)
+                         const char *close_reason, int64_t now, const session_key *before,
+                         session_key *after)
 {
     sqlite3_bind_int(st, 2, to);
     bind_text(st, 3, ev->instance);
@@ -623,19 +661,21 @@ static int write_session(sqlite3_stmt *st, const kj_event *ev, kj_session_state 
     bind_text(st, 10, close_reason);
     sqlite3_bind_int64(st, 11, now);
     bind_text(st, 12, ev->session_type);
-    int rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW) {
-        session_key_set(after, sqlite3_column_int(st, 0), sqlite3_column_text(st, 1),
-                        sqlite3_column_text(st, 2));
-        const unsigned char *type = sqlite3_column_text(st, 3);
-        after->interactive = type && !strcmp((const char *)type, "interactive");
-        after->created_ms = sqlite3_column_int64(st, 4);
-        rc = sqlite3_step(st);
-    } else if (rc == SQLITE_DONE) {
-        rc = SQLITE_INTERNAL; /* RETURNING always yields the row it wrote */
+    int rc = step_done(st);
+    if (rc == SQLITE_OK) {
+        session_key_set(after, to,
+                        (const unsigned char *)(ev->user && *ev->user ? ev->user : before->user),
+                        (const unsigned char *)(ev->instance && *ev->instance ? ev->instance
+                                                                              : before->instance));
+        /* session_type = coalesce(session_type, ?12); created_ms = min(...) */
+        after->interactive = before->has_type
+                                 ? before->interactive
+                                 : ev->session_type && !strcmp(ev->session_type, "interactive");
+        after->created_ms = before->state != KJ_SESSION_NONE && before->created_ms < ev->time_ms
+                                ? before->created_ms
+                                : ev->time_ms;
     }
-    sqlite3_reset(st);
-    return rc == SQLITE_DONE ? SQLITE_OK : rc;
+    return rc;
 }
 
 /*
@@ -662,10 +702,16 @@ static int reject_unless_stored(kj_journal *j, const kj_event *ev, kj_append_res
     return SQLITE_OK;
 }
 
+/* What the update compares the event with, besides the session's key. */
+typedef struct session_row {
+    int64_t created_ms;
+    char engine_id[KJ_EVENT_FIELD_MAX + 1], engine_tag[KJ_EVENT_FIELD_MAX + 1];
+} session_row;
+
 /* Looks ev's session up: *sid 0 when it has none yet, else its row, the key
- * it is counted under and its created_ms. Returns a SQLite code. */
+ * it is counted under and the rest of row. Returns a SQLite code. */
 static int find_session(kj_journal *j, const kj_event *ev, int64_t *sid, session_key *before,
-                        int64_t *created_ms)
+                        session_row *row)
 {
     sqlite3_stmt *st = j->st[ST_FIND_SESSION];
     bind_text(st, 1, ev->session_id);
@@ -674,10 +720,16 @@ static int find_session(kj_journal *j, const kj_event *ev, int64_t *sid, session
         *sid = sqlite3_column_int64(st, 0);
         session_key_set(before, sqlite3_column_int(st, 1), sqlite3_column_text(st, 2),
                         sqlite3_column_text(st, 3));
-        *created_ms = sqlite3_column_int64(st, 4);
+        row->created_ms = before->created_ms = sqlite3_column_int64(st, 4);
         before->closed_ms = sqlite3_column_int64(st, 5);
         const unsigned char *reason = sqlite3_column_text(st, 6);
         before->restarted = reason && !strcmp((const char *)reason, KJ_REASON_SERVER_RESTARTED);
+        copy_field(row->engine_id, sizeof row->engine_id, (const char *)sqlite3_column_text(st, 7));
+        copy_field(row->engine_tag, sizeof row->engine_tag,
+                   (const char *)sqlite3_column_text(st, 8));
+        const unsigned char *type = sqlite3_column_text(st, 9);
+        before->has_type = type != NULL;
+        before->interactive = type && !strcmp((const char *)type, "interactive");
         rc = SQLITE_OK;
     } else if (rc == SQLITE_DONE) {
         rc = SQLITE_OK;
@@ -755,6 +807,33 @@ static int count_event(count_batch *counts, const kj_event *ev, const session_ke
         rc = count_add(counts, "events", "all", ev->type == KJ_EVENT_SESSION_OPEN,
                        ev->type == KJ_EVENT_SESSION_CLOSE);
     return rc;
+}
+
+/* A field the event sets (non-empty) to something other than the row's. */
+static int changes(const char *ev_value, const char *row_value)
+{
+    return ev_value && *ev_value && strcmp(ev_value, row_value);
+}
+
+/* The update variant for ev on a row that was before/row: only the indexed
+ * columns the event changes are in its SET list. */
+static int update_statement(kj_journal *j, const kj_event *ev, kj_session_state to,
+                            const session_key *before, const session_row *row, sqlite3_stmt **out)
+{
+    unsigned set = (to != before->state ? UPD_STATE : 0) |
+                   (changes(ev->user, before->user) ? UPD_USER : 0) |
+                   (ev->time_ms < row->created_ms ? UPD_CREATED : 0) |
+                   (changes(ev->engine_id, row->engine_id) ? UPD_ENGINE_ID : 0) |
+                   (changes(ev->engine_tag, row->engine_tag) ? UPD_ENGINE_TAG : 0);
+    if (!j->upd[set]) {
+        char sql[1024];
+        update_sql(set, sql, sizeof sql);
+        int rc = sqlite3_prepare_v3(j->db, sql, -1, SQLITE_PREPARE_PERSISTENT, &j->upd[set], NULL);
+        if (rc != SQLITE_OK)
+            return rc;
+    }
+    *out = j->upd[set];
+    return SQLITE_OK;
 }
 
 static int append_one(kj_journal *j, const kj_event *ev, int64_t now, kj_append_result *r,
@@ -899,12 +978,13 @@ static int append_one(kj_journal *j, const kj_event *ev, int64_t now, kj_append_
 
     /* The hot path never looks the event id up: the insert's ON CONFLICT
      * finds a duplicate, and a session row inserted for it is taken back. */
-    int64_t sid = 0, created_ms = 0;
+    int64_t sid = 0;
     session_key before = {0}, after = {0};
-    int rc = find_session(j, ev, &sid, &before, &created_ms);
+    session_row row = {0};
+    int rc = find_session(j, ev, &sid, &before, &row);
     if (rc != SQLITE_OK)
         return rc;
-    if ((code = time_problem(ev, now, sid, created_ms, r->message, sizeof r->message)))
+    if ((code = time_problem(ev, now, sid, row.created_ms, r->message, sizeof r->message)))
         return reject_unless_stored(j, ev, r, code);
     kj_session_state to = kj_session_next(before.state, ev->type, &code);
     /* The opens of a life a restart ended may come after the restart. */
@@ -925,7 +1005,7 @@ static int append_one(kj_journal *j, const kj_event *ev, int64_t now, kj_append_
     if (inserted) {
         st = j->st[ST_INSERT_SESSION];
         bind_text(st, 1, ev->session_id);
-        if ((rc = write_session(st, ev, to, close_reason, now, &after)) != SQLITE_OK)
+        if ((rc = write_session(st, ev, to, close_reason, now, &before, &after)) != SQLITE_OK)
             return rc;
         sid = sqlite3_last_insert_rowid(j->db);
     }
@@ -940,9 +1020,10 @@ static int append_one(kj_journal *j, const kj_event *ev, int64_t now, kj_append_
         return step_done(st);
     }
     if (!inserted) {
-        st = j->st[ST_UPDATE_SESSION];
+        if ((rc = update_statement(j, ev, to, &before, &row, &st)) != SQLITE_OK)
+            return rc;
         sqlite3_bind_int64(st, 1, sid);
-        if ((rc = write_session(st, ev, to, close_reason, now, &after)) != SQLITE_OK)
+        if ((rc = write_session(st, ev, to, close_reason, now, &before, &after)) != SQLITE_OK)
             return rc;
     }
     r->status = KJ_APPEND_STORED;

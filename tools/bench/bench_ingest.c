@@ -9,11 +9,15 @@
  * bench_journal's: same columns, one UNIQUE index on random-looking ids.
  *
  * usage: bench_ingest [--publishers P] [--window W] [--batch B] [--events N]
- *                     [--rate R] [--seconds S] [--dir DIR] [--kjournald PATH]
- * --events is per publisher; --batch is events per request.
+ *                     [--rate R[,R...]] [--seconds S] [--dir DIR] [--kjournald PATH]
+ *                     [--no-baseline]
+ * --events is per publisher; --batch is events per request; --rate may list
+ * several offered rates (a latency run each); --no-baseline skips plain
+ * SQLite and kj_journal_append alone.
  */
 #include <errno.h>
 #include <getopt.h>
+#include <malloc.h>
 #include <netinet/in.h>
 #include <pthread.h>
 #include <signal.h>
@@ -29,12 +33,32 @@
 
 #include "ipc/ipc.h"
 
+#define MAX_RATES 8
+
 typedef struct cfg {
     int publishers, window;
     size_t batch, events;
     int rate, seconds;
+    int rates[MAX_RATES], nrates;
+    int baseline;
+    pid_t daemon; /* kjournald's pid, for its /proc/PID/io; 0 when not ours */
     const char *dir, *kjournald, *endpoint;
 } cfg;
+
+/* Bytes process pid handed to write(2) so far (/proc/PID/io wchar), -1 if unknown. */
+static long long written_bytes(pid_t pid)
+{
+    char path[64], line[128];
+    snprintf(path, sizeof path, "/proc/%d/io", (int)pid);
+    FILE *f = fopen(path, "r");
+    long long v = -1;
+    while (f && fgets(line, sizeof line, f))
+        if (sscanf(line, "wchar: %lld", &v) == 1)
+            break;
+    if (f)
+        fclose(f);
+    return v;
+}
 
 static double now_s(void)
 {
@@ -262,6 +286,7 @@ static void throughput(const cfg *c, const char *endpoint, double plain, double 
 {
     pthread_t *t = calloc((size_t)c->publishers, sizeof *t);
     pub_arg *a = calloc((size_t)c->publishers, sizeof *a);
+    long long w0 = c->daemon ? written_bytes(c->daemon) : -1;
     double t0 = now_s();
     for (int k = 0; k < c->publishers; k++) {
         a[k] = (pub_arg){.c = c, .endpoint = endpoint, .k = k};
@@ -274,6 +299,7 @@ static void throughput(const cfg *c, const char *endpoint, double plain, double 
         nlat += a[k].nlat;
     }
     double dt = now_s() - t0;
+    long long w1 = c->daemon ? written_bytes(c->daemon) : -1;
     double *lat = malloc((nlat ? nlat : 1) * sizeof *lat);
     size_t m = 0;
     for (int k = 0; k < c->publishers; k++) {
@@ -286,12 +312,17 @@ static void throughput(const cfg *c, const char *endpoint, double plain, double 
     printf("throughput: %d publishers x %zu events, window %d, %zu events/request\n", c->publishers,
            c->events, c->window, c->batch);
     printf("  acked %zu events in %.2f s: %.0f events/s\n", acked, dt, rate);
-    printf("  ack latency per request: p50 %.2f ms, p99 %.2f ms\n", pct(lat, nlat, 0.5),
-           pct(lat, nlat, 0.99));
-    printf("  plain SQLite batched inserts (1000/txn): %.0f rows/s; kjournald = %.0f%% of it\n",
-           plain, 100.0 * rate / plain);
-    printf("  kj_journal_append alone (1000/txn): %.0f events/s; kjournald = %.0f%% of it\n",
-           direct, 100.0 * rate / direct);
+    printf("  ack latency per request: p50 %.2f ms, p99 %.2f ms, max %.2f ms\n",
+           pct(lat, nlat, 0.5), pct(lat, nlat, 0.99), nlat ? lat[nlat - 1] : 0);
+    if (w0 >= 0 && w1 >= 0 && acked)
+        printf("  kjournald wrote %.2f pages (4 KiB) per event\n",
+               (double)(w1 - w0) / 4096.0 / (double)acked);
+    if (plain > 0)
+        printf("  plain SQLite batched inserts (1000/txn): %.0f rows/s; kjournald = %.0f%% of it\n",
+               plain, 100.0 * rate / plain);
+    if (direct > 0)
+        printf("  kj_journal_append alone (1000/txn): %.0f events/s; kjournald = %.0f%% of it\n",
+               direct, 100.0 * rate / direct);
     free(lat);
     free(a);
     free(t);
@@ -299,9 +330,9 @@ static void throughput(const cfg *c, const char *endpoint, double plain, double 
 
 /* --- latency at a fixed offered load ------------------------------------------- */
 
-static void latency(const cfg *c, const char *endpoint)
+static void latency(const cfg *c, const char *endpoint, int rate)
 {
-    size_t n = (size_t)c->rate * (size_t)c->seconds;
+    size_t n = (size_t)rate * (size_t)c->seconds;
     void *ctx = zmq_ctx_new(), *s = zmq_socket(ctx, ZMQ_DEALER);
     int hwm = 0, linger = 0;
     zmq_setsockopt(s, ZMQ_SNDHWM, &hwm, sizeof hwm);
@@ -309,14 +340,16 @@ static void latency(const cfg *c, const char *endpoint)
     zmq_setsockopt(s, ZMQ_LINGER, &linger, sizeof linger);
     zmq_connect(s, endpoint);
     double *sent = calloc(n, sizeof *sent), *lat = calloc(n, sizeof *lat);
+    char tag[24];
+    snprintf(tag, sizeof tag, "lat%d", rate);
     char **ev = malloc(n * sizeof *ev);
     for (size_t i = 0; i < n; i++)
-        ev[i] = make_event("lat", i);
+        ev[i] = make_event(tag, i);
     size_t next = 0, got = 0;
     double t0 = now_s() + 0.2, deadline = t0 + c->seconds + 10;
     while (got < n && now_s() < deadline) {
         double now = now_s();
-        while (next < n && t0 + (double)next / c->rate <= now) {
+        while (next < n && t0 + (double)next / rate <= now) {
             char id[24];
             int len = snprintf(id, sizeof id, "%zu", next);
             sent[next] = now_s();
@@ -325,7 +358,7 @@ static void latency(const cfg *c, const char *endpoint)
             zmq_send(s, ev[next], strlen(ev[next]), 0);
             next++;
         }
-        double wait = next < n ? t0 + (double)next / c->rate - now_s() : 0.1;
+        double wait = next < n ? t0 + (double)next / rate - now_s() : 0.1;
         zmq_pollitem_t pi = {s, 0, ZMQ_POLLIN, 0};
         if (zmq_poll(&pi, 1, wait > 0 ? (long)(wait * 1000) : 0) <= 0)
             continue;
@@ -351,7 +384,7 @@ static void latency(const cfg *c, const char *endpoint)
         if (lat[i] > 0)
             v[m++] = lat[i];
     qsort(v, m, sizeof *v, cmp_double);
-    printf("latency: offered %d events/s for %d s, one event per request (open loop)\n", c->rate,
+    printf("latency: offered %d events/s for %d s, one event per request (open loop)\n", rate,
            c->seconds);
     printf("  acked %zu of %zu: p50 %.2f ms, p99 %.2f ms, p99.9 %.2f ms, max %.2f ms\n", m, n,
            pct(v, m, 0.5), pct(v, m, 0.99), pct(v, m, 0.999), m ? v[m - 1] : 0);
@@ -373,13 +406,20 @@ int main(int argc, char **argv)
              .events = 50000,
              .rate = 5000,
              .seconds = 5,
+             .baseline = 1,
              .dir = "/tmp"};
     static char exe[4096];
-    static const struct option opts[] = {{"publishers", 1, 0, 'p'}, {"window", 1, 0, 'w'},
-                                         {"batch", 1, 0, 'b'},      {"events", 1, 0, 'n'},
-                                         {"rate", 1, 0, 'r'},       {"seconds", 1, 0, 's'},
-                                         {"dir", 1, 0, 'd'},        {"kjournald", 1, 0, 'k'},
-                                         {"endpoint", 1, 0, 'e'},   {0, 0, 0, 0}};
+    static const struct option opts[] = {{"publishers", 1, 0, 'p'},
+                                         {"window", 1, 0, 'w'},
+                                         {"batch", 1, 0, 'b'},
+                                         {"events", 1, 0, 'n'},
+                                         {"rate", 1, 0, 'r'},
+                                         {"seconds", 1, 0, 's'},
+                                         {"dir", 1, 0, 'd'},
+                                         {"kjournald", 1, 0, 'k'},
+                                         {"endpoint", 1, 0, 'e'},
+                                         {"no-baseline", 0, 0, 'B'},
+                                         {0, 0, 0, 0}};
     int o;
     while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (o) {
@@ -396,7 +436,25 @@ int main(int argc, char **argv)
             c.events = (size_t)atol(optarg);
             break;
         case 'r':
-            c.rate = atoi(optarg);
+            c.nrates = 0;
+            for (char *p = optarg; *p && c.nrates < MAX_RATES;) {
+                char *end;
+                long r = strtol(p, &end, 10);
+                if (end == p || r < 1 || r > 1000000) {
+                    fprintf(stderr, "bench_ingest: bad value '%s' for --rate\n", optarg);
+                    return 2;
+                }
+                c.rates[c.nrates++] = (int)r;
+                p = *end == ',' ? end + 1 : end;
+                if (*end && *end != ',') {
+                    fprintf(stderr, "bench_ingest: bad value '%s' for --rate\n", optarg);
+                    return 2;
+                }
+            }
+            c.rate = c.rates[0];
+            break;
+        case 'B':
+            c.baseline = 0;
             break;
         case 's':
             c.seconds = atoi(optarg);
@@ -412,8 +470,8 @@ int main(int argc, char **argv)
             break;
         default:
             fprintf(stderr, "usage: bench_ingest [--publishers P] [--window W] [--batch B] "
-                            "[--events N] [--rate R] [--seconds S] [--dir DIR] [--kjournald PATH] "
-                            "[--endpoint E]\n");
+                            "[--events N] [--rate R[,R...]] [--seconds S] [--dir DIR] "
+                            "[--kjournald PATH] [--endpoint E] [--no-baseline]\n");
             return 2;
         }
     }
@@ -444,13 +502,20 @@ int main(int argc, char **argv)
     printf("bench_ingest: kjournald is a separate process (%s); publishers are threads here;\n"
            "all on tcp loopback; journal and plain SQLite in %s\n",
            c.kjournald, dir);
-    double plain = plain_sqlite(&c, total, 1000);
-    double direct = journal_direct(&c, total, 1000);
+    /* The heap as kjournald tunes it (ipc/server.c), for plain SQLite and
+     * kj_journal_append alone alike. */
+    mallopt(M_TRIM_THRESHOLD, 32 << 20);
+    mallopt(M_TOP_PAD, 1 << 20);
+    if (!c.nrates)
+        c.rates[c.nrates++] = c.rate;
+    double plain = c.baseline ? plain_sqlite(&c, total, 1000) : 0;
+    double direct = c.baseline ? journal_direct(&c, total, 1000) : 0;
     int port = free_port();
     snprintf(endpoint, sizeof endpoint, "tcp://127.0.0.1:%d", port);
     if (c.endpoint) { /* a kjournald someone else runs (to profile it, say) */
         throughput(&c, c.endpoint, plain, direct);
-        latency(&c, c.endpoint);
+        for (int i = 0; i < c.nrates; i++)
+            latency(&c, c.endpoint, c.rates[i]);
         return 0;
     }
     pid_t pid = start_daemon(&c, journal, endpoint, port);
@@ -458,8 +523,10 @@ int main(int argc, char **argv)
         fprintf(stderr, "bench_ingest: kjournald did not start (%s)\n", c.kjournald);
         return 1;
     }
+    c.daemon = pid;
     throughput(&c, endpoint, plain, direct);
-    latency(&c, endpoint);
+    for (int i = 0; i < c.nrates; i++)
+        latency(&c, endpoint, c.rates[i]);
     kill(pid, SIGTERM);
     int status = 0;
     waitpid(pid, &status, 0);

@@ -2,21 +2,65 @@
  * bench_journal - appends session events to a kjournal journal and, in the
  * same run on the same disk, inserts the same rows into a plain SQLite table
  * (one prepared INSERT, UNIQUE event_id, same columns, WAL, synchronous=FULL).
- * Prints events/s for both at each batch size and the ratio.
+ * Prints events/s for both at each batch size, the ratio, and the pages
+ * (4 KiB) each side wrote per event (WAL frames and checkpoints) and the CPU
+ * (user + system, µs) each spent per event.
  *
  * usage: bench_journal [--dir DIR] [--events N] [--rounds R] [--batch 1|64|1024]
  *                      [--workload kyuubi|connection]
  */
 #include <getopt.h>
+#include <malloc.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "journal/journal.h"
 
 #define PAYLOAD_BYTES 300
+#define PAGE_BYTES 4096.0
+
+/* Bytes this process has handed to write(2)/pwrite(2) so far (/proc/self/io
+ * wchar): WAL frames, checkpoints into the database file, everything SQLite
+ * writes. Divided by the page size and the events, it is the pages written
+ * per event, the quantity a commit's cost follows. -1 when unknown. */
+static long long written_bytes(void)
+{
+    FILE *f = fopen("/proc/self/io", "r");
+    long long v = -1;
+    char line[128];
+    while (f && fgets(line, sizeof line, f))
+        if (sscanf(line, "wchar: %lld", &v) == 1)
+            break;
+    if (f)
+        fclose(f);
+    return v;
+}
+
+typedef struct result {
+    double rate;  /* events/s */
+    double pages; /* pages written per event */
+    double cpu;   /* CPU (user + system) per event, microseconds */
+} result;
+
+/* CPU this process used so far, in microseconds: on a shared machine the
+ * wall-clock rate follows the run queue, the CPU per event does not. */
+static double cpu_us(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1e6 +
+           (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec);
+}
+
+static double pages_per_event(long long before, size_t n)
+{
+    long long after = written_bytes();
+    return before < 0 || after < 0 ? -1 : (double)(after - before) / PAGE_BYTES / (double)n;
+}
 
 typedef struct workload {
     size_t n;
@@ -90,7 +134,35 @@ static void workload_free(workload *w)
     free(w->tags);
 }
 
-static double run_journal(const char *path, const workload *w, size_t batch)
+/* --keep-wal DIR: a copy of the journal and its WAL as the last commit left
+ * them, for tools/bench/wal_pages.py (which b-tree each WAL frame wrote). */
+static const char *keep_wal_dir;
+
+static void copy_file(const char *from, const char *to)
+{
+    FILE *in = fopen(from, "rb"), *out = in ? fopen(to, "wb") : NULL;
+    char buf[65536];
+    size_t n;
+    while (out && (n = fread(buf, 1, sizeof buf, in)) > 0)
+        if (fwrite(buf, 1, n, out) != n)
+            break;
+    if (!in || !out || ferror(in) || fclose(out))
+        fprintf(stderr, "bench_journal: cannot copy %s to %s\n", from, to);
+    if (in)
+        fclose(in);
+}
+
+static void keep_wal(const char *path, size_t batch)
+{
+    char from[4200], to[4200];
+    snprintf(to, sizeof to, "%s/journal-b%zu.db", keep_wal_dir, batch);
+    copy_file(path, to);
+    snprintf(from, sizeof from, "%s-wal", path);
+    snprintf(to, sizeof to, "%s/journal-b%zu.db-wal", keep_wal_dir, batch);
+    copy_file(from, to);
+}
+
+static result run_journal(const char *path, const workload *w, size_t batch)
 {
     kj_journal *j = NULL;
     kj_err err = {0};
@@ -99,6 +171,8 @@ static double run_journal(const char *path, const workload *w, size_t batch)
         exit(1);
     }
     kj_append_result *res = calloc(batch, sizeof *res);
+    long long w0 = written_bytes();
+    double c0 = cpu_us();
     int64_t t0 = kj_mono_ms();
     for (size_t i = 0; i < w->n; i += batch) {
         size_t n = w->n - i < batch ? w->n - i : batch;
@@ -113,9 +187,13 @@ static double run_journal(const char *path, const workload *w, size_t batch)
             }
     }
     int64_t ms = kj_mono_ms() - t0;
+    result r = {(double)w->n * 1000.0 / (double)(ms ? ms : 1), pages_per_event(w0, w->n),
+                (cpu_us() - c0) / (double)w->n};
+    if (keep_wal_dir)
+        keep_wal(path, batch);
     free(res);
     kj_journal_close(j);
-    return (double)w->n * 1000.0 / (double)(ms ? ms : 1);
+    return r;
 }
 
 static void must(int rc, sqlite3 *db, const char *what)
@@ -126,7 +204,7 @@ static void must(int rc, sqlite3 *db, const char *what)
     }
 }
 
-static double run_plain(const char *path, const workload *w, size_t batch)
+static result run_plain(const char *path, const workload *w, size_t batch)
 {
     sqlite3 *db = NULL;
     must(sqlite3_open(path, &db), db, "open");
@@ -149,6 +227,8 @@ static double run_plain(const char *path, const workload *w, size_t batch)
                             " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                             -1, &st, NULL),
          db, "prepare");
+    long long w0 = written_bytes();
+    double c0 = cpu_us();
     int64_t t0 = kj_mono_ms();
     for (size_t i = 0; i < w->n; i += batch) {
         size_t n = w->n - i < batch ? w->n - i : batch;
@@ -177,9 +257,11 @@ static double run_plain(const char *path, const workload *w, size_t batch)
         must(sqlite3_exec(db, "COMMIT", NULL, NULL, NULL), db, "commit");
     }
     int64_t ms = kj_mono_ms() - t0;
+    result r = {(double)w->n * 1000.0 / (double)(ms ? ms : 1), pages_per_event(w0, w->n),
+                (cpu_us() - c0) / (double)w->n};
     sqlite3_finalize(st);
     sqlite3_close(db);
-    return (double)w->n * 1000.0 / (double)(ms ? ms : 1);
+    return r;
 }
 
 static void remove_db(const char *path)
@@ -195,13 +277,16 @@ static void remove_db(const char *path)
 static void usage(FILE *out)
 {
     fprintf(out, "usage: bench_journal [--dir DIR] [--events N] [--rounds R] [--batch 1|64|1024]\n"
-                 "                     [--workload kyuubi|connection]\n"
+                 "                     [--workload kyuubi|connection] [--keep-wal DIR]\n"
                  "Appends N events (default 200000; batch 1 uses N/50) to a kjournal journal\n"
                  "and to a plain SQLite table in DIR (default: the current directory), at\n"
                  "batch sizes 1, 64 and 1024, alternating the two R times (default 3), and\n"
-                 "prints the best events/s of each and the ratio. Workloads: kyuubi (default:\n"
+                 "prints the best events/s of each, the ratio, and the 4 KiB pages each wrote\n"
+                 "per event (the best round's, from /proc/self/io). Workloads: kyuubi (default:\n"
                  "created/opened/closed per session, ten sessions per engine) or connection\n"
-                 "(open/close, one engine per session: the worst case for the indexes).\n");
+                 "(open/close, one engine per session: the worst case for the indexes).\n"
+                 "--keep-wal DIR copies each journal and its WAL into DIR before closing it\n"
+                 "(journal-bBATCH.db): tools/bench/wal_pages.py counts the pages per b-tree.\n");
 }
 
 int main(int argc, char **argv)
@@ -211,14 +296,12 @@ int main(int argc, char **argv)
     int rounds = 3;
     size_t only_batch = 0;
     int kyuubi = 1;
-    static const struct option opts[] = {{"dir", required_argument, NULL, 'd'},
-                                         {"events", required_argument, NULL, 'n'},
-                                         {"rounds", required_argument, NULL, 'r'},
-                                         {"batch", required_argument, NULL, 'b'},
-                                         {"workload", required_argument, NULL, 'w'},
-                                         {"help", no_argument, NULL, 'h'},
-                                         {NULL, 0, NULL, 0}};
-    for (int c; (c = getopt_long(argc, argv, "d:n:r:b:w:h", opts, NULL)) != -1;) {
+    static const struct option opts[] = {
+        {"dir", required_argument, NULL, 'd'},      {"events", required_argument, NULL, 'n'},
+        {"rounds", required_argument, NULL, 'r'},   {"batch", required_argument, NULL, 'b'},
+        {"workload", required_argument, NULL, 'w'}, {"keep-wal", required_argument, NULL, 'k'},
+        {"help", no_argument, NULL, 'h'},           {NULL, 0, NULL, 0}};
+    for (int c; (c = getopt_long(argc, argv, "d:n:r:b:w:k:h", opts, NULL)) != -1;) {
         switch (c) {
         case 'd':
             dir = optarg;
@@ -239,6 +322,9 @@ int main(int argc, char **argv)
             }
             kyuubi = !strcmp(optarg, "kyuubi");
             break;
+        case 'k':
+            keep_wal_dir = optarg;
+            break;
         case 'h':
             usage(stdout);
             return 0;
@@ -251,17 +337,26 @@ int main(int argc, char **argv)
         fprintf(stderr, "bench_journal: --events must be at least 1000 and --rounds at least 1\n");
         return 2;
     }
+    /* The heap as kjournald tunes it (ipc/server.c), for both sides: else
+     * glibc gives the heap's top back and takes it again at every commit.
+     * KJ_BENCH_GLIBC_HEAP=default keeps glibc's defaults (as before). */
+    const char *heap = getenv("KJ_BENCH_GLIBC_HEAP");
+    if (!heap || strcmp(heap, "default")) {
+        mallopt(M_TRIM_THRESHOLD, 32 << 20);
+        mallopt(M_TOP_PAD, 1 << 20);
+    }
     char jpath[4096], ppath[4096];
     snprintf(jpath, sizeof jpath, "%s/bench-journal.db", dir);
     snprintf(ppath, sizeof ppath, "%s/bench-plain.db", dir);
     const size_t batches[] = {1, 64, 1024};
     printf("workload: %s\n", kyuubi ? "kyuubi" : "connection");
-    printf("%-6s %10s %14s %14s %7s\n", "batch", "events", "journal ev/s", "sqlite ev/s", "ratio");
+    printf("%-6s %10s %14s %14s %7s %13s %13s %11s %11s\n", "batch", "events", "journal ev/s",
+           "sqlite ev/s", "ratio", "journal pg/ev", "sqlite pg/ev", "journal µs", "sqlite µs");
     for (size_t b = 0; b < 3; b++) {
         if (only_batch && batches[b] != only_batch)
             continue;
         size_t n = batches[b] == 1 ? events / 50 : events;
-        double best_j = 0, best_p = 0;
+        result best_j = {0}, best_p = {0};
         for (int r = 0; r < rounds; r++) {
             /* Fresh ids per round, so every round inserts into empty files. */
             char tag[32];
@@ -273,14 +368,15 @@ int main(int argc, char **argv)
             }
             remove_db(jpath);
             remove_db(ppath);
-            double jr = run_journal(jpath, &w, batches[b]);
-            double pr = run_plain(ppath, &w, batches[b]);
-            best_j = jr > best_j ? jr : best_j;
-            best_p = pr > best_p ? pr : best_p;
+            result jr = run_journal(jpath, &w, batches[b]);
+            result pr = run_plain(ppath, &w, batches[b]);
+            best_j = jr.rate > best_j.rate ? jr : best_j;
+            best_p = pr.rate > best_p.rate ? pr : best_p;
             workload_free(&w);
         }
-        printf("%-6zu %10zu %14.0f %14.0f %6.0f%%\n", batches[b], n, best_j, best_p,
-               100.0 * best_j / best_p);
+        printf("%-6zu %10zu %14.0f %14.0f %6.0f%% %13.2f %13.2f %11.1f %11.1f\n", batches[b], n,
+               best_j.rate, best_p.rate, 100.0 * best_j.rate / best_p.rate, best_j.pages,
+               best_p.pages, best_j.cpu, best_p.cpu);
         fflush(stdout);
     }
     remove_db(jpath);
