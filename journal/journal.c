@@ -282,33 +282,33 @@ static int check_identity(kj_journal *j, int64_t *version, int *fresh, kj_err *e
     return 0;
 }
 
+/* Every pending migration in one transaction: a reader never sees a journal
+ * halfway between two versions (or a fresh one without its identity). */
 static int migrate(kj_journal *j, kj_err *err)
 {
-    for (size_t i = 0; i < kj_schema_migration_count; i++) {
+    int rc = exec(j, "BEGIN IMMEDIATE", err);
+    if (rc)
+        return rc;
+    /* Another process may have migrated while we waited for the lock. */
+    int64_t version = 0;
+    rc = query_int(j, "PRAGMA user_version", &version, err);
+    for (size_t i = 0; i < kj_schema_migration_count && !rc; i++) {
         const struct kj_schema_migration *m = &kj_schema_migrations[i];
-        int rc = exec(j, "BEGIN IMMEDIATE", err);
-        if (rc)
-            return rc;
-        /* Another process may have migrated while we waited for the lock. */
-        int64_t version = 0;
-        rc = query_int(j, "PRAGMA user_version", &version, err);
-        if (!rc && version < m->version) {
-            char stamp[64];
-            snprintf(stamp, sizeof stamp, "PRAGMA user_version = %d", m->version);
-            rc = exec(j, m->sql, err);
-            if (!rc)
-                rc = exec(j, stamp, err);
-            if (rc)
-                kj_err_prefix(err, "migration %s", m->name);
-        }
+        if (version >= m->version)
+            continue;
+        char stamp[64];
+        snprintf(stamp, sizeof stamp, "PRAGMA user_version = %d", m->version);
+        rc = exec(j, m->sql, err);
         if (!rc)
-            rc = exec(j, "COMMIT", err);
-        if (rc) {
-            sqlite3_exec(j->db, "ROLLBACK", NULL, NULL, NULL);
-            return rc;
-        }
+            rc = exec(j, stamp, err);
+        if (rc)
+            kj_err_prefix(err, "migration %s", m->name);
     }
-    return 0;
+    if (!rc)
+        rc = exec(j, "COMMIT", err);
+    if (rc)
+        sqlite3_exec(j->db, "ROLLBACK", NULL, NULL, NULL);
+    return rc;
 }
 
 /*
