@@ -71,7 +71,7 @@ typedef struct mtotal {
 typedef struct model {
     msession s[MAX_MODEL];
     int ns;
-    char (*ids)[32]; /* stored event ids */
+    char (*ids)[64]; /* stored event ids */
     int nids, capids;
     int64_t events_open, events_close;
     struct {
