@@ -63,7 +63,7 @@ static void fill(const kj_elector *e, kj_lease *out, int64_t now_wall)
 }
 
 kj_elect_step kj_elect_after_get(kj_elector *e, int rc, const kj_lease *got, int64_t now_mono,
-                                 int64_t now_wall, kj_lease *out)
+                                 int64_t answered_mono, int64_t now_wall, kj_lease *out)
 {
     if (rc == KJ_ENOENT) {
         fill(e, out, now_wall);
@@ -71,7 +71,12 @@ kj_elect_step kj_elect_after_get(kj_elector *e, int rc, const kj_lease *got, int
     }
     if (rc)
         return KJ_ELECT_WAIT; /* the fence decides how long a holder goes on */
-    observe(e, got, now_mono);
+    /* Seen when the answer came, not when the GET was first sent: the
+     * record may have been written while the GET was on its way or being
+     * retried (kube.c repeats a GET after a 5xx, a 429 or a dropped
+     * connection, for up to a second or more). client-go takes observedTime
+     * after the read too. */
+    observe(e, got, answered_mono > now_mono ? answered_mono : now_mono);
     int mine = !strcmp(got->holder, e->cfg.identity);
     if (!mine)
         lose(e); /* someone took it while we could not renew */

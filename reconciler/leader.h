@@ -9,7 +9,7 @@
  *     kj_lease want;
  *     int64_t t0 = kj_mono_ms();
  *     GET the Lease -> (rc, got)
- *     switch (kj_elect_after_get(&e, rc, &got, t0, kj_now_ms(), &want)) {
+ *     switch (kj_elect_after_get(&e, rc, &got, t0, kj_mono_ms(), kj_now_ms(), &want)) {
  *     case KJ_ELECT_CREATE: POST want  -> kj_elect_after_write(&e, rc, &answer, t0); break;
  *     case KJ_ELECT_UPDATE: PUT want   -> kj_elect_after_write(&e, rc, &answer, t0); break;
  *     case KJ_ELECT_WAIT:   break;     // someone else holds it, not expired
@@ -17,10 +17,12 @@
  *     fence = kj_elect_fence(&e, kj_mono_ms());   // mutate only while now < fence
  *
  * Expiry is judged as client-go judges it: by the local monotonic clock from
- * the moment this instance last saw the record change (its resourceVersion),
- * plus the record's leaseDurationSeconds; never by comparing renewTime with
- * the local wall clock, so clocks that disagree do not matter, only their
- * rates.
+ * the moment this instance last saw the record change (its resourceVersion;
+ * "saw" is when the GET's answer arrived, never when it was first sent: the
+ * change may have been written while the GET was in flight or retried), plus
+ * the record's leaseDurationSeconds, against the round's start; never by
+ * comparing renewTime with the local wall clock, so clocks that disagree do
+ * not matter, only their rates.
  *
  * Fencing by time. A holder may mutate until renewed + renew_deadline, where
  * renewed is the moment it *sent* its last successful acquire or renew (before
@@ -75,12 +77,14 @@ typedef enum {
 void kj_elect_init(kj_elector *e, const kj_elect_cfg *cfg);
 
 /*
- * After the GET of a round that began (request sent) at now_mono: rc 0 with
- * got, KJ_ENOENT, or another failure. now_wall stamps acquireTime and
- * renewTime. Returns what to write, in *out.
+ * After the GET of a round that began (request sent) at now_mono and whose
+ * answer arrived at answered_mono: rc 0 with got, KJ_ENOENT, or another
+ * failure. A changed record counts as seen at answered_mono; expiry is judged
+ * at now_mono (both the conservative side, as client-go does). now_wall
+ * stamps acquireTime and renewTime. Returns what to write, in *out.
  */
 kj_elect_step kj_elect_after_get(kj_elector *e, int rc, const kj_lease *got, int64_t now_mono,
-                                 int64_t now_wall, kj_lease *out);
+                                 int64_t answered_mono, int64_t now_wall, kj_lease *out);
 /*
  * client-go's fast path for a holder: renew with the record as last written,
  * without reading it first (half the requests; a 409 means someone else wrote

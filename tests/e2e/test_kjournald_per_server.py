@@ -18,6 +18,7 @@ kube-sim. Kubernetes is the only shared state: the instances never talk.
 Run twice: on a clean API server, then under 25% API errors and dropped
 answers (before and after the write), with the same end states.
 """
+import http.client
 import json
 import os
 import signal
@@ -139,7 +140,10 @@ def rfc_ms(s):
 def api(sim, method, path, body, ctype):
     """A test-side write through the API, repeated while faults refuse it."""
     def once():
-        code, _ = sim.call(method, path, body, ctype=ctype, ok=None)
+        try:
+            code, _ = sim.call(method, path, body, ctype=ctype, ok=None)
+        except (ValueError, OSError, http.client.HTTPException):
+            return False  # a faulted answer: a 429's text, a dropped connection
         return code in (200, 201)
     wait_for("%s %s" % (method, path), once)
 

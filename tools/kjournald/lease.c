@@ -157,8 +157,8 @@ static void round_once(kjd_lease *l, kj_elector *e)
         timeout = e->cfg.renew_deadline_ms;
     }
     int rc = lease_call(l, e, KJ_KUBE_GET_LEASE, NULL, timeout, &c);
-    kj_elect_step step =
-        kj_elect_after_get(e, rc, c.has_lease ? &c.lease : NULL, t0, kj_now_ms(), &want);
+    kj_elect_step step = kj_elect_after_get(e, rc, c.has_lease ? &c.lease : NULL, t0, kj_mono_ms(),
+                                            kj_now_ms(), &want);
     if (step == KJ_ELECT_WAIT)
         return;
     rc = lease_call(l, e, step == KJ_ELECT_CREATE ? KJ_KUBE_CREATE_LEASE : KJ_KUBE_UPDATE_LEASE,
