@@ -221,8 +221,11 @@ def central(workdir, faults=False):
         check(st["deletes"]["removed"] == 1, "drv-1 deleted more than once: %s" % st["deletes"])
         if not faults:  # under faults a lost answer makes a repeat, refused by its test
             check(st["by_verb"].get("delete", 0) == 1, "two DELETEs: %s" % st["by_verb"])
-            check(st["by_verb"].get("patch", 0) == 2,
-                  "finalizer patches (add by a, release by b) done twice: %s" % st["by_verb"])
+            # a watch event older than a pass's own change may plan a patch
+            # again: its test op makes the server refuse it, nothing is done twice
+            ok = st["by_verb_kind_code"].get("patch pods 200", 0)
+            check(ok == 2, "finalizer patches (add by a, release by b) done twice: %s" %
+                  st["by_verb_kind_code"])
 
         # 3. SIGSTOP the holder longer than the lease; c takes over
         c = Kjd(workdir, sim, "c")
