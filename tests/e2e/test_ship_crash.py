@@ -78,7 +78,11 @@ def write_some(k):
             return
 
 
+started = [0]  # "following" lines in the shipper log before the last start
+
+
 def shipper():
+    started[0] = shiplib.read(shiplog).count("msg=following ")
     return shiplib.follow(d.endpoint, state, root, shiplog, "--rescan", "300ms", "--progress",
                           "1h", "--timeout", "300", "--retries", "2")
 
@@ -140,6 +144,11 @@ try:
     pending[0]()
 
     kjtest.wait_for("every event in the journal", caught_up)
+    # The journal may have caught up before the last shipper even started
+    # (its predecessor shipped everything): a SIGTERM before it blocks the
+    # signal would kill it, so wait until it says it is following.
+    kjtest.wait_for("the last shipper to follow",
+                    lambda: shiplib.read(shiplog).count("msg=following ") > started[0])
     rc = kjtest.stop(p, signal.SIGTERM)
     check(rc == 0, "SIGTERM: exit 0, got %d" % rc)
     logs = shiplib.read(shiplog)
