@@ -723,17 +723,20 @@ int kj_cmd_ship(int argc, char **argv)
         code = kj_opts_fail(PROG, KJ_EXIT_FAILURE, "out of memory");
         goto out;
     }
-    if (kj_publisher_new(endpoint, &po, &s.pub, &err) < 0) {
-        code = kj_opts_fail(PROG, err.code == KJ_ENOENT ? KJ_EXIT_NOFILE : KJ_EXIT_USAGE, "%s",
-                            err.msg);
-        goto out;
-    }
+    /* Before the publisher starts ZeroMQ's threads: they inherit the mask, and
+     * one that has not run yet (and blocked every signal itself) would take a
+     * SIGTERM with its default action, killing us instead of stopping us. */
     sigset_t set;
     sigemptyset(&set);
     sigaddset(&set, SIGTERM);
     sigaddset(&set, SIGINT);
     sigprocmask(SIG_BLOCK, &set, NULL);
     s.sig_fd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
+    if (kj_publisher_new(endpoint, &po, &s.pub, &err) < 0) {
+        code = kj_opts_fail(PROG, err.code == KJ_ENOENT ? KJ_EXIT_NOFILE : KJ_EXIT_USAGE, "%s",
+                            err.msg);
+        goto out;
+    }
     if (!once_flag)
         s.ino_fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
     char b[4096], eb[512];
