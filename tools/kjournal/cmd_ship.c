@@ -223,7 +223,7 @@ static void check_identity(shipper *s, kj_ship_file *f, int fd, const struct sta
 {
     const char *why = NULL;
     uint64_t h;
-    hd->len = 0;
+    *hd = (head){0};
     if (f->dev != (uint64_t)sb->st_dev || f->ino != (uint64_t)sb->st_ino)
         why = f->ino || f->dev ? "replaced" : NULL;
     else if (sb->st_size < f->offset)
@@ -434,7 +434,7 @@ static int ship_file(shipper *s, kj_ship_file *f)
     if (fstat(fd, &sb) < 0 || !S_ISREG(sb.st_mode))
         goto out;
     f->mtime = mtime;
-    head hd;
+    head hd = {0};
     check_identity(s, f, fd, &sb, &hd);
     s->rbase = f->offset, s->rhave = 0;
     while (!signalled(s)) {
