@@ -13,6 +13,8 @@ anywhere. KJ_SEED replays a run.
 The restart's server-info line closes the interactive sessions open at the
 crash as server_restarted; the batch sessions stay open.
 """
+import glob
+import json
 import os
 import random
 import signal
@@ -78,7 +80,11 @@ def write_some(k):
             return
 
 
+started = [0]  # "following" lines in the shipper log before the last start
+
+
 def shipper():
+    started[0] = shiplib.read(shiplog).count("msg=following ")
     return shiplib.follow(d.endpoint, state, root, shiplog, "--rescan", "300ms", "--progress",
                           "1h", "--timeout", "300", "--retries", "2")
 
@@ -110,13 +116,39 @@ def caught_up():
     return shiplib.event_ids(db) >= want
 
 
+def state_at_ends():
+    """Whether the shipper's state file holds every file to its end."""
+    try:
+        with open(state) as f:
+            offsets = {e["path"]: e["offset"] for e in json.load(f)["files"]}
+    except (OSError, ValueError, KeyError):
+        return False
+    paths = glob.glob(os.path.join(root, "kyuubi_*", "day=*", "*.json"))
+    return all(offsets.get(os.path.relpath(x, root)) == os.path.getsize(x) for x in paths)
+
+
+def wait_caught_up(what):
+    try:
+        kjtest.wait_for(what, caught_up)
+    except SystemExit:
+        print("missing: %s (journal and logs in %s)" %
+              (sorted((w.event_ids() | restarted) - shiplib.event_ids(db))[:10], work),
+              file=sys.stderr)
+        raise
+
+
 try:
     w.start(T0)
     p = shipper()
     kills = kill_points(22, kjournald_at=(5, 14))
     pending[0]()
     pending[0] = lambda: None
-    kjtest.wait_for("the journal to catch up before Kyuubi restarts", caught_up)
+    wait_caught_up("the journal to catch up before Kyuubi restarts")
+    # The shipper must know the files Kyuubi is going to truncate (the first
+    # start too, which caught_up does not look at): a shipper killed each time
+    # before it saved its state reads them all from 0 after the restart, rightly
+    # without a word about a truncation it cannot know of.
+    kjtest.wait_for("the shipper's state to hold every file to its end", state_at_ends)
 
     # Kyuubi crashes and restarts: interactive sessions are gone, batch
     # sessions are recovered and go on writing into their start day's file,
@@ -139,7 +171,12 @@ try:
     kills += kill_points(4)
     pending[0]()
 
-    kjtest.wait_for("every event in the journal", caught_up)
+    wait_caught_up("every event in the journal")
+    # The journal may have caught up before the last shipper even started
+    # (its predecessor shipped everything): a SIGTERM before it blocks the
+    # signal would kill it, so wait until it says it is following.
+    kjtest.wait_for("the last shipper to follow",
+                    lambda: shiplib.read(shiplog).count("msg=following ") > started[0])
     rc = kjtest.stop(p, signal.SIGTERM)
     check(rc == 0, "SIGTERM: exit 0, got %d" % rc)
     logs = shiplib.read(shiplog)

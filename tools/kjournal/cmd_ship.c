@@ -206,12 +206,24 @@ static int head_hash(int fd, uint32_t len, uint64_t *out)
     return 0;
 }
 
+/* A fingerprint of a file's head, read before any line is: the lines read
+ * after it come from the same file or from one that no longer matches it. */
+typedef struct head {
+    uint64_t fp;
+    uint32_t len; /* 0: none to record */
+} head;
+
 /* Starts f again from 0 when the file at its path is not the one the state
- * knows, or is shorter than what was acknowledged. */
-static void check_identity(shipper *s, kj_ship_file *f, int fd, const struct stat *sb)
+ * knows, or is shorter than what was acknowledged. Reads the file's head into
+ * *hd for grow_fingerprint, now, before its lines are read: a fingerprint
+ * taken after them could be of the file Kyuubi truncated and wrote again
+ * meanwhile (same path, same inode, maybe the same size), whose lines would
+ * then pass for acknowledged. */
+static void check_identity(shipper *s, kj_ship_file *f, int fd, const struct stat *sb, head *hd)
 {
     const char *why = NULL;
     uint64_t h;
+    *hd = (head){0};
     if (f->dev != (uint64_t)sb->st_dev || f->ino != (uint64_t)sb->st_ino)
         why = f->ino || f->dev ? "replaced" : NULL;
     else if (sb->st_size < f->offset)
@@ -219,7 +231,7 @@ static void check_identity(shipper *s, kj_ship_file *f, int fd, const struct sta
     else if (f->fp_len && (head_hash(fd, f->fp_len, &h) < 0 || h != f->fp))
         why = "rewritten";
     else
-        return;
+        goto head;
     if (why) {
         char b[1024];
         kj_log(KJ_LOG_INFO, "file changed, reading it again from the start",
@@ -232,21 +244,25 @@ static void check_identity(shipper *s, kj_ship_file *f, int fd, const struct sta
     f->fp_len = 0;
     f->offset = f->line = 0;
     s->dirty = 1;
+head:
+    if (f->fp_len >= KJ_SHIP_FP_MAX || sb->st_size <= f->fp_len)
+        return;
+    uint32_t len = sb->st_size < KJ_SHIP_FP_MAX ? (uint32_t)sb->st_size : KJ_SHIP_FP_MAX;
+    char b[KJ_SHIP_FP_MAX];
+    /* Its first fp_len bytes must still be those the fingerprint knows. */
+    if (pread(fd, b, len, 0) == (ssize_t)len && (!f->fp_len || kj_ship_hash(b, f->fp_len) == f->fp))
+        *hd = (head){.fp = kj_ship_hash(b, len), .len = len};
 }
 
-/* Extends the fingerprint to the first KJ_SHIP_FP_MAX bytes once the file has
- * them (its head matched the old fingerprint just before). */
-static void grow_fingerprint(shipper *s, kj_ship_file *f, int fd, int64_t size)
+/* Extends the fingerprint to the head read before the lines (up to
+ * KJ_SHIP_FP_MAX bytes), once the file has been shipped past the old one. */
+static void grow_fingerprint(shipper *s, kj_ship_file *f, const head *hd)
 {
-    if (f->fp_len >= KJ_SHIP_FP_MAX || size <= f->fp_len || f->offset < f->fp_len)
+    if (hd->len <= f->fp_len || f->offset < f->fp_len)
         return;
-    uint32_t len = size < KJ_SHIP_FP_MAX ? (uint32_t)size : KJ_SHIP_FP_MAX;
-    uint64_t h;
-    if (head_hash(fd, len, &h) == 0) {
-        f->fp = h;
-        f->fp_len = len;
-        s->dirty = 1;
-    }
+    f->fp = hd->fp;
+    f->fp_len = hd->len;
+    s->dirty = 1;
 }
 
 static void round_reset(shipper *s)
@@ -418,7 +434,8 @@ static int ship_file(shipper *s, kj_ship_file *f)
     if (fstat(fd, &sb) < 0 || !S_ISREG(sb.st_mode))
         goto out;
     f->mtime = mtime;
-    check_identity(s, f, fd, &sb);
+    head hd = {0};
+    check_identity(s, f, fd, &sb, &hd);
     s->rbase = f->offset, s->rhave = 0;
     while (!signalled(s)) {
         if ((rc = read_round(s, f, fd, f->offset, f->line)) < 0)
@@ -433,10 +450,9 @@ static int ship_file(shipper *s, kj_ship_file *f)
         save(s, 0);
     }
     round_reset(s);
-    if (fstat(fd, &sb) == 0) {
+    grow_fingerprint(s, f, &hd);
+    if (fstat(fd, &sb) == 0)
         f->size = sb.st_size;
-        grow_fingerprint(s, f, fd, sb.st_size);
-    }
 out:
     close(fd);
     /* A long line grew the buffer: give the memory back. */
@@ -707,17 +723,20 @@ int kj_cmd_ship(int argc, char **argv)
         code = kj_opts_fail(PROG, KJ_EXIT_FAILURE, "out of memory");
         goto out;
     }
-    if (kj_publisher_new(endpoint, &po, &s.pub, &err) < 0) {
-        code = kj_opts_fail(PROG, err.code == KJ_ENOENT ? KJ_EXIT_NOFILE : KJ_EXIT_USAGE, "%s",
-                            err.msg);
-        goto out;
-    }
+    /* Before the publisher starts ZeroMQ's threads: they inherit the mask, and
+     * one that has not run yet (and blocked every signal itself) would take a
+     * SIGTERM with its default action, killing us instead of stopping us. */
     sigset_t set;
     sigemptyset(&set);
     sigaddset(&set, SIGTERM);
     sigaddset(&set, SIGINT);
     sigprocmask(SIG_BLOCK, &set, NULL);
     s.sig_fd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
+    if (kj_publisher_new(endpoint, &po, &s.pub, &err) < 0) {
+        code = kj_opts_fail(PROG, err.code == KJ_ENOENT ? KJ_EXIT_NOFILE : KJ_EXIT_USAGE, "%s",
+                            err.msg);
+        goto out;
+    }
     if (!once_flag)
         s.ino_fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
     char b[4096], eb[512];
