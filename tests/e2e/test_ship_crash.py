@@ -92,6 +92,9 @@ def shipper():
 def kill_points(n, kjournald_at=()):
     global p
     for i in range(n):
+        if i % 2:  # half the kills land while a started shipper follows new lines
+            kjtest.wait_for("the shipper to follow", lambda: shiplib.read(shiplog).count(
+                "msg=following ") > started[0])
         write_some(rng.randint(1, 12))
         time.sleep(rng.uniform(0, 0.2))  # the random point
         p.kill()
