@@ -96,6 +96,21 @@ int64_t kj_now_ms(void)
     return clock_ms(CLOCK_REALTIME);
 }
 
+struct timespec kj_deadline_in(int64_t ms)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    if (ms > 0) {
+        ts.tv_sec += ms / 1000;
+        ts.tv_nsec += (ms % 1000) * 1000000;
+        if (ts.tv_nsec >= 1000000000) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000;
+        }
+    }
+    return ts;
+}
+
 int64_t kj_mono_ms(void)
 {
     return clock_ms(CLOCK_MONOTONIC);

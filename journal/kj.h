@@ -20,6 +20,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 enum {
     KJ_OK = 0,
@@ -62,6 +63,9 @@ int kj_err_prefix(kj_err *err, const char *fmt, ...) __attribute__((format(print
 /* Wall-clock time in epoch milliseconds, and a monotonic clock in ms. */
 int64_t kj_now_ms(void);
 int64_t kj_mono_ms(void);
+/* The absolute CLOCK_REALTIME time ms from now, as pthread_cond_timedwait()
+ * takes it (ms <= 0: now). */
+struct timespec kj_deadline_in(int64_t ms);
 
 /* Formats epoch ms as ISO 8601 into buf ("2026-11-29T05:49:11.123Z" in UTC,
  * or local time with its offset). Returns buf. */

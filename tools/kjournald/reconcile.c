@@ -258,14 +258,7 @@ static void wait_for_work(kjd_reconciler *r, kj_kube *kw, int64_t wait)
         r->kw = NULL;
         return;
     }
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    ts.tv_sec += wait / 1000;
-    ts.tv_nsec += (wait % 1000) * 1000000;
-    if (ts.tv_nsec >= 1000000000) {
-        ts.tv_sec++;
-        ts.tv_nsec -= 1000000000;
-    }
+    struct timespec ts = kj_deadline_in(wait);
     pthread_cond_timedwait(&r->cv, &r->mu, &ts);
 }
 
@@ -321,13 +314,7 @@ static int standby_wait(kjd_reconciler *r)
         if (!logged++)
             kj_log(KJ_LOG_INFO, "reconciler standby: waiting for the lease", NULL);
         drop_queue(r);
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_nsec += STANDBY_POLL_MS * 1000000L;
-        if (ts.tv_nsec >= 1000000000) {
-            ts.tv_sec++;
-            ts.tv_nsec -= 1000000000;
-        }
+        struct timespec ts = kj_deadline_in(STANDBY_POLL_MS);
         pthread_cond_timedwait(&r->cv, &r->mu, &ts);
     }
     drop_queue(r);
