@@ -155,6 +155,40 @@ def main():
            r"both the server key and our secret key")
     expect([kj, "publish", "--check-config", "--curve-server-key", os.path.join(d, "none.pub"),
             "--curve-secret-key", os.path.join(keys, "client.key")], 3, r"cannot read key")
+    # kjournal ship: publish's endpoint and key checks, ROOT, the state file
+    events = os.path.join(d, "events")
+    os.makedirs(events)
+    shipdir = os.path.join(d, "ship")
+    os.makedirs(shipdir)
+    state = os.path.join(shipdir, "state")
+    ship = [kj, "ship", "--check-config", "--state", state]
+    expect(ship + ["file://" + events], 0,
+           r"kjournal ship: configuration ok: root %s, endpoint tcp://127.0.0.1:5680, curve off" % re.escape(events))
+    expect(ship + ["--endpoint", "ipc://" + os.path.join(d, "x.sock"), "--curve-server-key",
+                   os.path.join(keys, "server.pub"), "--curve-secret-key", os.path.join(keys, "client.key"),
+                   events + "/"], 0, r"curve on")
+    expect(ship + ["--endpoint", "foo", events], 2, r"endpoint 'foo'")
+    expect(ship + ["--endpoint", "tcp://127.0.0.1:99999", events], 2, r"'99999' is not a port")
+    expect(ship + ["--curve-server-key", os.path.join(keys, "server.pub"), events], 2,
+           r"both the server key and our secret key")
+    expect(ship + ["--curve-server-key", os.path.join(d, "none.pub"), "--curve-secret-key",
+                   os.path.join(keys, "client.key"), events], 3, r"cannot read key")
+    expect(ship + ["--curve-server-key", garbage_key, "--curve-secret-key", os.path.join(keys, "client.key"),
+                   events], 2, r"does not hold a 40-character Z85 key")
+    expect(ship + [os.path.join(d, "no-events")], 3, r"no directory '.*no-events'")
+    expect(ship + ["file://" + garbage_key], 3, r"no directory '.*garbage.key'")  # a file, not a directory
+    expect(ship + ["s3://bucket/events"], 2, r"neither a local path nor a file:///path URI")
+    expect(ship + [], 2, r"expected one ROOT")
+    expect([kj, "ship", "--check-config", events], 2, r"--state PATH is required")
+    expect([kj, "ship", "--check-config", "--state", os.path.join(d, "nostate", "state"), events], 3,
+           r"--state '.*nostate/state': its directory '.*nostate' does not exist")
+    expect(ship + ["--max-line", "1", events], 2, r"max-line")
+    kjtest.check(os.listdir(shipdir) == [], "ship --check-config wrote beside the state file: %s" % os.listdir(shipdir))
+    with open(state, "w") as f:
+        f.write("not a state file\n")
+    expect(ship + [events], 6, r"state file damaged")
+    os.unlink(state)
+
     expect([kj, "recover", "--check-config", "--kubeconfig", kc, "--journal", journal], 0,
            r"kjournal recover: configuration ok: server https://127.0.0.1:6443")
     expect([kj, "recover", "--check-config", "--journal", journal], 2, r"no Kubernetes configuration")

@@ -1,9 +1,14 @@
 """The image (issue 16, item 5): deploy/image/build.sh builds it without a
 registry; kjournald runs from it as uid 10001 on a read-only root file system
-(no tmpfs either: nothing of the image is written), kjournal publish from the
-same image sends events, and kjournal from the image reads them back from the
-journal volume. Prints the image's size and the build's time; the image must
-stay under 40 MiB.
+(no tmpfs either: nothing of the image is written); kjournal ship --once from
+the same image (read-only root, uid 10001, its state file on a volume of its
+own) ships a Kyuubi-like event log (tests/e2e/kyuubilog.py: sessions in two
+day files and a server-info line with its fake s3cr3t- secrets) from a
+read-only volume into it, and a second --once finds nothing new; kjournal
+publish from the image sends native events; kjournal from the image reads
+the sessions back from the journal volume. The secrets are in no journal, WAL,
+state file, log or output. Prints the image's size and the build's time; the
+image must stay under 40 MiB.
 
 Needs podman, runc and mmdebstrap (quickstart.sh deps) and root (the journal
 volume is handed to uid 10001). Exit 77 (skipped) when they are missing.
@@ -22,8 +27,13 @@ import urllib.request
 sys.path.insert(0, os.path.join(os.environ.get("KJ_SOURCE_DIR", os.path.join(os.path.dirname(__file__), "..", "..")), "tests"))
 import kjtest  # noqa: E402
 
+sys.path.insert(0, os.path.join(kjtest.SOURCE, "tests", "e2e"))
+from kyuubilog import SECRETS, KyuubiLog  # noqa: E402
+
 MAX_MIB = 40
 UID = "10001:10001"
+T0 = 1764374400000  # 2025-11-29T00:00:00Z
+H = 3600000
 
 
 def skip(why):
@@ -79,6 +89,49 @@ def kube_from_image(run, tag, vol, work):
         log = f.read()
     kjtest.check('method=GET path="/api/v1/namespaces/kyuubi/pods" code=200' in log,
                  "kube-sim never answered the image's list of pods:\n" + log[-2000:])
+
+
+def leaks(paths, texts=()):
+    """(where, secret) for each secret in the files under paths and in texts."""
+    found = []
+    for top in paths:
+        for d, _, fs in os.walk(top):
+            for n in fs:
+                try:
+                    with open(os.path.join(d, n), "rb") as f:
+                        data = f.read()
+                except OSError:
+                    continue
+                found += [(os.path.join(d, n), s) for s in SECRETS if s.encode() in data]
+    for i, t in enumerate(texts):
+        found += [("output %d" % i, s) for s in SECRETS if s in t]
+    return found
+
+
+def kyuubi_log(root):
+    """A Kyuubi server's event log: a STARTED server-info line (serverConf and
+    serverEnv with the fake secrets), five sessions of which four closed (one
+    a day later, into its start day's file) and one started the next day and
+    still open. Returns ({sid: (state, user)}, the number of lines)."""
+    w = KyuubiLog(root)
+    w.start(T0 + 1 * H)
+    want = {}
+    for i in range(5):
+        sid = "kyuubi-s-%d" % i
+        start = T0 + (10 + i) * H + (86400000 if i == 4 else 0)
+        w.open_session(sid, "k%d" % i, start)
+        w.engine_opened(sid, start + 5000, "spark-app-%d" % i)
+        want[sid] = ("open", "k%d" % i)
+    for i in range(4):
+        sid = "kyuubi-s-%d" % i
+        w.close_session(sid, T0 + (86400000 if i == 0 else 0) + (11 + i) * H)
+        want[sid] = ("closed", "k%d" % i)
+    w.crash()  # the files stay as flushed
+    for d, ds, fs in os.walk(root):  # Kyuubi's umask may be tighter: uid 10001 must read them
+        os.chmod(d, 0o755)
+        for n in fs:
+            os.chmod(os.path.join(d, n), 0o644)
+    return want, len(w.event_ids()) + 1
 
 
 def main():
@@ -145,18 +198,45 @@ def main():
                 return False
         kjtest.wait_for("kjournald in the image to be ready", ready)
 
+        # kjournal ship --once from the image: the event log read-only, the
+        # state file on a volume of its own
+        events_dir = os.path.join(work, "events")
+        want, n_events = kyuubi_log(events_dir)
+        ship_state = os.path.join(work, "ship-state")
+        os.makedirs(ship_state)
+        os.chown(ship_state, 10001, 10001)
+        os.chmod(ship_state, 0o700)
+        ship = run + ["-v", "%s:/opt/kyuubi/events:ro" % events_dir, "-v", "%s:/var/lib/kjournal-ship" % ship_state,
+                      "--entrypoint", "kjournal", tag, "ship", "--once", "--endpoint", "tcp://127.0.0.1:%d" % zport,
+                      "--state", "/var/lib/kjournal-ship/state", "file:///opt/kyuubi/events"]
+        outputs = []
+        for attempt, stored in (("first", n_events), ("second", 0)):
+            r = sh(ship, check=False)
+            outputs += [r.stdout, r.stderr]
+            print("ship --once (%s) from the image -> %d %s%s" % (attempt, r.returncode, r.stdout, r.stderr))
+            kjtest.check(r.returncode == 0, "kjournal ship --once from the image failed")
+            m = re.search(r"(\d+) files, (\d+) lines: (\d+) stored, (\d+) duplicate, (\d+) rejected, "
+                          r"(\d+) skipped", r.stdout)
+            kjtest.check(m and int(m.group(3)) == stored and m.group(5) == m.group(6) == "0",
+                         "ship --once (%s): want %d stored, none rejected or skipped: %r" % (attempt, stored, r.stdout))
+        kjtest.check(os.path.isfile(os.path.join(ship_state, "state")), "no state file written by the image's shipper")
+
+        # kjournal publish from the image: native events
         events = []
-        for i in range(5):
+        for i in range(2):
             sid = "img-s-%d" % i
             events.append({"event_id": "img-o-%d" % i, "type": "session_open", "session_id": sid,
                            "time_ms": 1764391200000 + i * 1000, "user": "u%d" % i})
             events.append({"event_id": "img-c-%d" % i, "type": "session_close", "session_id": sid,
                            "time_ms": 1764391200500 + i * 1000})
+            want[sid] = ("closed", "u%d" % i)
         data = "".join(json.dumps(e) + "\n" for e in events)
         p = sh(run + ["-i", "--entrypoint", "kjournal", tag, "publish", "--endpoint",
                       "tcp://127.0.0.1:%d" % zport, "--quiet"], input=data, check=False)
         print("publish from the image -> %d %s%s" % (p.returncode, p.stdout, p.stderr))
-        kjtest.check(p.returncode == 0 and "10 stored" in p.stderr, "kjournal publish from the image failed")
+        kjtest.check(p.returncode == 0 and "4 stored" in p.stderr, "kjournal publish from the image failed")
+        outputs += [p.stdout, p.stderr]
+        running_leaks = leaks([vol, ship_state])  # the WAL, while kjournald writes it
     finally:
         sh(["podman", "stop", "--time", "60", name], check=False)
         code = sh(["podman", "inspect", "--format", "{{.State.ExitCode}}", name], check=False).stdout.strip()
@@ -168,16 +248,24 @@ def main():
     # read back with kjournal from the image, as uid 10001, root read-only
     r = sh(run + ["-v", "%s:/var/lib/kjournal" % vol, "--entrypoint", "kjournal", tag, "sessions",
                   "-o", "json"])
+    outputs += [r.stdout, r.stderr, logs.stdout, logs.stderr]
     rows = [json.loads(line) for line in r.stdout.splitlines() if line.strip()]
-    got = sorted((s["session_id"], s["state"], s["user"]) for s in rows)
-    want = [("img-s-%d" % i, "closed", "u%d" % i) for i in range(5)]
-    kjtest.check(got == want, "sessions read back from the image: %r" % got)
+    got = {s["session_id"]: (s["state"], s["user"]) for s in rows}
+    kjtest.check(got == want, "sessions read back from the image: %r, want %r" % (got, want))
     v = sh(run + ["-v", "%s:/var/lib/kjournal" % vol, "--entrypoint", "kjournal", tag, "verify"],
            check=False)
     kjtest.check(v.returncode == 0, "kjournal verify from the image: %s%s" % (v.stdout, v.stderr))
+    e = sh(run + ["-v", "%s:/var/lib/kjournal" % vol, "--entrypoint", "kjournal", tag, "events", "-o", "json"])
+    outputs += [e.stdout, e.stderr]
+    ids = {json.loads(line)["event_id"] for line in e.stdout.splitlines() if line.strip()}
+    kjtest.check(len(ids) == n_events - 1 + len(events),
+                 "events read back from the image: %d, want %d session events" % (len(ids), n_events - 1 + len(events)))
+    found = running_leaks + leaks([vol, ship_state], outputs)
+    kjtest.check(not found, "the fake secrets leaked: %s" % found)
     kube_from_image(run, tag, vol, work)
-    print("image %s: %.1f MiB, build %.0f s; 10 events published and read back; a recovery pass "
-          "over TLS from the image" % (tag, size / 1048576, took))
+    print("image %s: %.1f MiB, build %.0f s; %d Kyuubi events shipped and 4 published from the image, "
+          "%d sessions read back, no secret leaked; a recovery pass over TLS from the image"
+          % (tag, size / 1048576, took, n_events, len(want)))
     shutil.rmtree(work, ignore_errors=True)
 
 

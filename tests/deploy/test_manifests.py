@@ -23,7 +23,8 @@ deploy/kubernetes/*.yaml, every document of every file:
 deploy/systemd/*: each unit passes systemd-analyze verify (skipped, saying
 so, only when systemd-analyze is absent); its ExecStart is accepted with
 --check-config, its StateDirectory/RuntimeDirectory/ConfigurationDirectory
-made in a scratch root.
+and the ReadOnlyPaths/ReadWritePaths it names (a host's directories the
+program reads, like Kyuubi's event log) made in a scratch root.
 
 Files added to deploy/ are checked without a change here.
 """
@@ -391,6 +392,14 @@ def unit_dirs(text):
         for m in re.finditer(r"^\s*%s\s*=\s*(.+)$" % key, text, re.M):
             for d in m.group(1).split():
                 dirs[os.path.join(base, d.split(":")[0])] = int(mode.group(1), 8) if mode else 0o755
+    # the host's directories the unit names (a '-' or '+' prefix: missing is no error
+    # to systemd; the test makes them, as the host the unit is written for has them)
+    for key in ("ReadOnlyPaths", "ReadWritePaths"):
+        for m in re.finditer(r"^\s*%s\s*=\s*(.+)$" % key, text, re.M):
+            for d in shlex.split(m.group(1)):
+                d = d.lstrip("-+")
+                if d.startswith("/"):
+                    dirs.setdefault(d.rstrip("/") or "/", 0o755)
     return dirs
 
 

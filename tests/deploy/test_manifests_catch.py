@@ -41,6 +41,11 @@ def main():
     u = os.path.join(deploy, "systemd", "kjournald.service")
     plant(u, "[Service]\n", "[Service]\nRestartSeconds=2\n")
     plant(u, "--namespace kyuubi", "--namespace kyuubi --resync 0s")
+    # kjournal ship reading a directory its container or unit does not have
+    plant(os.path.join(deploy, "kubernetes", "kyuubi-shipper-sidecar.yaml"),
+          "- file:///opt/kyuubi/events\n", "- file:///opt/kyuubi/event\n")
+    plant(os.path.join(deploy, "systemd", "kjournal-ship.service"),
+          "    file:///var/log/kyuubi/events\n", "    file:///var/log/kyuubi/json\n")
     r = subprocess.run([sys.executable, os.path.join(os.path.dirname(os.path.abspath(__file__)), "test_manifests.py")],
                        env=dict(os.environ, KJ_DEPLOY_DIR=deploy), stdout=subprocess.PIPE,
                        stderr=subprocess.PIPE, text=True, timeout=kjtest.DEADLINE * 5)
@@ -58,6 +63,9 @@ def main():
         r"broken.yaml: does not parse",
         r"systemd-analyze verify: .*Unknown key 'RestartSeconds'",
         r"kjournald.service: kjournald refuses its ExecStart arguments \(exit 2\): .*resync",
+        r"container kjournal-ship: kjournal refuses its arguments \(exit 3\): .*no directory '.*/opt/kyuubi/event'",
+        r"kjournal-ship.service: kjournal refuses its ExecStart arguments \(exit 3\): "
+        r".*no directory '/var/log/kyuubi/json'",
     ]
     missing = [w for w in want if not re.search(w, report)]
     kjtest.check(not missing, "faults not reported: %s" % missing)

@@ -68,7 +68,8 @@ static const char usage_end[] =
     "1 some lines were rejected or skipped (--once) or a runtime failure, 2 usage\n"
     "error, 3 no ROOT (--once), 6 the state file is damaged (move it away to ship\n"
     "everything again), 8 kjournald stayed unreachable (--once), 9 another\n"
-    "kjournal ship uses the state file.\n"
+    "kjournal ship uses the state file. --check-config exits 3 when ROOT or the\n"
+    "state file's directory does not exist.\n"
     "\n"
     "example:\n"
     "  kjournal ship --endpoint tcp://kjournald:5680 \\\n"
@@ -607,6 +608,50 @@ static int set_log_level(void *ud, const char *v, char *msg, size_t size)
     return 0;
 }
 
+/* --check-config: the endpoint and the key files as kjournal publish checks
+ * them, ROOT a directory, the state file's directory there and the state file
+ * (when there is one) readable; nothing connected, locked or written. */
+static int check_config(const char *endpoint, const kj_publisher_opts *po, const char *root,
+                        const char *state)
+{
+    kj_err err = {0};
+    if (kj_ipc_check_endpoint(endpoint, 0, &err) < 0 ||
+        kj_ipc_check_publisher_keys(po->curve_server_key, po->curve_secret_key, &err) < 0)
+        return kj_opts_fail(PROG, err.code == KJ_ENOENT ? KJ_EXIT_NOFILE : KJ_EXIT_USAGE, "%s",
+                            err.msg);
+    struct stat sb;
+    if (stat(root, &sb) < 0 || !S_ISDIR(sb.st_mode))
+        return kj_opts_fail(PROG, KJ_EXIT_NOFILE,
+                            "no directory '%s' (ROOT, Kyuubi's event log path; without --once "
+                            "kjournal ship would wait for it)",
+                            root);
+    char *dir = strdup(state);
+    if (!dir)
+        return kj_opts_fail(PROG, KJ_EXIT_FAILURE, "out of memory");
+    char *slash = strrchr(dir, '/');
+    const char *d = !slash ? "." : slash == dir ? "/" : (*slash = 0, dir);
+    int have_dir = stat(d, &sb) == 0 && S_ISDIR(sb.st_mode);
+    int code = have_dir ? KJ_EXIT_OK
+                        : kj_opts_fail(PROG, KJ_EXIT_NOFILE,
+                                       "--state '%s': its directory '%s' does not exist", state, d);
+    free(dir);
+    if (code)
+        return code;
+    kj_ship_state st = {0};
+    int rc = kj_ship_state_load(state, &st, &err);
+    size_t files = st.n;
+    kj_ship_state_free(&st);
+    if (rc < 0)
+        return kj_opts_fail(PROG, rc == KJ_ECORRUPT ? KJ_EXIT_CORRUPT : KJ_EXIT_FAILURE,
+                            "state file damaged: %s (move it away to ship everything again; the "
+                            "journal answers duplicate for what it has)",
+                            err.msg);
+    char what[9000];
+    snprintf(what, sizeof what, "root %s, endpoint %s, curve %s, state %s (%zu files)", root,
+             endpoint, po->curve_server_key ? "on" : "off", state, files);
+    kj_opts_config_ok(PROG, what);
+}
+
 /* ROOT without its file:// scheme and trailing slashes; NULL for another
  * scheme. */
 static char *root_path(const char *arg)
@@ -630,7 +675,7 @@ int kj_cmd_ship(int argc, char **argv)
     const char *endpoint = kj_publish_default_endpoint();
     kj_publisher_opts po = kj_publisher_defaults();
     const char *state = NULL;
-    int help = 0, once_flag = 0, operands;
+    int help = 0, once_flag = 0, check = 0, operands;
     int64_t rescan_ms = 10000, progress_ms = 60000;
     size_t max_request = KJ_IPC_MAX_MESSAGE, max_line = 8u << 20, chunk = 4096;
     kj_log_level level = KJ_LOG_INFO;
@@ -660,6 +705,7 @@ int kj_cmd_ship(int argc, char **argv)
         {"log-level", 0, KJ_OPT_CALL, NULL, "LEVEL", .help = "debug, info (default), warn, error",
          .fn = set_log_level, .ud = &level},
         {"help", 'h', KJ_OPT_FLAG, &help, NULL, .help = "this help"},
+        KJ_OPTS_CHECK_CONFIG(&check),
         {0},
     };
     int rc = kj_opts_parse(PROG, opts, argc, argv, &operands);
@@ -689,6 +735,10 @@ int kj_cmd_ship(int argc, char **argv)
         goto out;
     }
     s.root = root;
+    if (check) {
+        code = check_config(endpoint, &po, root, state);
+        goto out;
+    }
     struct stat sb;
     int have_root = stat(root, &sb) == 0 && S_ISDIR(sb.st_mode);
     if (once_flag && !have_root) {
