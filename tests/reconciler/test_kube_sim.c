@@ -29,6 +29,7 @@
 #include <cmocka.h>
 
 #include "reconciler/kube_internal.h"
+#include "sim_process.h"
 
 #define TOKEN1 "sim-token-one-secret"
 #define TOKEN2 "sim-token-two-secret"
@@ -95,36 +96,9 @@ static char *b64(const char *s)
     return r;
 }
 
-static int free_port(void)
-{
-    int s = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    bind(s, (struct sockaddr *)&a, sizeof(a));
-    socklen_t al = sizeof(a);
-    getsockname(s, (struct sockaddr *)&a, &al);
-    close(s);
-    return ntohs(a.sin_port);
-}
-
-static int port_open(int port)
-{
-    int s = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET,
-                            .sin_port = htons((uint16_t)port),
-                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    int ok = connect(s, (struct sockaddr *)&a, sizeof(a)) == 0;
-    close(s);
-    return ok;
-}
-
 static void sim_stop(void)
 {
-    if (sim.pid > 0) {
-        kill(sim.pid, SIGTERM);
-        int st;
-        waitpid(sim.pid, &st, 0);
-        sim.pid = 0;
-    }
+    stop_process(&sim.pid);
 }
 
 /* Starts kube-sim on sim.port (a new one if 0) with token (NULL: none);

@@ -26,6 +26,7 @@
 #include <cmocka.h>
 
 #include "reconciler/kube_internal.h"
+#include "sim_process.h"
 
 #define DEADLINE_MS 120000
 
@@ -37,36 +38,9 @@ static struct {
     char server[64];
 } sim;
 
-static int free_port(void)
-{
-    int s = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    bind(s, (struct sockaddr *)&a, sizeof(a));
-    socklen_t al = sizeof(a);
-    getsockname(s, (struct sockaddr *)&a, &al);
-    close(s);
-    return ntohs(a.sin_port);
-}
-
-static int port_open(int port)
-{
-    int s = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET,
-                            .sin_port = htons((uint16_t)port),
-                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    int ok = connect(s, (struct sockaddr *)&a, sizeof(a)) == 0;
-    close(s);
-    return ok;
-}
-
 static void sim_stop(void)
 {
-    if (sim.pid > 0) {
-        kill(sim.pid, SIGTERM);
-        int st;
-        waitpid(sim.pid, &st, 0);
-        sim.pid = 0;
-    }
+    stop_process(&sim.pid);
 }
 
 static void sim_start(void)
