@@ -40,7 +40,6 @@ enum {
     ST_FIND_SESSION,
     ST_INSERT_SESSION,
     ST_INSERT_EVENT,
-    ST_DELETE_SESSION,
     ST_ADD_COUNT,
     ST_COUNT_POD_SESSIONS,
     ST_RECORD_ACTION,
@@ -52,7 +51,7 @@ enum {
 };
 
 static const char *const append_sql[ST_COUNT_] = {
-    [ST_FIND_EVENT] = "SELECT 1 FROM events WHERE event_id = ?1",
+    [ST_FIND_EVENT] = "SELECT 1 FROM events WHERE session = ?1 AND event_id = ?2",
     [ST_FIND_SESSION] =
         "SELECT id, state, user, instance, created_ms, closed_ms, close_reason, engine_id,"
         " engine_tag, session_type FROM sessions"
@@ -66,7 +65,7 @@ static const char *const append_sql[ST_COUNT_] = {
         "INSERT INTO events (event_id, session, type, time_ms, recorded_ms, instance, user,"
         " engine_id, engine_tag, engine_namespace, reason, payload, session_type)"
         " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"
-        " ON CONFLICT (event_id) DO NOTHING",
+        " ON CONFLICT (session, event_id) DO NOTHING",
     [ST_COUNT_POD_SESSIONS] =
         "SELECT coalesce(sum(state = 1), 0), coalesce(sum(state = 2), 0),"
         " coalesce(max(closed_ms), 0) FROM sessions WHERE " ENGINE_MATCH("?1", "?2"),
@@ -75,7 +74,6 @@ static const char *const append_sql[ST_COUNT_] = {
         " engine_id, action, reason, result, http_code, message, identity)"
         " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12,"
         " (SELECT identity FROM reconcile_runs WHERE id = ?1))",
-    [ST_DELETE_SESSION] = "DELETE FROM sessions WHERE id = ?1",
     [ST_INSERT_SERVER_EVENT] =
         "INSERT INTO server_events (event_id, type, instance, time_ms, recorded_ms, payload)"
         " VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (event_id) DO NOTHING",
@@ -144,6 +142,10 @@ struct kj_journal {
     file_id ids[3];   /* the journal, its -wal and its -shm, as opened */
     sqlite3_stmt *st[ST_COUNT_];
     sqlite3_stmt *upd[UPD_VARIANTS]; /* prepared when first needed */
+    /* At least the latest time of a server start the journal holds (0: none;
+     * a rolled-back batch may leave it higher): a session created since
+     * then outlived no restart, and its events skip that query. */
+    int64_t latest_start;
 };
 
 /* --- errors ----------------------------------------------------------------- */
@@ -439,6 +441,9 @@ static int open_writer(kj_journal *j, kj_err *err)
     if (!rc)
         rc = prepare_statements(j, err);
     if (!rc)
+        rc = query_int(j, "SELECT coalesce(max(time_ms), 0) FROM server_events WHERE type = 3",
+                       &j->latest_start, err);
+    if (!rc)
         rc = open_finish(j, err);
     return rc;
 }
@@ -679,17 +684,22 @@ static int write_session(sqlite3_stmt *st, const kj_event *ev, kj_session_state 
 }
 
 /*
- * Rejects ev with code and the message in r->message, unless an event with
- * its id is already stored: a retry of a stored event is a duplicate, not a
- * rejection, whatever has happened to its session since.
+ * Rejects ev with code and the message in r->message, unless its session
+ * (row sid, 0 for none yet) already has an event with its id: a retry of a
+ * stored event is a duplicate, not a rejection, whatever has happened to
+ * its session since.
  */
-static int reject_unless_stored(kj_journal *j, const kj_event *ev, kj_append_result *r,
+static int reject_unless_stored(kj_journal *j, const kj_event *ev, int64_t sid, kj_append_result *r,
                                 const char *code)
 {
-    sqlite3_stmt *st = j->st[ST_FIND_EVENT];
-    bind_text(st, 1, ev->event_id);
-    int rc = sqlite3_step(st);
-    sqlite3_reset(st);
+    int rc = SQLITE_DONE;
+    if (sid) {
+        sqlite3_stmt *st = j->st[ST_FIND_EVENT];
+        sqlite3_bind_int64(st, 1, sid);
+        bind_text(st, 2, ev->event_id);
+        rc = sqlite3_step(st);
+        sqlite3_reset(st);
+    }
     if (rc == SQLITE_ROW) {
         r->status = KJ_APPEND_DUPLICATE;
         r->message[0] = '\0';
@@ -765,8 +775,8 @@ static const char *time_problem(const kj_event *ev, int64_t now, int64_t sid, in
     return NULL;
 }
 
-/* Inserts ev for session row sid; a duplicate event_id changes nothing
- * (sqlite3_changes() then says 0). Returns a SQLite code. */
+/* Inserts ev for session row sid; an event_id the session already has
+ * changes nothing (sqlite3_changes() then says 0). Returns a SQLite code. */
 static int insert_event(kj_journal *j, const kj_event *ev, int64_t sid, int64_t now)
 {
     sqlite3_stmt *st = j->st[ST_INSERT_EVENT];
@@ -885,23 +895,6 @@ static int close_if_restarted(kj_journal *j, const char *session_id, const char 
     return start ? close_restarted(j, session_id, start, now, counts) : SQLITE_OK;
 }
 
-/* Whether an event with ev's id is stored, as a session or a server event. */
-static int event_known(kj_journal *j, const char *event_id, int *known)
-{
-    *known = 0;
-    for (int k = 0; k < 2 && !*known; k++) {
-        sqlite3_stmt *st = j->st[k ? ST_FIND_SERVER_EVENT : ST_FIND_EVENT];
-        bind_text(st, 1, event_id);
-        int rc = sqlite3_step(st);
-        sqlite3_reset(st);
-        if (rc == SQLITE_ROW)
-            *known = 1;
-        else if (rc != SQLITE_DONE)
-            return rc;
-    }
-    return SQLITE_OK;
-}
-
 /*
  * A server start or stop. A start of instance I at T closes the open
  * interactive sessions of I created before T; a stop is kept for the record.
@@ -910,21 +903,23 @@ static int event_known(kj_journal *j, const char *event_id, int *known)
 static int append_server(kj_journal *j, const kj_event *ev, int64_t now, kj_append_result *r,
                          count_batch *counts)
 {
-    int known = 0;
-    int rc = event_known(j, ev->event_id, &known);
-    if (rc != SQLITE_OK)
-        return rc;
-    if (known) {
+    sqlite3_stmt *st = j->st[ST_FIND_SERVER_EVENT];
+    bind_text(st, 1, ev->event_id);
+    int rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    if (rc == SQLITE_ROW) {
         r->status = KJ_APPEND_DUPLICATE;
         return SQLITE_OK;
     }
+    if (rc != SQLITE_DONE)
+        return rc;
     const char *code = time_problem(ev, now, 0, 0, r->message, sizeof r->message);
     if (code) {
         r->status = KJ_APPEND_REJECTED;
         r->code = code;
         return SQLITE_OK;
     }
-    sqlite3_stmt *st = j->st[ST_INSERT_SERVER_EVENT];
+    st = j->st[ST_INSERT_SERVER_EVENT];
     bind_text(st, 1, ev->event_id);
     sqlite3_bind_int(st, 2, ev->type);
     bind_text(st, 3, ev->instance);
@@ -936,6 +931,8 @@ static int append_server(kj_journal *j, const kj_event *ev, int64_t now, kj_appe
     r->status = KJ_APPEND_STORED;
     if (ev->type != KJ_EVENT_SERVER_START)
         return SQLITE_OK;
+    if (ev->time_ms > j->latest_start)
+        j->latest_start = ev->time_ms;
     /* The sessions first, then their closes: a statement is not stepped
      * while the rows it reads change. */
     char **ids = NULL;
@@ -976,8 +973,9 @@ static int append_one(kj_journal *j, const kj_event *ev, int64_t now, kj_append_
     if (kj_event_is_server(ev->type))
         return append_server(j, ev, now, r, counts);
 
-    /* The hot path never looks the event id up: the insert's ON CONFLICT
-     * finds a duplicate, and a session row inserted for it is taken back. */
+    /* The hot path never looks the event id up: a new session has no
+     * events yet, and for a known one the insert's ON CONFLICT finds a
+     * duplicate. */
     int64_t sid = 0;
     session_key before = {0}, after = {0};
     session_row row = {0};
@@ -985,7 +983,7 @@ static int append_one(kj_journal *j, const kj_event *ev, int64_t now, kj_append_
     if (rc != SQLITE_OK)
         return rc;
     if ((code = time_problem(ev, now, sid, row.created_ms, r->message, sizeof r->message)))
-        return reject_unless_stored(j, ev, r, code);
+        return reject_unless_stored(j, ev, sid, r, code);
     kj_session_state to = kj_session_next(before.state, ev->type, &code);
     /* The opens of a life a restart ended may come after the restart. */
     if (to == KJ_SESSION_NONE && before.restarted && ev->type == KJ_EVENT_SESSION_OPEN &&
@@ -994,7 +992,7 @@ static int append_one(kj_journal *j, const kj_event *ev, int64_t now, kj_append_
     if (to == KJ_SESSION_NONE) {
         snprintf(r->message, sizeof r->message, "session '%.120s' is already closed",
                  ev->session_id);
-        return reject_unless_stored(j, ev, r, code);
+        return reject_unless_stored(j, ev, sid, r, code);
     }
 
     const char *close_reason = ev->type != KJ_EVENT_SESSION_CLOSE ? NULL
@@ -1013,11 +1011,7 @@ static int append_one(kj_journal *j, const kj_event *ev, int64_t now, kj_append_
         return rc;
     if (sqlite3_changes(j->db) == 0) {
         r->status = KJ_APPEND_DUPLICATE;
-        if (!inserted)
-            return SQLITE_OK;
-        st = j->st[ST_DELETE_SESSION];
-        sqlite3_bind_int64(st, 1, sid);
-        return step_done(st);
+        return SQLITE_OK;
     }
     if (!inserted) {
         if ((rc = update_statement(j, ev, to, &before, &row, &st)) != SQLITE_OK)
@@ -1031,7 +1025,8 @@ static int append_one(kj_journal *j, const kj_event *ev, int64_t now, kj_append_
         return SQLITE_NOMEM;
     /* An interactive session of a server that restarted since it was created
      * is gone, whichever of the two the journal learnt first. */
-    if (after.state == KJ_SESSION_OPEN && after.interactive && after.instance[0])
+    if (after.state == KJ_SESSION_OPEN && after.interactive && after.instance[0] &&
+        after.created_ms < j->latest_start)
         return close_if_restarted(j, ev->session_id, after.instance, after.created_ms, now, counts);
     return SQLITE_OK;
 }

@@ -329,6 +329,96 @@ static void test_v2_journal_learns_session_types(void **state)
     rm_tree(dir);
 }
 
+static int count_events(const kj_event_row *r, void *ud)
+{
+    int64_t *seqs = ud;
+    seqs[seqs[0] + 1] = r->seq;
+    seqs[0]++;
+    return 0;
+}
+
+/* A journal of version 4 (a server start, events with gaps in seq after a
+ * prune): opening it rebuilds events with per-session ids (schema 5), keeps
+ * every event and its seq, and works on: a retry of an old event is a
+ * duplicate, the old start still closes a late session it outlived, the
+ * same id in another session is stored. */
+static void test_v4_events_rebuilt(void **state)
+{
+    (void)state;
+    char *dir = test_dir(), *path = path_in(dir, "v4.db");
+    sqlite3 *db = NULL;
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    for (int v = 0; v < 4; v++) {
+        assert_int_equal(kj_schema_migrations[v].version, v + 1);
+        assert_int_equal(sqlite3_exec(db, kj_schema_migrations[v].sql, NULL, NULL, NULL),
+                         SQLITE_OK);
+    }
+    assert_int_equal(
+        sqlite3_exec(
+            db,
+            "PRAGMA user_version = 4;"
+            "INSERT INTO sessions (id, session_id, state, instance, user, created_ms,"
+            " updated_ms, closed_ms, close_reason, event_count, recorded_ms, session_type) VALUES"
+            " (1, 's1', 2, 'k0', 'ann', 1764391200000, 1764391210000, 1764391210000, 'client',"
+            "  2, 5, 'interactive'),"
+            " (2, 's2', 1, 'k0', 'ann', 1764391200000, 1764391200000, 0, NULL, 1, 5, 'batch');"
+            "INSERT INTO events (seq, event_id, session, type, time_ms, recorded_ms, instance,"
+            " user, payload, session_type) VALUES"
+            " (3, 'kyuubi:s1:opened', 1, 1, 1764391200000, 5, 'k0', 'ann', '{}', 'interactive'),"
+            " (7, 'kyuubi:s1:closed', 1, 2, 1764391210000, 5, 'k0', 'ann', NULL, NULL),"
+            " (9, 'kyuubi:s2:opened', 2, 1, 1764391200000, 5, 'k0', 'ann', NULL, 'batch');"
+            "INSERT INTO server_events (event_id, type, instance, time_ms, recorded_ms) VALUES"
+            " ('k0-start', 3, 'k0', 1764391300000, 5);"
+            "DELETE FROM counts; INSERT INTO counts VALUES ('state', 'all', 1, 1),"
+            " ('events', 'all', 2, 1), ('user', 'ann', 1, 1), ('instance', 'k0', 1, 1);",
+            NULL, NULL, NULL),
+        SQLITE_OK);
+    sqlite3_close(db);
+
+    kj_journal *j = NULL;
+    kj_err err = {0};
+    assert_int_equal(kj_journal_open(path, 0, &j, &err), 0);
+    kj_journal_stats st;
+    assert_int_equal(kj_journal_stats_get(j, &st, &err), 0);
+    assert_int_equal(st.schema_version, kj_journal_schema_version());
+    assert_true(kj_journal_schema_version() >= 5);
+    if (kj_journal_verify(j, NULL, NULL, NULL, &err))
+        fail_msg("verify after migration: %s", err.msg);
+    int64_t seqs[8] = {0};
+    assert_int_equal(kj_journal_events_after(j, 0, NULL, 0, count_events, seqs, NULL, &err), 0);
+    assert_int_equal(seqs[0], 3);
+    assert_int_equal(seqs[1], 3);
+    assert_int_equal(seqs[2], 7);
+    assert_int_equal(seqs[3], 9);
+
+    kj_event evs[] = {
+        {.event_id = "kyuubi:s1:opened",
+         .type = KJ_EVENT_SESSION_OPEN,
+         .session_id = "s1",
+         .instance = "k0",
+         .time_ms = 1764391200000},
+        {.event_id = "kyuubi:s1:opened",
+         .type = KJ_EVENT_SESSION_OPEN,
+         .session_id = "s3",
+         .instance = "k0",
+         .session_type = "interactive",
+         .time_ms = 1764391250000},
+    };
+    kj_append_result res[2];
+    assert_int_equal(kj_journal_append(j, evs, 2, res, &err), 0);
+    assert_int_equal(res[0].status, KJ_APPEND_DUPLICATE);
+    assert_int_equal(res[1].status, KJ_APPEND_STORED);
+    /* s3 was created before the start the journal already held */
+    assert_int_equal(kj_journal_stats_get(j, &st, &err), 0);
+    assert_int_equal(st.sessions_open, 1);
+    assert_int_equal(st.sessions_closed, 2);
+    if (kj_journal_verify(j, NULL, NULL, NULL, &err))
+        fail_msg("verify after appending: %s", err.msg);
+    kj_journal_close(j);
+    free(path);
+    rm_tree(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -340,6 +430,7 @@ int main(void)
         cmocka_unit_test(test_readonly_never_writes),
         cmocka_unit_test(test_v1_totals_recounted),
         cmocka_unit_test(test_v2_journal_learns_session_types),
+        cmocka_unit_test(test_v4_events_rebuilt),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
