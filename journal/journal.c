@@ -292,8 +292,15 @@ static int migrate(kj_journal *j, kj_err *err)
     if (rc)
         return rc;
     /* Another process may have migrated while we waited for the lock. */
-    int64_t version = 0;
+    int64_t version = 0, started = kj_mono_ms();
     rc = query_int(j, "PRAGMA user_version", &version, err);
+    /* An existing journal: some migrations rebuild a table, which takes a
+     * while on a large one (schema 5: about 20 s per million events). */
+    int upgrade = !rc && version > 0 && version < (int64_t)kj_schema_migration_count;
+    char q[4200];
+    if (upgrade)
+        kj_log(KJ_LOG_INFO, "journal migrating", "path=%s from=%lld to=%d",
+               kj_logq(q, sizeof q, j->path), (long long)version, (int)kj_schema_migration_count);
     for (size_t i = 0; i < kj_schema_migration_count && !rc; i++) {
         const struct kj_schema_migration *m = &kj_schema_migrations[i];
         if (version >= m->version)
@@ -310,6 +317,10 @@ static int migrate(kj_journal *j, kj_err *err)
         rc = exec(j, "COMMIT", err);
     if (rc)
         sqlite3_exec(j->db, "ROLLBACK", NULL, NULL, NULL);
+    else if (upgrade)
+        kj_log(KJ_LOG_INFO, "journal migrated", "path=%s from=%lld to=%d ms=%lld",
+               kj_logq(q, sizeof q, j->path), (long long)version, (int)kj_schema_migration_count,
+               (long long)(kj_mono_ms() - started));
     return rc;
 }
 

@@ -58,7 +58,7 @@ def main():
         r"Role/kjournald: grants deletecollection core/pods, which no request of the client needs",
         r"Role/kjournald: lacks delete core/pods, which the client's operation table needs",
         r"probes: kjournald answers 404 to /ready",
-        r"livenessProbe: port 'zmq' is not the --metrics port 9680",
+        r"startupProbe: port 'zmq' is not the --metrics port 9680",
         r"image kjournal:0.0.9-0.1.0: the tag is not the project's version",
         r"broken.yaml: does not parse",
         r"systemd-analyze verify: .*Unknown key 'RestartSeconds'",
