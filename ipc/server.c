@@ -32,6 +32,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <malloc.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -130,6 +131,10 @@ struct kj_ipc_server {
     size_t transport_max;
     atomic_size_t queued; /* bytes of requests taken in and not yet answered */
     size_t since_trim;    /* bytes the worker handled since memory was last trimmed */
+    /* A socket may hold requests its ZMQ_FD does not signal: set by a send
+     * (libzmq may then take the read signal along with its own commands) and
+     * by a run of takes cut short; cleared once every socket said EAGAIN. */
+    int recheck;
     peer *peers[PEER_BUCKETS];
     peer *turn_head, *turn_tail; /* peers with staged requests, in serving order */
     /* a run of failed commits, for a log line per FAIL_LOG_MS, not per commit */
@@ -343,6 +348,7 @@ static int msg_from(zmq_msg_t *m, const void *data, size_t len)
 static void route(kj_ipc_server *s, uint32_t k, zmq_msg_t *f, int n)
 {
     int ok = k < s->nsocks && n > 0;
+    s->recheck = 1;
     for (int i = 0; i < n; i++) {
         /* A frame that was not sent stays ours to close. */
         if (!ok ||
@@ -515,15 +521,21 @@ static int take_req(kj_ipc_server *s, uint32_t k)
     return 1;
 }
 
-/* Takes what the sockets hold (those marked readable, or all when ready is
- * NULL), a bounded run per socket, so that one busy peer does not starve
- * the others. */
-static void take_all(kj_ipc_server *s, const zmq_pollitem_t *ready)
+/* Takes what the sockets hold, a bounded run per socket, so that one busy
+ * peer does not starve the others. */
+static void take_all(kj_ipc_server *s)
 {
-    for (uint32_t k = 0; k < s->nsocks; k++)
-        if (!ready || (ready[k].revents & ZMQ_POLLIN))
-            for (int i = 0; i < 256 && take_req(s, k); i++)
-                ;
+    int cut = 0;
+    s->recheck = 0;
+    for (uint32_t k = 0; k < s->nsocks; k++) {
+        int i = 0;
+        while (i < 256 && take_req(s, k))
+            i++;
+        cut |= i == 256;
+    }
+    /* A refusal sent in the run set recheck; what it took along was read
+     * by the receives that followed, up to the EAGAIN. */
+    s->recheck = cut;
 }
 
 /* --- the worker ----------------------------------------------------------------- */
@@ -630,11 +642,12 @@ static staged *pick(kj_ipc_server *s)
 static int take_one(kj_ipc_server *s)
 {
     staged *m = pick(s);
-    if (!m) {
-        take_all(s, NULL);
-        if (!(m = pick(s)))
-            return 0;
+    if (!m && s->recheck) {
+        take_all(s);
+        m = pick(s);
     }
+    if (!m)
+        return 0;
     pending *p = calloc(1, sizeof *p);
     if (!p) {
         staged_free(s, m);
@@ -909,13 +922,12 @@ static int commit_reap(kj_ipc_server *s, int wait)
             break;
         if (!wait)
             return 0;
-        zmq_pollitem_t pi = {NULL, s->done[0], ZMQ_POLLIN, 0};
-        zmq_poll(&pi, 1, 100);
-        while (read(s->done[0], buf, sizeof buf) > 0)
-            ;
+        struct pollfd pd = {s->done[0], POLLIN, 0};
+        poll(&pd, 1, 100);
     }
-    while (read(s->done[0], buf, sizeof buf) > 0)
-        ;
+    /* One byte per commit, and one commit at a time: one read empties it. */
+    ssize_t r = read(s->done[0], buf, sizeof buf);
+    (void)r;
     batch *b = s->flight;
     s->flight = NULL;
     commit_finish(s, b);
@@ -950,7 +962,7 @@ static void trim_memory(kj_ipc_server *s)
  * else up to a second (idle checks). */
 static long poll_timeout(kj_ipc_server *s, int64_t now)
 {
-    if (s->turn_head && !batch_full(s))
+    if (s->recheck || (s->turn_head && !batch_full(s)))
         return 0;
     if (!s->flight && s->fill->npend > 0) {
         int64_t left = s->fill->started_ms + s->o.batch_window_ms - now;
@@ -961,32 +973,46 @@ static long poll_timeout(kj_ipc_server *s, int64_t now)
 
 int kj_ipc_server_run(kj_ipc_server *s, kj_err *err)
 {
-    /* The sockets, then the wake-up pipe and the committer's. */
+    /* The sockets' ZMQ_FDs, then the wake-up pipe and the committer's. A
+     * plain poll: zmq_poll asks each socket for ZMQ_EVENTS before and after
+     * (two more syscalls and getpid()s a socket, every time). A ZMQ_FD
+     * signals only what arrived since libzmq last looked: the sockets are
+     * read until EAGAIN after each wake-up, and checked again (recheck)
+     * after anything libzmq may have looked during. */
     size_t n = s->nsocks;
-    zmq_pollitem_t *pi = calloc(n + 2, sizeof *pi);
+    struct pollfd *pi = calloc(n + 2, sizeof *pi);
     if (!pi)
         return kj_err_set(err, KJ_ENOMEM, "out of memory");
     for (size_t i = 0; i < n; i++) {
-        pi[i].socket = s->socks[i];
-        pi[i].events = ZMQ_POLLIN;
+        size_t sz = sizeof pi[i].fd;
+        if (zmq_getsockopt(s->socks[i], ZMQ_FD, &pi[i].fd, &sz) < 0) {
+            free(pi);
+            return kj_err_set(err, KJ_EIO, "cannot poll a socket: %s", zmq_strerror(errno));
+        }
+        pi[i].events = POLLIN;
     }
-    pi[n] = (zmq_pollitem_t){NULL, s->wake[0], ZMQ_POLLIN, 0};
-    pi[n + 1] = (zmq_pollitem_t){NULL, s->done[0], ZMQ_POLLIN, 0};
+    pi[n] = (struct pollfd){s->wake[0], POLLIN, 0};
+    pi[n + 1] = (struct pollfd){s->done[0], POLLIN, 0};
+    s->recheck = 1;
     s->committer_up = pthread_create(&s->committer, NULL, committer_main, s) == 0;
     pthread_mutex_lock(&s->mu);
     s->st.running = 1;
     pthread_mutex_unlock(&s->mu);
     while (!atomic_load(&s->stop)) {
         int64_t now = kj_mono_ms();
-        int rc = zmq_poll(pi, (int)n + 2, poll_timeout(s, now));
-        if (rc < 0 && zmq_errno() != EINTR) {
-            kj_log(KJ_LOG_ERROR, "poll failed", "error=\"%s\"", zmq_strerror(zmq_errno()));
+        long wait = poll_timeout(s, now);
+        int rc = poll(pi, (nfds_t)n + 2, (int)wait);
+        if (rc < 0 && errno != EINTR) {
+            kj_log(KJ_LOG_ERROR, "poll failed", "error=\"%s\"", strerror(errno));
             break;
         }
-        if (rc > 0)
-            take_all(s, pi);
+        int readable = s->recheck;
+        for (size_t i = 0; rc > 0 && i < n; i++)
+            readable |= (pi[i].revents & POLLIN) != 0;
+        if (readable)
+            take_all(s);
         commit_reap(s, 0);
-        if (rc == 0 && !s->flight && !s->fill->npend && !s->turn_head) {
+        if (rc == 0 && wait > 0 && !s->flight && !s->fill->npend && !s->turn_head) {
             trim_memory(s);
             kj_err e = {0};
             if (!s->lost.code && kj_journal_check_path(s->j, &e))
