@@ -907,6 +907,18 @@ static void commit_finish(kj_ipc_server *s, batch *b)
     b->nev = 0;
 }
 
+/* Whether the batch in hand should be committed now: nothing in flight, and
+ * it is full, or the batch window (if any) has passed, or we are stopping. */
+static int commit_due(kj_ipc_server *s, int64_t now)
+{
+    batch *b = s->fill;
+    if (s->flight || b->npend == 0)
+        return 0;
+    if (s->o.batch_window_ms <= 0 || batch_full(s) || atomic_load(&s->stop))
+        return 1;
+    return now - b->started_ms >= s->o.batch_window_ms;
+}
+
 /* If the commit in flight is done, finishes it. Returns 1 when none is in
  * flight any more. With wait, blocks until it is done. */
 static int commit_reap(kj_ipc_server *s, int wait)
@@ -930,20 +942,14 @@ static int commit_reap(kj_ipc_server *s, int wait)
     (void)r;
     batch *b = s->flight;
     s->flight = NULL;
+    /* The batch gathered meanwhile goes to the committer before this one's
+     * acks go out: the next fsync need not wait for a few hundred replies.
+     * b becomes the batch in hand once commit_finish emptied it. Not after a
+     * failed commit: that may stop the server (journal_lost) first. */
+    if (b->rc == 0 && s->committer_up && commit_due(s, kj_mono_ms()))
+        commit_start(s);
     commit_finish(s, b);
     return 1;
-}
-
-/* Whether the batch in hand should be committed now: nothing in flight, and
- * it is full, or the batch window (if any) has passed, or we are stopping. */
-static int commit_due(kj_ipc_server *s, int64_t now)
-{
-    batch *b = s->fill;
-    if (s->flight || b->npend == 0)
-        return 0;
-    if (s->o.batch_window_ms <= 0 || batch_full(s) || atomic_load(&s->stop))
-        return 1;
-    return now - b->started_ms >= s->o.batch_window_ms;
 }
 
 /* After a flood, once idle: hand freed memory back to the system. */
