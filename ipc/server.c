@@ -18,13 +18,13 @@
  * the committer thread, which appends it in one journal transaction
  * (synchronous=FULL: the commit returns once the WAL is on disk). The two
  * overlap: while one batch waits for its fsync, the worker takes the next
- * requests off the pipe, decodes them and gathers the next batch; once the
- * commit returns, the worker sends its acks and hands over the next batch at
- * once. So group commit adapts by itself: an idle server commits a request
- * as soon as it arrives (one fsync of latency), a loaded one commits what
- * arrived during the previous fsync (up to batch_max events, and half as
- * many requests as a peer's reply queue holds). An ack is never
- * sent before its batch's commit returned. Requests that need no journal (a
+ * requests off the sockets, decodes them and gathers the next batch; once
+ * the commit returns, the worker hands over the next batch at once, then
+ * sends the acks of the one just done. So group commit adapts by itself:
+ * an idle server commits a request as soon as it arrives (one fsync of
+ * latency), a loaded one commits what arrived during the previous fsync (up
+ * to batch_max events, and half as many requests as a peer's reply queue
+ * holds). An ack is never sent before its batch's commit returned. Requests that need no journal (a
  * request-level error, every event rejected by the decoder) are answered at
  * once. A reply never blocks: ROUTER_MANDATORY plus DONTWAIT turn a vanished
  * or slow peer into a dropped reply, and the peer retries.
