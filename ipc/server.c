@@ -2,27 +2,29 @@
  * server.c - the ingest loop kjournald runs: ROUTER sockets, group commit,
  * acks after the commit.
  *
- * Two threads. The front thread owns the ROUTER sockets and only moves
- * messages: it takes each request off its socket as soon as it arrives,
- * answers at once what needs no decoding (a broken envelope, a body over
- * max_message, anything that arrives while the requests held exceed
- * max_queued_bytes: "overloaded", retry), hands the rest to the worker over
- * an inproc pipe, and sends the replies the worker hands back. As it never
- * waits on the journal, libzmq's per-peer queues (bounded only by HWM x
- * message size, a GiB a peer) stay short, and what kjournald holds is bounded
- * in bytes for all peers together by the front's count.
+ * Two threads. The worker owns the ROUTER sockets: it takes each request off
+ * its socket as soon as it is free to (between two decodes, never later than
+ * after one), answers at once what needs no decoding (a broken envelope, a
+ * body over max_message, anything that arrives while the requests held
+ * exceed max_queued_bytes: "overloaded", retry), stages the rest in a queue
+ * per peer, and sends the replies itself. As it never waits on the journal,
+ * libzmq's per-peer queues (bounded only by HWM x message size, a GiB a
+ * peer) stay short, and what kjournald holds is bounded in bytes for all
+ * peers together by its count. (A front thread used to own the sockets and
+ * pass requests and replies over an inproc pipe: two more thread hand-offs
+ * per request, which cost more than all the rest of the ingest path.)
  *
  * The worker decodes requests into the batch in hand and hands each batch to
  * the committer thread, which appends it in one journal transaction
  * (synchronous=FULL: the commit returns once the WAL is on disk). The two
  * overlap: while one batch waits for its fsync, the worker takes the next
- * requests off the pipe, decodes them and gathers the next batch; once the
- * commit returns, the worker sends its acks and hands over the next batch at
- * once. So group commit adapts by itself: an idle server commits a request
- * as soon as it arrives (one fsync of latency), a loaded one commits what
- * arrived during the previous fsync (up to batch_max events, and half as
- * many requests as a peer's reply queue holds). An ack is never
- * sent before its batch's commit returned. Requests that need no journal (a
+ * requests off the sockets, decodes them and gathers the next batch; once
+ * the commit returns, the worker hands over the next batch at once, then
+ * sends the acks of the one just done. So group commit adapts by itself:
+ * an idle server commits a request as soon as it arrives (one fsync of
+ * latency), a loaded one commits what arrived during the previous fsync (up
+ * to batch_max events, and half as many requests as a peer's reply queue
+ * holds). An ack is never sent before its batch's commit returned. Requests that need no journal (a
  * request-level error, every event rejected by the decoder) are answered at
  * once. A reply never blocks: ROUTER_MANDATORY plus DONTWAIT turn a vanished
  * or slow peer into a dropped reply, and the peer retries.
@@ -30,6 +32,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <malloc.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -60,13 +63,11 @@ const double kj_ipc_commit_bounds_s[KJ_IPC_BUCKETS - 1] = {
 /* Worker idle after handling this many bytes: give the memory back. */
 #define TRIM_AFTER_BYTES (8u << 20)
 
-/* The first frame of every message on the inproc pipe: which ROUTER the
- * request came from (or QUIT), and what it counts in s->queued. */
-typedef struct pipe_hdr {
+/* Where a request came from (its ROUTER) and what it counts in s->queued. */
+typedef struct req_src {
     uint32_t sock;
     uint64_t bytes;
-} pipe_hdr;
-#define QUIT UINT32_MAX
+} req_src;
 
 typedef struct pending {
     int sock;
@@ -96,10 +97,10 @@ typedef struct batch {
     double secs;
 } batch;
 
-/* A request the worker took off the pipe and has not decoded yet. */
+/* A request the worker took off its socket and has not decoded yet. */
 typedef struct staged {
     struct staged *next;
-    pipe_hdr h;
+    req_src h;
     zmq_msg_t f[MAX_ENV + 1]; /* envelope, then the body */
     int nf;
 } staged;
@@ -127,12 +128,13 @@ struct kj_ipc_server {
     atomic_int stop;
     pthread_mutex_t mu;
     kj_ipc_stats st;
-    /* the front thread and its pipe to the worker */
-    void *pipe_front, *pipe_work;
-    pthread_t front;
     size_t transport_max;
     atomic_size_t queued; /* bytes of requests taken in and not yet answered */
     size_t since_trim;    /* bytes the worker handled since memory was last trimmed */
+    /* A socket may hold requests its ZMQ_FD does not signal: set by a send
+     * (libzmq may then take the read signal along with its own commands) and
+     * by a run of takes cut short; cleared once every socket said EAGAIN. */
+    int recheck;
     peer *peers[PEER_BUCKETS];
     peer *turn_head, *turn_tail; /* peers with staged requests, in serving order */
     /* a run of failed commits, for a log line per FAIL_LOG_MS, not per commit */
@@ -284,23 +286,6 @@ int kj_ipc_server_new(kj_journal *j, const kj_ipc_server_opts *opts, kj_ipc_serv
         rc = kj_err_set(err, KJ_ENOMEM, "cannot create the ZeroMQ context");
         goto fail;
     }
-    char inproc[64];
-    snprintf(inproc, sizeof inproc, "inproc://kj-ipc-front-%p", (void *)s);
-    int unlimited = 0, zero = 0;
-    s->pipe_front = zmq_socket(s->ctx, ZMQ_PAIR);
-    s->pipe_work = zmq_socket(s->ctx, ZMQ_PAIR);
-    /* The pipe needs no HWM: the front bounds what enters it, in bytes. */
-    if (!s->pipe_front || !s->pipe_work ||
-        zmq_setsockopt(s->pipe_front, ZMQ_SNDHWM, &unlimited, sizeof unlimited) < 0 ||
-        zmq_setsockopt(s->pipe_front, ZMQ_RCVHWM, &unlimited, sizeof unlimited) < 0 ||
-        zmq_setsockopt(s->pipe_work, ZMQ_SNDHWM, &unlimited, sizeof unlimited) < 0 ||
-        zmq_setsockopt(s->pipe_work, ZMQ_RCVHWM, &unlimited, sizeof unlimited) < 0 ||
-        zmq_setsockopt(s->pipe_front, ZMQ_LINGER, &zero, sizeof zero) < 0 ||
-        zmq_setsockopt(s->pipe_work, ZMQ_LINGER, &zero, sizeof zero) < 0 ||
-        zmq_bind(s->pipe_front, inproc) < 0 || zmq_connect(s->pipe_work, inproc) < 0) {
-        rc = kj_err_set(err, KJ_EIO, "cannot create the internal pipe: %s", zmq_strerror(errno));
-        goto fail;
-    }
     if (opts->curve_secret_key) {
         if (!zmq_has("curve")) {
             rc = kj_err_set(err, KJ_EINVAL, "this libzmq has no CURVE support");
@@ -348,7 +333,7 @@ static void count(kj_ipc_server *s, uint64_t *field, uint64_t n)
     pthread_mutex_unlock(&s->mu);
 }
 
-/* --- the front thread --------------------------------------------------------- */
+/* --- taking requests off the sockets, sending replies ----------------------------- */
 
 static int msg_from(zmq_msg_t *m, const void *data, size_t len)
 {
@@ -363,6 +348,7 @@ static int msg_from(zmq_msg_t *m, const void *data, size_t len)
 static void route(kj_ipc_server *s, uint32_t k, zmq_msg_t *f, int n)
 {
     int ok = k < s->nsocks && n > 0;
+    s->recheck = 1;
     for (int i = 0; i < n; i++) {
         /* A frame that was not sent stays ours to close. */
         if (!ok ||
@@ -377,9 +363,9 @@ static void route(kj_ipc_server *s, uint32_t k, zmq_msg_t *f, int n)
     }
 }
 
-/* Answers a request the front refuses, with its envelope f[0..nenv). */
-static void front_refuse(kj_ipc_server *s, uint32_t k, zmq_msg_t *f, int nenv,
-                         const kj_wire_error *we, int retry)
+/* Answers a request refused before decoding, with its envelope f[0..nenv). */
+static void refuse(kj_ipc_server *s, uint32_t k, zmq_msg_t *f, int nenv, const kj_wire_error *we,
+                   int retry)
 {
     char *body = kj_wire_error_reply(we, NULL, retry);
     if (!body || msg_from(&f[nenv], body, strlen(body)) < 0) {
@@ -392,9 +378,59 @@ static void front_refuse(kj_ipc_server *s, uint32_t k, zmq_msg_t *f, int nenv,
     free(body);
 }
 
-/* Takes one request off ROUTER k: refuses it at once or hands it to the
+static size_t peer_hash(uint32_t sock, const void *id, size_t len)
+{
+    uint64_t h = 1469598103934665603ULL ^ sock;
+    for (size_t i = 0; i < len; i++)
+        h = (h ^ ((const unsigned char *)id)[i]) * 1099511628211ULL;
+    return (size_t)(h % PEER_BUCKETS);
+}
+
+static void staged_free(kj_ipc_server *s, staged *m)
+{
+    for (int i = 0; i < m->nf; i++)
+        zmq_msg_close(&m->f[i]);
+    atomic_fetch_sub(&s->queued, m->h.bytes);
+    free(m);
+}
+
+/* Queues m behind its peer's other staged requests. Consumes m. */
+static void stage(kj_ipc_server *s, staged *m)
+{
+    const void *id = zmq_msg_data(&m->f[0]);
+    size_t idlen = zmq_msg_size(&m->f[0]);
+    if (idlen > KJ_IPC_ENVELOPE_FRAME_MAX)
+        idlen = KJ_IPC_ENVELOPE_FRAME_MAX;
+    size_t b = peer_hash(m->h.sock, id, idlen);
+    peer *pr = s->peers[b];
+    while (pr && !(pr->sock == m->h.sock && pr->idlen == idlen && !memcmp(pr->id, id, idlen)))
+        pr = pr->hnext;
+    if (!pr) {
+        if (!(pr = calloc(1, sizeof *pr))) {
+            staged_free(s, m); /* out of memory: no answer, the peer retries */
+            return;
+        }
+        pr->sock = m->h.sock;
+        pr->idlen = idlen;
+        memcpy(pr->id, id, idlen);
+        pr->hnext = s->peers[b];
+        s->peers[b] = pr;
+        if (s->turn_tail)
+            s->turn_tail->next = pr;
+        else
+            s->turn_head = pr;
+        s->turn_tail = pr;
+    }
+    if (pr->tail)
+        pr->tail->next = m;
+    else
+        pr->head = m;
+    pr->tail = m;
+}
+
+/* Takes one request off ROUTER k: refuses it at once or stages it for the
  * worker. Returns 1, or 0 when none is queued. */
-static int front_take(kj_ipc_server *s, uint32_t k)
+static int take_req(kj_ipc_server *s, uint32_t k)
 {
     zmq_msg_t f[MAX_ENV + 2];
     int nf = 0, extra = 0, more = 1;
@@ -456,88 +492,50 @@ static int front_take(kj_ipc_server *s, uint32_t k)
                  s->o.max_queued_bytes);
         retry = 1;
     }
+    staged *m = we.code ? NULL : calloc(1, sizeof *m);
+    if (!we.code && !m) {
+        we.code = "internal";
+        snprintf(we.message, sizeof we.message, "out of memory");
+        retry = 1;
+    }
     if (we.code) {
         for (int i = body_at; i < nf; i++)
             zmq_msg_close(&f[i]);
         count(s, retry ? &s->st.overloaded : &s->st.bad_requests, 1);
         kj_log(KJ_LOG_DEBUG, "request refused", "code=%s", we.code);
-        front_refuse(s, k, f, body_at, &we, retry);
+        refuse(s, k, f, body_at, &we, retry);
         return 1;
     }
     atomic_fetch_add(&s->queued, bytes);
-    pipe_hdr h;
-    memset(&h, 0, sizeof h); /* padding too: it travels */
-    h.sock = k;
-    h.bytes = bytes;
-    /* The pipe has no HWM and lives in this process: a send cannot fail short
-     * of running out of memory, and then the request is simply not answered. */
-    zmq_send(s->pipe_front, &h, sizeof h, ZMQ_SNDMORE);
+    s->since_trim += bytes;
+    m->h.sock = k;
+    m->h.bytes = bytes;
+    /* The envelope, then the body. */
     for (int i = 0; i <= body_at; i++) {
-        if (zmq_msg_send(&f[i], s->pipe_front, i < body_at ? ZMQ_SNDMORE : 0) < 0)
-            zmq_msg_close(&f[i]);
+        zmq_msg_init(&m->f[i]);
+        zmq_msg_move(&m->f[i], &f[i]);
+        zmq_msg_close(&f[i]);
     }
+    m->nf = body_at + 1;
+    stage(s, m);
     return 1;
 }
 
-/* Sends one reply the worker handed back. Returns 1, 0 when none is queued,
- * -1 on QUIT. */
-static int front_reply(kj_ipc_server *s)
+/* Takes what the sockets hold, a bounded run per socket, so that one busy
+ * peer does not starve the others. */
+static void take_all(kj_ipc_server *s)
 {
-    pipe_hdr h;
-    if (zmq_recv(s->pipe_front, &h, sizeof h, ZMQ_DONTWAIT) != (int)sizeof h)
-        return 0;
-    if (h.sock == QUIT)
-        return -1;
-    zmq_msg_t f[MAX_ENV + 1];
-    int nf = 0, more = 1;
-    while (more && nf < MAX_ENV + 1) {
-        zmq_msg_init(&f[nf]);
-        if (zmq_msg_recv(&f[nf], s->pipe_front, 0) < 0) {
-            zmq_msg_close(&f[nf]);
-            break;
-        }
-        more = zmq_msg_more(&f[nf++]);
+    int cut = 0;
+    s->recheck = 0;
+    for (uint32_t k = 0; k < s->nsocks; k++) {
+        int i = 0;
+        while (i < 256 && take_req(s, k))
+            i++;
+        cut |= i == 256;
     }
-    route(s, h.sock, f, nf);
-    return 1;
-}
-
-static void *front_main(void *arg)
-{
-    kj_ipc_server *s = arg;
-    size_t n = s->nsocks;
-    zmq_pollitem_t *pi = calloc(n + 1, sizeof *pi);
-    if (!pi) {
-        kj_log(KJ_LOG_ERROR, "front thread: out of memory", "%s", "");
-        return NULL;
-    }
-    for (size_t i = 0; i < n; i++) {
-        pi[i].socket = s->socks[i];
-        pi[i].events = ZMQ_POLLIN;
-    }
-    pi[n].socket = s->pipe_front;
-    pi[n].events = ZMQ_POLLIN;
-    for (;;) {
-        if (zmq_poll(pi, (int)n + 1, -1) < 0) {
-            if (zmq_errno() == EINTR)
-                continue;
-            kj_log(KJ_LOG_ERROR, "poll failed", "error=\"%s\"", zmq_strerror(zmq_errno()));
-            break;
-        }
-        /* Replies first: they give budget back. */
-        int r;
-        while ((r = front_reply(s)) > 0)
-            ;
-        if (r < 0)
-            break;
-        /* A bounded run per socket, so that one busy peer does not starve
-         * the others or the replies. */
-        for (uint32_t k = 0; k < n; k++)
-            for (int i = 0; i < 256 && front_take(s, k); i++)
-                ;
-    }
-    free(pi);
-    return NULL;
+    /* A refusal sent in the run set recheck; what it took along was read
+     * by the receives that followed, up to the EAGAIN. */
+    s->recheck = cut;
 }
 
 /* --- the worker ----------------------------------------------------------------- */
@@ -553,30 +551,24 @@ static void pending_free(kj_ipc_server *s, pending *p)
     free(p);
 }
 
-/* Hands the envelope and body to the front thread; consumes the envelope. */
+/* Sends the envelope and body to the peer; consumes the envelope. */
 static void send_reply(kj_ipc_server *s, pending *p, const char *body)
 {
-    int ok = body != NULL;
-    pipe_hdr h;
-    memset(&h, 0, sizeof h);
-    h.sock = (uint32_t)p->sock;
-    if (ok && zmq_send(s->pipe_work, &h, sizeof h, ZMQ_SNDMORE) < 0)
-        ok = 0;
-    for (int i = 0; i < p->nenv; i++) {
-        /* A frame that was not sent stays ours to close. */
-        if (!ok || zmq_msg_send(&p->env[i], s->pipe_work, ZMQ_SNDMORE) < 0) {
-            ok = 0;
-            zmq_msg_close(&p->env[i]);
-        }
+    zmq_msg_t f[MAX_ENV + 1];
+    int n = p->nenv;
+    for (int i = 0; i < n; i++) {
+        zmq_msg_init(&f[i]);
+        zmq_msg_move(&f[i], &p->env[i]);
     }
     p->nenv = 0;
-    if (ok && zmq_send(s->pipe_work, body, strlen(body), 0) < 0)
-        ok = 0;
-    if (!ok) {
+    if (!body || msg_from(&f[n], body, strlen(body)) < 0) {
+        for (int i = 0; i < n; i++)
+            zmq_msg_close(&f[i]);
         count(s, &s->st.replies_dropped, 1);
-        kj_log(KJ_LOG_DEBUG, "reply dropped", "reason=\"%s\"",
-               body ? zmq_strerror(errno) : "out of memory");
+        kj_log(KJ_LOG_DEBUG, "reply dropped", "reason=\"%s\"", "out of memory");
+        return;
     }
+    route(s, (uint32_t)p->sock, f, n + 1);
 }
 
 static void reply_error(kj_ipc_server *s, pending *p, const kj_wire_error *we, int retry)
@@ -617,90 +609,6 @@ static int grow_pend(batch *b)
                : 0;
 }
 
-static size_t peer_hash(uint32_t sock, const void *id, size_t len)
-{
-    uint64_t h = 1469598103934665603ULL ^ sock;
-    for (size_t i = 0; i < len; i++)
-        h = (h ^ ((const unsigned char *)id)[i]) * 1099511628211ULL;
-    return (size_t)(h % PEER_BUCKETS);
-}
-
-static void staged_free(kj_ipc_server *s, staged *m)
-{
-    for (int i = 0; i < m->nf; i++)
-        zmq_msg_close(&m->f[i]);
-    atomic_fetch_sub(&s->queued, m->h.bytes);
-    free(m);
-}
-
-/* Moves what the front handed over into the peers' queues, without
- * waiting. The front bounds it, in bytes. */
-static void stage_all(kj_ipc_server *s)
-{
-    for (;;) {
-        pipe_hdr h;
-        if (zmq_recv(s->pipe_work, &h, sizeof h, ZMQ_DONTWAIT) != (int)sizeof h)
-            return;
-        staged *m = calloc(1, sizeof *m);
-        zmq_msg_t tmp;
-        int more = 1;
-        while (more) {
-            zmq_msg_t *f = m && m->nf < MAX_ENV + 1 ? &m->f[m->nf] : &tmp;
-            zmq_msg_init(f);
-            if (zmq_msg_recv(f, s->pipe_work, 0) < 0) {
-                zmq_msg_close(f);
-                break;
-            }
-            more = zmq_msg_more(f);
-            if (f == &tmp)
-                zmq_msg_close(f);
-            else
-                m->nf++;
-        }
-        if (!m || m->nf < 2) {
-            /* out of memory, or not what the front sends: no answer */
-            if (m) {
-                m->h = h;
-                staged_free(s, m);
-            } else {
-                atomic_fetch_sub(&s->queued, h.bytes);
-            }
-            continue;
-        }
-        m->h = h;
-        s->since_trim += h.bytes;
-        const void *id = zmq_msg_data(&m->f[0]);
-        size_t idlen = zmq_msg_size(&m->f[0]);
-        if (idlen > KJ_IPC_ENVELOPE_FRAME_MAX)
-            idlen = KJ_IPC_ENVELOPE_FRAME_MAX;
-        size_t b = peer_hash(h.sock, id, idlen);
-        peer *pr = s->peers[b];
-        while (pr && !(pr->sock == h.sock && pr->idlen == idlen && !memcmp(pr->id, id, idlen)))
-            pr = pr->hnext;
-        if (!pr) {
-            if (!(pr = calloc(1, sizeof *pr))) {
-                staged_free(s, m);
-                continue;
-            }
-            pr->sock = h.sock;
-            pr->idlen = idlen;
-            memcpy(pr->id, id, idlen);
-            pr->hnext = s->peers[b];
-            s->peers[b] = pr;
-            if (s->turn_tail)
-                s->turn_tail->next = pr;
-            else
-                s->turn_head = pr;
-            s->turn_tail = pr;
-        }
-        if (pr->tail)
-            pr->tail->next = m;
-        else
-            pr->head = m;
-        pr->tail = m;
-    }
-}
-
 /* The next request to serve: the first of the peer whose turn it is. */
 static staged *pick(kj_ipc_server *s)
 {
@@ -733,8 +641,11 @@ static staged *pick(kj_ipc_server *s)
 /* Takes one request, by turns among peers (1), none is queued (0). */
 static int take_one(kj_ipc_server *s)
 {
-    stage_all(s);
     staged *m = pick(s);
+    if (!m && s->recheck) {
+        take_all(s);
+        m = pick(s);
+    }
     if (!m)
         return 0;
     pending *p = calloc(1, sizeof *p);
@@ -742,12 +653,12 @@ static int take_one(kj_ipc_server *s)
         staged_free(s, m);
         return 1;
     }
-    pipe_hdr h = m->h;
+    req_src h = m->h;
     int nf = m->nf;
     zmq_msg_t *f = m->f;
     p->sock = (int)h.sock;
     p->bytes = h.bytes;
-    /* The front sent the envelope, then the body. */
+    /* The envelope, then the body. */
     int body_at = nf - 1;
     p->nenv = body_at;
     for (int i = 0; i < body_at; i++) {
@@ -996,6 +907,18 @@ static void commit_finish(kj_ipc_server *s, batch *b)
     b->nev = 0;
 }
 
+/* Whether the batch in hand should be committed now: nothing in flight, and
+ * it is full, or the batch window (if any) has passed, or we are stopping. */
+static int commit_due(kj_ipc_server *s, int64_t now)
+{
+    batch *b = s->fill;
+    if (s->flight || b->npend == 0)
+        return 0;
+    if (s->o.batch_window_ms <= 0 || batch_full(s) || atomic_load(&s->stop))
+        return 1;
+    return now - b->started_ms >= s->o.batch_window_ms;
+}
+
 /* If the commit in flight is done, finishes it. Returns 1 when none is in
  * flight any more. With wait, blocks until it is done. */
 static int commit_reap(kj_ipc_server *s, int wait)
@@ -1011,29 +934,22 @@ static int commit_reap(kj_ipc_server *s, int wait)
             break;
         if (!wait)
             return 0;
-        zmq_pollitem_t pi = {NULL, s->done[0], ZMQ_POLLIN, 0};
-        zmq_poll(&pi, 1, 100);
-        while (read(s->done[0], buf, sizeof buf) > 0)
-            ;
+        struct pollfd pd = {s->done[0], POLLIN, 0};
+        poll(&pd, 1, 100);
     }
-    while (read(s->done[0], buf, sizeof buf) > 0)
-        ;
+    /* One byte per commit, and one commit at a time: one read empties it. */
+    ssize_t r = read(s->done[0], buf, sizeof buf);
+    (void)r;
     batch *b = s->flight;
     s->flight = NULL;
+    /* The batch gathered meanwhile goes to the committer before this one's
+     * acks go out: the next fsync need not wait for a few hundred replies.
+     * b becomes the batch in hand once commit_finish emptied it. Not after a
+     * failed commit: that may stop the server (journal_lost) first. */
+    if (b->rc == 0 && s->committer_up && commit_due(s, kj_mono_ms()))
+        commit_start(s);
     commit_finish(s, b);
     return 1;
-}
-
-/* Whether the batch in hand should be committed now: nothing in flight, and
- * it is full, or the batch window (if any) has passed, or we are stopping. */
-static int commit_due(kj_ipc_server *s, int64_t now)
-{
-    batch *b = s->fill;
-    if (s->flight || b->npend == 0)
-        return 0;
-    if (s->o.batch_window_ms <= 0 || batch_full(s) || atomic_load(&s->stop))
-        return 1;
-    return now - b->started_ms >= s->o.batch_window_ms;
 }
 
 /* After a flood, once idle: hand freed memory back to the system. */
@@ -1052,7 +968,7 @@ static void trim_memory(kj_ipc_server *s)
  * else up to a second (idle checks). */
 static long poll_timeout(kj_ipc_server *s, int64_t now)
 {
-    if (s->turn_head && !batch_full(s))
+    if (s->recheck || (s->turn_head && !batch_full(s)))
         return 0;
     if (!s->flight && s->fill->npend > 0) {
         int64_t left = s->fill->started_ms + s->o.batch_window_ms - now;
@@ -1063,25 +979,46 @@ static long poll_timeout(kj_ipc_server *s, int64_t now)
 
 int kj_ipc_server_run(kj_ipc_server *s, kj_err *err)
 {
-    zmq_pollitem_t pi[3] = {{s->pipe_work, 0, ZMQ_POLLIN, 0},
-                            {NULL, s->wake[0], ZMQ_POLLIN, 0},
-                            {NULL, s->done[0], ZMQ_POLLIN, 0}};
-    if (pthread_create(&s->front, NULL, front_main, s))
-        return kj_err_set(err, KJ_EIO, "cannot start the front thread");
+    /* The sockets' ZMQ_FDs, then the wake-up pipe and the committer's. A
+     * plain poll: zmq_poll asks each socket for ZMQ_EVENTS before and after
+     * (two more syscalls and getpid()s a socket, every time). A ZMQ_FD
+     * signals only what arrived since libzmq last looked: the sockets are
+     * read until EAGAIN after each wake-up, and checked again (recheck)
+     * after anything libzmq may have looked during. */
+    size_t n = s->nsocks;
+    struct pollfd *pi = calloc(n + 2, sizeof *pi);
+    if (!pi)
+        return kj_err_set(err, KJ_ENOMEM, "out of memory");
+    for (size_t i = 0; i < n; i++) {
+        size_t sz = sizeof pi[i].fd;
+        if (zmq_getsockopt(s->socks[i], ZMQ_FD, &pi[i].fd, &sz) < 0) {
+            free(pi);
+            return kj_err_set(err, KJ_EIO, "cannot poll a socket: %s", zmq_strerror(errno));
+        }
+        pi[i].events = POLLIN;
+    }
+    pi[n] = (struct pollfd){s->wake[0], POLLIN, 0};
+    pi[n + 1] = (struct pollfd){s->done[0], POLLIN, 0};
+    s->recheck = 1;
     s->committer_up = pthread_create(&s->committer, NULL, committer_main, s) == 0;
     pthread_mutex_lock(&s->mu);
     s->st.running = 1;
     pthread_mutex_unlock(&s->mu);
     while (!atomic_load(&s->stop)) {
         int64_t now = kj_mono_ms();
-        int rc = zmq_poll(pi, 3, poll_timeout(s, now));
-        if (rc < 0 && zmq_errno() != EINTR) {
-            kj_log(KJ_LOG_ERROR, "poll failed", "error=\"%s\"", zmq_strerror(zmq_errno()));
+        long wait = poll_timeout(s, now);
+        int rc = poll(pi, (nfds_t)n + 2, (int)wait);
+        if (rc < 0 && errno != EINTR) {
+            kj_log(KJ_LOG_ERROR, "poll failed", "error=\"%s\"", strerror(errno));
             break;
         }
-        stage_all(s); /* the pipe stays readable until emptied */
+        int readable = s->recheck;
+        for (size_t i = 0; rc > 0 && i < n; i++)
+            readable |= (pi[i].revents & POLLIN) != 0;
+        if (readable)
+            take_all(s);
         commit_reap(s, 0);
-        if (rc == 0 && !s->flight && !s->fill->npend && !s->turn_head) {
+        if (rc == 0 && wait > 0 && !s->flight && !s->fill->npend && !s->turn_head) {
             trim_memory(s);
             kj_err e = {0};
             if (!s->lost.code && kj_journal_check_path(s->j, &e))
@@ -1106,12 +1043,7 @@ int kj_ipc_server_run(kj_ipc_server *s, kj_err *err)
         pthread_join(s->committer, NULL);
         s->committer_up = 0;
     }
-    /* The front sends what the worker handed it, then stops. */
-    pipe_hdr quit;
-    memset(&quit, 0, sizeof quit);
-    quit.sock = QUIT;
-    zmq_send(s->pipe_work, &quit, sizeof quit, 0);
-    pthread_join(s->front, NULL);
+    free(pi);
     pthread_mutex_lock(&s->mu);
     s->st.running = 0;
     pthread_mutex_unlock(&s->mu);
@@ -1137,10 +1069,6 @@ void kj_ipc_server_destroy(kj_ipc_server *s)
     for (size_t i = 0; i < s->nsocks; i++)
         zmq_close(s->socks[i]);
     free(s->socks);
-    if (s->pipe_front)
-        zmq_close(s->pipe_front);
-    if (s->pipe_work)
-        zmq_close(s->pipe_work);
     kj_zap_stop(s->zap);
     if (s->ctx)
         zmq_ctx_term(s->ctx);

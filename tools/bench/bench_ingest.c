@@ -516,6 +516,10 @@ int main(int argc, char **argv)
         throughput(&c, c.endpoint, plain, direct);
         for (int i = 0; i < c.nrates; i++)
             latency(&c, c.endpoint, c.rates[i]);
+        char cmd[4400];
+        snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+        if (system(cmd) != 0)
+            fprintf(stderr, "bench_ingest: cannot remove %s\n", dir);
         return 0;
     }
     pid_t pid = start_daemon(&c, journal, endpoint, port);
