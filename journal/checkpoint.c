@@ -7,23 +7,29 @@
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 static const kj_ckpt_limits default_limits = {
     .soft = 1000,    /* ~4 MB copied per pass */
-    .restart = 4000, /* the WAL file stays ~16 MB */
+    .restart = 4000, /* the WAL file stays near 16 MB */
     .cheap = 256,
     .hard = 16000, /* ~64 MB, journal_size_limit */
+    .rewind_wait = 2,
     .hard_wait = 20,
     .idle = 1000,
 };
+
+#ifndef KJ_CKPT_SUMMARY_LEVEL
+#define KJ_CKPT_SUMMARY_LEVEL KJ_LOG_INFO
+#endif
 
 struct kj_ckpt {
     sqlite3 *writer; /* the handle's connection; the hook runs on its thread */
     sqlite3 *db;     /* the thread's own connection */
     char *path;
-    int busy_ms;
     pthread_t thread;
     pthread_mutex_t mu;
     pthread_cond_t cv; /* wake, stop, a pass ended, the writer's rewind ended */
@@ -31,20 +37,21 @@ struct kj_ckpt {
     /* Under mu. */
     kj_ckpt_limits lim;
     int stop, wake, in_pass, writer_busy;
-    int pending;    /* commits since the thread's last pass began */
-    unsigned cycle; /* WAL rewinds the writer has seen */
-    int have;       /* done: the last pass of this cycle, done frames copied */
-    int done;
+    int pending;     /* commits since the thread's last pass began */
+    unsigned cycle;  /* WAL rewinds seen */
+    int last_frames; /* the WAL's frames after the latest commit */
     kj_ckpt_stats st;
 
     /* The writer's thread only. */
-    int last_frames; /* the WAL's frames after the previous commit */
-    int woke_at;     /* ... when the thread was last woken */
+    int busy_ms;     /* the writer's busy timeout, and the one in force */
+    int busy_now;    /* ... now (hard_wait during a rewind) */
+    int64_t busy_t0; /* when the current wait began */
+    int woke_at;     /* frames when the thread was last woken */
     int over_hard;   /* a rewind at the hard limit has failed since the last rewind */
     int writer_err;  /* the last rewind error logged; 0: none */
 
     /* The thread only. */
-    int thread_err; /* the last pass error logged; 0: none */
+    int thread_err; /* the last error logged; 0: none */
 };
 
 static void log_sqlite(kj_log_level level, const char *msg, const char *path, int rc, sqlite3 *db)
@@ -54,6 +61,35 @@ static void log_sqlite(kj_log_level level, const char *msg, const char *path, in
         sqlite3_extended_errcode(db) == rc ? sqlite3_errmsg(db) : sqlite3_errstr(rc);
     kj_log(level, msg, "path=%s error=%s", kj_logq(q, sizeof q, path),
            kj_logq(e, sizeof e, detail));
+}
+
+static void sleep_us(long us)
+{
+    struct timespec ts = {0, us * 1000};
+    nanosleep(&ts, NULL);
+}
+
+static void add_ms(int64_t *total, int64_t *max, int64_t ms)
+{
+    *total += ms;
+    if (ms > *max)
+        *max = ms;
+}
+
+/*
+ * The writer's busy handler: SQLite's default sleeps 1, 2, 5, 10 ms ... so
+ * a commit that finds the thread rewinding for 1 ms would wait 3; here it
+ * polls every 100 us, for as long as the busy timeout allows.
+ */
+static int writer_busy_wait(void *arg, int count)
+{
+    kj_ckpt *c = arg;
+    if (count == 0)
+        c->busy_t0 = kj_mono_ms();
+    if (kj_mono_ms() - c->busy_t0 >= c->busy_now)
+        return 0;
+    sleep_us(count < 50 ? 100 : 1000);
+    return 1;
 }
 
 /* --- the thread ------------------------------------------------------------- */
@@ -77,6 +113,38 @@ static int wait_for_work(kj_ckpt *c)
     return 0;
 }
 
+/* BUSY is normal (a reader, a commit, another checkpointer); anything else
+ * (a full disk, an I/O error) is logged once, and once more when
+ * checkpoints work again. Commits go on either way: the WAL only grows. */
+static void thread_result(kj_ckpt *c, int rc)
+{
+    if (rc != SQLITE_OK && (rc & 0xff) != SQLITE_BUSY && rc != c->thread_err) {
+        log_sqlite(KJ_LOG_ERROR, "journal checkpoint failed; the WAL keeps growing", c->path, rc,
+                   c->db);
+        c->thread_err = rc;
+    } else if (rc == SQLITE_OK && c->thread_err) {
+        char q[4400];
+        kj_log(KJ_LOG_INFO, "journal checkpoints work again", "path=%s",
+               kj_logq(q, sizeof q, c->path));
+        c->thread_err = 0;
+    }
+}
+
+/*
+ * A rewind by the thread, when its pass left little to copy: a RESTART
+ * checkpoint takes the writer lock, copies the rest, fsyncs and starts the
+ * WAL over. A commit that comes meanwhile waits (writer_busy_wait); one in
+ * progress, or a reader in the WAL, makes it give up after rewind_wait ms,
+ * the writer lock held no longer than that plus the copy.
+ */
+static int thread_rewind(kj_ckpt *c, int wait_ms)
+{
+    sqlite3_busy_timeout(c->db, wait_ms);
+    int rc = sqlite3_wal_checkpoint_v2(c->db, "main", SQLITE_CHECKPOINT_RESTART, NULL, NULL);
+    sqlite3_busy_timeout(c->db, 0);
+    return rc;
+}
+
 static void *run(void *arg)
 {
     kj_ckpt *c = arg;
@@ -89,37 +157,42 @@ static void *run(void *arg)
         pthread_mutex_unlock(&c->mu);
 
         int log = 0, done = 0;
+        int64_t t0 = kj_mono_ms();
         int rc = sqlite3_wal_checkpoint_v2(c->db, "main", SQLITE_CHECKPOINT_PASSIVE, &log, &done);
+        int64_t t1 = kj_mono_ms();
 
         pthread_mutex_lock(&c->mu);
-        c->in_pass = 0;
         c->st.passes++;
-        /* A pass that began before the WAL started over counted frames of
-         * the old one. */
-        if (rc == SQLITE_OK && cycle == c->cycle) {
-            c->have = 1;
-            c->done = done;
-        }
+        add_ms(&c->st.pass_ms, &c->st.pass_ms_max, t1 - t0);
         if (rc != SQLITE_OK && (rc & 0xff) != SQLITE_BUSY)
             c->st.pass_errors++;
-        pthread_cond_broadcast(&c->cv);
+        /* done counts frames of this cycle's WAL only if no rewind came
+         * between the pass's start and now. */
+        int wait = c->lim.rewind_wait;
+        int rewind = rc == SQLITE_OK && cycle == c->cycle && !c->stop &&
+                     c->last_frames >= c->lim.restart && c->last_frames - done <= c->lim.cheap;
         pthread_mutex_unlock(&c->mu);
+        thread_result(c, rc);
 
-        /* BUSY: another connection checkpoints; the WAL is copied all the
-         * same. Anything else (a full disk, an I/O error) is logged once,
-         * and once more when passes work again. Commits are unaffected:
-         * the WAL only grows until a checkpoint works. */
-        if (rc != SQLITE_OK && (rc & 0xff) != SQLITE_BUSY && rc != c->thread_err) {
-            log_sqlite(KJ_LOG_ERROR, "journal checkpoint failed; the WAL keeps growing", c->path,
-                       rc, c->db);
-            c->thread_err = rc;
-        } else if (rc == SQLITE_OK && c->thread_err) {
-            char q[4400];
-            kj_log(KJ_LOG_INFO, "journal checkpoints work again", "path=%s",
-                   kj_logq(q, sizeof q, c->path));
-            c->thread_err = 0;
+        if (rewind) {
+            rc = thread_rewind(c, wait);
+            int64_t t2 = kj_mono_ms();
+            pthread_mutex_lock(&c->mu);
+            add_ms(&c->st.rewind_ms, &c->st.rewind_ms_max, t2 - t1);
+            if (rc == SQLITE_OK) {
+                c->cycle++;
+                c->st.rewinds_thread++;
+            } else if ((rc & 0xff) == SQLITE_BUSY) {
+                c->st.rewind_busy++;
+            } else {
+                c->st.rewind_errors++;
+            }
+            pthread_mutex_unlock(&c->mu);
+            thread_result(c, rc);
         }
         pthread_mutex_lock(&c->mu);
+        c->in_pass = 0;
+        pthread_cond_broadcast(&c->cv);
     }
     pthread_mutex_unlock(&c->mu);
     return NULL;
@@ -127,23 +200,22 @@ static void *run(void *arg)
 
 /* --- the writer's side ---------------------------------------------------------- */
 
-/* A RESTART checkpoint on the writer's connection, outside any transaction:
- * copies what is left, fsyncs, and rewinds the WAL once no reader is in it.
- * Waits wait_ms at most for readers (and another writer); 0: not at all. */
-static void rewind_wal(kj_ckpt *c, int hard, int wait_ms)
+/*
+ * At the hard limit: a RESTART checkpoint on the writer's connection,
+ * outside any transaction, waiting hard_wait ms at most for readers (and
+ * another writer). The thread is not in a pass (it holds the checkpoint
+ * lock, which a checkpoint never waits for).
+ */
+static void writer_rewind(kj_ckpt *c)
 {
-    sqlite3_busy_timeout(c->writer, wait_ms);
+    c->busy_now = c->lim.hard_wait;
     int rc = sqlite3_wal_checkpoint_v2(c->writer, "main", SQLITE_CHECKPOINT_RESTART, NULL, NULL);
-    sqlite3_busy_timeout(c->writer, c->busy_ms);
+    c->busy_now = c->busy_ms;
 
     pthread_mutex_lock(&c->mu);
     if (rc == SQLITE_OK) {
         c->cycle++;
-        c->have = 0;
-        if (hard)
-            c->st.rewinds_hard++;
-        else
-            c->st.rewinds_cheap++;
+        c->st.rewinds_hard++;
     } else if ((rc & 0xff) == SQLITE_BUSY) {
         c->st.rewind_busy++;
     } else {
@@ -153,18 +225,16 @@ static void rewind_wal(kj_ckpt *c, int hard, int wait_ms)
 
     char q[4400];
     if (rc == SQLITE_OK) {
-        c->woke_at = 0;
-        c->over_hard = 0;
         if (c->writer_err)
             kj_log(KJ_LOG_INFO, "journal WAL rewound again", "path=%s",
                    kj_logq(q, sizeof q, c->path));
         c->writer_err = 0;
     } else if ((rc & 0xff) == SQLITE_BUSY) {
-        if (hard && !c->over_hard)
+        if (!c->over_hard)
             kj_log(KJ_LOG_WARN, "journal WAL past its limit: a reader or another writer holds it",
                    "path=%s frames=%d limit=%d", kj_logq(q, sizeof q, c->path), c->last_frames,
                    c->lim.hard);
-        c->over_hard |= hard;
+        c->over_hard = 1;
     } else if (rc != c->writer_err) {
         log_sqlite(KJ_LOG_ERROR, "journal checkpoint failed; the WAL keeps growing", c->path, rc,
                    c->writer);
@@ -183,9 +253,8 @@ static int on_commit(void *arg, sqlite3 *db, const char *name, int frames)
     (void)db;
     (void)name;
     pthread_mutex_lock(&c->mu);
-    if (frames < c->last_frames) { /* the WAL started over (rewind_wal, or SQLite) */
+    if (frames < c->last_frames) { /* the WAL started over: by a RESTART, or by SQLite */
         c->cycle++;
-        c->have = 0;
         c->st.rewinds++;
         c->woke_at = 0;
         c->over_hard = 0;
@@ -197,24 +266,21 @@ static int on_commit(void *arg, sqlite3 *db, const char *name, int frames)
         c->pending = 1;
         pthread_cond_broadcast(&c->cv);
     }
-    int hard = frames >= c->lim.hard;
-    int cheap =
-        frames >= c->lim.restart && c->have && !c->in_pass && frames - c->done <= c->lim.cheap;
-    if (hard || cheap) {
-        /* The thread's pass holds the checkpoint lock: a rewind now would
-         * fail at once. At the hard limit, wait for it. */
+    if (frames >= c->lim.hard) {
+        int64_t t0 = kj_mono_ms();
         while (c->in_pass)
             pthread_cond_wait(&c->cv, &c->mu);
         c->writer_busy = 1;
         pthread_mutex_unlock(&c->mu);
-        rewind_wal(c, hard, hard ? c->lim.hard_wait : 0);
+        writer_rewind(c);
         pthread_mutex_lock(&c->mu);
         c->writer_busy = 0;
+        add_ms(&c->st.writer_ms, &c->st.writer_ms_max, kj_mono_ms() - t0);
         pthread_cond_broadcast(&c->cv);
     } else if (!c->in_pass && !c->wake &&
                (frames - c->woke_at >= c->lim.soft || frames >= c->lim.restart)) {
-        /* Past `restart`, passes run back to back, so that a cheap rewind
-         * comes soon. */
+        /* Past `restart`, passes run back to back, until one leaves little
+         * enough to copy for the thread to rewind. */
         c->wake = 1;
         c->woke_at = frames;
         pthread_cond_broadcast(&c->cv);
@@ -235,8 +301,13 @@ int kj_ckpt_start(sqlite3 *writer, const char *path, const char *uri, int busy_m
         return kj_err_set(err, KJ_ENOMEM, "journal: out of memory");
     }
     c->writer = writer;
-    c->busy_ms = busy_ms;
+    c->busy_ms = c->busy_now = busy_ms;
     c->lim = default_limits;
+#ifdef KJ_CKPT_TUNE
+    const char *tune = getenv("KJ_CKPT_LIMITS");
+    if (tune)
+        sscanf(tune, "%d,%d,%d,%d", &c->lim.soft, &c->lim.restart, &c->lim.cheap, &c->lim.hard);
+#endif
     pthread_mutex_init(&c->mu, NULL);
     pthread_cond_init(&c->cv, NULL);
 
@@ -271,6 +342,7 @@ int kj_ckpt_start(sqlite3 *writer, const char *path, const char *uri, int busy_m
     }
     sqlite3_wal_autocheckpoint(writer, 0);
     sqlite3_wal_hook(writer, on_commit, c);
+    sqlite3_busy_handler(writer, writer_busy_wait, c);
     *out = c;
     return 0;
 fail:
@@ -287,12 +359,24 @@ void kj_ckpt_stop(kj_ckpt *c)
     if (!c)
         return;
     sqlite3_wal_hook(c->writer, NULL, NULL);
+    sqlite3_busy_timeout(c->writer, c->busy_ms);
     pthread_mutex_lock(&c->mu);
     c->stop = 1;
     pthread_cond_broadcast(&c->cv);
     pthread_mutex_unlock(&c->mu);
     pthread_join(c->thread, NULL);
     sqlite3_close_v2(c->db);
+    char q[4400];
+    kj_ckpt_stats *st = &c->st;
+    kj_log(KJ_CKPT_SUMMARY_LEVEL, "journal checkpointer stopped",
+           "path=%s passes=%lld pass_errors=%lld pass_ms=%lld pass_ms_max=%lld rewinds=%lld "
+           "rewinds_thread=%lld rewinds_hard=%lld rewind_busy=%lld rewind_errors=%lld "
+           "rewind_ms=%lld rewind_ms_max=%lld writer_ms=%lld writer_ms_max=%lld max_frames=%d",
+           kj_logq(q, sizeof q, c->path), (long long)st->passes, (long long)st->pass_errors,
+           (long long)st->pass_ms, (long long)st->pass_ms_max, (long long)st->rewinds,
+           (long long)st->rewinds_thread, (long long)st->rewinds_hard, (long long)st->rewind_busy,
+           (long long)st->rewind_errors, (long long)st->rewind_ms, (long long)st->rewind_ms_max,
+           (long long)st->writer_ms, (long long)st->writer_ms_max, st->max_frames);
     pthread_cond_destroy(&c->cv);
     pthread_mutex_destroy(&c->mu);
     free(c->path);

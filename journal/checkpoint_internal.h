@@ -13,15 +13,19 @@
  *
  * SQLite rewinds the WAL only when a write transaction starts with every
  * frame copied and no reader inside the WAL; under continuous commits a
- * PASSIVE pass rarely ends between two commits, so the writer rewinds it
- * itself (a RESTART checkpoint in its WAL hook): once the WAL holds
- * `restart` frames and the thread's last pass left at most `cheap` frames
- * to copy (the rewind then costs a few pages and two fsyncs), or whatever
- * it costs once it holds `hard` frames. Readers hold the WAL only for a
- * page of rows; one still inside it makes the rewind fail (SQLITE_BUSY),
- * and the next commit tries again. Durability is SQLite's: commits are
- * synchronous=FULL whatever the checkpointer does, and a failed checkpoint
- * only leaves the WAL longer; the hook never fails a commit.
+ * PASSIVE pass rarely ends between two commits, so the WAL would grow for
+ * ever. Once it holds `restart` frames, the thread passes back to back, and
+ * when a pass leaves at most `cheap` frames it rewinds the WAL itself: a
+ * RESTART checkpoint, which takes the writer lock for the copy of those few
+ * frames and two fsyncs (a commit arriving meanwhile waits that long, one
+ * in progress makes it give up and try after the next pass). Should the WAL
+ * reach `hard` frames all the same (the thread cannot keep up), the writer
+ * rewinds it in its WAL hook, whatever it costs, and tries again at every
+ * commit until it works. Readers hold the WAL only for a page of rows; one
+ * inside it makes a rewind fail (SQLITE_BUSY) and the next attempt wait.
+ * Durability is SQLite's: commits are synchronous=FULL whatever the
+ * checkpointer does, and a failed checkpoint only leaves the WAL longer;
+ * the hook never fails a commit. The thread's errors are logged.
  *
  * Not across fork(): a child must open its own handle.
  */
@@ -37,30 +41,35 @@ typedef struct kj_ckpt kj_ckpt;
 
 /* In WAL frames (one page, 4 KiB, each); times in ms. */
 typedef struct kj_ckpt_limits {
-    int soft;      /* wake the thread every `soft` frames committed */
-    int restart;   /* from here, rewind once a rewind is cheap */
-    int cheap;     /* ... i.e. at most this many frames are left to copy */
-    int hard;      /* from here, rewind at every commit until it succeeds */
-    int hard_wait; /* how long a rewind at `hard` waits for readers */
-    int idle;      /* a pass at least this often while frames are uncopied */
+    int soft;        /* wake the thread every `soft` frames committed */
+    int restart;     /* from here, the thread passes back to back and rewinds */
+    int cheap;       /* ... once a pass leaves at most this many frames to copy */
+    int hard;        /* from here, the writer rewinds at every commit until it works */
+    int rewind_wait; /* how long the thread's rewind waits for the writer lock, readers */
+    int hard_wait;   /* how long the writer's rewind waits for readers */
+    int idle;        /* a pass at least this often while frames are uncopied */
 } kj_ckpt_limits;
 
 typedef struct kj_ckpt_stats {
-    int64_t passes;        /* the thread's checkpoints, completed or not */
-    int64_t pass_errors;   /* ... that failed with something else than BUSY */
-    int64_t rewinds;       /* the WAL started over (by the writer or by SQLite) */
-    int64_t rewinds_cheap; /* ... by the writer, cheap */
-    int64_t rewinds_hard;  /* ... by the writer, at the hard limit */
-    int64_t rewind_busy;   /* rewinds a reader or another writer stopped */
-    int64_t rewind_errors; /* ... failed otherwise */
-    int max_frames;        /* the most frames the WAL held after a commit */
+    int64_t passes;                   /* the thread's PASSIVE checkpoints */
+    int64_t pass_errors;              /* ... that failed with something else than BUSY */
+    int64_t rewinds;                  /* the WAL started over (seen at the next commit) */
+    int64_t rewinds_thread;           /* ... by the thread's RESTART */
+    int64_t rewinds_hard;             /* ... by the writer's, at the hard limit */
+    int64_t rewind_busy;              /* RESTARTs a reader or a commit stopped */
+    int64_t rewind_errors;            /* ... that failed otherwise */
+    int max_frames;                   /* the most frames the WAL held after a commit */
+    int64_t pass_ms, pass_ms_max;     /* time in passes: total, longest */
+    int64_t rewind_ms, rewind_ms_max; /* time in the thread's RESTARTs */
+    int64_t writer_ms, writer_ms_max; /* time commits spent waiting for a pass and rewinding */
 } kj_ckpt_stats;
 
 /*
  * Starts the checkpointer of the writer connection `writer` (of the journal
  * at path, opened through uri): sets its wal_autocheckpoint to 0 and its WAL
  * hook, opens the thread's connection, starts the thread. busy_ms: the
- * writer's busy timeout, restored after each rewind.
+ * writer's busy timeout; its busy handler polls more finely than SQLite's
+ * (a commit may wait for a rewind of the thread).
  */
 int kj_ckpt_start(sqlite3 *writer, const char *path, const char *uri, int busy_ms, kj_ckpt **out,
                   kj_err *err);

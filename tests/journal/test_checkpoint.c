@@ -28,8 +28,13 @@
 #define BATCH 20
 #define DEADLINE_MS 120000
 
-static const kj_ckpt_limits small = {
-    .soft = 40, .restart = 150, .cheap = 40, .hard = 600, .hard_wait = 5000, .idle = 50};
+static const kj_ckpt_limits small = {.soft = 40,
+                                     .restart = 150,
+                                     .cheap = 40,
+                                     .hard = 600,
+                                     .rewind_wait = 2,
+                                     .hard_wait = 5000,
+                                     .idle = 50};
 
 static int64_t file_bytes(const char *path, const char *suffix)
 {
@@ -127,10 +132,10 @@ static void test_wal_bounded_with_reader(void **state)
     r.stop = 1;
     pthread_join(t, NULL);
     printf("checkpoint: %d batches, reader took %ld snapshots; passes %lld (errors %lld), "
-           "rewinds %lld (cheap %lld, hard %lld, busy %lld, errors %lld), max frames %d, "
+           "rewinds %lld (thread %lld, hard %lld, busy %lld, errors %lld), max frames %d, "
            "max -wal %lld bytes\n",
            b, r.snapshots, (long long)st.passes, (long long)st.pass_errors, (long long)st.rewinds,
-           (long long)st.rewinds_cheap, (long long)st.rewinds_hard, (long long)st.rewind_busy,
+           (long long)st.rewinds_thread, (long long)st.rewinds_hard, (long long)st.rewind_busy,
            (long long)st.rewind_errors, st.max_frames, (long long)wal_max);
     assert_true(r.snapshots > 10);
     assert_true(st.passes > 0);
@@ -181,7 +186,7 @@ static void test_idle_wal_starts_over(void **state)
     assert_int_equal(append_batch(j, "idle", 5, &err), 0);
     kj_ckpt_stats_get(kj_journal_ckpt(j), &st);
     assert_int_equal(st.rewinds, 1);
-    assert_int_equal(st.rewinds_cheap + st.rewinds_hard, 0); /* SQLite's own */
+    assert_int_equal(st.rewinds_thread + st.rewinds_hard, 0); /* SQLite's own */
     kj_journal_close(j);
     free(path);
     rm_tree(dir);
