@@ -112,7 +112,7 @@ typedef struct kj_session {
     int64_t closed_ms;  /* 0 while open */
     const char *close_reason;
     int64_t event_count;
-    int64_t recorded_ms; /* when the journal last stored an event of it */
+    int64_t recorded_ms;      /* when the journal last stored an event of it */
     const char *session_type; /* "interactive", "batch", or NULL: not known */
 } kj_session;
 
@@ -318,13 +318,17 @@ enum { KJ_JOURNAL_LOCK = 1 << 8 }; /* an open flag, beside READONLY and NOCREATE
  * KJ_JOURNAL_CHECKPOINTER (with a read-write open; issue 15): WAL checkpoints
  * leave the commit path. Without it, the commit that finds 4000 pages in the
  * WAL copies them into the database and fsyncs it before it returns (tens of
- * ms). With it, a thread of the handle with a connection of its own copies
- * the WAL while commits go on, and the handle rewinds the WAL when little is
- * left to copy, so the "-wal" file stays near 16 MiB (64 MiB at most while
- * no reader holds an old snapshot). Commits are as durable either way;
- * checkpoint errors are logged. For long-lived writers that care about
- * commit latency (kjournald); costs a thread and a connection. A handle so
- * opened must not be used in a child after fork().
+ * ms, and every request queued behind it waits). With it, a thread of the
+ * handle, with a connection of its own, copies the WAL while commits go on
+ * (PASSIVE checkpoints) and starts it over when little is left to copy; a
+ * commit waits for that only when it comes during it. The "-wal" file stays
+ * near 16 MiB; should the thread fall behind, the commit that finds 16,000
+ * pages (64 MiB) in the WAL rewinds it itself, so the file is bounded while
+ * no reader holds a snapshot for long. Commits are as durable either way
+ * (synchronous=FULL); checkpoint errors are logged and never fail a commit.
+ * For long-lived writers that care about commit latency (kjournald); it
+ * costs a thread and a second connection. Ignored on a read-only handle.
+ * A handle so opened must not be used in a child after fork().
  */
 enum { KJ_JOURNAL_CHECKPOINTER = 1 << 9 };
 

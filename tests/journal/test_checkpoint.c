@@ -16,6 +16,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <sqlite3.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -210,6 +211,116 @@ static void test_opt_in(void **state)
     rm_tree(dir);
 }
 
+static int count_id(sqlite3 *db, const char *id)
+{
+    sqlite3_stmt *st = NULL;
+    sqlite3_prepare_v2(db, "SELECT count(*) FROM events WHERE event_id = ?1", -1, &st, NULL);
+    sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+    int n = sqlite3_step(st) == SQLITE_ROW ? sqlite3_column_int(st, 0) : -1;
+    sqlite3_finalize(st);
+    return n;
+}
+
+/* --- a checkpoint that fails ------------------------------------------------------ */
+
+/*
+ * The child fills a journal, then may no longer grow any file past the
+ * database's size (RLIMIT_FSIZE): new pages cannot be copied into the
+ * database, while commits, whose WAL stays smaller, go on. It reports the
+ * batches committed, and the checkpoint errors counted, on fd; its stderr
+ * (the log) goes to log_fd.
+ */
+static int full_child(const char *path, int fd, int log_fd)
+{
+    dup2(log_fd, 2);
+    signal(SIGXFSZ, SIG_IGN);
+    kj_journal *j = NULL;
+    kj_err err = {0};
+    if (kj_journal_open(path, KJ_JOURNAL_CHECKPOINTER, &j, &err))
+        return 1;
+    kj_ckpt_limits_set(kj_journal_ckpt(j), &small);
+    int b = 0;
+    for (; file_bytes(path, "") < 3 * small.hard * FRAME_BYTES; b++)
+        if (append_batch(j, "fill", b, &err))
+            return 1;
+    struct rlimit rl = {.rlim_cur = (rlim_t)file_bytes(path, ""), .rlim_max = RLIM_INFINITY};
+    if (setrlimit(RLIMIT_FSIZE, &rl))
+        return 1;
+    kj_ckpt_stats st = {0};
+    int64_t start = kj_mono_ms();
+    for (int k = 0; st.pass_errors + st.rewind_errors == 0 || k < 20; k++) {
+        if (kj_mono_ms() - start > DEADLINE_MS || append_batch(j, "full", k, &err))
+            break;
+        char line[32];
+        int len = snprintf(line, sizeof line, "%d\n", k);
+        if (write(fd, line, (size_t)len) != len)
+            return 1;
+        kj_ckpt_stats_get(kj_journal_ckpt(j), &st);
+    }
+    dprintf(fd, "errors %lld\n", (long long)(st.pass_errors + st.rewind_errors));
+    _exit(0); /* no close: its checkpoint would fail too */
+}
+
+static void test_checkpoint_errors_logged(void **state)
+{
+    (void)state;
+    char *dir = test_dir(), *path = path_in(dir, "full.db"), *log = path_in(dir, "log");
+    int fds[2];
+    assert_int_equal(pipe(fds), 0);
+    FILE *lf = fopen(log, "w+");
+    assert_non_null(lf);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        close(fds[0]);
+        _exit(full_child(path, fds[1], fileno(lf)));
+    }
+    close(fds[1]);
+    int status = 0;
+    waitpid(pid, &status, 0);
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+
+    FILE *acks = fdopen(fds[0], "r");
+    sqlite3 *db = NULL;
+    assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    int k, acked = 0;
+    long long errors = -1;
+    char id[64];
+    while (fscanf(acks, "%d", &k) == 1) {
+        acked++;
+        for (int e = 0; e < BATCH; e++) {
+            snprintf(id, sizeof id, "full-b%d-s%d-open", k, e);
+            if (count_id(db, id) != 1)
+                fail_msg("acked event %s missing after failed checkpoints", id);
+        }
+    }
+    assert_int_equal(fscanf(acks, "errors %lld", &errors), 1);
+    fclose(acks);
+    sqlite3_close(db);
+    char text[8192] = {0};
+    rewind(lf);
+    size_t n = fread(text, 1, sizeof text - 1, lf);
+    text[n] = 0;
+    fclose(lf);
+    printf("checkpoint errors: %d batches acked after the limit, %lld checkpoint errors\n", acked,
+           errors);
+    assert_true(errors > 0);
+    assert_true(acked > 0);
+    assert_non_null(strstr(text, "journal checkpoint failed"));
+
+    kj_journal *j = NULL;
+    kj_err err = {0};
+    if (kj_journal_open(path, 0, &j, &err))
+        fail_msg("reopen: %s", err.msg);
+    int64_t problems = -1;
+    assert_int_equal(kj_journal_verify(j, NULL, NULL, &problems, &err), 0);
+    assert_int_equal(problems, 0);
+    kj_journal_close(j);
+    free(log);
+    free(path);
+    rm_tree(dir);
+}
+
 /* --- SIGKILL mid-load ----------------------------------------------------------- */
 
 #define KILL_ROUNDS 10
@@ -238,16 +349,6 @@ static int child(const char *path, int round, int fd)
         if (write(fd, line, (size_t)len) != len)
             return 1;
     }
-}
-
-static int count_id(sqlite3 *db, const char *id)
-{
-    sqlite3_stmt *st = NULL;
-    sqlite3_prepare_v2(db, "SELECT count(*) FROM events WHERE event_id = ?1", -1, &st, NULL);
-    sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
-    int n = sqlite3_step(st) == SQLITE_ROW ? sqlite3_column_int(st, 0) : -1;
-    sqlite3_finalize(st);
-    return n;
 }
 
 static void test_sigkill_with_checkpointer(void **state)
@@ -315,6 +416,7 @@ int main(void)
         cmocka_unit_test(test_opt_in),
         cmocka_unit_test(test_idle_wal_starts_over),
         cmocka_unit_test(test_wal_bounded_with_reader),
+        cmocka_unit_test(test_checkpoint_errors_logged),
         cmocka_unit_test(test_sigkill_with_checkpointer),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
