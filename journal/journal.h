@@ -112,7 +112,7 @@ typedef struct kj_session {
     int64_t closed_ms;  /* 0 while open */
     const char *close_reason;
     int64_t event_count;
-    int64_t recorded_ms;      /* when the journal last stored an event of it */
+    int64_t recorded_ms; /* when the journal last stored an event of it */
     const char *session_type; /* "interactive", "batch", or NULL: not known */
 } kj_session;
 
