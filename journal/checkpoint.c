@@ -17,7 +17,7 @@ static const kj_ckpt_limits default_limits = {
     .restart = 4000, /* the WAL file stays near 16 MB */
     .cheap = 256,
     .hard = 16000, /* ~64 MB, journal_size_limit */
-    .rewind_wait = 2,
+    .rewind_wait = 5,
     .hard_wait = 20,
     .idle = 1000,
 };
@@ -51,7 +51,9 @@ struct kj_ckpt {
     int writer_err;  /* the last rewind error logged; 0: none */
 
     /* The thread only. */
-    int thread_err; /* the last error logged; 0: none */
+    int thread_err;    /* the last error logged; 0: none */
+    int thread_wait;   /* how long its rewind waits (thread_busy_wait) */
+    int64_t thread_t0; /* ... since when */
 };
 
 static void log_sqlite(kj_log_level level, const char *msg, const char *path, int rc, sqlite3 *db)
@@ -137,11 +139,23 @@ static void thread_result(kj_ckpt *c, int rc)
  * progress, or a reader in the WAL, makes it give up after rewind_wait ms,
  * the writer lock held no longer than that plus the copy.
  */
+static int thread_busy_wait(void *arg, int count)
+{
+    kj_ckpt *c = arg;
+    if (count == 0)
+        c->thread_t0 = kj_mono_ms();
+    if (kj_mono_ms() - c->thread_t0 >= c->thread_wait)
+        return 0;
+    sleep_us(100); /* to take the writer lock between two commits */
+    return 1;
+}
+
 static int thread_rewind(kj_ckpt *c, int wait_ms)
 {
-    sqlite3_busy_timeout(c->db, wait_ms);
+    c->thread_wait = wait_ms;
+    sqlite3_busy_handler(c->db, thread_busy_wait, c);
     int rc = sqlite3_wal_checkpoint_v2(c->db, "main", SQLITE_CHECKPOINT_RESTART, NULL, NULL);
-    sqlite3_busy_timeout(c->db, 0);
+    sqlite3_busy_handler(c->db, NULL, NULL);
     return rc;
 }
 
@@ -168,9 +182,13 @@ static void *run(void *arg)
             c->st.pass_errors++;
         /* done counts frames of this cycle's WAL only if no rewind came
          * between the pass's start and now. */
+        /* The further past `restart`, the more a rewind may copy: it costs
+         * a commit that collides with it no more than the writer's rewind
+         * at `hard` would, which also waits for the pass. */
         int wait = c->lim.rewind_wait;
+        int allowed = c->lim.cheap + (c->last_frames - c->lim.restart) / 4;
         int rewind = rc == SQLITE_OK && cycle == c->cycle && !c->stop &&
-                     c->last_frames >= c->lim.restart && c->last_frames - done <= c->lim.cheap;
+                     c->last_frames >= c->lim.restart && c->last_frames - done <= allowed;
         pthread_mutex_unlock(&c->mu);
         thread_result(c, rc);
 

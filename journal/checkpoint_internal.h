@@ -43,7 +43,8 @@ typedef struct kj_ckpt kj_ckpt;
 typedef struct kj_ckpt_limits {
     int soft;        /* wake the thread every `soft` frames committed */
     int restart;     /* from here, the thread passes back to back and rewinds */
-    int cheap;       /* ... once a pass leaves at most this many frames to copy */
+    int cheap;       /* ... once a pass leaves at most this many frames to copy (plus a
+                      * quarter of those past `restart`) */
     int hard;        /* from here, the writer rewinds at every commit until it works */
     int rewind_wait; /* how long the thread's rewind waits for the writer lock, readers */
     int hard_wait;   /* how long the writer's rewind waits for readers */
