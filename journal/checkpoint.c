@@ -13,8 +13,8 @@
 #include <time.h>
 
 static const kj_ckpt_limits default_limits = {
-    .soft = 1000,    /* ~4 MB copied per pass */
-    .restart = 4000, /* the WAL file stays near 16 MB */
+    .soft = 4000,    /* ~16 MB copied per pass, as often as wal_autocheckpoint did */
+    .restart = 8000, /* the WAL file stays near 32 MB */
     .cheap = 256,
     .hard = 16000, /* ~64 MB, journal_size_limit */
     .rewind_wait = 5,
@@ -180,11 +180,11 @@ static void *run(void *arg)
         add_ms(&c->st.pass_ms, &c->st.pass_ms_max, t1 - t0);
         if (rc != SQLITE_OK && (rc & 0xff) != SQLITE_BUSY)
             c->st.pass_errors++;
-        /* done counts frames of this cycle's WAL only if no rewind came
-         * between the pass's start and now. */
-        /* The further past `restart`, the more a rewind may copy: it costs
-         * a commit that collides with it no more than the writer's rewind
-         * at `hard` would, which also waits for the pass. */
+        /* done counts frames of this WAL only if no rewind came between
+         * the pass's start and now. The further past `restart`, the more
+         * the rewind may copy: it costs a commit that collides with it no
+         * more than the writer's rewind at `hard` would, which also waits
+         * for the pass. */
         int wait = c->lim.rewind_wait;
         int allowed = c->lim.cheap + (c->last_frames - c->lim.restart) / 4;
         int rewind = rc == SQLITE_OK && cycle == c->cycle && !c->stop &&

@@ -322,7 +322,7 @@ enum { KJ_JOURNAL_LOCK = 1 << 8 }; /* an open flag, beside READONLY and NOCREATE
  * handle, with a connection of its own, copies the WAL while commits go on
  * (PASSIVE checkpoints) and starts it over when little is left to copy; a
  * commit waits for that only when it comes during it. The "-wal" file stays
- * near 16 MiB; should the thread fall behind, the commit that finds 16,000
+ * near 32 MiB; should the thread fall behind, the commit that finds 16,000
  * pages (64 MiB) in the WAL rewinds it itself, so the file is bounded while
  * no reader holds a snapshot for long. Commits are as durable either way
  * (synchronous=FULL); checkpoint errors are logged and never fail a commit.
