@@ -22,10 +22,6 @@ static const kj_ckpt_limits default_limits = {
     .idle = 1000,
 };
 
-#ifndef KJ_CKPT_SUMMARY_LEVEL
-#define KJ_CKPT_SUMMARY_LEVEL KJ_LOG_INFO
-#endif
-
 struct kj_ckpt {
     sqlite3 *writer; /* the handle's connection; the hook runs on its thread */
     sqlite3 *db;     /* the thread's own connection */
@@ -321,11 +317,6 @@ int kj_ckpt_start(sqlite3 *writer, const char *path, const char *uri, int busy_m
     c->writer = writer;
     c->busy_ms = c->busy_now = busy_ms;
     c->lim = default_limits;
-#ifdef KJ_CKPT_TUNE
-    const char *tune = getenv("KJ_CKPT_LIMITS");
-    if (tune)
-        sscanf(tune, "%d,%d,%d,%d", &c->lim.soft, &c->lim.restart, &c->lim.cheap, &c->lim.hard);
-#endif
     pthread_mutex_init(&c->mu, NULL);
     pthread_cond_init(&c->cv, NULL);
 
@@ -386,7 +377,7 @@ void kj_ckpt_stop(kj_ckpt *c)
     sqlite3_close_v2(c->db);
     char q[4400];
     kj_ckpt_stats *st = &c->st;
-    kj_log(KJ_CKPT_SUMMARY_LEVEL, "journal checkpointer stopped",
+    kj_log(KJ_LOG_INFO, "journal checkpointer stopped",
            "path=%s passes=%lld pass_errors=%lld pass_ms=%lld pass_ms_max=%lld rewinds=%lld "
            "rewinds_thread=%lld rewinds_hard=%lld rewind_busy=%lld rewind_errors=%lld "
            "rewind_ms=%lld rewind_ms_max=%lld writer_ms=%lld writer_ms_max=%lld max_frames=%d",
