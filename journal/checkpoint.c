@@ -410,5 +410,6 @@ void kj_ckpt_stats_get(kj_ckpt *c, kj_ckpt_stats *out)
 {
     pthread_mutex_lock(&c->mu);
     *out = c->st;
+    out->working = c->in_pass || c->wake || c->pending;
     pthread_mutex_unlock(&c->mu);
 }

@@ -63,6 +63,7 @@ typedef struct kj_ckpt_stats {
     int64_t pass_ms, pass_ms_max;     /* time in passes: total, longest */
     int64_t rewind_ms, rewind_ms_max; /* time in the thread's RESTARTs */
     int64_t writer_ms, writer_ms_max; /* time commits spent waiting for a pass and rewinding */
+    int working;                      /* a pass runs or is due (kj_ckpt_stats_get's moment) */
 } kj_ckpt_stats;
 
 /*

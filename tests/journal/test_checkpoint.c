@@ -178,15 +178,17 @@ static void test_idle_wal_starts_over(void **state)
         assert_int_equal(append_batch(j, "idle", b, &err), 0);
     kj_ckpt_stats st;
     int64_t start = kj_mono_ms();
+    /* Until a pass that began after the last commit has ended. */
     do {
         sleep_us(10000);
         kj_ckpt_stats_get(kj_journal_ckpt(j), &st);
-    } while (st.passes == 0 && kj_mono_ms() - start < DEADLINE_MS);
+    } while ((st.passes == 0 || st.working) && kj_mono_ms() - start < DEADLINE_MS);
     assert_true(st.passes > 0);
-    assert_int_equal(st.rewinds, 0);
+    assert_false(st.working);
+    int64_t before = st.rewinds; /* an idle pass may have come between two batches */
     assert_int_equal(append_batch(j, "idle", 5, &err), 0);
     kj_ckpt_stats_get(kj_journal_ckpt(j), &st);
-    assert_int_equal(st.rewinds, 1);
+    assert_int_equal(st.rewinds, before + 1);
     assert_int_equal(st.rewinds_thread + st.rewinds_hard, 0); /* SQLite's own */
     kj_journal_close(j);
     free(path);
