@@ -4,6 +4,8 @@
  */
 #include "journal.h"
 
+#include "checkpoint_internal.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
@@ -146,6 +148,7 @@ struct kj_journal {
      * a rolled-back batch may leave it higher): a session created since
      * then outlived no restart, and its events skip that query. */
     int64_t latest_start;
+    kj_ckpt *ckpt; /* KJ_JOURNAL_CHECKPOINTER, else NULL */
 };
 
 /* --- errors ----------------------------------------------------------------- */
@@ -459,6 +462,23 @@ static int open_writer(kj_journal *j, kj_err *err)
     return rc;
 }
 
+/* The checkpointer's connection opens the file the writer has open, through
+ * the same kind of URI. */
+static int start_checkpointer(kj_journal *j, kj_err *err)
+{
+    char *uri = path_uri(j->path, "mode=rw");
+    if (!uri)
+        return kj_err_set(err, KJ_ENOMEM, "journal: out of memory");
+    int rc = kj_ckpt_start(j->db, j->path, uri, KJ_BUSY_TIMEOUT_MS, &j->ckpt, err);
+    free(uri);
+    return rc;
+}
+
+kj_ckpt *kj_journal_ckpt(kj_journal *j)
+{
+    return j->ckpt;
+}
+
 int kj_journal_open(const char *path, unsigned flags, kj_journal **out, kj_err *err)
 {
     *out = NULL;
@@ -482,6 +502,8 @@ int kj_journal_open(const char *path, unsigned flags, kj_journal **out, kj_err *
         rc = check_identity(j, &version, &fresh, err);
     if (!rc)
         rc = j->readonly ? open_reader(j, version, fresh, err) : open_writer(j, err);
+    if (!rc && !j->readonly && (flags & KJ_JOURNAL_CHECKPOINTER))
+        rc = start_checkpointer(j, err);
     if (rc) {
         kj_journal_close(j);
         return rc;
@@ -494,6 +516,7 @@ void kj_journal_close(kj_journal *j)
 {
     if (!j)
         return;
+    kj_ckpt_stop(j->ckpt); /* first: the writer's close must be the last connection's */
     for (int i = 0; i < ST_COUNT_; i++)
         sqlite3_finalize(j->st[i]);
     for (int i = 0; i < UPD_VARIANTS; i++)

@@ -315,6 +315,24 @@ int kj_journal_action_repeats_last(kj_journal *j, const kj_action *a, kj_err *er
 enum { KJ_JOURNAL_LOCK = 1 << 8 }; /* an open flag, beside READONLY and NOCREATE */
 
 /*
+ * KJ_JOURNAL_CHECKPOINTER (with a read-write open; issue 15): WAL checkpoints
+ * leave the commit path. Without it, the commit that finds 4000 pages in the
+ * WAL copies them into the database and fsyncs it before it returns (tens of
+ * ms, and every request queued behind it waits). With it, a thread of the
+ * handle, with a connection of its own, copies the WAL while commits go on
+ * (PASSIVE checkpoints) and starts it over when little is left to copy; a
+ * commit waits for that only when it comes during it. The "-wal" file stays
+ * near 32 MiB; should the thread fall behind, the commit that finds 16,000
+ * pages (64 MiB) in the WAL rewinds it itself, so the file is bounded while
+ * no reader holds a snapshot for long. Commits are as durable either way
+ * (synchronous=FULL); checkpoint errors are logged and never fail a commit.
+ * For long-lived writers that care about commit latency (kjournald); it
+ * costs a thread and a second connection. Ignored on a read-only handle.
+ * A handle so opened must not be used in a child after fork().
+ */
+enum { KJ_JOURNAL_CHECKPOINTER = 1 << 9 };
+
+/*
  * Whether the path still names the files this read-write handle has open:
  * the journal, its "-wal" and its "-shm" (one stat(2) each; 0 on a
  * read-only handle). 0 when they do; KJ_ESTALE, with a message saying

@@ -462,7 +462,8 @@ int main(int argc, char **argv)
     kjd_metrics *m = NULL;
     char q[4200];
     if ((rc = kj_journal_open(c.journal,
-                              KJ_JOURNAL_LOCK | (c.group_readable ? KJ_JOURNAL_GROUP_READABLE : 0),
+                              KJ_JOURNAL_LOCK | KJ_JOURNAL_CHECKPOINTER |
+                                  (c.group_readable ? KJ_JOURNAL_GROUP_READABLE : 0),
                               &j, &err)) < 0) {
         kj_log(KJ_LOG_ERROR, "cannot open journal", "error=%s", kj_logq(q, sizeof q, err.msg));
         return exit_code_of(rc);
