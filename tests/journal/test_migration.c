@@ -182,6 +182,22 @@ struct kj_schema_migration {
 };
 extern const struct kj_schema_migration kj_schema_migrations[];
 
+/* Writes at path the journal an older release wrote: migrations 1..version,
+ * then rows (SQL, which sets user_version too). */
+static void old_journal(const char *path, int version, const char *rows)
+{
+    sqlite3 *db = NULL;
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    for (int v = 0; v < version; v++) {
+        assert_int_equal(kj_schema_migrations[v].version, v + 1);
+        assert_int_equal(sqlite3_exec(db, kj_schema_migrations[v].sql, NULL, NULL, NULL),
+                         SQLITE_OK);
+    }
+    if (sqlite3_exec(db, rows, NULL, NULL, NULL) != SQLITE_OK)
+        fail_msg("old journal: %s", sqlite3_errmsg(db));
+    sqlite3_close(db);
+}
+
 /* A version-1 journal whose totals the bug of issue 10 (item 3) left wrong:
  * s1 opened as alice, then as bob, then closed ("bob -1 open"); s2 opened
  * without a user, closed as carol. Opening it read-write migrates it and
@@ -190,26 +206,18 @@ static void test_v1_totals_recounted(void **state)
 {
     (void)state;
     char *dir = test_dir(), *path = path_in(dir, "v1.db");
-    sqlite3 *db = NULL;
-    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
-    assert_int_equal(kj_schema_migrations[0].version, 1);
-    assert_int_equal(sqlite3_exec(db, kj_schema_migrations[0].sql, NULL, NULL, NULL), SQLITE_OK);
-    assert_int_equal(
-        sqlite3_exec(db,
-                     "PRAGMA user_version = 1;"
-                     "INSERT INTO sessions (id, session_id, state, instance, user, created_ms,"
-                     " updated_ms, closed_ms, close_reason, event_count, recorded_ms) VALUES"
-                     " (1, 's1', 2, 'k0', 'bob', 1000, 3000, 3000, 'client', 3, 5),"
-                     " (2, 's2', 2, 'k0', 'carol', 1000, 2000, 2000, 'client', 2, 5);"
-                     "INSERT INTO events (event_id, session, type, time_ms, recorded_ms) VALUES"
-                     " ('a', 1, 1, 1000, 5), ('b', 1, 1, 2000, 5), ('c', 1, 2, 3000, 5),"
-                     " ('d', 2, 1, 1000, 5), ('e', 2, 2, 2000, 5);"
-                     "INSERT INTO counts VALUES ('state', 'all', 0, 2), ('events', 'all', 3, 2),"
-                     " ('user', 'alice', 1, 0), ('user', 'bob', -1, 1), ('user', '', 0, 1),"
-                     " ('instance', 'k0', 0, 2);",
-                     NULL, NULL, NULL),
-        SQLITE_OK);
-    sqlite3_close(db);
+    old_journal(path, 1,
+                "PRAGMA user_version = 1;"
+                "INSERT INTO sessions (id, session_id, state, instance, user, created_ms,"
+                " updated_ms, closed_ms, close_reason, event_count, recorded_ms) VALUES"
+                " (1, 's1', 2, 'k0', 'bob', 1000, 3000, 3000, 'client', 3, 5),"
+                " (2, 's2', 2, 'k0', 'carol', 1000, 2000, 2000, 'client', 2, 5);"
+                "INSERT INTO events (event_id, session, type, time_ms, recorded_ms) VALUES"
+                " ('a', 1, 1, 1000, 5), ('b', 1, 1, 2000, 5), ('c', 1, 2, 3000, 5),"
+                " ('d', 2, 1, 1000, 5), ('e', 2, 2, 2000, 5);"
+                "INSERT INTO counts VALUES ('state', 'all', 0, 2), ('events', 'all', 3, 2),"
+                " ('user', 'alice', 1, 0), ('user', 'bob', -1, 1), ('user', '', 0, 1),"
+                " ('instance', 'k0', 0, 2);");
 
     kj_journal *j = NULL;
     kj_err err = {0};
@@ -256,42 +264,30 @@ static void test_v2_journal_learns_session_types(void **state)
 {
     (void)state;
     char *dir = test_dir(), *path = path_in(dir, "v2.db");
-    sqlite3 *db = NULL;
-    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
-    for (int v = 0; v < 2; v++) {
-        assert_int_equal(kj_schema_migrations[v].version, v + 1);
-        assert_int_equal(sqlite3_exec(db, kj_schema_migrations[v].sql, NULL, NULL, NULL),
-                         SQLITE_OK);
-    }
-    assert_int_equal(
-        sqlite3_exec(
-            db,
-            "PRAGMA user_version = 2;"
-            "INSERT INTO sessions (id, session_id, state, instance, user, created_ms,"
-            " updated_ms, closed_ms, close_reason, event_count, recorded_ms) VALUES"
-            " (1, 'i1', 1, 'k0:10009', 'ann', 1764391200000, 1764391201000, 0, NULL, 2, 5),"
-            " (2, 'b1', 1, 'k0:10009', 'ann', 1764391200000, 1764391200000, 0, NULL, 1, 5),"
-            " (3, 'n1', 1, 'k0:10009', 'ann', 1764391200000, 1764391200000, 0, NULL, 1, 5),"
-            " (4, 'x1', 1, 'k0:10009', 'ann', 1764391200000, 1764391200000, 0, NULL, 1, 5),"
-            " (5, 'z1', 1, 'k0:10009', 'ann', 1764391200000, 1764391200000, 0, NULL, 1, 5);"
-            "INSERT INTO events (event_id, session, type, time_ms, recorded_ms, payload) VALUES"
-            " ('kyuubi:i1:created', 1, 1, 1764391200000, 5,"
-            "  '{\"sessionId\":\"i1\",\"sessionType\":\"INTERACTIVE\",\"eventType\":"
-            "\"kyuubi_session\"}'),"
-            " ('kyuubi:i1:opened', 1, 1, 1764391201000, 5, NULL),"
-            " ('kyuubi:b1:created', 2, 1, 1764391200000, 5,"
-            "  '{\"sessionId\":\"b1\",\"sessionType\":\"BATCH\",\"eventType\":"
-            "\"kyuubi_session\"}'),"
-            " ('n1', 3, 1, 1764391200000, 5, "
-            "'{\"type\":\"session_open\",\"note\":\"sessionType\"}'),"
-            " ('x1', 4, 1, 1764391200000, 5, 'not json, but it says sessionType'),"
-            " ('z1', 5, 1, 1764391200000, 5, '{\"sessionType\":\"STREAMING\"}');"
-            "DELETE FROM counts; INSERT INTO counts VALUES ('state', 'all', 5, 0), ('events', "
-            "'all', 6, 0),"
-            " ('user', 'ann', 5, 0), ('instance', 'k0:10009', 5, 0);",
-            NULL, NULL, NULL),
-        SQLITE_OK);
-    sqlite3_close(db);
+    old_journal(path, 2,
+                "PRAGMA user_version = 2;"
+                "INSERT INTO sessions (id, session_id, state, instance, user, created_ms,"
+                " updated_ms, closed_ms, close_reason, event_count, recorded_ms) VALUES"
+                " (1, 'i1', 1, 'k0:10009', 'ann', 1764391200000, 1764391201000, 0, NULL, 2, 5),"
+                " (2, 'b1', 1, 'k0:10009', 'ann', 1764391200000, 1764391200000, 0, NULL, 1, 5),"
+                " (3, 'n1', 1, 'k0:10009', 'ann', 1764391200000, 1764391200000, 0, NULL, 1, 5),"
+                " (4, 'x1', 1, 'k0:10009', 'ann', 1764391200000, 1764391200000, 0, NULL, 1, 5),"
+                " (5, 'z1', 1, 'k0:10009', 'ann', 1764391200000, 1764391200000, 0, NULL, 1, 5);"
+                "INSERT INTO events (event_id, session, type, time_ms, recorded_ms, payload) VALUES"
+                " ('kyuubi:i1:created', 1, 1, 1764391200000, 5,"
+                "  '{\"sessionId\":\"i1\",\"sessionType\":\"INTERACTIVE\",\"eventType\":"
+                "\"kyuubi_session\"}'),"
+                " ('kyuubi:i1:opened', 1, 1, 1764391201000, 5, NULL),"
+                " ('kyuubi:b1:created', 2, 1, 1764391200000, 5,"
+                "  '{\"sessionId\":\"b1\",\"sessionType\":\"BATCH\",\"eventType\":"
+                "\"kyuubi_session\"}'),"
+                " ('n1', 3, 1, 1764391200000, 5, "
+                "'{\"type\":\"session_open\",\"note\":\"sessionType\"}'),"
+                " ('x1', 4, 1, 1764391200000, 5, 'not json, but it says sessionType'),"
+                " ('z1', 5, 1, 1764391200000, 5, '{\"sessionType\":\"STREAMING\"}');"
+                "DELETE FROM counts; INSERT INTO counts VALUES ('state', 'all', 5, 0), ('events', "
+                "'all', 6, 0),"
+                " ('user', 'ann', 5, 0), ('instance', 'k0:10009', 5, 0);");
 
     kj_journal *j = NULL;
     kj_err err = {0};
@@ -346,34 +342,23 @@ static void test_v4_events_rebuilt(void **state)
 {
     (void)state;
     char *dir = test_dir(), *path = path_in(dir, "v4.db");
-    sqlite3 *db = NULL;
-    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
-    for (int v = 0; v < 4; v++) {
-        assert_int_equal(kj_schema_migrations[v].version, v + 1);
-        assert_int_equal(sqlite3_exec(db, kj_schema_migrations[v].sql, NULL, NULL, NULL),
-                         SQLITE_OK);
-    }
-    assert_int_equal(
-        sqlite3_exec(
-            db,
-            "PRAGMA user_version = 4;"
-            "INSERT INTO sessions (id, session_id, state, instance, user, created_ms,"
-            " updated_ms, closed_ms, close_reason, event_count, recorded_ms, session_type) VALUES"
-            " (1, 's1', 2, 'k0', 'ann', 1764391200000, 1764391210000, 1764391210000, 'client',"
-            "  2, 5, 'interactive'),"
-            " (2, 's2', 1, 'k0', 'ann', 1764391200000, 1764391200000, 0, NULL, 1, 5, 'batch');"
-            "INSERT INTO events (seq, event_id, session, type, time_ms, recorded_ms, instance,"
-            " user, payload, session_type) VALUES"
-            " (3, 'kyuubi:s1:opened', 1, 1, 1764391200000, 5, 'k0', 'ann', '{}', 'interactive'),"
-            " (7, 'kyuubi:s1:closed', 1, 2, 1764391210000, 5, 'k0', 'ann', NULL, NULL),"
-            " (9, 'kyuubi:s2:opened', 2, 1, 1764391200000, 5, 'k0', 'ann', NULL, 'batch');"
-            "INSERT INTO server_events (event_id, type, instance, time_ms, recorded_ms) VALUES"
-            " ('k0-start', 3, 'k0', 1764391300000, 5);"
-            "DELETE FROM counts; INSERT INTO counts VALUES ('state', 'all', 1, 1),"
-            " ('events', 'all', 2, 1), ('user', 'ann', 1, 1), ('instance', 'k0', 1, 1);",
-            NULL, NULL, NULL),
-        SQLITE_OK);
-    sqlite3_close(db);
+    old_journal(
+        path, 4,
+        "PRAGMA user_version = 4;"
+        "INSERT INTO sessions (id, session_id, state, instance, user, created_ms,"
+        " updated_ms, closed_ms, close_reason, event_count, recorded_ms, session_type) VALUES"
+        " (1, 's1', 2, 'k0', 'ann', 1764391200000, 1764391210000, 1764391210000, 'client',"
+        "  2, 5, 'interactive'),"
+        " (2, 's2', 1, 'k0', 'ann', 1764391200000, 1764391200000, 0, NULL, 1, 5, 'batch');"
+        "INSERT INTO events (seq, event_id, session, type, time_ms, recorded_ms, instance,"
+        " user, payload, session_type) VALUES"
+        " (3, 'kyuubi:s1:opened', 1, 1, 1764391200000, 5, 'k0', 'ann', '{}', 'interactive'),"
+        " (7, 'kyuubi:s1:closed', 1, 2, 1764391210000, 5, 'k0', 'ann', NULL, NULL),"
+        " (9, 'kyuubi:s2:opened', 2, 1, 1764391200000, 5, 'k0', 'ann', NULL, 'batch');"
+        "INSERT INTO server_events (event_id, type, instance, time_ms, recorded_ms) VALUES"
+        " ('k0-start', 3, 'k0', 1764391300000, 5);"
+        "DELETE FROM counts; INSERT INTO counts VALUES ('state', 'all', 1, 1),"
+        " ('events', 'all', 2, 1), ('user', 'ann', 1, 1), ('instance', 'k0', 1, 1);");
 
     kj_journal *j = NULL;
     kj_err err = {0};
