@@ -198,6 +198,22 @@ static void old_journal(const char *path, int version, const char *rows)
     sqlite3_close(db);
 }
 
+/* Opens the journal at path read-write, which migrates it: it must then be
+ * at the current schema (at least min_version) and verify clean. */
+static kj_journal *open_migrated(const char *path, int min_version)
+{
+    kj_journal *j = NULL;
+    kj_err err = {0};
+    assert_int_equal(kj_journal_open(path, 0, &j, &err), 0);
+    kj_journal_stats st;
+    assert_int_equal(kj_journal_stats_get(j, &st, &err), 0);
+    assert_int_equal(st.schema_version, kj_journal_schema_version());
+    assert_true(kj_journal_schema_version() >= min_version);
+    if (kj_journal_verify(j, NULL, NULL, NULL, &err))
+        fail_msg("verify after migration: %s", err.msg);
+    return j;
+}
+
 /* A version-1 journal whose totals the bug of issue 10 (item 3) left wrong:
  * s1 opened as alice, then as bob, then closed ("bob -1 open"); s2 opened
  * without a user, closed as carol. Opening it read-write migrates it and
@@ -224,15 +240,11 @@ static void test_v1_totals_recounted(void **state)
     /* A reader cannot upgrade it, and says so. */
     assert_int_equal(kj_journal_open(path, KJ_JOURNAL_READONLY, &j, &err), KJ_EINVAL);
     assert_non_null(strstr(err.msg, "older"));
-    assert_int_equal(kj_journal_open(path, 0, &j, &err), 0);
+    j = open_migrated(path, 2);
     kj_journal_stats st;
     assert_int_equal(kj_journal_stats_get(j, &st, &err), 0);
-    assert_int_equal(st.schema_version, kj_journal_schema_version());
-    assert_true(kj_journal_schema_version() >= 2);
     assert_int_equal(st.sessions_closed, 2);
     assert_int_equal(st.events_open, 3);
-    if (kj_journal_verify(j, NULL, NULL, NULL, &err))
-        fail_msg("verify after migration: %s", err.msg);
     kj_journal_close(j);
     free(path);
     rm_tree(dir);
@@ -289,20 +301,14 @@ static void test_v2_journal_learns_session_types(void **state)
                 "'all', 6, 0),"
                 " ('user', 'ann', 5, 0), ('instance', 'k0:10009', 5, 0);");
 
-    kj_journal *j = NULL;
     kj_err err = {0};
-    assert_int_equal(kj_journal_open(path, 0, &j, &err), 0);
+    kj_journal *j = open_migrated(path, 3);
     kj_journal_stats st;
-    assert_int_equal(kj_journal_stats_get(j, &st, &err), 0);
-    assert_int_equal(st.schema_version, kj_journal_schema_version());
-    assert_true(kj_journal_schema_version() >= 3);
     expect_type(j, "i1", "interactive");
     expect_type(j, "b1", "batch");
     expect_type(j, "n1", "");
     expect_type(j, "x1", "");
     expect_type(j, "z1", "");
-    if (kj_journal_verify(j, NULL, NULL, NULL, &err))
-        fail_msg("verify after migration: %s", err.msg);
 
     kj_event start = {.event_id = "kyuubi-server:k0:10009:1764391300000:started",
                       .type = KJ_EVENT_SERVER_START,
@@ -360,15 +366,9 @@ static void test_v4_events_rebuilt(void **state)
         "DELETE FROM counts; INSERT INTO counts VALUES ('state', 'all', 1, 1),"
         " ('events', 'all', 2, 1), ('user', 'ann', 1, 1), ('instance', 'k0', 1, 1);");
 
-    kj_journal *j = NULL;
     kj_err err = {0};
-    assert_int_equal(kj_journal_open(path, 0, &j, &err), 0);
+    kj_journal *j = open_migrated(path, 5);
     kj_journal_stats st;
-    assert_int_equal(kj_journal_stats_get(j, &st, &err), 0);
-    assert_int_equal(st.schema_version, kj_journal_schema_version());
-    assert_true(kj_journal_schema_version() >= 5);
-    if (kj_journal_verify(j, NULL, NULL, NULL, &err))
-        fail_msg("verify after migration: %s", err.msg);
     int64_t seqs[8] = {0};
     assert_int_equal(kj_journal_events_after(j, 0, NULL, 0, count_events, seqs, NULL, &err), 0);
     assert_int_equal(seqs[0], 3);
