@@ -19,6 +19,7 @@
 #include <getopt.h>
 #include <malloc.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <sqlite3.h>
@@ -330,6 +331,27 @@ static void throughput(const cfg *c, const char *endpoint, double plain, double 
 
 /* --- latency at a fixed offered load ------------------------------------------- */
 
+/*
+ * Waits up to wait_s for a reply on s (its ZMQ_FD fd) with ppoll's
+ * nanoseconds: zmq_poll counts whole milliseconds, so between sends less
+ * than 1 ms apart it would spin (timeout 0), and a spinning client takes a
+ * core from the server it measures. ZMQ_FD signals only changes: ask
+ * ZMQ_EVENTS before sleeping and after.
+ */
+static int wait_reply(void *s, int fd, double wait_s)
+{
+    int ev = 0;
+    size_t sz = sizeof ev;
+    if (zmq_getsockopt(s, ZMQ_EVENTS, &ev, &sz) == 0 && (ev & ZMQ_POLLIN))
+        return 1;
+    if (wait_s <= 0)
+        return 0;
+    struct timespec ts = {(time_t)wait_s, (long)((wait_s - (double)(time_t)wait_s) * 1e9)};
+    struct pollfd p = {fd, POLLIN, 0};
+    ppoll(&p, 1, &ts, NULL);
+    return zmq_getsockopt(s, ZMQ_EVENTS, &ev, &sz) == 0 && (ev & ZMQ_POLLIN);
+}
+
 static void latency(const cfg *c, const char *endpoint, int rate)
 {
     size_t n = (size_t)rate * (size_t)c->seconds;
@@ -339,6 +361,9 @@ static void latency(const cfg *c, const char *endpoint, int rate)
     zmq_setsockopt(s, ZMQ_RCVHWM, &hwm, sizeof hwm);
     zmq_setsockopt(s, ZMQ_LINGER, &linger, sizeof linger);
     zmq_connect(s, endpoint);
+    int fd = -1;
+    size_t fdlen = sizeof fd;
+    zmq_getsockopt(s, ZMQ_FD, &fd, &fdlen);
     double *sent = calloc(n, sizeof *sent), *lat = calloc(n, sizeof *lat);
     char tag[24];
     snprintf(tag, sizeof tag, "lat%d", rate);
@@ -359,8 +384,7 @@ static void latency(const cfg *c, const char *endpoint, int rate)
             next++;
         }
         double wait = next < n ? t0 + (double)next / rate - now_s() : 0.1;
-        zmq_pollitem_t pi = {s, 0, ZMQ_POLLIN, 0};
-        if (zmq_poll(&pi, 1, wait > 0 ? (long)(wait * 1000) : 0) <= 0)
+        if (!wait_reply(s, fd, wait))
             continue;
         for (;;) {
             char id[24], body[512];
