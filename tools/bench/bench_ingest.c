@@ -10,10 +10,12 @@
  *
  * usage: bench_ingest [--publishers P] [--window W] [--batch B] [--events N]
  *                     [--rate R[,R...]] [--seconds S] [--dir DIR] [--kjournald PATH]
- *                     [--no-baseline]
+ *                     [--endpoint E] [--no-baseline] [--latency-only]
  * --events is per publisher; --batch is events per request; --rate may list
  * several offered rates (a latency run each); --no-baseline skips plain
- * SQLite and kj_journal_append alone.
+ * SQLite and kj_journal_append alone; --latency-only skips the throughput
+ * run too (for a server at --endpoint that is not kjournald, such as
+ * ref_server: see latency_floor.sh).
  */
 #include <errno.h>
 #include <getopt.h>
@@ -41,7 +43,7 @@ typedef struct cfg {
     size_t batch, events;
     int rate, seconds;
     int rates[MAX_RATES], nrates;
-    int baseline;
+    int baseline, latency_only;
     pid_t daemon; /* kjournald's pid, for its /proc/PID/io; 0 when not ours */
     const char *dir, *kjournald, *endpoint;
 } cfg;
@@ -433,17 +435,11 @@ int main(int argc, char **argv)
              .baseline = 1,
              .dir = "/tmp"};
     static char exe[4096];
-    static const struct option opts[] = {{"publishers", 1, 0, 'p'},
-                                         {"window", 1, 0, 'w'},
-                                         {"batch", 1, 0, 'b'},
-                                         {"events", 1, 0, 'n'},
-                                         {"rate", 1, 0, 'r'},
-                                         {"seconds", 1, 0, 's'},
-                                         {"dir", 1, 0, 'd'},
-                                         {"kjournald", 1, 0, 'k'},
-                                         {"endpoint", 1, 0, 'e'},
-                                         {"no-baseline", 0, 0, 'B'},
-                                         {0, 0, 0, 0}};
+    static const struct option opts[] = {
+        {"publishers", 1, 0, 'p'},  {"window", 1, 0, 'w'},       {"batch", 1, 0, 'b'},
+        {"events", 1, 0, 'n'},      {"rate", 1, 0, 'r'},         {"seconds", 1, 0, 's'},
+        {"dir", 1, 0, 'd'},         {"kjournald", 1, 0, 'k'},    {"endpoint", 1, 0, 'e'},
+        {"no-baseline", 0, 0, 'B'}, {"latency-only", 0, 0, 'L'}, {0, 0, 0, 0}};
     int o;
     while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (o) {
@@ -480,6 +476,10 @@ int main(int argc, char **argv)
         case 'B':
             c.baseline = 0;
             break;
+        case 'L':
+            c.baseline = 0;
+            c.latency_only = 1;
+            break;
         case 's':
             c.seconds = atoi(optarg);
             break;
@@ -495,7 +495,8 @@ int main(int argc, char **argv)
         default:
             fprintf(stderr, "usage: bench_ingest [--publishers P] [--window W] [--batch B] "
                             "[--events N] [--rate R[,R...]] [--seconds S] [--dir DIR] "
-                            "[--kjournald PATH] [--endpoint E] [--no-baseline]\n");
+                            "[--kjournald PATH] [--endpoint E] [--no-baseline] "
+                            "[--latency-only]\n");
             return 2;
         }
     }
@@ -537,7 +538,8 @@ int main(int argc, char **argv)
     int port = free_port();
     snprintf(endpoint, sizeof endpoint, "tcp://127.0.0.1:%d", port);
     if (c.endpoint) { /* a kjournald someone else runs (to profile it, say) */
-        throughput(&c, c.endpoint, plain, direct);
+        if (!c.latency_only)
+            throughput(&c, c.endpoint, plain, direct);
         for (int i = 0; i < c.nrates; i++)
             latency(&c, c.endpoint, c.rates[i]);
         char cmd[4400];
@@ -552,7 +554,8 @@ int main(int argc, char **argv)
         return 1;
     }
     c.daemon = pid;
-    throughput(&c, endpoint, plain, direct);
+    if (!c.latency_only)
+        throughput(&c, endpoint, plain, direct);
     for (int i = 0; i < c.nrates; i++)
         latency(&c, endpoint, c.rates[i]);
     kill(pid, SIGTERM);
