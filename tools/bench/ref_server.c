@@ -8,7 +8,10 @@
  *              request queued, appends them in one transaction (events with a
  *              UNIQUE event_id, plus a sessions upsert), commits with WAL and
  *              synchronous=FULL, then replies. SQLite checkpoints the WAL
- *              itself (wal_autocheckpoint), unless --no-checkpoint.
+ *              itself (wal_autocheckpoint), unless --no-checkpoint. It takes
+ *              kjournald's batches too ({"events":[...]}) and answers with
+ *              per-event results (stored or duplicate), so that bench_ingest's
+ *              publishers can measure its throughput (--endpoint).
  *
  * What it measures is what the disk and the machine allow for a journal much
  * simpler than kjournal's; tools/bench/latency_floor.sh runs it beside
@@ -33,7 +36,8 @@ static const char ok_reply[] = "{\"status\":\"ok\"}";
 
 typedef struct request {
     zmq_msg_t f[MAX_FRAMES];
-    int n; /* frames received; the last is the body */
+    int n;       /* frames received; the last is the body */
+    char *reply; /* NULL: ok_reply */
 } request;
 
 static volatile sig_atomic_t stopping;
@@ -71,7 +75,12 @@ static void reply(void *s, request *r)
     for (int i = 0; i < r->n - 1; i++)
         zmq_msg_send(&r->f[i], s, ZMQ_SNDMORE);
     zmq_msg_close(&r->f[r->n - 1]);
-    zmq_send(s, ok_reply, sizeof ok_reply - 1, 0);
+    if (r->reply)
+        zmq_send(s, r->reply, strlen(r->reply), 0);
+    else
+        zmq_send(s, ok_reply, sizeof ok_reply - 1, 0);
+    free(r->reply);
+    r->reply = NULL;
 }
 
 typedef struct store {
@@ -118,11 +127,12 @@ static const char *str(const cJSON *o, const char *k)
     return cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(o, k));
 }
 
-/* The event and its session's upsert; a body that is not an event is skipped. */
-static void store_event(store *st, zmq_msg_t *body)
+/* The event and its session's upsert; its result, or NULL for what is not
+ * an event (skipped). The payload stored is the event's own text. */
+static const char *store_event(store *st, const cJSON *e, const char *text, size_t len)
 {
-    cJSON *e = cJSON_ParseWithLength(zmq_msg_data(body), zmq_msg_size(body));
     const char *id = str(e, "event_id"), *sid = str(e, "session_id"), *type = str(e, "type");
+    const char *status = NULL;
     if (id && sid && type) {
         sqlite3_int64 t =
             (sqlite3_int64)cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(e, "time_ms"));
@@ -130,16 +140,53 @@ static void store_event(store *st, zmq_msg_t *body)
         sqlite3_bind_text(st->event, 2, sid, -1, SQLITE_STATIC);
         sqlite3_bind_text(st->event, 3, type, -1, SQLITE_STATIC);
         sqlite3_bind_int64(st->event, 4, t);
-        sqlite3_bind_text(st->event, 5, zmq_msg_data(body), (int)zmq_msg_size(body), SQLITE_STATIC);
+        sqlite3_bind_text(st->event, 5, text, (int)len, SQLITE_STATIC);
         sqlite3_step(st->event);
         sqlite3_reset(st->event);
+        status = sqlite3_changes(st->db) ? "stored" : "duplicate";
         sqlite3_bind_text(st->session, 1, sid, -1, SQLITE_STATIC);
         sqlite3_bind_int(st->session, 2, strcmp(type, "session_close") == 0 ? 2 : 1);
         sqlite3_bind_int64(st->session, 3, t);
         sqlite3_step(st->session);
         sqlite3_reset(st->session);
     }
-    cJSON_Delete(e);
+    return status;
+}
+
+static void add_result(cJSON *results, const cJSON *e, const char *status)
+{
+    cJSON *res = cJSON_CreateObject();
+    cJSON_AddStringToObject(res, "event_id", str(e, "event_id") ? str(e, "event_id") : "");
+    cJSON_AddStringToObject(res, "status", status ? status : "rejected");
+    cJSON_AddItemToArray(results, res);
+}
+
+/* A request: one event, or a batch {"events":[...]}; r->reply gets the
+ * results in kjournald's form, event ids and statuses only. */
+static void store_request(store *st, request *r)
+{
+    zmq_msg_t *body = &r->f[r->n - 1];
+    cJSON *q = cJSON_ParseWithLength(zmq_msg_data(body), zmq_msg_size(body));
+    cJSON *events = cJSON_GetObjectItemCaseSensitive(q, "events");
+    cJSON *out = cJSON_CreateObject(), *results = cJSON_CreateArray();
+    cJSON_AddBoolToObject(out, "ok", 1);
+    if (str(q, "request_id"))
+        cJSON_AddStringToObject(out, "request_id", str(q, "request_id"));
+    cJSON_AddItemToObject(out, "results", results);
+    if (cJSON_IsArray(events)) {
+        const cJSON *e;
+        cJSON_ArrayForEach(e, events)
+        {
+            char *text = cJSON_PrintUnformatted(e);
+            add_result(results, e, text ? store_event(st, e, text, strlen(text)) : NULL);
+            free(text);
+        }
+    } else if (q) {
+        add_result(results, q, store_event(st, q, zmq_msg_data(body), zmq_msg_size(body)));
+    }
+    r->reply = cJSON_PrintUnformatted(out);
+    cJSON_Delete(out);
+    cJSON_Delete(q);
 }
 
 int main(int argc, char **argv)
@@ -177,7 +224,7 @@ int main(int argc, char **argv)
         if (proto) {
             sqlite3_exec(st.db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
             for (int i = 0; i < n; i++)
-                store_event(&st, &batch[i].f[batch[i].n - 1]);
+                store_request(&st, &batch[i]);
             if (sqlite3_exec(st.db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
                 fprintf(stderr, "ref_server: commit failed: %s\n", sqlite3_errmsg(st.db));
                 return 1;
