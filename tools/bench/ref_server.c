@@ -1,6 +1,6 @@
 /*
- * ref_server - reference servers for kjournald's ack latency, answering
- * bench_ingest's latency client (--latency-only --endpoint E):
+ * ref_server - reference servers to read kjournald's figures against, on the
+ * same machine and disk; bench_ingest --endpoint E measures them:
  *
  *   echo       replies at once and stores nothing: the floor that the client,
  *              libzmq and tcp loopback set on this machine.
