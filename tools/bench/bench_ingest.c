@@ -221,7 +221,7 @@ static pid_t start_daemon(const cfg *c, const char *journal, const char *endpoin
               "warn", (char *)NULL);
         _exit(127);
     }
-    for (int i = 0; i < 500; i++) {
+    for (int i = 0; i < 6000; i++) { /* up to a minute: a busy machine, a sanitized build */
         int fd = socket(AF_INET, SOCK_STREAM, 0);
         struct sockaddr_in a = {.sin_family = AF_INET,
                                 .sin_port = htons((uint16_t)port),

@@ -42,7 +42,7 @@ def free_port():
         return s.getsockname()[1]
 
 def wait_port(port, proc):
-    for _ in range(500):
+    for _ in range(6000):  # up to a minute: a busy machine, a sanitized build
         if proc.poll() is not None:
             sys.exit("latency_floor: ref_server exited (%d)" % proc.returncode)
         with socket.socket() as s:
