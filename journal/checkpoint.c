@@ -154,6 +154,20 @@ static int thread_rewind(kj_ckpt *c, int wait_ms)
     return rc;
 }
 
+/* A RESTART's outcome, under mu: a rewind counts under done, and starts a
+ * new cycle of the WAL. */
+static void count_rewind(kj_ckpt *c, int rc, int64_t *done)
+{
+    if (rc == SQLITE_OK) {
+        c->cycle++;
+        (*done)++;
+    } else if ((rc & 0xff) == SQLITE_BUSY) {
+        c->st.rewind_busy++;
+    } else {
+        c->st.rewind_errors++;
+    }
+}
+
 static void *run(void *arg)
 {
     kj_ckpt *c = arg;
@@ -192,14 +206,7 @@ static void *run(void *arg)
             int64_t t2 = kj_mono_ms();
             pthread_mutex_lock(&c->mu);
             add_ms(&c->st.rewind_ms, &c->st.rewind_ms_max, t2 - t1);
-            if (rc == SQLITE_OK) {
-                c->cycle++;
-                c->st.rewinds_thread++;
-            } else if ((rc & 0xff) == SQLITE_BUSY) {
-                c->st.rewind_busy++;
-            } else {
-                c->st.rewind_errors++;
-            }
+            count_rewind(c, rc, &c->st.rewinds_thread);
             pthread_mutex_unlock(&c->mu);
             thread_result(c, rc);
         }
@@ -226,14 +233,7 @@ static void writer_rewind(kj_ckpt *c)
     c->busy_now = c->busy_ms;
 
     pthread_mutex_lock(&c->mu);
-    if (rc == SQLITE_OK) {
-        c->cycle++;
-        c->st.rewinds_hard++;
-    } else if ((rc & 0xff) == SQLITE_BUSY) {
-        c->st.rewind_busy++;
-    } else {
-        c->st.rewind_errors++;
-    }
+    count_rewind(c, rc, &c->st.rewinds_hard);
     pthread_mutex_unlock(&c->mu);
 
     char q[4400];
