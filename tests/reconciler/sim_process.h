@@ -13,7 +13,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-static int free_port(void)
+static inline int free_port(void)
 {
     int s = socket(AF_INET, SOCK_STREAM, 0);
     struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
@@ -24,7 +24,7 @@ static int free_port(void)
     return ntohs(a.sin_port);
 }
 
-static int port_open(int port)
+static inline int port_open(int port)
 {
     int s = socket(AF_INET, SOCK_STREAM, 0);
     struct sockaddr_in a = {.sin_family = AF_INET,
@@ -36,7 +36,7 @@ static int port_open(int port)
 }
 
 /* SIGTERM, then reaps; *pid becomes 0. Nothing when *pid is 0. */
-static void stop_process(pid_t *pid)
+static inline void stop_process(pid_t *pid)
 {
     if (*pid > 0) {
         kill(*pid, SIGTERM);

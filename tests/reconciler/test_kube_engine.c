@@ -23,6 +23,7 @@
 
 #include "reconciler/kube_internal.h"
 #include "reconciler/kube_ops.h"
+#include "sim_process.h"
 
 #define MAXREQ 256
 #define TOKEN_A "token-AAAA-secret"
@@ -567,14 +568,8 @@ static void test_deadline_and_unreachable(void **state)
     wait_idle();
 
     /* nothing listens: KJ_EUNAVAIL or KJ_ETIMEDOUT, within the deadline, bounded */
-    int s = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    bind(s, (struct sockaddr *)&a, sizeof(a));
-    socklen_t al = sizeof(a);
-    getsockname(s, (struct sockaddr *)&a, &al);
-    close(s);
     char server[64];
-    snprintf(server, sizeof(server), "http://127.0.0.1:%d", ntohs(a.sin_port));
+    snprintf(server, sizeof(server), "http://127.0.0.1:%d", free_port());
     kj_kube_flags f;
     kj_kube_flags_init(&f);
     f.server = server;
